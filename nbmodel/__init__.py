@@ -1,0 +1,86 @@
+"""nbmodel: the whole model lifecycle inside Jupyter notebooks, over MLflow's registry.
+
+In a notebook::
+
+    %load_ext nbmodel
+    %model_commit clf -n iris -m "more trees" --eval X_test y_test
+
+From Python::
+
+    import nbmodel
+    v = nbmodel.commit(clf, "iris", message="more trees", eval=(X_test, y_test))
+
+Every function is imported on first use, so ``import nbmodel`` and ``%load_ext nbmodel`` load
+no MLflow, pandas, scikit-learn or matplotlib.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+# public name -> (module, attribute)
+_API = {
+    "set_store": ("store", "set_store"),
+    "get_store": ("store", "get_store"),
+    "commit": ("commit", "commit"),
+    "resolve": ("versions", "resolve"),
+    "show": ("versions", "show"),
+    "load": ("versions", "load"),
+    "checkout": ("versions", "checkout"),
+    "tag": ("versions", "tag"),
+    "retire": ("versions", "retire"),
+    "unretire": ("versions", "unretire"),
+    "log": ("history", "log"),
+    "models": ("history", "models"),
+    "status": ("history", "status"),
+    "diff": ("diff", "diff"),
+    "alias": ("aliases", "set_alias"),
+    "set_alias": ("aliases", "set_alias"),
+    "delete_alias": ("aliases", "delete_alias"),
+    "rollback": ("aliases", "rollback"),
+    "alias_history": ("aliases", "alias_history"),
+    "parse_ref": ("refs", "parse_ref"),
+    "sanitize_file": ("testing", "sanitize_file"),
+    "Version": ("versions", "Version"),
+    "NbmodelError": ("errors", "NbmodelError"),
+}
+
+__all__ = sorted(_API) + ["load_ipython_extension", "unload_ipython_extension", "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    try:
+        module, attr = _API[name]
+    except KeyError:
+        raise AttributeError(f"module 'nbmodel' has no attribute {name!r}") from None
+    value = getattr(importlib.import_module(f".{module}", __name__), attr)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """``%load_ext nbmodel``: register the magics (instant: nothing heavy is imported)."""
+    from .magics import register
+
+    register(ipython)
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    from .magics import unregister
+
+    unregister(ipython)
+
+
+def _jupyter_labextension_paths() -> list[dict[str, str]]:
+    return [{"src": "labextension", "dest": "nbmodel"}]
+
+
+def _jupyter_server_extension_points() -> list[dict[str, str]]:
+    return [{"module": "nbmodel.server"}]

@@ -1,0 +1,333 @@
+"""``nbmodel.commit``: register a new, fully described version in one fast step.
+
+Everything that can fail on the user's input (not a model, data of the wrong shape, unknown
+columns) is checked before the store is touched. The version is registered last, in one call
+that carries its message and tags, after the model's artifacts are complete: a commit killed at
+any point leaves no version whose artifacts are missing. A failure after the run was created
+deletes that run, so the store is as it was.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
+
+from . import lineage
+from .errors import BadData, NbmodelError
+from .evaluate import as_frame_or_array, as_target, check_fits, check_model, detect_task, score
+from .refs import parse_ref
+from .source import cells_from_shell, current_shell
+from .store import get_store
+from .versions import (
+    MODEL_ARTIFACT,
+    PROFILE_ARTIFACT,
+    SOURCE_ARTIFACT,
+    T_DATA,
+    T_ESTIMATOR,
+    T_FLAVOR,
+    T_METRICS,
+    T_PARENT,
+    T_TASK,
+    T_USER,
+    TAG,
+    Version,
+    _user,
+    resolve,
+    search_versions,
+)
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+MAX_PARAM_LEN = 6000
+INPUT_EXAMPLE_ROWS = 5
+
+
+def _flatten_params(model: Any) -> dict[str, str]:
+    """``get_params(deep=True)``: pipelines give ``clf__C`` etc.; objects show their class."""
+    get_params = getattr(model, "get_params", None)
+    params: dict[str, Any] = {}
+    if callable(get_params):
+        try:
+            params = get_params(deep=True)
+        except Exception:  # noqa: BLE001
+            params = {}
+    else:
+        params = {k: v for k, v in vars(model).items()
+                  if not k.startswith("_") and isinstance(v, (str, int, float, bool, type(None)))}
+    out = {}
+    for k, v in params.items():
+        if hasattr(v, "get_params") or callable(v) and not isinstance(v, type):
+            v = type(v).__name__ if not callable(v) or hasattr(v, "get_params") else getattr(v, "__name__", repr(v))
+        text = str(v)
+        out[str(k)] = text if len(text) <= MAX_PARAM_LEN else text[: MAX_PARAM_LEN - 3] + "..."
+    return out
+
+
+def _is_sklearn(model: Any) -> bool:
+    try:
+        from sklearn.base import BaseEstimator
+    except ImportError:  # pragma: no cover
+        return False
+    return isinstance(model, BaseEstimator)
+
+
+def _estimator_name(model: Any) -> str:
+    kind = type(model)
+    name = f"{kind.__module__}.{kind.__qualname__}"
+    steps = getattr(model, "steps", None)
+    if isinstance(steps, list) and steps:
+        inner = ", ".join(type(s).__name__ for _, s in steps)
+        name += f"[{inner}]"
+    return name
+
+
+def _input_example(X: Any) -> Any:
+    import pandas as pd
+
+    if isinstance(X, pd.DataFrame):
+        return X.iloc[:INPUT_EXAMPLE_ROWS]
+    return X[:INPUT_EXAMPLE_ROWS]
+
+
+def _pair(pair: Any, what: str) -> tuple[Any, Any]:
+    if pair is None:
+        return None, None  # type: ignore[return-value]
+    if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+        raise BadData(f"{what} must be a pair (X, y)")
+    return pair[0], pair[1]
+
+
+def commit(
+    model: Any,
+    name: str | None = None,
+    *,
+    message: str = "",
+    eval: Sequence[Any] | None = None,  # noqa: A002 - the contract's own word
+    train: Sequence[Any] | None = None,
+    tags: Mapping[str, Any] | None = None,
+    source: str | None = None,
+    parent: str | None = None,
+    var_names: Sequence[str] | None = None,
+) -> Version:
+    """Register ``model`` as the next version of ``name``.
+
+    Args:
+        model: a fitted scikit-learn estimator or pipeline, or any object with ``predict``.
+        name: the registered model's name; defaults to the model the object was checked out
+            from or last committed as.
+        message: what changed, like a commit message (the version's MLflow description).
+        eval: ``(X, y)`` to score the model on; the metrics are recorded.
+        train: ``(X, y)`` it was trained on; its fingerprint and per-feature reference
+            statistics are recorded for diffs and drift.
+        tags: extra tags for the version and its run.
+        source: the code that built the model; in IPython, the cells that built it are found
+            in the session's history.
+        parent: the parent version; defaults to the version the object was checked out from,
+            else the newest version of ``name``.
+        var_names: names the model and data have in the caller's namespace, for slicing cells.
+
+    Returns:
+        The new :class:`~nbmodel.versions.Version`.
+
+    Raises:
+        NotAModel, BadData: bad input, before anything is written.
+
+    Example:
+        >>> v = nbmodel.commit(clf, "iris", message="more trees", eval=(X_test, y_test))  # doctest: +SKIP
+        >>> v.ref  # doctest: +SKIP
+        'iris/3'
+    """
+    check_model(model)
+    head = lineage.head_of(model)
+    if name is None:
+        if head is None:
+            raise BadData("give the model a name: nbmodel.commit(model, 'iris')")
+        name = parse_ref(head).name
+    ref = parse_ref(name)
+    if ref.version is not None or ref.alias is not None:
+        raise BadData(f"commit to a model name, not a version: use {ref.name!r}")
+    name = ref.name
+    if not isinstance(message, str):
+        raise BadData("the message must be a string")
+    user_tags = {str(k): str(v) for k, v in (tags or {}).items()}
+    for k in user_tags:
+        if k.startswith(TAG) or not k:
+            raise BadData(f"tag key {k!r} is not allowed; keys starting with 'nbmodel.' are nbmodel's own")
+    if parent is not None:
+        parent = str(parse_ref(parent))
+
+    # 1. Everything that reads the user's input, before any write.
+    X_eval, y_eval = _pair(eval, "eval")
+    X_train, y_train = _pair(train, "train")
+    task = None
+    metrics: dict[str, float] = {}
+    profile = None
+    if X_train is not None:
+        from .data import profile as make_profile
+
+        X_train = as_frame_or_array(X_train, "the training data")
+        check_fits(model, X_train, "the training data")
+        y_train = as_target(y_train, X_train.shape[0], "the training targets")
+        task = detect_task(model, y_train)
+        profile = make_profile(X_train, y_train)
+    if X_eval is not None:
+        X_eval = as_frame_or_array(X_eval, "the eval data")
+        check_fits(model, X_eval, "the eval data")
+        y_eval = as_target(y_eval, X_eval.shape[0], "the eval targets")
+        task = task or detect_task(model, y_eval)
+        metrics = score(model, X_eval, y_eval, task=task)
+    task = task or detect_task(model)
+    sample = X_eval if X_eval is not None else X_train
+    signature = example = None
+    if sample is not None:
+        from mlflow.models import infer_signature
+
+        example = _input_example(sample)
+        from .evaluate import predict
+
+        signature = infer_signature(example, predict(model, example, "the input example"))
+    sklearn_flavor = _is_sklearn(model)
+    if source is None:
+        names = list(var_names or [])
+        shell = current_shell()
+        if shell is not None and not names:
+            names = [k for k, v in shell.user_ns.items() if v is model and not k.startswith("_")]
+        source = cells_from_shell(shell, names) if names else None
+    params = _flatten_params(model)
+
+    # 2. Write: run, artifacts, model; then register in one call.
+    store = get_store()
+    client = store.client
+    exp_id = store.experiment_id(name)
+    user = _user()
+    run_tags = {"mlflow.note.content": message, "mlflow.user": user, **user_tags}
+    if source:
+        run_tags["mlflow.source.type"] = "NOTEBOOK"
+    run = store.retry(client.create_run, exp_id, run_name=f"{name} commit", tags=run_tags)
+    run_id = run.info.run_id
+    try:
+        _log_run(store, run_id, params, metrics, task, model)
+        if source:
+            store.retry(client.log_text, run_id, source, SOURCE_ARTIFACT)
+        if profile is not None:
+            store.retry(client.log_dict, run_id, profile, PROFILE_ARTIFACT)
+        model_uri, model_id, flavor = _log_model(model, run_id, signature, example, sklearn_flavor)
+        version_tags = {
+            T_TASK: task or "",
+            T_ESTIMATOR: _estimator_name(model),
+            T_FLAVOR: flavor,
+            T_METRICS: json.dumps({k: round(v, 6) for k, v in metrics.items()}),
+            T_USER: user,
+            **user_tags,
+        }
+        if profile is not None:
+            version_tags[T_DATA] = json.dumps(
+                {k: profile[k] for k in ("hash", "rows", "columns", "dtypes", "target")})
+        if source:
+            version_tags["nbmodel.source_sha"] = hashlib.sha1(source.encode()).hexdigest()[:12]
+        mv = _register(store, name, model_uri, model_id, run_id, version_tags, message,
+                       parent or head)
+    except BaseException as exc:
+        # Nothing half-done stays behind: the run (and its logged model) are deleted.
+        try:
+            store.retry(client.delete_run, run_id)
+        except Exception:  # noqa: BLE001 - the original error matters more
+            pass
+        if isinstance(exc, (NbmodelError, KeyboardInterrupt)):
+            raise
+        if isinstance(exc, Exception):
+            raise NbmodelError(
+                f"could not commit {name}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+            ) from exc
+        raise
+    version = int(mv.version)
+    try:
+        store.retry(client.update_run, run_id, status="FINISHED", name=f"{name}/{version}")
+        store.retry(client.set_tag, run_id, "nbmodel.version", f"{name}/{version}")
+    except Exception:  # noqa: BLE001 - cosmetic; the version is registered and complete
+        pass
+    lineage.set_head(model, f"{name}/{version}")
+    return Version.from_mlflow(mv, aliases=[])
+
+
+def _log_run(store: Any, run_id: str, params: dict[str, str], metrics: dict[str, float],
+             task: str | None, model: Any) -> None:
+    from mlflow.entities import Metric, Param, RunTag
+    from mlflow.utils.time import get_current_time_millis
+
+    now = get_current_time_millis()
+    ps = [Param(k, v) for k, v in params.items()]
+    ms = [Metric(k, v, now, 0) for k, v in metrics.items()]
+    ts = [RunTag("nbmodel.task", task or ""), RunTag("nbmodel.estimator", _estimator_name(model))]
+    # MLflow takes at most 100 params per batch.
+    for i in range(0, max(len(ps), 1), 100):
+        store.retry(store.client.log_batch, run_id, metrics=ms if i == 0 else [],
+                    params=ps[i:i + 100], tags=ts if i == 0 else [])
+
+
+def _pyfunc_wrapper(model: Any) -> Any:
+    """Wrap any object with ``predict`` as a pyfunc model.
+
+    The class is made inside this function, so cloudpickle stores it by value: loading the
+    version needs MLflow and the object's own packages, not nbmodel.
+    """
+    import mlflow.pyfunc
+
+    class NbmodelPredict(mlflow.pyfunc.PythonModel):
+        def __init__(self, model: Any) -> None:
+            self.model = model
+
+        def predict(self, context: Any, model_input: Any, params: Any = None) -> Any:  # noqa: ARG002
+            return self.model.predict(model_input)
+
+    return NbmodelPredict(model)
+
+
+def _log_model(model: Any, run_id: str, signature: Any, example: Any, sklearn_flavor: bool
+               ) -> tuple[str, str | None, str]:
+    import warnings
+
+    import mlflow
+    from mlflow.models import Model
+
+    from .requirements import pinned_requirements
+
+    from .store import use_in_mlflow
+
+    use_in_mlflow(get_store().uri)
+    common = dict(artifact_path=None, name=MODEL_ARTIFACT, run_id=run_id, signature=signature, input_example=example)
+    with warnings.catch_warnings():
+        # MLflow warns about its own internals (pydantic, future defaults) on every log.
+        warnings.simplefilter("ignore")
+        if sklearn_flavor:
+            try:
+                info = Model.log(flavor=mlflow.sklearn, sk_model=model, serialization_format="cloudpickle",
+                                 pip_requirements=pinned_requirements(model), **common)
+                return info.model_uri, info.model_id, "sklearn"
+            except Exception:  # noqa: BLE001 - fall through to the generic wrapper
+                pass
+        info = Model.log(flavor=mlflow.pyfunc, python_model=_pyfunc_wrapper(model),
+                         pip_requirements=pinned_requirements(model), **common)
+        return info.model_uri, info.model_id, "pyfunc"
+
+
+def _register(store: Any, name: str, model_uri: str, model_id: str | None, run_id: str,
+              tags: dict[str, str], message: str, parent: str | None) -> Any:
+    from mlflow.exceptions import MlflowException
+
+    client = store.client
+    with store.write_lock():
+        try:
+            store.retry(client.create_registered_model, name,
+                        description=None, tags={"nbmodel.managed": "true"})
+        except MlflowException as exc:
+            if "already exists" not in str(exc).lower() and getattr(exc, "error_code", "") != "RESOURCE_ALREADY_EXISTS":
+                raise
+        if parent is None:
+            newest = search_versions(store, name, max_results=1)
+            parent = f"{name}/{newest[0].version}" if newest else None
+        tags = {**tags, T_PARENT: parent or ""}
+        return store.retry(client.create_model_version, name, model_uri, run_id=run_id, tags=tags,
+                           description=message or None, model_id=model_id)

@@ -1,0 +1,61 @@
+"""Small HTML and text building blocks shared by every result nbmodel shows.
+
+HTML uses JupyterLab's CSS variables where they exist (so dark themes work) with plain
+fallbacks for Notebook 7 and VS Code; text forms are plain and deterministic for nbval.
+"""
+
+from __future__ import annotations
+
+import html
+from typing import Iterable, Sequence
+
+STYLE = """<style>
+.nbm-card,.nbm-table{font-family:var(--jp-ui-font-family,sans-serif);font-size:var(--jp-ui-font-size1,13px);
+ color:var(--jp-ui-font-color1,inherit)}
+.nbm-card{border:1px solid var(--jp-border-color2,#ddd);border-radius:4px;padding:6px 10px;margin:2px 0;max-width:60em}
+.nbm-card h4{margin:2px 0 6px 0;font-size:1.1em}
+.nbm-card table,.nbm-table{border-collapse:collapse}
+.nbm-card td{padding:1px 8px 1px 0;vertical-align:top;text-align:left}
+.nbm-card td.k{color:var(--jp-ui-font-color2,#666);white-space:nowrap}
+.nbm-table th,.nbm-table td{padding:2px 8px;text-align:left;border-bottom:1px solid var(--jp-border-color2,#eee)}
+.nbm-table caption{text-align:left;font-weight:bold;padding:2px 0}
+.nbm-badge{display:inline-block;margin-left:6px;padding:0 6px;border-radius:8px;font-size:.85em;
+ background:var(--jp-brand-color3,#d3e5f8);color:var(--jp-ui-font-color1,#000)}
+.nbm-badge.retired{background:var(--jp-warn-color3,#f5d8b0)}
+.nbm-metric{margin-right:10px}
+.nbm-graph{font-family:var(--jp-code-font-family,monospace);white-space:pre}
+.nbm-add{color:var(--jp-success-color1,#2a7a2a)} .nbm-del{color:var(--jp-error-color1,#b22)}
+.nbm-best{font-weight:bold}
+pre.nbm-diff{font-size:.9em;max-height:30em;overflow:auto}
+</style>"""
+
+
+def badge(text: str, *, kind: str = "") -> str:
+    return f"<span class='nbm-badge {kind}'>{html.escape(text)}</span>"
+
+
+def card(title_html: str, rows: Iterable[tuple[str, str]]) -> str:
+    body = "".join(f"<tr><td class='k'>{html.escape(k)}</td><td>{v}</td></tr>" for k, v in rows)
+    return f"{STYLE}<div class='nbm-card'><h4>{title_html}</h4><table>{body}</table></div>"
+
+
+def html_table(head: Sequence[str], rows: Iterable[Sequence[str]], *, caption: str = "",
+               raw: bool = False) -> str:
+    """A table; cells are escaped unless ``raw`` (then they are trusted HTML)."""
+    esc = (lambda x: x) if raw else html.escape
+    cap = f"<caption>{html.escape(caption)}</caption>" if caption else ""
+    th = "".join(f"<th>{html.escape(h)}</th>" for h in head)
+    trs = "".join("<tr>" + "".join(f"<td>{esc(str(c))}</td>" for c in row) + "</tr>" for row in rows)
+    return f"{STYLE}<table class='nbm-table'>{cap}<thead><tr>{th}</tr></thead><tbody>{trs}</tbody></table>"
+
+
+def text_table(head: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """Columns padded to their widest cell; the last column is not padded."""
+    rows = [[str(c) for c in row] for row in rows]
+    widths = [max([len(h)] + [len(r[i]) for r in rows if i < len(r)]) for i, h in enumerate(head)]
+
+    def line(cells: Sequence[str]) -> str:
+        parts = [c.ljust(widths[i]) if i < len(cells) - 1 else c for i, c in enumerate(cells)]
+        return "  ".join(parts).rstrip()
+
+    return "\n".join([line(head)] + [line(r) for r in rows])

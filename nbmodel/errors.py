@@ -1,0 +1,74 @@
+"""One hierarchy for every mistake nbmodel reports.
+
+Each error carries a ``kind`` so that tests (and the REST layer) can tell them apart without
+matching on wording. Magics turn every :class:`NbmodelError` into IPython's ``UsageError``,
+which prints one line and no traceback; the REST layer maps them to 4xx JSON.
+"""
+
+from __future__ import annotations
+
+
+class NbmodelError(Exception):
+    """A problem the user can fix; the message says how."""
+
+    kind = "error"
+    #: HTTP status used by the REST layers.
+    status = 400
+
+
+class BadReference(NbmodelError):
+    """A model reference that cannot be parsed (``iris/x``, ``@prod``...)."""
+
+    kind = "bad-reference"
+
+
+class ModelNotFound(NbmodelError):
+    kind = "model-not-found"
+    status = 404
+
+
+class VersionNotFound(NbmodelError):
+    kind = "version-not-found"
+    status = 404
+
+
+class AliasNotFound(NbmodelError):
+    kind = "alias-not-found"
+    status = 404
+
+
+class NotAModel(NbmodelError):
+    """The object given to commit cannot predict."""
+
+    kind = "not-a-model"
+
+
+class BadData(NbmodelError):
+    """Eval or training data that does not fit the model."""
+
+    kind = "bad-data"
+
+
+class RetiredVersion(NbmodelError):
+    """A retired version was asked to take an alias or to serve."""
+
+    kind = "retired"
+    status = 409
+
+
+class RollbackError(NbmodelError):
+    """No earlier holder to roll back to."""
+
+    kind = "rollback"
+    status = 409
+
+
+class StoreError(NbmodelError):
+    """The store cannot be opened or reached."""
+
+    kind = "store"
+    status = 503
+
+
+class NbmodelWarning(UserWarning):
+    """Warnings nbmodel raises itself (errors in nbmodel's own test run)."""

@@ -1,0 +1,282 @@
+"""Reading the registry: a model's history, the list of models, and the store's status."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import html
+import importlib
+import importlib.util
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import lineage
+from .display import badge, html_table, text_table
+from .errors import NbmodelError
+from .evaluate import key_metrics
+from .refs import Ref, parse_ref
+from .store import Store, get_store
+from .versions import Version, _aliases_of, _fmt, _registered, age, search_versions
+
+
+def _parent_number(v: Version) -> int | None:
+    if not v.parent:
+        return None
+    try:
+        p = parse_ref(v.parent)
+    except NbmodelError:
+        return None
+    return p.version if p.name == v.name else None
+
+
+@dataclass
+class History:
+    """A model's versions, newest first, with a lineage graph where they branch."""
+
+    name: str
+    versions: list[Version]
+    total: int
+    now: _dt.datetime = field(default_factory=lambda: _dt.datetime.now(_dt.timezone.utc))
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(self.versions)
+
+    def __len__(self) -> int:
+        return len(self.versions)
+
+    def __getitem__(self, i: int) -> Version:
+        return self.versions[i]
+
+    @property
+    def metric_names(self) -> list[str]:
+        names: list[str] = []
+        for v in self.versions:
+            for k in key_metrics(v.metrics, v.task):
+                if k not in names:
+                    names.append(k)
+        return names[:3]
+
+    def _graph(self) -> list[tuple[str, int | None]] | None:
+        rows = [(v.version, _parent_number(v)) for v in self.versions]
+        return lineage.graph(rows) if lineage.branches(rows) else None
+
+    def _table(self) -> tuple[list[str], list[list[str]], list[str] | None]:
+        metrics = self.metric_names
+        any_retired = any(v.retired for v in self.versions)
+        head = ["version", "aliases", "age", "message", *metrics, "parent"]
+        if any_retired:
+            head.append("retired")
+        by_number = {v.version: v for v in self.versions}
+        graph = self._graph()
+        order = graph or [("", v.version) for v in self.versions]
+        rows, prefixes = [], []
+        for prefix, number in order:
+            prefixes.append(prefix)
+            if number is None:
+                rows.append([""] * len(head))
+                continue
+            v = by_number[number]
+            row = [str(v.version), ", ".join(v.aliases), age(v.created, self.now),
+                   _one_line(v.message)]
+            row += [_fmt(v.metrics[m]) if m in v.metrics else "" for m in metrics]
+            row.append(v.parent or "")
+            if any_retired:
+                row.append("retired" if v.retired else "")
+            rows.append(row)
+        return head, rows, (prefixes if graph else None)
+
+    def _title(self) -> str:
+        shown = f"{len(self.versions)} of {self.total}" if len(self.versions) < self.total else f"{self.total}"
+        return f"{self.name}: {shown} version{'s' if self.total != 1 else ''}, newest first"
+
+    def __str__(self) -> str:
+        if not self.versions:
+            return f"{self.name}: no versions yet"
+        head, rows, prefixes = self._table()
+        if prefixes is not None:
+            width = max(len(p) for p in prefixes)
+            head = ["graph".ljust(width)] + head
+            rows = [[p.ljust(width)] + r for p, r in zip(prefixes, rows)]
+        return self._title() + "\n" + text_table(head, rows)
+
+    def __repr__(self) -> str:
+        return str(self)
+
+    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
+        p.text(str(self))
+
+    def _repr_html_(self) -> str:
+        if not self.versions:
+            return f"<div class='nbm-line'>{html.escape(self.name)}: no versions yet</div>"
+        head, rows, prefixes = self._table()
+        cells = []
+        for i, row in enumerate(rows):
+            out = [html.escape(c) for c in row]
+            if row[0]:
+                v = next(x for x in self.versions if str(x.version) == row[0])
+                out[1] = "".join(badge(a) for a in v.aliases)
+                if v.retired:
+                    out[-1] = badge("retired", kind="retired")
+            if prefixes is not None:
+                out.insert(0, f"<span class='nbm-graph'>{html.escape(prefixes[i])}</span>")
+            cells.append(out)
+        if prefixes is not None:
+            head = ["", *head]
+        return html_table(head, cells, caption=self._title(), raw=True)
+
+
+def _one_line(text: str, width: int = 60) -> str:
+    line = (text or "").strip().splitlines()[0] if (text or "").strip() else ""
+    return line if len(line) <= width else line[: width - 3] + "..."
+
+
+def log(name: str | Ref | None = None, *, limit: int | None = None, offset: int = 0) -> History:
+    """A model's history, newest first.
+
+    Args:
+        name: the model; may be left out when the store holds a single model.
+        limit: show at most this many versions.
+        offset: skip this many of the newest first (for paging).
+
+    Example:
+        >>> nbmodel.log("iris", limit=5)  # doctest: +SKIP
+    """
+    store = get_store()
+    model = _default_name(store) if name is None else parse_ref(name).name
+    rm = _registered(store, model)
+    aliases: dict[int, list[str]] = {}
+    for a, v in _aliases_of(rm).items():
+        aliases.setdefault(v, []).append(a)
+    want = None if limit is None else offset + max(0, int(limit))
+    found: list[Any] = []
+    token = None
+    total = 0
+    while True:
+        page = search_versions(store, model, max_results=min(want or 10000, 10000), page_token=token)
+        found.extend(page)
+        token = page.token
+        if not token or (want is not None and len(found) >= want):
+            break
+    total = len(found)
+    if want is not None and token:
+        total = _count_versions(store, model, found)
+    versions = [Version.from_mlflow(mv, aliases=aliases.get(int(mv.version), []))
+                for mv in found[offset:want]]
+    return History(model, versions, total)
+
+
+def _count_versions(store: Store, name: str, found: list[Any]) -> int:
+    # Version numbers have no gaps unless versions were deleted; the newest is a fair count.
+    return max(int(found[0].version), len(found)) if found else 0
+
+
+def _default_name(store: Store) -> str:
+    names = [m.name for m in store.retry(store.client.search_registered_models, max_results=3)]
+    if len(names) == 1:
+        return names[0]
+    if not names:
+        raise NbmodelError(f"the store {store.uri} has no models yet; commit one with %model_commit")
+    raise NbmodelError("the store holds several models; name one: %model_log NAME "
+                       "(%model_status lists them)")
+
+
+@dataclass
+class ModelSummary:
+    name: str
+    latest: int | None
+    aliases: dict[str, int]
+    updated: _dt.datetime | None
+    description: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "latest": self.latest, "aliases": dict(self.aliases),
+                "updated": self.updated.isoformat() if self.updated else None}
+
+
+def models(store: Store | None = None) -> list[ModelSummary]:
+    """Every registered model with its newest version and aliases, by name."""
+    store = store or get_store()
+    out = []
+    token = None
+    while True:
+        page = store.retry(store.client.search_registered_models, max_results=1000,
+                           order_by=["name ASC"], page_token=token)
+        for rm in page:
+            latest = max((int(v.version) for v in (rm.latest_versions or [])), default=None)
+            updated = (_dt.datetime.fromtimestamp(rm.last_updated_timestamp / 1000, _dt.timezone.utc)
+                       if rm.last_updated_timestamp else None)
+            out.append(ModelSummary(rm.name, latest, _aliases_of(rm), updated, rm.description or ""))
+        token = page.token
+        if not token:
+            break
+    return out
+
+
+#: Modules that add a section to %model_status when they exist; each may define
+#: ``status_section() -> tuple[str, list[str], list[list[str]]] | None`` (title, head, rows).
+STATUS_MODULES = ("nbmodel.serving", "nbmodel.monitoring")
+
+
+@dataclass
+class Status:
+    uri: str
+    origin: str
+    models: list[ModelSummary]
+    sections: list[tuple[str, list[str], list[list[str]]]] = field(default_factory=list)
+    exists: bool = True
+
+    def _model_rows(self) -> list[list[str]]:
+        return [[m.name, f"{m.name}/{m.latest}" if m.latest else "-",
+                 ", ".join(f"{a} -> {v}" for a, v in sorted(m.aliases.items()))]
+                for m in self.models]
+
+    def _origin_text(self) -> str:
+        return {"set_store": "set by %model_store", "MLFLOW_TRACKING_URI": "from MLFLOW_TRACKING_URI",
+                "default": "the default"}.get(self.origin, f"from {self.origin}")
+
+    def __str__(self) -> str:
+        lines = [f"store: {self.uri} ({self._origin_text()})"]
+        if not self.models:
+            lines.append("no models yet: commit one with %model_commit")
+        else:
+            lines.append(text_table(["model", "newest", "aliases"], self._model_rows()))
+        for title, head, rows in self.sections:
+            lines.append(f"{title}:")
+            lines.append(text_table(head, rows) if rows else "  none")
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return str(self)
+
+    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
+        p.text(str(self))
+
+    def _repr_html_(self) -> str:
+        parts = [f"<div class='nbm-line'><b>store</b> <code>{html.escape(self.uri)}</code> "
+                 f"({html.escape(self._origin_text())})</div>"]
+        if self.models:
+            parts.append(html_table(["model", "newest", "aliases"], self._model_rows()))
+        else:
+            parts.append("<div class='nbm-line'>no models yet: commit one with %model_commit</div>")
+        for title, head, rows in self.sections:
+            parts.append(html_table(head, rows, caption=title) if rows
+                         else f"<div class='nbm-line'><b>{html.escape(title)}</b>: none</div>")
+        return "".join(parts)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"uri": self.uri, "origin": self.origin, "models": [m.to_dict() for m in self.models],
+                "sections": [{"title": t, "head": h, "rows": r} for t, h, r in self.sections]}
+
+
+def status() -> Status:
+    """The store in use, its models with their newest versions and aliases, and what runs."""
+    store = get_store()
+    sections = []
+    for mod_name in STATUS_MODULES:
+        if importlib.util.find_spec(mod_name) is None:
+            continue
+        fn = getattr(importlib.import_module(mod_name), "status_section", None)
+        if callable(fn):
+            section = fn()
+            if section:
+                sections.append(section)
+    return Status(store.uri, store.origin, models(store), sections)

@@ -1,0 +1,99 @@
+"""Parents of versions: which version a model object came from, and the lineage graph.
+
+Like git's HEAD: ``%model_checkout iris/2 --as clf`` makes iris/2 the head of that object, and
+committing it records iris/2 as the parent; committing makes the new version the head.
+"""
+
+from __future__ import annotations
+
+import weakref
+from typing import Any, Iterable, Sequence
+
+_heads: "weakref.WeakKeyDictionary[Any, str]" = weakref.WeakKeyDictionary()
+# Objects that cannot be weakly referenced are kept by id, with the object to keep ids unique.
+_heads_by_id: dict[int, tuple[Any, str]] = {}
+
+
+def set_head(obj: Any, ref: str) -> None:
+    """Record that ``obj`` is (a working copy of) version ``ref``."""
+    try:
+        _heads[obj] = ref
+    except TypeError:
+        _heads_by_id[id(obj)] = (obj, ref)
+
+
+def head_of(obj: Any) -> str | None:
+    """The version ``obj`` was checked out from or last committed as, if any."""
+    try:
+        found = _heads.get(obj)
+    except TypeError:
+        found = None
+    if found is None:
+        entry = _heads_by_id.get(id(obj))
+        if entry is not None and entry[0] is obj:
+            found = entry[1]
+    return found
+
+
+def graph(rows: Sequence[tuple[int, int | None]]) -> list[tuple[str, int | None]]:
+    """Draw ``git log --graph`` lanes for versions of one model, newest first.
+
+    Args:
+        rows: ``(version, parent_version)`` newest first; a parent of another model or none is
+            ``None``.
+
+    Returns:
+        ``(prefix, version)`` lines; connector lines carry ``None`` as version.
+
+    Example:
+        >>> [p for p, _ in graph([(4, 2), (3, 2), (2, 1), (1, None)])]
+        ['*', '| *', '|/', '*', '*']
+    """
+    lanes: list[int | None] = []
+    out: list[tuple[str, int | None]] = []
+    present = {v for v, _ in rows}
+    for version, parent in rows:
+        waiting = [i for i, lane in enumerate(lanes) if lane == version]
+        if waiting:
+            col = waiting[0]
+            # Lanes that also waited for this version are branches that start here: fold them
+            # into this one, right to left, the way git draws "|/".
+            for j in reversed(waiting[1:]):
+                out.append((_join(lanes, j), None))
+                del lanes[j]
+        else:
+            free = [i for i, lane in enumerate(lanes) if lane is None]
+            col = free[0] if free else len(lanes)
+            if col == len(lanes):
+                lanes.append(version)
+        marks = ["*" if i == col else ("|" if lane is not None else " ") for i, lane in enumerate(lanes)]
+        out.append((" ".join(marks).rstrip(), version))
+        lanes[col] = parent if parent in present else None
+        while lanes and lanes[-1] is None:
+            lanes.pop()
+    return out
+
+
+def _join(lanes: list[int | None], j: int) -> str:
+    """A connector line in which lane ``j`` bends left into the lane before it."""
+    parts = []
+    for i, lane in enumerate(lanes):
+        if i < j:
+            parts.append("|" if lane is not None else " ")
+        else:
+            parts.append("/")
+    text = " ".join(parts)
+    # "| /" reads as two lanes; git writes the bend right after the lane it joins: "|/".
+    return text[: 2 * j - 1] + text[2 * j:] if j > 0 else text
+
+
+def branches(rows: Iterable[tuple[int, int | None]]) -> bool:
+    """True when some version has two children, i.e. when a graph says more than a list."""
+    seen: set[int] = set()
+    for _, parent in rows:
+        if parent is None:
+            continue
+        if parent in seen:
+            return True
+        seen.add(parent)
+    return False

@@ -1,0 +1,36 @@
+"""IPython magics: thin layers that parse arguments, call the core and display the result.
+
+Each feature keeps its magics in its own module here; ``MAGIC_CLASSES`` lists them. Modules
+in this package import nothing heavy at import time, so ``%load_ext nbmodel`` stays instant.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+#: "module:Class" of every Magics class to register.
+MAGIC_CLASSES = [
+    "nbmodel.magics.versioning:VersioningMagics",
+]
+
+
+def _classes() -> list[type]:
+    out = []
+    for spec in MAGIC_CLASSES:
+        module, cls = spec.split(":")
+        out.append(getattr(importlib.import_module(module), cls))
+    return out
+
+
+def register(ipython: Any) -> None:
+    for cls in _classes():
+        ipython.register_magics(cls)
+
+
+def unregister(ipython: Any) -> None:
+    manager = ipython.magics_manager
+    for cls in _classes():
+        for kind, names in cls.magics.items():
+            for name in names:
+                manager.magics[kind].pop(name, None)

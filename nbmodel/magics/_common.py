@@ -1,0 +1,100 @@
+"""What every nbmodel magic shares: turning nbmodel's errors into one-line UsageErrors,
+looking up variables, and reading ``key=value`` arguments."""
+
+from __future__ import annotations
+
+import functools
+import shlex
+from typing import Any, Callable, TypeVar
+
+from IPython.core.error import UsageError
+
+from ..errors import NbmodelError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def NbmodelUsageError(message: str, kind: str = "usage") -> UsageError:  # noqa: N802
+    """A UsageError carrying the kind of mistake behind it (tests assert on the kind).
+
+    It must be a plain UsageError, not a subclass: IPython prints a one-line message, with no
+    traceback, only for that exact class.
+    """
+    err = UsageError(message)
+    err.kind = kind  # type: ignore[attr-defined]
+    return err
+
+
+def usage_errors(fn: F) -> F:
+    """Run a magic; nbmodel's errors (and argparse's) become a short UsageError."""
+
+    @functools.wraps(fn)
+    def wrapper(self: Any, line: str = "", *args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(self, line, *args, **kwargs)
+        except HelpShown:
+            return None
+        except NbmodelError as exc:
+            raise NbmodelUsageError(str(exc), exc.kind) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _asked_for_help(line: str) -> bool:
+    try:
+        words = shlex.split(line)
+    except ValueError:
+        return False
+    return "-h" in words or "--help" in words
+
+
+def lookup(shell: Any, name: str, what: str = "variable") -> Any:
+    """A variable from the user's namespace (or an expression such as ``X.iloc[:50]``),
+    or a UsageError naming it."""
+    ns = shell.user_ns
+    if not name.isidentifier():
+        try:
+            return eval(name, ns)  # noqa: S307 - the user's own expression in the user's kernel
+        except Exception as exc:  # noqa: BLE001
+            raise NbmodelUsageError(f"cannot evaluate {name!r}: {exc}", "unknown-variable") from None
+    if name not in ns:
+        hint = ""
+        import difflib
+
+        close = difflib.get_close_matches(name, [k for k in ns if not k.startswith("_")], n=3)
+        if close:
+            hint = f"; did you mean {', '.join(close)}?"
+        raise NbmodelUsageError(f"no {what} named {name!r} in this notebook{hint}", "unknown-variable")
+    return ns[name]
+
+
+def parse_pairs(items: list[str] | None, what: str = "tag") -> dict[str, str]:
+    """``["k=v", "a=b c"]`` -> ``{"k": "v", "a": "b c"}``."""
+    out = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise NbmodelUsageError(f"{what} {item!r} is not key=value (for example stage=candidate)", "usage")
+        out[key.strip()] = value.strip()
+    return out
+
+
+class HelpShown(Exception):
+    """Raised by :func:`parse` after printing ``--help``; the magic then returns nothing."""
+
+
+def parse(magic: Any, line: str) -> Any:
+    """Parse a magic's line with its declared arguments; ``-h``/``--help`` print the help."""
+    name = getattr(magic, "__name__", "magic")
+    if _asked_for_help(line):
+        print(magic.__doc__)
+        raise HelpShown
+    try:
+        # POSIX splitting, so that -m "more trees" arrives without its quotes.
+        words = shlex.split(line)
+    except ValueError as exc:
+        raise NbmodelUsageError(f"cannot read the arguments ({exc}); check the quotes", "usage") from None
+    try:
+        return magic.parser.parse_args(words)
+    except UsageError as exc:
+        raise NbmodelUsageError(f"{exc}; see %{name} --help", "usage") from None

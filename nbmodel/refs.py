@@ -1,0 +1,95 @@
+"""Names of versions: ``iris``, ``iris/3``, ``iris@production``, ``models:/iris/3``.
+
+Parsing is pure string work so that it is cheap and usable before any store is opened.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from .errors import BadReference
+
+# MLflow allows almost anything in a registered model name; nbmodel's short forms use "/" and
+# "@" as separators, so those two cannot be part of a name written in the short form.
+_NAME = r"[^/@\s][^/@]*?"
+_REF = re.compile(
+    rf"^(?:models:/)?(?P<name>{_NAME})"
+    r"(?:/(?P<version>[^/@]+)|@(?P<alias>[^/@]+))?$"
+)
+_ALIAS = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
+
+_FORMS = "use NAME, NAME/VERSION, NAME@ALIAS, models:/NAME/VERSION or models:/NAME@ALIAS"
+
+
+@dataclass(frozen=True)
+class Ref:
+    """A parsed reference; at most one of ``version`` and ``alias`` is set."""
+
+    name: str
+    version: int | None = None
+    alias: str | None = None
+
+    def __str__(self) -> str:
+        if self.version is not None:
+            return f"{self.name}/{self.version}"
+        if self.alias is not None:
+            return f"{self.name}@{self.alias}"
+        return self.name
+
+    @property
+    def uri(self) -> str:
+        """The MLflow URI (``models:/iris/3``); a bare name means its newest version."""
+        return f"models:/{self}"
+
+
+def parse_ref(text: str) -> Ref:
+    """Parse any of the reference forms.
+
+    Args:
+        text: ``iris``, ``iris/3``, ``iris@production``, ``models:/iris/3`` or
+            ``models:/iris@production``.
+
+    Returns:
+        The parsed :class:`Ref`.
+
+    Raises:
+        BadReference: if ``text`` is not one of those forms.
+
+    Example:
+        >>> parse_ref("models:/iris@production")
+        Ref(name='iris', version=None, alias='production')
+    """
+    if isinstance(text, Ref):
+        return text
+    if not isinstance(text, str):
+        raise BadReference(f"a model reference is a string, not {type(text).__name__}; {_FORMS}")
+    m = _REF.match(text.strip())
+    if not m:
+        raise BadReference(f"cannot read {text!r} as a model reference; {_FORMS}")
+    name, version, alias = m.group("name").strip(), m.group("version"), m.group("alias")
+    if version is not None:
+        if version == "latest":
+            return Ref(name)
+        if not version.isdigit() or int(version) < 1:
+            raise BadReference(
+                f"{text!r}: the version after '/' must be a whole number from 1 "
+                f"(for example {name}/3); {_FORMS}"
+            )
+        return Ref(name, version=int(version))
+    if alias is not None:
+        check_alias(alias)
+    return Ref(name, alias=alias)
+
+
+def check_alias(alias: str) -> str:
+    """Return ``alias`` if MLflow accepts it as an alias name, else raise BadReference."""
+    if not _ALIAS.match(alias or ""):
+        raise BadReference(
+            f"{alias!r} is not a valid alias: use letters, digits, '_' and '-', "
+            "starting with a letter (for example production)"
+        )
+    if re.fullmatch(r"[vV]\d+", alias) or alias.lower() == "latest":
+        # MLflow reserves these: "v3" would be read as a version, "latest" as the newest.
+        raise BadReference(f"{alias!r} is reserved by MLflow for versions; choose another alias")
+    return alias

@@ -1,0 +1,357 @@
+"""Where versions live: resolving, opening and guarding the MLflow store.
+
+The store is resolved in this order (the first that is set wins):
+
+1. ``%model_store URI`` or :func:`set_store`;
+2. the ``MLFLOW_TRACKING_URI`` environment variable;
+3. ``[tool.nbmodel] tracking_uri`` in the nearest ``pyproject.toml`` (relative sqlite paths are
+   read from that file's folder);
+4. MLflow's own default, ``sqlite:///mlflow.db`` in the working directory.
+
+A brand-new sqlite store is created under a file lock, in a temporary file that is renamed into
+place once MLflow's schema migrations are done: MLflow's migrations race when two kernels create
+the same file, and a migration killed half-way leaves a file no later open can use. Writes to a
+sqlite store are serialised across processes by the same lock, so version numbers never collide.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import re
+import threading
+import time
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Iterator, TypeVar
+
+from .errors import StoreError
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+T = TypeVar("T")
+
+DEFAULT_URI = "sqlite:///mlflow.db"
+
+_explicit_uri: str | None = None
+_stores: dict[str, "Store"] = {}
+_stores_lock = threading.Lock()
+_held = threading.local()  # how deep this thread is inside write_lock(), per store
+
+
+def set_store(uri: str | None) -> "Store":
+    """Use ``uri`` as the store for this session (``None`` goes back to the resolution order).
+
+    Args:
+        uri: an MLflow tracking URI: ``sqlite:///path.db``, ``http://host:5000``, or a path to a
+            sqlite file (``models.db``), which is read as ``sqlite:///models.db``.
+
+    Returns:
+        The opened :class:`Store`.
+
+    Raises:
+        StoreError: if the store cannot be opened or reached; the previous store stays in use.
+
+    Example:
+        >>> nbmodel.set_store("sqlite:///course.db")  # doctest: +SKIP
+    """
+    global _explicit_uri
+    if uri is None:
+        _explicit_uri = None
+        return get_store()
+    uri = _normalise(uri, base=Path.cwd())
+    store = _open(uri, "set_store")
+    store.check()
+    _explicit_uri = uri
+    return store
+
+
+def resolve_uri() -> tuple[str, str]:
+    """Return ``(uri, origin)`` by the resolution order, without opening anything."""
+    if _explicit_uri:
+        return _explicit_uri, "set_store"
+    env = os.environ.get("MLFLOW_TRACKING_URI", "").strip()
+    if env:
+        return _normalise(env, base=Path.cwd()), "MLFLOW_TRACKING_URI"
+    found = _pyproject_uri(Path.cwd())
+    if found:
+        return found
+    return _normalise(DEFAULT_URI, base=Path.cwd()), "default"
+
+
+def get_store() -> "Store":
+    """The store in use now, opened on first use."""
+    uri, origin = resolve_uri()
+    return _open(uri, origin)
+
+
+def _open(uri: str, origin: str) -> "Store":
+    with _stores_lock:
+        store = _stores.get(uri)
+        if store is None:
+            store = _stores[uri] = Store(uri)
+    store.origin = origin
+    return store
+
+
+def _pyproject_uri(start: Path) -> tuple[str, str] | None:
+    for folder in (start, *start.parents):
+        candidate = folder / "pyproject.toml"
+        if candidate.is_file():
+            try:
+                data = tomllib.loads(candidate.read_text(encoding="utf-8"))
+            except (OSError, tomllib.TOMLDecodeError):
+                return None
+            uri = data.get("tool", {}).get("nbmodel", {}).get("tracking_uri")
+            if uri:
+                return _normalise(str(uri), base=folder), f"{candidate}"
+            return None
+    return None
+
+
+def _normalise(uri: str, *, base: Path) -> str:
+    """Make sqlite URIs absolute, so a later ``cd`` does not switch stores."""
+    uri = uri.strip()
+    if not uri:
+        raise StoreError("the store URI is empty; give sqlite:///FILE.db or http://HOST:PORT")
+    if "://" not in uri:
+        if uri.endswith((".db", ".sqlite", ".sqlite3")):
+            uri = f"sqlite:///{uri}"
+        else:
+            raise StoreError(
+                f"{uri!r} is not a store URI; give sqlite:///FILE.db for a local store "
+                "or http://HOST:PORT for an mlflow server"
+            )
+    if uri.startswith("sqlite:///"):
+        path = uri[len("sqlite:///"):]
+        if path and path != ":memory:":
+            path = str((base / path).resolve()) if not os.path.isabs(path) else path
+            return f"sqlite:///{path}"
+    return uri
+
+
+@contextlib.contextmanager
+def _quiet_mlflow_logs() -> Iterator[None]:
+    """MLflow and alembic log every migration step at INFO; a notebook should not show them."""
+    names = ("mlflow.store.db.utils", "alembic", "alembic.runtime.migration", "mlflow.store")
+    loggers = [logging.getLogger(n) for n in names]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
+
+
+def _is_locked_error(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return "database is locked" in text or "database table is locked" in text
+
+
+@dataclass
+class Store:
+    """An MLflow tracking store and model registry, opened lazily.
+
+    Attributes:
+        uri: the absolute tracking URI.
+        origin: where the URI came from (``set_store``, ``MLFLOW_TRACKING_URI``, a
+            pyproject.toml path, or ``default``).
+    """
+
+    uri: str
+    origin: str = "default"
+    _client: Any = field(default=None, repr=False)
+    _experiments: dict[str, str] = field(default_factory=dict, repr=False)
+    _open_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.uri.startswith("sqlite:")
+
+    @property
+    def db_path(self) -> Path | None:
+        if self.uri.startswith("sqlite:///"):
+            return Path(self.uri[len("sqlite:///"):])
+        return None
+
+    @property
+    def artifact_root(self) -> str | None:
+        """Artifacts of a sqlite store live beside its file, wherever the kernel runs."""
+        path = self.db_path
+        return str(path.parent / "mlruns") if path else None
+
+    @property
+    def exists(self) -> bool:
+        """False for a sqlite store whose file has not been created yet."""
+        path = self.db_path
+        return path.exists() if path else True
+
+    def check(self) -> None:
+        """Raise StoreError unless the store can be used (creating a sqlite file if needed)."""
+        self.client  # noqa: B018 - opening is the check
+
+    @property
+    def client(self) -> "MlflowClient":
+        if self._client is None:
+            with self._open_lock:
+                if self._client is None:
+                    self._client = self._connect()
+        return self._client
+
+    def _connect(self) -> "MlflowClient":
+        if self.uri.startswith(("http://", "https://")):
+            self._ping()
+        elif self.is_sqlite:
+            self._create_sqlite()
+        elif self.uri.startswith("file:") or self.uri.startswith("/"):
+            raise StoreError(
+                f"{self.uri}: MLflow's file store has no model registry; use "
+                "sqlite:///mlflow.db or an mlflow server"
+            )
+        import mlflow
+        from mlflow import MlflowClient
+
+        with _quiet_mlflow_logs():
+            try:
+                client = MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
+                self.retry(client.search_registered_models, max_results=1)
+            except Exception as exc:  # noqa: BLE001 - any failure here means "cannot open"
+                raise StoreError(f"cannot open the store {self.uri}: {_first_line(exc)}") from exc
+        use_in_mlflow(self.uri)
+        return client
+
+    def _ping(self) -> None:
+        import urllib.error
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(self.uri.rstrip("/") + "/health", timeout=5) as resp:
+                resp.read()
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise StoreError(
+                f"cannot reach the store at {self.uri} ({reason}); start it with "
+                "`mlflow server --backend-store-uri ...` or choose another with %model_store"
+            ) from exc
+
+    def _create_sqlite(self) -> None:
+        path = self.db_path
+        if path is None:
+            return
+        if not path.parent.is_dir():
+            raise StoreError(
+                f"cannot open the store {self.uri}: the folder {path.parent} does not exist; "
+                "create it or choose another store with %model_store"
+            )
+        if path.exists():
+            return
+        with self.write_lock(), _quiet_mlflow_logs():
+            if path.exists():
+                return
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+            try:
+                from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+                store = SqlAlchemyStore(f"sqlite:///{tmp}", self.artifact_root)
+                store.engine.dispose()
+                os.replace(tmp, path)
+            except Exception as exc:  # noqa: BLE001
+                raise StoreError(f"cannot create the store {self.uri}: {_first_line(exc)}") from exc
+            finally:
+                with contextlib.suppress(FileNotFoundError):
+                    tmp.unlink()
+
+    @contextlib.contextmanager
+    def write_lock(self) -> Iterator[None]:
+        """Serialise writes to a sqlite store across kernels; a no-op for a server.
+
+        The lock is an OS file lock, so a process killed while holding it releases it.
+        """
+        path = self.db_path
+        depth = getattr(_held, self.uri, 0)
+        if path is None or depth:
+            # A server orders writes itself; a thread already holding the lock goes on.
+            setattr(_held, self.uri, depth + 1)
+            try:
+                yield
+            finally:
+                setattr(_held, self.uri, depth)
+            return
+        from filelock import FileLock
+
+        lock = FileLock(str(path.with_name(f".{path.name}.lock")))
+        with lock:
+            setattr(_held, self.uri, 1)
+            try:
+                yield
+            finally:
+                setattr(_held, self.uri, 0)
+
+    def retry(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Call ``fn``, retrying for a while when sqlite says "database is locked"."""
+        delay = 0.02
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                return fn(*args, **kwargs)
+            except Exception as exc:
+                if not _is_locked_error(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(delay)
+                delay = min(delay * 2, 0.5)
+
+    def experiment_id(self, name: str) -> str:
+        """The id of the experiment that holds the runs of model ``name`` (created if needed)."""
+        cached = self._experiments.get(name)
+        if cached:
+            return cached
+        from mlflow.exceptions import MlflowException
+
+        client = self.client
+        exp = self.retry(client.get_experiment_by_name, name)
+        if exp is None:
+            location = None
+            if self.artifact_root:
+                slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
+                location = str(Path(self.artifact_root) / f"nbmodel-{slug}")
+            try:
+                exp_id = self.retry(client.create_experiment, name, artifact_location=location)
+            except MlflowException:
+                exp = self.retry(client.get_experiment_by_name, name)
+                if exp is None:
+                    raise
+                exp_id = exp.experiment_id
+        else:
+            exp_id = exp.experiment_id
+            if exp.lifecycle_stage == "deleted":
+                self.retry(client.restore_experiment, exp_id)
+        self._experiments[name] = exp_id
+        return exp_id
+
+
+def use_in_mlflow(uri: str) -> None:
+    """Make plain MLflow calls in this kernel (``mlflow.pyfunc.load_model("models:/iris/3")``)
+    use ``uri``, without touching the environment: MLflow's setters also write
+    MLFLOW_TRACKING_URI, which would then outrank the user's own resolution order."""
+    import mlflow
+
+    saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
+    try:
+        mlflow.set_tracking_uri(uri)
+        mlflow.set_registry_uri(uri)
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__

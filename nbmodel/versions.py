@@ -1,0 +1,453 @@
+"""Versions: commit, resolve, show, checkout, tag and retire.
+
+Everything nbmodel knows about a version is ordinary MLflow data: the registered model version
+(its description is the commit message, its ``nbmodel.*`` tags hold parent, key metrics, task
+and data fingerprint, so a history needs one query), the run that produced it (parameters,
+metrics, the source cells and the data profile as artifacts) and the logged model (the sklearn
+or pyfunc flavor, signature, input example and pinned requirements).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import getpass
+import html
+import json
+import threading
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Mapping
+
+from . import lineage
+from .errors import (
+    AliasNotFound,
+    BadData,
+    ModelNotFound,
+    NbmodelError,
+    RetiredVersion,
+    VersionNotFound,
+)
+from .evaluate import as_frame_or_array, as_target, check_fits, check_model, detect_task, key_metrics
+from .refs import Ref, parse_ref
+from .store import Store, get_store
+
+if TYPE_CHECKING:
+    from mlflow.entities.model_registry import ModelVersion as MlflowModelVersion
+
+TAG = "nbmodel."
+T_PARENT = "nbmodel.parent"
+T_METRICS = "nbmodel.metrics"
+T_TASK = "nbmodel.task"
+T_ESTIMATOR = "nbmodel.estimator"
+T_FLAVOR = "nbmodel.flavor"
+T_DATA = "nbmodel.data"
+T_USER = "nbmodel.user"
+T_RETIRED = "nbmodel.retired"
+T_RETIRED_AT = "nbmodel.retired_at"
+SOURCE_ARTIFACT = "nbmodel/source.py"
+PROFILE_ARTIFACT = "nbmodel/data_profile.json"
+MODEL_ARTIFACT = "model"
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # noqa: BLE001 - no user database in some containers
+        return "unknown"
+
+
+def _fmt(value: float) -> str:
+    if value != value:  # NaN
+        return "nan"
+    return f"{value:.4g}" if abs(value) < 1e5 else f"{value:.3e}"
+
+
+def age(ts: _dt.datetime, now: _dt.datetime | None = None) -> str:
+    """``5 minutes ago``: coarse, like git's relative dates."""
+    now = now or _dt.datetime.now(_dt.timezone.utc)
+    s = max(0, int((now - ts).total_seconds()))
+    for unit, size in (("year", 31536000), ("month", 2592000), ("week", 604800), ("day", 86400),
+                       ("hour", 3600), ("minute", 60)):
+        if s >= size:
+            n = s // size
+            return f"{n} {unit}{'s' if n > 1 else ''} ago"
+    return f"{s} second{'s' if s != 1 else ''} ago"
+
+
+@dataclass
+class Version:
+    """One registered version of a model, as nbmodel describes it.
+
+    ``str(v)`` is a plain-text card; in a notebook it shows as an HTML card.
+    """
+
+    name: str
+    version: int
+    message: str = ""
+    aliases: list[str] = field(default_factory=list)
+    metrics: dict[str, float] = field(default_factory=dict)
+    parent: str | None = None
+    created: _dt.datetime = field(default_factory=lambda: _dt.datetime.now(_dt.timezone.utc))
+    user: str | None = None
+    retired: bool = False
+    task: str | None = None
+    estimator: str | None = None
+    flavor: str | None = None
+    data: dict[str, Any] | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+    run_id: str | None = None
+    source: str | None = None
+    _params: dict[str, str] | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def ref(self) -> str:
+        return f"{self.name}/{self.version}"
+
+    @property
+    def uri(self) -> str:
+        """``models:/iris/3``, for ``mlflow.pyfunc.load_model``."""
+        return f"models:/{self.name}/{self.version}"
+
+    @property
+    def key_metrics(self) -> dict[str, float]:
+        return key_metrics(self.metrics, self.task)
+
+    @property
+    def params(self) -> dict[str, str]:
+        """The hyper-parameters, read from the version's run on first use."""
+        if self._params is None:
+            self._params = {}
+            if self.run_id:
+                store = get_store()
+                try:
+                    run = store.retry(store.client.get_run, self.run_id)
+                    self._params = dict(sorted(run.data.params.items()))
+                except Exception:  # noqa: BLE001 - a deleted run leaves the version usable
+                    self._params = {}
+        return self._params
+
+    @classmethod
+    def from_mlflow(cls, mv: "MlflowModelVersion", aliases: list[str] | None = None) -> "Version":
+        tags = dict(mv.tags or {})
+        try:
+            metrics = json.loads(tags.get(T_METRICS) or "{}")
+        except ValueError:
+            metrics = {}
+        try:
+            data = json.loads(tags[T_DATA]) if T_DATA in tags else None
+        except ValueError:
+            data = None
+        created = _dt.datetime.fromtimestamp((mv.creation_timestamp or 0) / 1000, _dt.timezone.utc)
+        return cls(
+            name=mv.name,
+            version=int(mv.version),
+            message=mv.description or "",
+            aliases=sorted(aliases if aliases is not None else (mv.aliases or [])),
+            metrics=metrics,
+            parent=tags.get(T_PARENT) or None,
+            created=created,
+            user=tags.get(T_USER) or mv.user_id,
+            retired=tags.get(T_RETIRED) == "true",
+            task=tags.get(T_TASK),
+            estimator=tags.get(T_ESTIMATOR),
+            flavor=tags.get(T_FLAVOR),
+            data=data,
+            tags={k: v for k, v in tags.items() if not k.startswith(TAG)},
+            run_id=mv.run_id,
+            source=mv.source,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able form (for REST routes and reports)."""
+        return {
+            "name": self.name,
+            "version": self.version,
+            "ref": self.ref,
+            "uri": self.uri,
+            "message": self.message,
+            "aliases": list(self.aliases),
+            "metrics": dict(self.metrics),
+            "key_metrics": self.key_metrics,
+            "parent": self.parent,
+            "created": self.created.isoformat(),
+            "user": self.user,
+            "retired": self.retired,
+            "task": self.task,
+            "estimator": self.estimator,
+            "flavor": self.flavor,
+            "data": self.data,
+            "tags": dict(self.tags),
+            "run_id": self.run_id,
+        }
+
+    # -- display ------------------------------------------------------------------------------
+    def _lines(self) -> list[tuple[str, str]]:
+        from .data import summary
+
+        rows = [
+            ("message", self.message or "(none)"),
+            ("created", f"{self.created:%Y-%m-%d %H:%M:%S} UTC by {self.user or 'unknown'}"),
+            ("parent", self.parent or "(none)"),
+            ("model", f"{self.estimator or 'unknown'} ({self.flavor or 'mlflow'})"),
+        ]
+        if self.aliases:
+            rows.insert(1, ("aliases", ", ".join(self.aliases)))
+        if self.retired:
+            rows.insert(1, ("retired", "yes: kept in history, refused by deploy and alias"))
+        if self.metrics:
+            rows.append(("metrics", ", ".join(f"{k} {_fmt(v)}" for k, v in self.metrics.items())))
+        rows.append(("data", summary(self.data)))
+        if self.tags:
+            rows.append(("tags", ", ".join(f"{k}={v}" for k, v in sorted(self.tags.items()))))
+        rows.append(("load", f'mlflow.pyfunc.load_model("{self.uri}")'))
+        return rows
+
+    def __str__(self) -> str:
+        head = self.ref + (f"  [{', '.join(self.aliases)}]" if self.aliases else "")
+        head += "  (retired)" if self.retired else ""
+        width = max(len(k) for k, _ in self._lines())
+        return "\n".join([head] + [f"  {k:<{width}}  {v}" for k, v in self._lines()])
+
+    def __repr__(self) -> str:
+        return f"<Version {self.ref}>"
+
+    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
+        p.text(str(self))
+
+    def _repr_html_(self) -> str:
+        from .display import badge, card
+
+        title = html.escape(self.ref) + "".join(badge(a) for a in self.aliases)
+        if self.retired:
+            title += badge("retired", kind="retired")
+        body = []
+        for k, v in self._lines():
+            if k in ("aliases", "retired"):
+                continue
+            if k == "metrics":
+                v_html = " ".join(
+                    f"<span class='nbm-metric'>{html.escape(m)} <b>{_fmt(x)}</b></span>"
+                    for m, x in self.metrics.items()
+                )
+            elif k == "load":
+                v_html = f"<code>{html.escape(v)}</code>"
+            else:
+                v_html = html.escape(v)
+            body.append((k, v_html))
+        return card(title, body)
+
+
+# -- reading ---------------------------------------------------------------------------------
+def _escape(name: str) -> str:
+    return name.replace("\\", "\\\\").replace("'", "\\'")
+
+
+def _registered(store: Store, name: str) -> Any:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return store.retry(store.client.get_registered_model, name)
+    except MlflowException as exc:
+        if getattr(exc, "error_code", "") == "RESOURCE_DOES_NOT_EXIST" or "not found" in str(exc).lower():
+            raise ModelNotFound(_no_model_message(store, name)) from None
+        raise
+
+
+def _no_model_message(store: Store, name: str) -> str:
+    names = [m.name for m in store.retry(store.client.search_registered_models, max_results=50)]
+    if names:
+        listing = ", ".join(sorted(names)[:20]) + (" ..." if len(names) > 20 else "")
+        return f"no model named {name!r} in {store.uri}; models are: {listing}"
+    return f"no model named {name!r}: the store {store.uri} has no models yet; commit one with %model_commit"
+
+
+def search_versions(store: Store, name: str, *, max_results: int = 10000,
+                    page_token: str | None = None) -> Any:
+    return store.retry(
+        store.client.search_model_versions,
+        f"name = '{_escape(name)}'",
+        max_results=max_results,
+        order_by=["version_number DESC"],
+        page_token=page_token,
+    )
+
+
+def _versions_listing(numbers: list[int]) -> str:
+    if not numbers:
+        return "it has no versions"
+    numbers = sorted(numbers)
+    runs: list[str] = []
+    start = prev = numbers[0]
+    for n in numbers[1:] + [None]:  # type: ignore[list-item]
+        if n is not None and n == prev + 1:
+            prev = n
+            continue
+        runs.append(f"{start}" if start == prev else f"{start}-{prev}")
+        if n is not None:
+            start = prev = n
+    return "versions are " + ", ".join(runs)
+
+
+def resolve(ref: str | Ref, *, store: Store | None = None) -> Version:
+    """The version a reference names (``iris`` is the newest).
+
+    Raises:
+        ModelNotFound, VersionNotFound, AliasNotFound: with the names that do exist.
+    """
+    from mlflow.exceptions import MlflowException
+
+    r = parse_ref(ref)
+    store = store or get_store()
+    client = store.client
+    if r.alias is not None:
+        try:
+            mv = store.retry(client.get_model_version_by_alias, r.name, r.alias)
+        except MlflowException:
+            rm = _registered(store, r.name)
+            known = ", ".join(f"{a} (version {v})" for a, v in sorted(_aliases_of(rm).items()))
+            raise AliasNotFound(
+                f"{r.name} has no alias {r.alias!r}; "
+                + (f"its aliases are {known}" if known else "it has no aliases yet: set one with %model_alias")
+            ) from None
+    elif r.version is not None:
+        try:
+            mv = store.retry(client.get_model_version, r.name, str(r.version))
+        except MlflowException:
+            _registered(store, r.name)
+            numbers = [int(v.version) for v in search_versions(store, r.name)]
+            raise VersionNotFound(
+                f"no version {r.version} of {r.name!r}; {_versions_listing(numbers)}"
+            ) from None
+    else:
+        _registered(store, r.name)
+        found = search_versions(store, r.name, max_results=1)
+        if not found:
+            raise VersionNotFound(f"{r.name!r} has no versions yet; commit one with %model_commit")
+        mv = found[0]
+    rm_aliases = mv.aliases
+    if rm_aliases is None or (r.alias is None and not rm_aliases):
+        rm_aliases = [a for a, v in _aliases_of(_registered(store, r.name)).items() if int(v) == int(mv.version)]
+    return Version.from_mlflow(mv, aliases=list(rm_aliases))
+
+
+def _aliases_of(rm: Any) -> dict[str, int]:
+    aliases = getattr(rm, "aliases", None) or {}
+    return {a: int(v) for a, v in aliases.items()}
+
+
+def show(ref: str | Ref) -> Version:
+    """One version's card.
+
+    Example:
+        >>> nbmodel.show("iris@production")  # doctest: +SKIP
+    """
+    return resolve(ref)
+
+
+# -- loading ---------------------------------------------------------------------------------
+_cache: dict[tuple[str, str, int], Any] = {}
+_cache_lock = threading.Lock()
+
+
+def load(ref: str | Ref | Version, *, fresh: bool = False) -> Any:
+    """The model object of a version: the scikit-learn estimator, or your own object.
+
+    Loaded models are cached for the session (they are immutable once committed); ``fresh=True``
+    returns an independent copy, as checkout does, so that changing it never changes the cache.
+    """
+    import copy
+
+    v = ref if isinstance(ref, Version) else resolve(ref)
+    store = get_store()
+    key = (store.uri, v.name, v.version)
+    with _cache_lock:
+        model = _cache.get(key)
+    if model is None:
+        model = _load_uncached(v)
+        with _cache_lock:
+            _cache[key] = model
+    return copy.deepcopy(model) if fresh else model
+
+
+def _load_uncached(v: Version) -> Any:
+    import mlflow
+
+    try:
+        if v.flavor == "sklearn" or (v.flavor is None and _has_flavor(v, "sklearn")):
+            return mlflow.sklearn.load_model(v.uri)
+        loaded = mlflow.pyfunc.load_model(v.uri)
+        try:
+            wrapped = loaded.unwrap_python_model()
+            return getattr(wrapped, "model", wrapped)
+        except Exception:  # noqa: BLE001 - another flavor: the pyfunc itself predicts
+            return loaded
+    except NbmodelError:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        raise NbmodelError(f"cannot load {v.ref}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from exc
+
+
+def _has_flavor(v: Version, flavor: str) -> bool:
+    import mlflow
+
+    try:
+        return flavor in mlflow.models.get_model_info(v.uri).flavors
+    except Exception:  # noqa: BLE001
+        return False
+
+
+def checkout(ref: str | Ref) -> Any:
+    """Load a version's model as a new object whose next commit records that version as parent.
+
+    Example:
+        >>> clf = nbmodel.checkout("iris/2")  # doctest: +SKIP
+    """
+    v = resolve(ref)
+    model = load(v, fresh=True)
+    lineage.set_head(model, v.ref)
+    return model
+
+
+# -- writing ---------------------------------------------------------------------------------
+def tag(ref: str | Ref, tags: Mapping[str, Any] | None = None, **more: Any) -> Version:
+    """Set tags on a version (``nbmodel.tag("iris/3", stage="candidate")``)."""
+    all_tags = {**(tags or {}), **more}
+    if not all_tags:
+        raise BadData("give at least one tag as key=value")
+    for k in all_tags:
+        if not isinstance(k, str) or not k or k.startswith(TAG):
+            raise BadData(f"tag key {k!r} is not allowed; keys starting with 'nbmodel.' are nbmodel's own")
+    v = resolve(ref)
+    store = get_store()
+    for k, val in all_tags.items():
+        store.retry(store.client.set_model_version_tag, v.name, str(v.version), k, str(val))
+    return resolve(v.ref)
+
+
+def retire(ref: str | Ref, *, message: str = "", force: bool = False) -> Version:
+    """Archive a version: kept in history, refused by deploy and alias unless forced.
+
+    A version that an alias points to cannot be retired without ``force`` (the alias would point
+    at a retired version); move the alias first.
+    """
+    v = resolve(ref)
+    if v.retired:
+        return v
+    if v.aliases and not force:
+        raise RetiredVersion(
+            f"{v.ref} holds the alias {', '.join(v.aliases)}; move it first "
+            f"(%model_rollback {v.name} --alias {v.aliases[0]}) or retire with --force"
+        )
+    store = get_store()
+    now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    store.retry(store.client.set_model_version_tag, v.name, str(v.version), T_RETIRED_AT,
+                json.dumps({"at": now, "by": _user(), "why": message}))
+    store.retry(store.client.set_model_version_tag, v.name, str(v.version), T_RETIRED, "true")
+    return resolve(v.ref)
+
+
+def unretire(ref: str | Ref) -> Version:
+    """Bring a retired version back."""
+    v = resolve(ref)
+    store = get_store()
+    store.retry(store.client.delete_model_version_tag, v.name, str(v.version), T_RETIRED)
+    return resolve(v.ref)
