@@ -18,7 +18,10 @@ import importlib
 import sys
 from typing import Sequence
 
-SUBCOMMANDS: list[str] = []
+SUBCOMMANDS: list[str] = [
+    "nbmodel.serving:add_cli",
+    "nbmodel.monitoring:add_cli",
+]
 
 
 def _build() -> argparse.ArgumentParser:
@@ -46,9 +49,15 @@ def _build() -> argparse.ArgumentParser:
     p.add_argument("--alias")
     p.add_argument("-m", "--message", default="")
     sub.add_parser("sanitize-file", help="print the path of nbmodel's nbval sanitize file")
+    import importlib.util
+
     for spec in SUBCOMMANDS:
         module, fn = spec.split(":")
-        getattr(importlib.import_module(module), fn)(sub)
+        if importlib.util.find_spec(module) is None:
+            continue
+        add = getattr(importlib.import_module(module), fn, None)
+        if add is not None:
+            add(sub)
     return parser
 
 

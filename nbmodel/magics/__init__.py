@@ -12,13 +12,21 @@ from typing import Any
 #: "module:Class" of every Magics class to register.
 MAGIC_CLASSES = [
     "nbmodel.magics.versioning:VersioningMagics",
+    "nbmodel.magics.compare:CompareMagics",
+    "nbmodel.magics.deploy:DeployMagics",
+    "nbmodel.magics.monitor:MonitorMagics",
+    "nbmodel.magics.panel:PanelMagics",
 ]
 
 
 def _classes() -> list[type]:
+    import importlib.util
+
     out = []
     for spec in MAGIC_CLASSES:
         module, cls = spec.split(":")
+        if importlib.util.find_spec(module) is None:
+            continue  # a feature not installed in this build
         out.append(getattr(importlib.import_module(module), cls))
     return out
 

@@ -1,0 +1,148 @@
+"""Fixtures shared by nbmodel's tests.
+
+Every test runs in its own temporary folder with its own sqlite store, never the user's: a
+store is created once per session through nbmodel's own creation path (MLflow's migrations
+take seconds) and copied for each test.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
+# Never let a developer's own settings leak into the tests.
+for _var in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
+    os.environ.pop(_var, None)
+
+
+@pytest.fixture(scope="session")
+def store_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An empty, fully migrated sqlite store to copy from."""
+    from nbmodel.store import Store
+
+    folder = tmp_path_factory.mktemp("template")
+    store = Store(f"sqlite:///{folder / 'mlflow.db'}")
+    store._create_sqlite()
+    return folder / "mlflow.db"
+
+
+def _reset_nbmodel() -> None:
+    import nbmodel.store as store_mod
+
+    store_mod._explicit_uri = None
+    store_mod._stores.clear()
+    if "nbmodel.versions" in sys.modules:
+        sys.modules["nbmodel.versions"]._cache.clear()
+
+
+@pytest.fixture(autouse=True)
+def isolated_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                   store_template: Path) -> Any:
+    """Each test: a fresh working folder holding a fresh store, given by MLFLOW_TRACKING_URI."""
+    db = tmp_path / "mlflow.db"
+    shutil.copy(store_template, db)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{db}")
+    _reset_nbmodel()
+    import nbmodel
+
+    yield nbmodel.get_store()
+    _reset_nbmodel()
+
+
+@pytest.fixture(scope="session")
+def iris() -> dict[str, Any]:
+    from sklearn.datasets import load_iris
+    from sklearn.model_selection import train_test_split
+
+    X, y = load_iris(return_X_y=True, as_frame=True)
+    X_train, X_test, y_train, y_test = train_test_split(X, y, random_state=0, stratify=y)
+    return {"X": X, "y": y, "X_train": X_train, "X_test": X_test, "y_train": y_train,
+            "y_test": y_test}
+
+
+@pytest.fixture(scope="session")
+def diabetes() -> dict[str, Any]:
+    from sklearn.datasets import load_diabetes
+    from sklearn.model_selection import train_test_split
+
+    X, y = load_diabetes(return_X_y=True, as_frame=True)
+    X_train, X_test, y_train, y_test = train_test_split(X, y, random_state=0)
+    return {"X_train": X_train, "X_test": X_test, "y_train": y_train, "y_test": y_test}
+
+
+class Shell:
+    """A real InteractiveShell with nbmodel loaded; ``run`` raises on any error, like a
+    notebook cell that must succeed, and returns the cell's result and printed text."""
+
+    def __init__(self) -> None:
+        from IPython.core.interactiveshell import InteractiveShell
+
+        self.ip = InteractiveShell.instance()
+        self.ip.run_cell("%load_ext nbmodel", store_history=True)
+        self.stdout = ""
+
+    @property
+    def ns(self) -> dict[str, Any]:
+        return self.ip.user_ns
+
+    def run(self, code: str) -> Any:
+        from IPython.utils.capture import capture_output
+
+        with capture_output() as cap:
+            result = self.ip.run_cell(code, store_history=True)
+        self.stdout = cap.stdout
+        err = result.error_before_exec or result.error_in_exec
+        if err is not None:
+            raise err
+        return result.result
+
+    def fails(self, code: str) -> BaseException:
+        """Run a cell that must fail; return its error."""
+        from IPython.utils.capture import capture_output
+
+        with capture_output() as cap:
+            result = self.ip.run_cell(code, store_history=True)
+        self.stdout = cap.stdout
+        self.stderr = cap.stderr
+        err = result.error_before_exec or result.error_in_exec
+        assert err is not None, f"expected {code!r} to fail"
+        return err
+
+
+@pytest.fixture
+def shell(iris: dict[str, Any]) -> Shell:
+    """A shell with nbmodel loaded and the iris data in its namespace."""
+    sh = Shell()
+    sh.ns.update(iris)
+    yield sh
+    sh.ip.reset(new_session=True)
+
+
+@pytest.fixture
+def commit_iris(iris: dict[str, Any]) -> Callable[..., Any]:
+    """Commit a LogisticRegression with the given C to ``iris``; returns the Version."""
+    import nbmodel
+    from sklearn.linear_model import LogisticRegression
+
+    def _commit(C: float = 1.0, message: str = "", name: str = "iris", **kw: Any) -> Any:
+        clf = LogisticRegression(C=C, max_iter=500).fit(iris["X_train"], iris["y_train"])
+        return nbmodel.commit(clf, name, message=message or f"C={C}",
+                              eval=(iris["X_test"], iris["y_test"]),
+                              train=(iris["X_train"], iris["y_train"]), **kw)
+
+    return _commit
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Notebook cells (nbval) run a kernel each: they belong to the slow set."""
+    for item in items:
+        if type(item).__name__ == "NbCellItem":
+            item.add_marker(pytest.mark.slow)
