@@ -1,0 +1,417 @@
+"""The Models sidebar's REST routes, through jupyter_server's own front door (``jp_fetch``).
+
+Every test gets its own copy of a small store (two versions of ``iris``, ``production`` moved
+from 1 to 2), so the routes are checked against real MLflow data without paying for two commits
+per test.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import tornado.httpclient
+
+pytest_plugins = ["pytest_jupyter.jupyter_server"]
+
+pytestmark = pytest.mark.filterwarnings(
+    # jupyter_server and its plugins warn about their own deprecations; not nbmodel's concern.
+    "ignore::DeprecationWarning",
+)
+
+
+@pytest.fixture(scope="session")
+def template_store(tmp_path_factory):
+    """A store with iris/1 and iris/2, built once; tests get copies of its folder."""
+    import os
+
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+
+    import nbmodel
+    from nbmodel import store as store_mod
+
+    folder = tmp_path_factory.mktemp("template-store")
+    uri = f"sqlite:///{folder}/models.db"
+    previous = os.environ.get("MLFLOW_TRACKING_URI")
+    os.environ["MLFLOW_TRACKING_URI"] = uri
+    try:
+        X, y = load_iris(return_X_y=True)
+        nbmodel.commit(LogisticRegression(max_iter=300).fit(X, y), "iris",
+                       message="first model", eval=(X, y), source="fit(X, y)")
+        nbmodel.alias("iris/1", "production", message="first release")
+        nbmodel.commit(LogisticRegression(C=0.05, max_iter=300).fit(X, y), "iris",
+                       message="stronger regularisation", eval=(X, y), source="fit(X, y)")
+        nbmodel.alias("iris/2", "production", message="second release")
+    finally:
+        if previous is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = previous
+        store_mod._stores.pop(uri, None)
+    return folder
+
+
+@pytest.fixture
+def store_uri(template_store, tmp_path, monkeypatch):
+    """A fresh copy of the template store, the one the server resolves for this test."""
+    from nbmodel import store as store_mod
+
+    folder = tmp_path / "store"
+    shutil.copytree(template_store, folder)
+    uri = f"sqlite:///{folder}/models.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
+    monkeypatch.setattr(store_mod, "_explicit_uri", None)
+    yield uri
+    store_mod._stores.pop(uri, None)
+
+
+@pytest.fixture
+def empty_store(tmp_path, monkeypatch):
+    """A store URI whose sqlite file does not exist yet."""
+    from nbmodel import store as store_mod
+
+    uri = f"sqlite:///{tmp_path}/empty/none.db"
+    (tmp_path / "empty").mkdir()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
+    monkeypatch.setattr(store_mod, "_explicit_uri", None)
+    return uri
+
+
+@pytest.fixture
+def jp_server_config():
+    return {"ServerApp": {"jpserver_extensions": {"nbmodel.server": True}}}
+
+
+@pytest.fixture
+def api(jp_fetch):
+    """Call a route; returns (status, JSON body) for 2xx and 4xx alike."""
+
+    async def call(method: str, *path: str, body=None, params=None):
+        kwargs = {"method": method, "raise_error": False}
+        if body is not None:
+            kwargs["body"] = body if isinstance(body, (str, bytes)) else json.dumps(body)
+        elif method in ("POST", "PUT"):
+            kwargs["body"] = ""
+        if params:
+            kwargs["params"] = params
+        # jp_fetch URL-escapes each part, as the sidebar's encodeURIComponent does.
+        resp = await jp_fetch("nbmodel", "api", *path, **kwargs)
+        text = resp.body.decode() if resp.body else ""
+        return resp.code, (json.loads(text) if text else None)
+
+    return call
+
+
+def _kind(body) -> str:
+    return body["error"]["kind"]
+
+
+# -- reading ------------------------------------------------------------------------------------
+
+
+async def test_store_and_models(api, store_uri):
+    code, body = await api("GET", "models")
+    assert code == 200
+    assert body["store"] == {"uri": store_uri, "origin": "MLFLOW_TRACKING_URI", "exists": True}
+    [iris] = body["models"]
+    assert iris["name"] == "iris"
+    assert iris["latest"] == 2
+    assert iris["aliases"] == {"production": 2}
+    assert set(body["features"]) == {"deployments", "alerts"}
+
+    code, body = await api("GET", "store")
+    assert code == 200 and body["uri"] == store_uri
+
+
+async def test_missing_store_is_empty_and_not_created(api, empty_store, tmp_path):
+    code, body = await api("GET", "models")
+    assert code == 200
+    assert body["models"] == []
+    assert body["store"]["exists"] is False
+    assert not (tmp_path / "empty" / "none.db").exists()
+
+
+async def test_model_versions_newest_first(api, store_uri):
+    code, body = await api("GET", "models", "iris")
+    assert code == 200
+    assert body["name"] == "iris"
+    assert body["total"] == 2
+    assert [v["version"] for v in body["versions"]] == [2, 1]
+    v2, v1 = body["versions"]
+    assert v2["aliases"] == ["production"] and v1["aliases"] == []
+    assert v2["message"] == "stronger regularisation"
+    assert v2["parent"] == "iris/1"
+    assert "accuracy" in v2["key_metrics"]
+    assert v1["retired"] is False
+    assert body["aliases"] == {"production": 2}
+
+
+async def test_model_versions_paged(api, store_uri):
+    code, body = await api("GET", "models", "iris", params={"limit": "1", "offset": "1"})
+    assert code == 200
+    assert [v["version"] for v in body["versions"]] == [1]
+    assert body["total"] == 2 and body["offset"] == 1 and body["limit"] == 1
+
+
+async def test_version_detail(api, store_uri):
+    code, body = await api("GET", "models", "iris", "versions", "1")
+    assert code == 200
+    assert body["ref"] == "iris/1"
+    assert body["message"] == "first model"
+
+
+async def test_alias_trail(api, store_uri):
+    code, body = await api("GET", "models", "iris", "aliases")
+    assert code == 200
+    assert [(m["alias"], m["from"], m["to"]) for m in body["moves"]] == [
+        ("production", 1, 2), ("production", None, 1)]
+
+
+# -- acting -------------------------------------------------------------------------------------
+
+
+async def test_set_alias(api, store_uri):
+    code, body = await api("POST", "models", "iris", "aliases",
+                           body={"alias": "staging", "version": 1, "message": "try it"})
+    assert code == 200
+    assert body["alias"] == "staging" and body["to"] == 1 and body["why"] == "try it"
+    code, body = await api("GET", "models", "iris")
+    assert body["aliases"] == {"production": 2, "staging": 1}
+
+
+async def test_rollback(api, store_uri):
+    code, body = await api("POST", "models", "iris", "rollback",
+                           body={"alias": "production", "message": "v2 misbehaves"})
+    assert code == 200
+    assert (body["from"], body["to"], body["kind"]) == (2, 1, "rollback")
+    code, body = await api("GET", "models")
+    assert body["models"][0]["aliases"] == {"production": 1}
+
+
+async def test_rollback_to_named_version(api, store_uri):
+    await api("POST", "models", "iris", "rollback", body={})
+    code, body = await api("POST", "models", "iris", "rollback", body={"to": 2})
+    assert code == 200 and body["to"] == 2
+
+
+async def test_retire(api, store_uri):
+    code, body = await api("POST", "models", "iris", "versions", "1", "retire",
+                           body={"message": "superseded"})
+    assert code == 200
+    assert body["retired"] is True
+    code, body = await api("GET", "models", "iris")
+    assert [v["retired"] for v in body["versions"]] == [False, True]
+
+
+async def test_change_store(api, store_uri, tmp_path):
+    from nbmodel import store as store_mod
+
+    other = f"sqlite:///{tmp_path}/other.db"
+    try:
+        code, body = await api("PUT", "store", body={"uri": other})
+        assert code == 200
+        assert body == {"uri": other, "origin": "set_store", "exists": True}
+        code, body = await api("GET", "models")
+        assert body["models"] == []
+        code, body = await api("PUT", "store", body={"uri": None})
+        assert code == 200 and body["uri"] == store_uri
+    finally:
+        store_mod._explicit_uri = None
+        store_mod._stores.pop(other, None)
+
+
+# -- bad input: 4xx JSON that names the problem, and the store unchanged ----------------------
+
+
+async def test_unknown_model(api, store_uri):
+    code, body = await api("GET", "models", "nosuch")
+    assert code == 404 and _kind(body) == "model-not-found"
+    assert "nosuch" in body["error"]["message"]
+
+
+async def test_unknown_version(api, store_uri):
+    code, body = await api("GET", "models", "iris", "versions", "7")
+    assert code == 404 and _kind(body) == "version-not-found"
+
+
+@pytest.mark.parametrize("version", ["0", "x", "-1"])
+async def test_bad_version_in_path(api, store_uri, version):
+    code, body = await api("GET", "models", "iris", "versions", version)
+    assert code == 400 and _kind(body) == "bad-request"
+
+
+@pytest.mark.parametrize("params", [{"limit": "x"}, {"limit": "0"}, {"offset": "-3"},
+                                    {"limit": "100000"}])
+async def test_bad_paging(api, store_uri, params):
+    code, body = await api("GET", "models", "iris", params=params)
+    assert code == 400 and _kind(body) == "bad-request"
+
+
+@pytest.mark.parametrize("body, kind", [
+    ("{not json", "bad-request"),
+    ("[1, 2]", "bad-request"),
+    ({"version": 1}, "bad-request"),                       # no alias
+    ({"alias": "staging"}, "bad-request"),                 # no version
+    ({"alias": "staging", "version": "1"}, "bad-request"),  # version as text
+    ({"alias": "staging", "version": True}, "bad-request"),
+    ({"alias": "staging", "version": 0}, "bad-request"),
+    ({"alias": "v3", "version": 1}, "bad-reference"),      # reserved by MLflow
+    ({"alias": "has space", "version": 1}, "bad-reference"),
+    ({"alias": "staging", "version": 9}, "version-not-found"),
+])
+async def test_bad_alias_requests(api, store_uri, body, kind):
+    code, reply = await api("POST", "models", "iris", "aliases", body=body)
+    assert 400 <= code < 500 and _kind(reply) == kind, reply
+    _, after = await api("GET", "models", "iris")
+    assert after["aliases"] == {"production": 2}
+
+
+@pytest.mark.parametrize("body, code_, kind", [
+    ({"alias": "staging"}, 404, "alias-not-found"),
+    ({"to": 9}, 404, "version-not-found"),
+    ({"to": 2}, 409, "rollback"),              # already there
+    ({"to": "one"}, 400, "bad-request"),
+])
+async def test_bad_rollbacks(api, store_uri, body, code_, kind):
+    code, reply = await api("POST", "models", "iris", "rollback", body=body)
+    assert (code, _kind(reply)) == (code_, kind), reply
+    _, after = await api("GET", "models", "iris")
+    assert after["aliases"] == {"production": 2}
+
+
+async def test_rollback_with_no_earlier_holder(api, store_uri):
+    await api("POST", "models", "iris", "aliases", body={"alias": "staging", "version": 2})
+    code, reply = await api("POST", "models", "iris", "rollback", body={"alias": "staging"})
+    assert code == 409 and _kind(reply) == "rollback"
+
+
+async def test_retire_refused_while_aliased(api, store_uri):
+    code, reply = await api("POST", "models", "iris", "versions", "2", "retire", body={})
+    assert code == 409 and _kind(reply) == "retired"
+    assert "production" in reply["error"]["message"]
+    _, after = await api("GET", "models", "iris", "versions", "2")
+    assert after["retired"] is False
+
+
+async def test_alias_on_retired_version_refused(api, store_uri):
+    await api("POST", "models", "iris", "versions", "1", "retire", body={})
+    code, reply = await api("POST", "models", "iris", "rollback", body={})
+    assert code == 409 and _kind(reply) == "retired"
+    code, reply = await api("POST", "models", "iris", "aliases",
+                            body={"alias": "staging", "version": 1})
+    assert code == 409 and _kind(reply) == "retired"
+    code, reply = await api("POST", "models", "iris", "aliases",
+                            body={"alias": "staging", "version": 1, "force": True})
+    assert code == 200
+
+
+async def test_bad_store_uri(api, store_uri, tmp_path):
+    for uri, kind in [("not a uri", "store"), (f"sqlite:///{tmp_path}/no/such/dir.db", "store"),
+                      (42, "bad-request")]:
+        code, reply = await api("PUT", "store", body={"uri": uri})
+        assert code in (400, 503) and _kind(reply) == kind, reply
+    code, reply = await api("PUT", "store", body={})
+    assert code == 400 and _kind(reply) == "bad-request"
+    _, body = await api("GET", "store")
+    assert body["uri"] == store_uri
+
+
+async def test_bad_model_name(api, store_uri):
+    code, reply = await api("GET", "models", "iris@production")
+    assert code == 400 and _kind(reply) == "bad-request"
+
+
+async def test_unknown_route(api, store_uri):
+    code, reply = await api("GET", "nothing", "here")
+    assert code == 404 and _kind(reply) == "no-route"
+
+
+# -- deployments and alerts: shown only where the features exist -------------------------------
+
+
+def _has(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
+
+
+async def test_features_report_modules(api, store_uri):
+    code, body = await api("GET", "features")
+    assert code == 200
+    assert body["deployments"] == _has("nbmodel.serving")
+    assert body["alerts"] == _has("nbmodel.monitoring")
+
+
+@pytest.mark.skipif(_has("nbmodel.serving"), reason="nbmodel.serving exists")
+async def test_deployments_not_available(api, store_uri):
+    code, reply = await api("GET", "deployments")
+    assert code == 501 and _kind(reply) == "not-available"
+
+
+@pytest.mark.skipif(_has("nbmodel.monitoring"), reason="nbmodel.monitoring exists")
+async def test_alerts_not_available(api, store_uri):
+    code, reply = await api("GET", "alerts")
+    assert code == 501 and _kind(reply) == "not-available"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not _has("nbmodel.serving"), reason="nbmodel.serving not written yet")
+async def test_deploy_and_stop(api, store_uri):
+    import urllib.request
+
+    code, body = await api("POST", "deployments",
+                           body={"ref": "iris/1", "alias": "staging", "port": 0})
+    assert code == 201, body
+    deployment = body["deployment"]
+    try:
+        url = deployment["url"]
+        assert url.startswith("http://127.0.0.1:")
+        with urllib.request.urlopen(url.rstrip("/") + "/ping", timeout=10) as resp:
+            assert resp.status == 200
+        code, body = await api("GET", "deployments")
+        assert code == 200 and any(d.get("url") == url for d in body["deployments"])
+    finally:
+        code, body = await api("DELETE", "deployments", "iris@staging")
+    assert code == 200
+    _, body = await api("GET", "deployments")
+    assert not any(d.get("url") == url for d in body["deployments"])
+
+
+@pytest.mark.skipif(not _has("nbmodel.serving"), reason="nbmodel.serving not written yet")
+@pytest.mark.parametrize("body", [{}, {"ref": "iris/x"}, {"ref": "iris/1", "port": -1},
+                                  {"ref": "iris/1", "port": "80"}])
+async def test_bad_deploy_requests(api, store_uri, body):
+    code, reply = await api("POST", "deployments", body=body)
+    assert code == 400 and _kind(reply) in ("bad-request", "bad-reference"), reply
+
+
+# -- authentication ----------------------------------------------------------------------------
+
+
+async def test_requests_without_token_are_refused(jp_serverapp, jp_base_url, http_server_client,
+                                                  store_uri):
+    url = jp_base_url.rstrip("/") + "/nbmodel/api/models"
+    with pytest.raises(tornado.httpclient.HTTPClientError) as err:
+        await http_server_client.fetch(url, method="GET")
+    assert err.value.code == 403
+    with pytest.raises(tornado.httpclient.HTTPClientError) as err:
+        await http_server_client.fetch(
+            jp_base_url.rstrip("/") + "/nbmodel/api/models/iris/rollback",
+            method="POST", body="{}")
+    assert err.value.code == 403
+    # ...and the refused rollback changed nothing.
+    from nbmodel.history import models
+
+    assert models()[0].aliases == {"production": 2}
+
+
+async def test_wrong_token_is_refused(jp_serverapp, jp_base_url, http_server_client, store_uri):
+    url = jp_base_url.rstrip("/") + "/nbmodel/api/models"
+    with pytest.raises(tornado.httpclient.HTTPClientError) as err:
+        await http_server_client.fetch(url, headers={"Authorization": "token wrong"})
+    assert err.value.code == 403
