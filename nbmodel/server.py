@@ -199,14 +199,11 @@ def _models() -> dict[str, Any]:
 
 def _model(name: str, limit: int, offset: int) -> dict[str, Any]:
     from .history import log
-    from .refs import parse_ref
-    from .versions import _aliases_of, _registered  # noqa: PLC2701 - the core's own lookup
-
-    ref = parse_ref(name)
-    history = log(ref.name, limit=limit, offset=offset)
     from .store import get_store
+    from .versions import model_aliases
 
-    aliases = _aliases_of(_registered(get_store(), ref.name))
+    history = log(name, limit=limit, offset=offset)
+    aliases = model_aliases(get_store(), history.name)
     return {
         "name": history.name,
         "versions": history.versions,

@@ -1,0 +1,300 @@
+/**
+ * The sidebar's pure logic: the magics it inserts, how it shows metrics and ages, how pages of
+ * versions merge, and what its empty and error states say. No JupyterLab imports here, so the
+ * unit tests run under plain node.
+ */
+
+/** One version as `GET /nbmodel/api/models/{name}` returns it (Version.to_dict()). */
+export interface IVersion {
+  name: string;
+  version: number;
+  ref: string;
+  message: string;
+  aliases: string[];
+  metrics: Record<string, number>;
+  key_metrics?: Record<string, number>;
+  parent: string | null;
+  created: string;
+  user: string | null;
+  retired: boolean;
+  tags?: Record<string, string>;
+}
+
+/** A model as `GET /nbmodel/api/models` lists it (ModelSummary.to_dict()). */
+export interface IModelSummary {
+  name: string;
+  latest: number | null;
+  aliases: Record<string, number>;
+  updated: string | null;
+}
+
+export interface IStoreInfo {
+  uri: string;
+  origin: string;
+  exists: boolean;
+}
+
+export interface IFeatures {
+  deployments: boolean;
+  alerts: boolean;
+}
+
+export interface IModelPage {
+  name: string;
+  versions: IVersion[];
+  total: number;
+  offset: number;
+  limit: number;
+  aliases: Record<string, number>;
+}
+
+/** Versions per page, as the server's default. */
+export const PAGE = 50;
+
+/** The most versions one refresh reloads (the server's cap on `limit`). */
+export const MAX_RELOAD = 500;
+
+// -- magics -------------------------------------------------------------------------------------
+
+/**
+ * Quote an argument for an IPython line magic only when it needs it: model names may hold
+ * spaces or shell-special characters, which magic_arguments splits like a shell.
+ */
+export function shellQuote(arg: string): string {
+  if (/^[A-Za-z0-9_@%+=:,./-]+$/.test(arg)) {
+    return arg;
+  }
+  return "'" + arg.replace(/'/g, "'\"'\"'") + "'";
+}
+
+/** A name usable as a Python variable for `--as` (`my-model v2` becomes `my_model_v2`). */
+export function pythonName(text: string, fallback = 'model'): string {
+  let name = text.replace(/[^A-Za-z0-9_]+/g, '_').replace(/^_+|_+$/g, '');
+  if (!name) {
+    return fallback;
+  }
+  if (/^[0-9]/.test(name)) {
+    name = '_' + name;
+  }
+  return PYTHON_KEYWORDS.has(name) ? name + '_' : name;
+}
+
+const PYTHON_KEYWORDS = new Set(
+  (
+    'False None True and as assert async await break class continue def del elif else except ' +
+    'finally for from global if import in is lambda nonlocal not or pass raise return try ' +
+    'while with yield'
+  ).split(' ')
+);
+
+export function versionRef(name: string, version: number): string {
+  return `${name}/${version}`;
+}
+
+export function checkoutMagic(name: string, version: number, asVar = 'model'): string {
+  return `%model_checkout ${shellQuote(versionRef(name, version))} --as ${pythonName(asVar)}`;
+}
+
+export function showMagic(name: string, version: number): string {
+  return `%model_show ${shellQuote(versionRef(name, version))}`;
+}
+
+/** `%model_diff OLD NEW`, the older version first whatever order they were picked in. */
+export function diffMagic(name: string, a: number, b: number): string {
+  const [older, newer] = a <= b ? [a, b] : [b, a];
+  return `%model_diff ${shellQuote(versionRef(name, older))} ${shellQuote(
+    versionRef(name, newer)
+  )}`;
+}
+
+/** The version a diff of `v` compares against: its parent in the same model, else the one before. */
+export function diffBase(v: IVersion, versions: IVersion[]): number | null {
+  const parent = parentVersion(v);
+  if (parent !== null && parent !== v.version) {
+    return parent;
+  }
+  const older = versions
+    .map(x => x.version)
+    .filter(n => n < v.version)
+    .sort((x, y) => y - x);
+  return older.length ? older[0] : v.version > 1 ? v.version - 1 : null;
+}
+
+/** The parent's version number when the parent is a version of the same model. */
+export function parentVersion(v: IVersion): number | null {
+  if (!v.parent) {
+    return null;
+  }
+  const m = /^(?:models:\/)?(.+)\/(\d+)$/.exec(v.parent);
+  if (!m || m[1] !== v.name) {
+    return null;
+  }
+  return Number(m[2]);
+}
+
+export function logMagic(name: string): string {
+  return `%model_log ${shellQuote(name)}`;
+}
+
+export function aliasMagic(name: string, version: number, alias: string): string {
+  return `%model_alias ${shellQuote(versionRef(name, version))} ${shellQuote(alias)}`;
+}
+
+export function rollbackMagic(name: string, alias = 'production', to?: number | null): string {
+  let text = `%model_rollback ${shellQuote(name)}`;
+  if (to !== undefined && to !== null) {
+    text += ` --to ${to}`;
+  }
+  if (alias !== 'production') {
+    text += ` --alias ${shellQuote(alias)}`;
+  }
+  return text;
+}
+
+export function deployMagic(name: string, version: number, alias = 'production'): string {
+  let text = `%model_deploy ${shellQuote(versionRef(name, version))}`;
+  if (alias !== 'production') {
+    text += ` --alias ${shellQuote(alias)}`;
+  }
+  return text;
+}
+
+export function compareMagic(name: string, versions: number[]): string {
+  const refs = [...versions]
+    .sort((a, b) => a - b)
+    .map(v => shellQuote(versionRef(name, v)));
+  return `%model_compare ${refs.join(' ')} --eval X_test y_test`;
+}
+
+// -- display ------------------------------------------------------------------------------------
+
+/** Short numbers for a narrow sidebar: 0.9533 -> "0.953", 12345.6 -> "12346", 1e-5 -> "1e-05". */
+export function formatNumber(value: number): string {
+  if (!Number.isFinite(value)) {
+    return String(value);
+  }
+  if (Number.isInteger(value)) {
+    return String(value);
+  }
+  const abs = Math.abs(value);
+  if (abs !== 0 && (abs < 1e-3 || abs >= 1e6)) {
+    return value.toExponential(2).replace(/e([+-])(\d)$/, 'e$10$2');
+  }
+  if (abs >= 1000) {
+    return value.toFixed(0);
+  }
+  return String(Number(value.toPrecision(3)));
+}
+
+/** The key metrics of a version as `accuracy 0.96 · f1_macro 0.96`, at most `max` of them. */
+export function metricsLine(v: IVersion, max = 3): string {
+  const metrics =
+    v.key_metrics && Object.keys(v.key_metrics).length ? v.key_metrics : v.metrics || {};
+  return Object.entries(metrics)
+    .slice(0, max)
+    .map(([k, val]) => `${k} ${formatNumber(val)}`)
+    .join(' · ');
+}
+
+/** "just now", "5 min ago", "3 h ago", "2 days ago", or the date past a month. */
+export function age(iso: string | null, now: Date = new Date()): string {
+  if (!iso) {
+    return '';
+  }
+  const then = new Date(iso);
+  if (isNaN(then.getTime())) {
+    return '';
+  }
+  const s = Math.max(0, Math.round((now.getTime() - then.getTime()) / 1000));
+  if (s < 45) {
+    return 'just now';
+  }
+  const m = Math.round(s / 60);
+  if (m < 60) {
+    return `${m} min ago`;
+  }
+  const h = Math.round(m / 60);
+  if (h < 24) {
+    return `${h} h ago`;
+  }
+  const d = Math.round(h / 24);
+  if (d < 31) {
+    return d === 1 ? '1 day ago' : `${d} days ago`;
+  }
+  return then.toISOString().slice(0, 10);
+}
+
+/** The first line of a commit message, cut to fit. */
+export function firstLine(text: string, width = 80): string {
+  const line = (text || '').split('\n')[0].trim();
+  return line.length > width ? line.slice(0, width - 1) + '…' : line;
+}
+
+/** Aliases of a model as `production → 2`, sorted with production first. */
+export function aliasEntries(aliases: Record<string, number>): [string, number][] {
+  return Object.entries(aliases).sort(([a], [b]) =>
+    a === 'production' ? -1 : b === 'production' ? 1 : a.localeCompare(b)
+  );
+}
+
+// -- paging -------------------------------------------------------------------------------------
+
+/** Append a later page to the versions already shown, dropping any repeated version. */
+export function mergePage(shown: IVersion[], page: IVersion[]): IVersion[] {
+  const seen = new Set(shown.map(v => v.version));
+  return shown.concat(page.filter(v => !seen.has(v.version)));
+}
+
+/** Whether a "show more" button is needed under the versions shown. */
+export function hasMore(shown: number, total: number): boolean {
+  return shown < total;
+}
+
+/** How many versions a refresh reloads: as many as are shown, at least a page. */
+export function reloadLimit(shown: number): number {
+  return Math.min(MAX_RELOAD, Math.max(PAGE, shown));
+}
+
+// -- states -------------------------------------------------------------------------------------
+
+export interface IApiErrorLike {
+  status: number;
+  kind: string;
+  message: string;
+}
+
+/** What the sidebar says when there is nothing to list. */
+export function emptyMessage(store: IStoreInfo | null): string {
+  if (store && !store.exists) {
+    return (
+      `No store yet at ${store.uri}. Commit a model from a notebook with ` +
+      '%model_commit VAR (after %load_ext nbmodel) and it will show here.'
+    );
+  }
+  return 'No models in this store yet. Commit one from a notebook with %model_commit VAR.';
+}
+
+/** What the sidebar says, and what to do, when a call fails. */
+export function errorAdvice(err: IApiErrorLike): string {
+  switch (err.kind) {
+    case 'no-extension':
+      return (
+        'The nbmodel server extension is not enabled. Run ' +
+        '`jupyter server extension enable nbmodel.server` and restart JupyterLab.'
+      );
+    case 'network':
+      return 'The Jupyter server does not answer. Check that it is still running, then refresh.';
+    case 'forbidden':
+      return 'The Jupyter server refused the request. Reload the page to log in again.';
+    case 'store':
+      return 'Check the store URI below, start the MLflow server it names, or choose another store.';
+    case 'model-not-found':
+      return 'The model may have been deleted. Refresh the list.';
+    case 'retired':
+      return 'Choose a version that is not retired, or move the alias first.';
+    case 'internal':
+      return 'This looks like a bug in nbmodel; the Jupyter server log has the details.';
+    default:
+      return '';
+  }
+}
