@@ -1,0 +1,312 @@
+"""Alert rules: a small grammar, checks per window, open alerts kept in the registry, callbacks.
+
+A model's rules and its open alerts are tags of the registered model (``nbmodel.alert_rules``
+and ``nbmodel.alerts``), so ``%model_status``, the panel, the JupyterLab sidebar and ``mlflow
+ui`` all see them, from any kernel. An alert is open while its rule fails in the newest window
+where the rule's metric has a value; it clears when a later check finds that window fine.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import re
+import threading
+import warnings
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any, Callable
+
+from ..errors import NbmodelError, NbmodelWarning
+from ..evaluate import CLASSIFIER, REGRESSOR
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from ._record import Schema
+    from ._stats import Summary
+
+T_RULES = "nbmodel.alert_rules"
+T_OPEN = "nbmodel.alerts"
+MAX_TAG = 5000
+
+GRAMMAR = """\
+alert rules are METRIC OP NUMBER, or METRIC[FEATURE] OP NUMBER for one feature:
+  METRIC  volume, labelled, latency_p50, latency_p95 (ms of served requests),
+          accuracy, f1_macro (classifiers), rmse, mae (regressors),
+          psi, ks, pvalue (drift of the worst feature, or of the one in [...]),
+          prediction_psi (drift of the predictions)
+  OP      <  <=  >  >=
+  e.g.    "accuracy<0.9"  "psi>0.2"  "psi[petal length (cm)]>0.2"  "rmse>=50"  "volume<100\""""
+
+METRICS = {
+    "volume": None, "labelled": None, "latency_p50": None, "latency_p95": None,
+    "accuracy": CLASSIFIER, "f1_macro": CLASSIFIER, "rmse": REGRESSOR, "mae": REGRESSOR,
+    "psi": "drift", "ks": "drift", "pvalue": "drift", "prediction_psi": "drift",
+}
+_SYNONYMS = {"f1": "f1_macro", "acc": "accuracy", "p_value": "pvalue", "pred_psi": "prediction_psi",
+             "count": "volume", "latency": "latency_p95"}
+_RULE = re.compile(r"^\s*(?P<metric>[A-Za-z_][A-Za-z0-9_]*)\s*(?:\[(?P<feature>[^\]]+)\])?\s*"
+                   r"(?P<op><=|>=|<|>)\s*(?P<num>[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*$")
+
+
+class BadAlert(NbmodelError):
+    """An alert rule that does not follow the grammar or does not apply to the model."""
+
+    kind = "bad-alert"
+
+
+@dataclass(frozen=True)
+class Rule:
+    metric: str
+    op: str
+    threshold: float
+    feature: str | None = None
+
+    @property
+    def text(self) -> str:
+        feat = f"[{self.feature}]" if self.feature else ""
+        return f"{self.metric}{feat}{self.op}{self.threshold:g}"
+
+    def __str__(self) -> str:
+        return self.text
+
+    def fails(self, values: "np.ndarray") -> "np.ndarray":
+        """True where the rule fires (NaN never fires)."""
+        import numpy as np
+
+        with np.errstate(invalid="ignore"):
+            return {"<": values < self.threshold, "<=": values <= self.threshold,
+                    ">": values > self.threshold, ">=": values >= self.threshold}[self.op] & ~np.isnan(values)
+
+
+def parse_rule(text: str | Rule) -> Rule:
+    """``"psi[petal length (cm)]>0.2"`` -> Rule; raises BadAlert showing the grammar."""
+    if isinstance(text, Rule):
+        return text
+    m = _RULE.match(str(text))
+    if not m:
+        raise BadAlert(f"cannot read the alert {text!r}. {GRAMMAR}")
+    metric = m.group("metric").lower()
+    metric = _SYNONYMS.get(metric, metric)
+    if metric not in METRICS:
+        raise BadAlert(f"unknown metric {m.group('metric')!r} in the alert {text!r}. {GRAMMAR}")
+    feature = m.group("feature")
+    if feature is not None and metric not in ("psi", "ks", "pvalue"):
+        raise BadAlert(f"only psi, ks and pvalue take a [feature], not {metric} ({text!r}). {GRAMMAR}")
+    return Rule(metric, m.group("op"), float(m.group("num")), feature.strip() if feature else None)
+
+
+def check_rules(rules: list[Rule], sch: "Schema", task: str | None) -> None:
+    """Refuse rules that cannot apply to this version, saying why."""
+    prof = (sch.profile or {}).get("features") or {}
+    for r in rules:
+        need = METRICS[r.metric]
+        if need == "drift" and not sch.has_reference:
+            raise BadAlert(f"{r.text} needs a drift reference, but {sch.ref} was committed without "
+                           "training data; commit with --train X_train y_train to add one")
+        if need in (CLASSIFIER, REGRESSOR) and task and need != task:
+            other = "accuracy, f1_macro" if task == CLASSIFIER else "rmse, mae"
+            raise BadAlert(f"{r.metric} is for {need}s but {sch.ref} is a {task}; use {other}")
+        if r.feature is not None:
+            if r.feature not in prof:
+                raise BadAlert(f"{sch.ref} has no feature {r.feature!r}; its features are "
+                               f"{', '.join(prof) or '(none)'}")
+            if r.metric == "ks" and prof[r.feature].get("kind") == "categorical":
+                raise BadAlert(f"{r.feature!r} is categorical: the KS test is for numeric features; "
+                               f"use pvalue[{r.feature}] (chi-square) or psi[{r.feature}]")
+
+
+@dataclass
+class Alert:
+    """A rule that fails on a version's traffic."""
+
+    model: str
+    version: int
+    rule: str
+    value: float
+    threshold: float
+    window: str
+    windows_failed: int
+    feature: str | None = None
+    since: str = ""
+    checked: str = ""
+
+    @property
+    def ref(self) -> str:
+        return f"{self.model}/{self.version}"
+
+    def __str__(self) -> str:
+        where = f" ({self.feature})" if self.feature and "[" not in self.rule else ""
+        return (f"{self.rule} on {self.ref}: {_num(self.value)}{where} in the window {self.window}"
+                f" ({self.windows_failed} window{'s' if self.windows_failed != 1 else ''} failed)")
+
+    __repr__ = __str__
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Firing:
+    """One rule failing in one window."""
+
+    rule: Rule
+    window: int
+    value: float
+    feature: str | None
+
+
+def _num(x: float) -> str:
+    if x != x:
+        return "nan"
+    if abs(x) >= 1000:
+        return f"{x:,.0f}"
+    return f"{x:.3g}"
+
+
+def evaluate(summary: "Summary", rules: list[Rule], model: str, version: int
+             ) -> tuple[list[Firing], list[Alert]]:
+    """Every (rule, window) that fails, and the alerts open now (failing in the newest window
+    where the metric has a value)."""
+    import numpy as np
+
+    fired: list[Firing] = []
+    open_: list[Alert] = []
+    labels = summary.labels()
+    now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    for r in rules:
+        values = summary.metric(r.metric, r.feature)
+        bad = r.fails(values)
+        for w in np.flatnonzero(bad):
+            feat = r.feature or (summary.worst_feature(r.metric, int(w)) if r.metric in ("psi", "ks", "pvalue") else None)
+            fired.append(Firing(r, int(w), float(values[w]), feat))
+        defined = np.flatnonzero(~np.isnan(values))
+        if len(defined) and bad[defined[-1]]:
+            last = int(defined[-1])
+            first = last
+            while first - 1 >= 0 and (bad[first - 1] or np.isnan(values[first - 1])):
+                first -= 1
+            while np.isnan(values[first]):
+                first += 1
+            feat = r.feature or (summary.worst_feature(r.metric, last) if r.metric in ("psi", "ks", "pvalue") else None)
+            open_.append(Alert(model, version, r.text, float(values[last]), r.threshold, labels[last],
+                               int(bad.sum()), feat, labels[first], now))
+    return fired, open_
+
+
+# -- kept in the registry ----------------------------------------------------------------------
+def stored(name: str) -> tuple[list[str], list[Alert]]:
+    """The model's saved rules and its open alerts."""
+    from ..store import get_store
+
+    store = get_store()
+    rm = store.retry(store.client.get_registered_model, name)
+    return _from_tags(dict(rm.tags or {}))
+
+
+def _from_tags(tags: dict[str, str]) -> tuple[list[str], list[Alert]]:
+    try:
+        rules = [str(r) for r in json.loads(tags.get(T_RULES) or "[]")]
+    except ValueError:
+        rules = []
+    try:
+        open_ = [Alert(**a) for a in json.loads(tags.get(T_OPEN) or "[]")]
+    except (ValueError, TypeError):
+        open_ = []
+    return rules, open_
+
+
+def save(name: str, *, rules: list[str] | None = None, open_alerts: list[Alert] | None = None,
+         before: tuple[list[str], list[Alert]] | None = None) -> None:
+    """Write what changed (one tag write each, none when nothing changed)."""
+    from ..store import get_store
+
+    store = get_store()
+    old_rules, old_open = before if before is not None else stored(name)
+    if rules is not None and rules != old_rules:
+        text = json.dumps(rules)
+        if len(text) > MAX_TAG:
+            raise BadAlert(f"too many alert rules for {name} ({len(text)} characters; at most {MAX_TAG})")
+        store.retry(store.client.set_registered_model_tag, name, T_RULES, text)
+    if open_alerts is not None:
+        new = [a.to_dict() for a in open_alerts]
+        old = [a.to_dict() for a in old_open]
+        strip = lambda xs: [{k: v for k, v in x.items() if k != "checked"} for x in xs]  # noqa: E731
+        if strip(new) != strip(old):
+            text = json.dumps(new)
+            while len(text) > MAX_TAG and new:
+                new = new[:-1]
+                text = json.dumps(new)
+            store.retry(store.client.set_registered_model_tag, name, T_OPEN, text)
+
+
+def open_alerts(name: str | None = None) -> list[Alert]:
+    """Open alerts of one model, or of every model in the store (one registry query)."""
+    from ..store import get_store
+
+    if name is not None:
+        from ..refs import parse_ref
+
+        return stored(parse_ref(name).name)[1]
+    store = get_store()
+    out: list[Alert] = []
+    token = None
+    while True:
+        page = store.retry(store.client.search_registered_models, max_results=1000, page_token=token)
+        for rm in page:
+            tags = dict(rm.tags or {})
+            if T_OPEN in tags:
+                out.extend(_from_tags(tags)[1])
+        token = page.token
+        if not token:
+            break
+    return out
+
+
+def has_rules() -> bool:
+    from ..store import get_store
+
+    store = get_store()
+    page = store.retry(store.client.search_registered_models, max_results=1000)
+    return any(T_RULES in dict(rm.tags or {}) or T_OPEN in dict(rm.tags or {}) for rm in page)
+
+
+# -- callbacks --------------------------------------------------------------------------------
+_callbacks: list[Callable[[Alert], Any]] = []
+_callbacks_lock = threading.Lock()
+
+
+def on_alert(fn: Callable[[Alert], Any]) -> Callable[[Alert], Any]:
+    """Call ``fn(alert)`` each time an alert opens (not again while it stays open).
+
+    Usable as a decorator; returns ``fn``. Remove it with ``nbmodel.monitoring.remove_on_alert(fn)``.
+
+    Example:
+        >>> @nbmodel.on_alert  # doctest: +SKIP
+        ... def notify(alert):
+        ...     requests.post(SLACK_URL, json={"text": str(alert)})
+    """
+    if not callable(fn):
+        raise NbmodelError("on_alert takes a function of one argument, the Alert")
+    with _callbacks_lock:
+        if fn not in _callbacks:
+            _callbacks.append(fn)
+    return fn
+
+
+def remove_on_alert(fn: Callable[[Alert], Any]) -> None:
+    with _callbacks_lock:
+        if fn in _callbacks:
+            _callbacks.remove(fn)
+
+
+def notify(alerts: list[Alert]) -> None:
+    with _callbacks_lock:
+        fns = list(_callbacks)
+    for alert in alerts:
+        for fn in fns:
+            try:
+                fn(alert)
+            except Exception as exc:  # noqa: BLE001 - a broken notifier must not break monitoring
+                warnings.warn(f"the on_alert callback {getattr(fn, '__name__', fn)!r} failed: {exc}",
+                              NbmodelWarning, stacklevel=2)
