@@ -44,6 +44,10 @@ _API = {
     "alias_history": ("aliases", "alias_history"),
     "parse_ref": ("refs", "parse_ref"),
     "sanitize_file": ("testing", "sanitize_file"),
+    "record": ("monitoring", "record"),
+    "record_labels": ("monitoring", "record_labels"),
+    "monitor": ("monitoring", "monitor"),
+    "on_alert": ("monitoring", "on_alert"),
     "Version": ("versions", "Version"),
     "NbmodelError": ("errors", "NbmodelError"),
 }
