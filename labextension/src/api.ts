@@ -7,7 +7,9 @@ import { URLExt } from '@jupyterlab/coreutils';
 import { ServerConnection } from '@jupyterlab/services';
 
 import {
+  IAlertLike,
   IApiErrorLike,
+  IDeploymentLike,
   IFeatures,
   IModelPage,
   IModelSummary,
@@ -86,29 +88,11 @@ export interface IAliasMove {
   changed: boolean;
 }
 
-/** A running deployment; fields beyond these depend on nbmodel.serving. */
-export interface IDeployment {
-  name?: string;
-  ref?: string;
-  alias?: string;
-  version?: number;
-  url?: string;
-  healthy?: boolean;
-  health?: string;
-  status?: string;
-  [key: string]: unknown;
-}
+/** A running deployment (nbmodel.serving's Deployment.to_dict()). */
+export type IDeployment = IDeploymentLike;
 
-/** An open monitoring alert; fields depend on nbmodel.monitoring. */
-export interface IAlert {
-  name?: string;
-  model?: string;
-  rule?: string;
-  message?: string;
-  value?: number;
-  at?: string;
-  [key: string]: unknown;
-}
+/** An open monitoring alert (nbmodel.monitoring's Alert.to_dict()). */
+export type IAlert = IAlertLike;
 
 export const api = {
   models: () => requestAPI<IModelsReply>('models'),
@@ -131,6 +115,6 @@ export const api = {
   deploy: (ref: string, alias: string, port: number | null) =>
     post<{ deployment: IDeployment }>('deployments', port === null ? { ref, alias } : { ref, alias, port }),
   stop: (target: string) =>
-    requestAPI<{ stopped: unknown }>(`deployments/${enc(target)}`, { method: 'DELETE' }),
+    requestAPI<{ stopped: string[] | string }>(`deployments/${enc(target)}`, { method: 'DELETE' }),
   alerts: () => requestAPI<{ alerts: IAlert[] }>('alerts')
 };

@@ -237,6 +237,61 @@ export function aliasEntries(aliases: Record<string, number>): [string, number][
   );
 }
 
+// -- deployments and alerts ---------------------------------------------------------------------
+
+/** A deployment as nbmodel.serving describes it (Deployment.to_dict()). */
+export interface IDeploymentLike {
+  ref?: string;
+  name?: string;
+  alias?: string | null;
+  version?: number | null;
+  url?: string;
+  health?: string;
+  error?: string | null;
+}
+
+/** What to call a deployment, and what `stop` takes: `iris@production`. */
+export function deploymentLabel(d: IDeploymentLike): string {
+  if (d.ref) {
+    return d.ref;
+  }
+  if (d.name) {
+    return d.alias ? `${d.name}@${d.alias}` : d.name;
+  }
+  return 'deployment';
+}
+
+export function deploymentHealth(d: IDeploymentLike): string {
+  return d.health ? String(d.health) : 'unknown';
+}
+
+/** An open alert as nbmodel.monitoring describes it (Alert.to_dict()). */
+export interface IAlertLike {
+  model?: string;
+  version?: number;
+  rule?: string;
+  value?: number;
+  feature?: string | null;
+  window?: string;
+  since?: string;
+}
+
+/** `iris/3: accuracy<0.9 at 0.82 (petal_width) since 2026-11-01`. */
+export function alertText(a: IAlertLike): string {
+  const ref = a.model ? (a.version !== undefined ? `${a.model}/${a.version}` : a.model) : '';
+  let text = `${ref}${ref ? ': ' : ''}${a.rule ?? 'alert'}`;
+  if (typeof a.value === 'number') {
+    text += ` at ${formatNumber(a.value)}`;
+  }
+  if (a.feature && !(a.rule ?? '').includes('[')) {
+    text += ` (${a.feature})`;
+  }
+  if (a.since) {
+    text += ` since ${a.since}`;
+  }
+  return text;
+}
+
 // -- paging -------------------------------------------------------------------------------------
 
 /** Append a later page to the versions already shown, dropping any repeated version. */

@@ -22,7 +22,10 @@ import {
   rollbackMagic,
   shellQuote,
   showMagic,
-  aliasMagic
+  aliasMagic,
+  alertText,
+  deploymentHealth,
+  deploymentLabel
 } from '../logic';
 
 function v(version: number, extra: Partial<IVersion> = {}): IVersion {
@@ -154,4 +157,18 @@ test('empty and error states say what to do', () => {
   );
   assert.match(errorAdvice({ status: 503, kind: 'store', message: '' }), /store URI/);
   assert.equal(errorAdvice({ status: 400, kind: 'other', message: '' }), '');
+});
+
+test('deployments and alerts read as one line', () => {
+  assert.equal(deploymentLabel({ ref: 'iris@production', name: 'iris' }), 'iris@production');
+  assert.equal(deploymentLabel({ name: 'iris', alias: 'staging' }), 'iris@staging');
+  assert.equal(deploymentLabel({}), 'deployment');
+  assert.equal(deploymentHealth({ health: 'ok' }), 'ok');
+  assert.equal(deploymentHealth({}), 'unknown');
+  assert.equal(
+    alertText({ model: 'iris', version: 3, rule: 'psi>0.2', value: 0.4123, feature: 'petal', since: '2026-11-01' }),
+    'iris/3: psi>0.2 at 0.412 (petal) since 2026-11-01'
+  );
+  assert.equal(alertText({ model: 'iris', version: 3, rule: 'psi[petal]>0.2', value: 1, feature: 'petal' }),
+    'iris/3: psi[petal]>0.2 at 1');
 });

@@ -1,0 +1,60 @@
+"""Start JupyterLab for the Galata tests on a fresh temporary store holding two versions.
+
+Playwright's webServer runs this and stops it after the tests. Everything lives under
+ui-tests/.tmp (the store, the notebooks' folder, Jupyter's runtime files), which is emptied
+first so every run starts from the same state; the user's own store is never touched.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+TMP = HERE / ".tmp"
+PORT = os.environ.get("NBMODEL_UI_PORT", "8899")
+
+
+def make_store(folder: Path) -> str:
+    """iris/1 and iris/2, with production moved from 1 to 2 (so a rollback has somewhere to go)."""
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+
+    import nbmodel
+
+    X, y = load_iris(return_X_y=True, as_frame=True)
+    nbmodel.commit(LogisticRegression(max_iter=300).fit(X, y), "iris",
+                   message="baseline logistic regression", eval=(X, y), source="fit(X, y)")
+    nbmodel.alias("iris/1", "production", message="first release")
+    nbmodel.commit(LogisticRegression(C=0.05, max_iter=300).fit(X, y), "iris",
+                   message="stronger regularisation", eval=(X, y), source="fit(X, y)")
+    nbmodel.alias("iris/2", "production", message="second release")
+    return nbmodel.get_store().uri
+
+
+def main() -> None:
+    shutil.rmtree(TMP, ignore_errors=True)
+    root = TMP / "notebooks"
+    root.mkdir(parents=True)
+    os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
+    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{TMP / 'models.db'}"
+    os.environ["JUPYTER_RUNTIME_DIR"] = str(TMP / "runtime")
+    # No user settings, workspaces or config from the machine: the same lab every run.
+    os.environ["JUPYTERLAB_SETTINGS_DIR"] = str(TMP / "settings")
+    os.environ["JUPYTERLAB_WORKSPACES_DIR"] = str(TMP / "workspaces")
+    uri = make_store(TMP)
+    print(f"nbmodel ui-tests: store {uri}", flush=True)
+    os.chdir(root)
+    args = [
+        sys.executable, "-m", "jupyterlab",
+        f"--config={HERE / 'jupyter_server_test_config.py'}",
+        f"--ServerApp.port={PORT}",
+        f"--ServerApp.root_dir={root}",
+    ]
+    os.execv(sys.executable, args)
+
+
+if __name__ == "__main__":
+    main()

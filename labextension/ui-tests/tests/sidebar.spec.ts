@@ -1,0 +1,114 @@
+/**
+ * The Models sidebar in a real JupyterLab, in headless Chromium, on a store that start_lab.py
+ * filled with iris/1 and iris/2 (production moved from 1 to 2).
+ */
+import { expect, test } from '@jupyterlab/galata';
+import * as fs from 'fs';
+import * as path from 'path';
+
+const SCREENSHOTS = path.resolve(__dirname, '..', 'screenshots');
+
+test.describe.configure({ mode: 'serial' });
+
+async function openSidebar(page: any) {
+  const tab = page.locator('.jp-SideBar.jp-mod-left [data-id="nbmodel-sidebar"]');
+  await expect(tab).toBeVisible();
+  if ((await tab.getAttribute('aria-selected')) !== 'true') {
+    await tab.click();
+  }
+  const panel = page.locator('#nbmodel-sidebar');
+  await expect(panel).toBeVisible();
+  return panel;
+}
+
+test('the sidebar lists, rolls back and inserts magics', async ({ page }) => {
+  const panel = await openSidebar(page);
+
+  // The store and its model.
+  // The first load starts MLflow in the server: give it time.
+  await expect(panel.locator('.jp-nbmodel-store-uri')).toContainText('models.db', {
+    timeout: 60000
+  });
+  const model = panel.locator('[data-model="iris"]');
+  await expect(model).toBeVisible();
+  await expect(model.locator('.jp-nbmodel-model-head')).toContainText('v2');
+  await expect(model.locator('.jp-nbmodel-model-head')).toContainText('production→2');
+
+  // Both versions, newest first, with their messages, metrics and aliases.
+  await model.locator('.jp-nbmodel-model-head').click();
+  const v2 = model.locator('[data-ref="iris/2"]');
+  const v1 = model.locator('[data-ref="iris/1"]');
+  await expect(v2).toBeVisible();
+  await expect(v1).toBeVisible();
+  await expect(v2).toContainText('stronger regularisation');
+  await expect(v1).toContainText('baseline logistic regression');
+  await expect(v2).toContainText('accuracy');
+  await expect(v2.locator('.jp-nbmodel-alias')).toHaveText(['production']);
+  await expect(v1.locator('.jp-nbmodel-alias')).toHaveCount(0);
+  const order = await model.locator('.jp-nbmodel-version').evaluateAll(els =>
+    els.map(e => e.getAttribute('data-ref'))
+  );
+  expect(order).toEqual(['iris/2', 'iris/1']);
+
+  fs.mkdirSync(SCREENSHOTS, { recursive: true });
+  await panel.screenshot({ path: path.join(SCREENSHOTS, 'sidebar.png') });
+
+  // Roll production back through the confirmation dialog.
+  await model.locator('[data-alias="production"] button', { hasText: 'roll back…' }).click();
+  const dialog = page.locator('.jp-Dialog');
+  await expect(dialog).toBeVisible();
+  await expect(dialog).toContainText('iris@production points to iris/2');
+  await dialog.locator('input[name="message"]').fill('v2 misbehaves in production');
+  await dialog.locator('.jp-Dialog-button.jp-mod-warn').click();
+  await expect(dialog).toHaveCount(0);
+
+  await expect(panel.locator('.jp-nbmodel-notice')).toContainText(
+    'iris@production rolled back from iris/2 to iris/1'
+  );
+  await expect(v1.locator('.jp-nbmodel-alias')).toHaveText(['production']);
+  await expect(v2.locator('.jp-nbmodel-alias')).toHaveCount(0);
+  await expect(model.locator('.jp-nbmodel-model-head')).toContainText('production→1');
+
+  // Cancelling a dialog changes nothing.
+  await v2.locator('button', { hasText: 'retire…' }).click();
+  await expect(dialog).toBeVisible();
+  await dialog.locator('.jp-Dialog-button.jp-mod-reject').click();
+  await expect(dialog).toHaveCount(0);
+  await expect(v2.locator('.jp-nbmodel-retired')).toHaveCount(0);
+
+  // Insert magics into a new notebook's new cells.
+  await page.notebook.createNew('sidebar.ipynb');
+  await openSidebar(page);
+  await v2.locator('button', { hasText: 'diff v1' }).click();
+  await expect(page.locator('.jp-NotebookPanel .jp-Cell')).toHaveCount(2);
+  await expect(page.locator('.jp-NotebookPanel .jp-Cell').nth(1)).toContainText(
+    '%model_diff iris/1 iris/2'
+  );
+
+  await openSidebar(page);
+  await v2.locator('button', { hasText: 'checkout' }).click();
+  await expect(page.locator('.jp-NotebookPanel .jp-Cell')).toHaveCount(3);
+  await expect(page.locator('.jp-NotebookPanel .jp-Cell').nth(2)).toContainText(
+    '%model_checkout iris/2 --as iris'
+  );
+
+  // The whole window, for the README.
+  await openSidebar(page);
+  await page.screenshot({ path: path.join(SCREENSHOTS, 'lab-with-sidebar.png') });
+});
+
+test('a refused action says why and changes nothing', async ({ page }) => {
+  const panel = await openSidebar(page);
+  const model = panel.locator('[data-model="iris"]');
+  if ((await model.locator('.jp-nbmodel-model-head').getAttribute('aria-expanded')) !== 'true') {
+    await model.locator('.jp-nbmodel-model-head').click();
+  }
+  // iris/1 holds production now: retiring it is refused by the core.
+  const v1 = model.locator('[data-ref="iris/1"]');
+  await v1.locator('button', { hasText: 'retire…' }).click();
+  const dialog = page.locator('.jp-Dialog');
+  await dialog.locator('.jp-Dialog-button.jp-mod-warn').click();
+  await expect(page.locator('.jp-Dialog')).toContainText('holds the alias production');
+  await page.locator('.jp-Dialog .jp-Dialog-button').last().click();
+  await expect(v1.locator('.jp-nbmodel-retired')).toHaveCount(0);
+});
