@@ -25,7 +25,7 @@ __version__ = "0.1.0"
 _API = {
     "set_store": ("store", "set_store"),
     "get_store": ("store", "get_store"),
-    "commit": ("commit", "commit"),
+    "commit": ("commits", "commit"),
     "resolve": ("versions", "resolve"),
     "show": ("versions", "show"),
     "load": ("versions", "load"),
@@ -36,7 +36,7 @@ _API = {
     "log": ("history", "log"),
     "models": ("history", "models"),
     "status": ("history", "status"),
-    "diff": ("diff", "diff"),
+    "diff": ("diffs", "diff"),
     "alias": ("aliases", "set_alias"),
     "set_alias": ("aliases", "set_alias"),
     "delete_alias": ("aliases", "delete_alias"),

@@ -20,7 +20,7 @@ from typing import Any
 from .errors import AliasNotFound, RetiredVersion, RollbackError
 from .refs import Ref, check_alias, parse_ref
 from .store import get_store
-from .versions import _aliases_of, _registered, _user, resolve
+from .versions import _user, model_aliases, resolve
 
 LOG_PREFIX = "nbmodel.alias_log."
 MAX_WHY = 1000
@@ -70,11 +70,11 @@ class AliasMove:
         }
 
 
-def _entries(rm: Any, alias: str | None = None) -> list[AliasMove]:
+def _entries(store: Any, name: str, alias: str | None = None) -> list[AliasMove]:
+    """The trail of model ``name`` (of one alias), oldest first."""
+    tags = store.registry.model_tags(name, LOG_PREFIX) or {}
     out = []
-    for key, value in sorted((getattr(rm, "tags", None) or {}).items()):
-        if not key.startswith(LOG_PREFIX):
-            continue
+    for key, value in sorted(tags.items()):
         try:
             d = json.loads(value)
         except ValueError:
@@ -82,7 +82,7 @@ def _entries(rm: Any, alias: str | None = None) -> list[AliasMove]:
         if alias is not None and d.get("alias") != alias:
             continue
         out.append(AliasMove(
-            name=rm.name, alias=d.get("alias", ""), from_version=d.get("from"),
+            name=name, alias=d.get("alias", ""), from_version=d.get("from"),
             to_version=d.get("to"), at=_dt.datetime.fromisoformat(d["at"]),
             by=d.get("by", ""), why=d.get("why", ""), kind=d.get("kind", "set"),
         ))
@@ -113,14 +113,14 @@ def _record(store: Any, move: AliasMove) -> None:
         "at": move.at.isoformat(timespec="milliseconds"), "by": move.by,
         "why": move.why[:MAX_WHY], "kind": move.kind,
     })
-    store.retry(store.client.set_registered_model_tag, move.name, key, value)
+    store.registry.set_model_tag(move.name, key, value)
 
 
 def _move(name: str, alias: str, to: int, *, why: str, kind: str, current: int | None) -> AliasMove:
     store = get_store()
     move = AliasMove(name=name, alias=alias, from_version=current, to_version=to,
                      at=_dt.datetime.now(_dt.timezone.utc), by=_user(), why=why or "", kind=kind)
-    store.retry(store.client.set_registered_model_alias, name, alias, str(to))
+    store.registry.set_alias(name, alias, to)
     _record(store, move)
     return move
 
@@ -149,7 +149,7 @@ def set_alias(ref: str | Ref, alias: str, *, message: str = "", force: bool = Fa
         )
     store = get_store()
     with store.write_lock():
-        current = _aliases_of(_registered(store, v.name)).get(alias)
+        current = model_aliases(store, v.name).get(alias)
         if current == v.version:
             return AliasMove(v.name, alias, current, current, _dt.datetime.now(_dt.timezone.utc),
                              _user(), message, kind, changed=False)
@@ -181,8 +181,7 @@ def rollback(name: str | Ref, *, alias: str | None = None, to: int | str | None 
     alias = check_alias(alias or r.alias or "production")
     store = get_store()
     with store.write_lock():
-        rm = _registered(store, r.name)
-        aliases = _aliases_of(rm)
+        aliases = model_aliases(store, r.name)
         current = aliases.get(alias)
         if current is None:
             known = ", ".join(f"{a} (version {v})" for a, v in sorted(aliases.items()))
@@ -194,7 +193,7 @@ def rollback(name: str | Ref, *, alias: str | None = None, to: int | str | None 
             if target.version == current:
                 raise RollbackError(f"{r.name}@{alias} already points to {target.ref}")
         else:
-            stack = _stack(_entries(rm, alias), current)
+            stack = _stack(_entries(store, r.name, alias), current)
             if len(stack) < 2:
                 raise RollbackError(
                     f"{r.name}@{alias} has no earlier holder to roll back to (it points to "
@@ -212,7 +211,7 @@ def delete_alias(name: str | Ref, alias: str, *, message: str = "") -> AliasMove
     r = parse_ref(name)
     store = get_store()
     with store.write_lock():
-        current = _aliases_of(_registered(store, r.name)).get(alias)
+        current = model_aliases(store, r.name).get(alias)
         if current is None:
             raise AliasNotFound(f"{r.name} has no alias {alias!r}")
         store.retry(store.client.delete_registered_model_alias, r.name, alias)
@@ -266,7 +265,8 @@ class AliasHistory:
 def alias_history(name: str | Ref, alias: str | None = None) -> AliasHistory:
     """Every alias move of a model (or of one alias), newest first."""
     r = parse_ref(name)
-    rm = _registered(get_store(), r.name)
-    moves = _entries(rm, alias or r.alias)
+    store = get_store()
+    model_aliases(store, r.name)
+    moves = _entries(store, r.name, alias or r.alias)
     moves.reverse()
     return AliasHistory(r.name, moves)

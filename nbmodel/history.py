@@ -15,7 +15,7 @@ from .errors import NbmodelError
 from .evaluate import key_metrics
 from .refs import Ref, parse_ref
 from .store import Store, get_store
-from .versions import Version, _aliases_of, _fmt, _registered, age, search_versions
+from .versions import Version, _fmt, age, model_aliases
 
 
 def _parent_number(v: Version) -> int | None:
@@ -142,31 +142,9 @@ def log(name: str | Ref | None = None, *, limit: int | None = None, offset: int 
     """
     store = get_store()
     model = _default_name(store) if name is None else parse_ref(name).name
-    rm = _registered(store, model)
-    aliases: dict[int, list[str]] = {}
-    for a, v in _aliases_of(rm).items():
-        aliases.setdefault(v, []).append(a)
-    want = None if limit is None else offset + max(0, int(limit))
-    found: list[Any] = []
-    token = None
-    total = 0
-    while True:
-        page = search_versions(store, model, max_results=min(want or 10000, 10000), page_token=token)
-        found.extend(page)
-        token = page.token
-        if not token or (want is not None and len(found) >= want):
-            break
-    total = len(found)
-    if want is not None and token:
-        total = _count_versions(store, model, found)
-    versions = [Version.from_mlflow(mv, aliases=aliases.get(int(mv.version), []))
-                for mv in found[offset:want]]
-    return History(model, versions, total)
-
-
-def _count_versions(store: Store, name: str, found: list[Any]) -> int:
-    # Version numbers have no gaps unless versions were deleted; the newest is a fair count.
-    return max(int(found[0].version), len(found)) if found else 0
+    aliases = model_aliases(store, model)
+    rows, total = store.registry.versions(model, limit=limit, offset=offset)
+    return History(model, [Version.from_row(r, aliases) for r in rows], total)
 
 
 def _default_name(store: Store) -> str:
@@ -204,7 +182,8 @@ def models(store: Store | None = None) -> list[ModelSummary]:
             latest = max((int(v.version) for v in (rm.latest_versions or [])), default=None)
             updated = (_dt.datetime.fromtimestamp(rm.last_updated_timestamp / 1000, _dt.timezone.utc)
                        if rm.last_updated_timestamp else None)
-            out.append(ModelSummary(rm.name, latest, _aliases_of(rm), updated, rm.description or ""))
+            aliases = {a: int(v) for a, v in (rm.aliases or {}).items()}
+            out.append(ModelSummary(rm.name, latest, aliases, updated, rm.description or ""))
         token = page.token
         if not token:
             break

@@ -85,7 +85,7 @@ def pinned_requirements(model: Any, *, serializer: str | None = None) -> list[st
     out: dict[str, str] = {}
     for dist in dists:
         key = dist.lower().replace("_", "-")
-        if key in out or key == "mlflow-skinny":
+        if key in out or key in ("mlflow-skinny", "mlflow-tracing"):
             continue
         version = _version(dist)
         if version:

@@ -168,6 +168,16 @@ class Store:
     _client: Any = field(default=None, repr=False)
     _experiments: dict[str, str] = field(default_factory=dict, repr=False)
     _open_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _registry: Any = field(default=None, repr=False)
+
+    @property
+    def registry(self) -> Any:
+        """Fast reads and writes of the registry (see :mod:`nbmodel.registry`)."""
+        if self._registry is None:
+            from .registry import Registry
+
+            self._registry = Registry(self)
+        return self._registry
 
     @property
     def is_sqlite(self) -> bool:

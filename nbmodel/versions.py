@@ -127,7 +127,14 @@ class Version:
 
     @classmethod
     def from_mlflow(cls, mv: "MlflowModelVersion", aliases: list[str] | None = None) -> "Version":
-        tags = dict(mv.tags or {})
+        return cls.from_parts(mv.name, int(mv.version), int(mv.creation_timestamp or 0),
+                              mv.description, mv.user_id, mv.run_id, mv.source, dict(mv.tags or {}),
+                              aliases if aliases is not None else list(mv.aliases or []))
+
+    @classmethod
+    def from_parts(cls, name: str, version: int, created_ms: int, description: str | None,
+                   user_id: str | None, run_id: str | None, source: str | None,
+                   tags: dict[str, str], aliases: list[str]) -> "Version":
         try:
             metrics = json.loads(tags.get(T_METRICS) or "{}")
         except ValueError:
@@ -136,25 +143,30 @@ class Version:
             data = json.loads(tags[T_DATA]) if T_DATA in tags else None
         except ValueError:
             data = None
-        created = _dt.datetime.fromtimestamp((mv.creation_timestamp or 0) / 1000, _dt.timezone.utc)
         return cls(
-            name=mv.name,
-            version=int(mv.version),
-            message=mv.description or "",
-            aliases=sorted(aliases if aliases is not None else (mv.aliases or [])),
+            name=name,
+            version=version,
+            message=description or "",
+            aliases=sorted(aliases),
             metrics=metrics,
             parent=tags.get(T_PARENT) or None,
-            created=created,
-            user=tags.get(T_USER) or mv.user_id,
+            created=_dt.datetime.fromtimestamp(created_ms / 1000, _dt.timezone.utc),
+            user=tags.get(T_USER) or user_id,
             retired=tags.get(T_RETIRED) == "true",
-            task=tags.get(T_TASK),
+            task=tags.get(T_TASK) or None,
             estimator=tags.get(T_ESTIMATOR),
             flavor=tags.get(T_FLAVOR),
             data=data,
             tags={k: v for k, v in tags.items() if not k.startswith(TAG)},
-            run_id=mv.run_id,
-            source=mv.source,
+            run_id=run_id,
+            source=source,
         )
+
+    @classmethod
+    def from_row(cls, row: Any, aliases: dict[str, int]) -> "Version":
+        mine = [a for a, v in aliases.items() if v == row.version]
+        return cls.from_parts(row.name, row.version, row.created_ms, row.description, row.user_id,
+                              row.run_id, row.source, row.tags, mine)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able form (for REST routes and reports)."""
@@ -241,15 +253,12 @@ def _escape(name: str) -> str:
     return name.replace("\\", "\\\\").replace("'", "\\'")
 
 
-def _registered(store: Store, name: str) -> Any:
-    from mlflow.exceptions import MlflowException
-
-    try:
-        return store.retry(store.client.get_registered_model, name)
-    except MlflowException as exc:
-        if getattr(exc, "error_code", "") == "RESOURCE_DOES_NOT_EXIST" or "not found" in str(exc).lower():
-            raise ModelNotFound(_no_model_message(store, name)) from None
-        raise
+def model_aliases(store: Store, name: str) -> dict[str, int]:
+    """Alias -> version of model ``name``; ModelNotFound (listing the models) if none."""
+    aliases = store.registry.aliases(name)
+    if aliases is None:
+        raise ModelNotFound(_no_model_message(store, name))
+    return aliases
 
 
 def _no_model_message(store: Store, name: str) -> str:
@@ -260,21 +269,16 @@ def _no_model_message(store: Store, name: str) -> str:
     return f"no model named {name!r}: the store {store.uri} has no models yet; commit one with %model_commit"
 
 
-def search_versions(store: Store, name: str, *, max_results: int = 10000,
-                    page_token: str | None = None) -> Any:
-    return store.retry(
-        store.client.search_model_versions,
-        f"name = '{_escape(name)}'",
-        max_results=max_results,
-        order_by=["version_number DESC"],
-        page_token=page_token,
-    )
+def newest_version(store: Store, name: str) -> int | None:
+    rows, _ = store.registry.versions(name, limit=1)
+    return rows[0].version if rows else None
 
 
-def _versions_listing(numbers: list[int]) -> str:
+def _versions_listing(store: Store, name: str) -> str:
+    rows, _ = store.registry.versions(name)
+    numbers = sorted(r.version for r in rows)
     if not numbers:
         return "it has no versions"
-    numbers = sorted(numbers)
     runs: list[str] = []
     start = prev = numbers[0]
     for n in numbers[1:] + [None]:  # type: ignore[list-item]
@@ -293,45 +297,28 @@ def resolve(ref: str | Ref, *, store: Store | None = None) -> Version:
     Raises:
         ModelNotFound, VersionNotFound, AliasNotFound: with the names that do exist.
     """
-    from mlflow.exceptions import MlflowException
-
     r = parse_ref(ref)
     store = store or get_store()
-    client = store.client
+    aliases = model_aliases(store, r.name)
     if r.alias is not None:
-        try:
-            mv = store.retry(client.get_model_version_by_alias, r.name, r.alias)
-        except MlflowException:
-            rm = _registered(store, r.name)
-            known = ", ".join(f"{a} (version {v})" for a, v in sorted(_aliases_of(rm).items()))
+        number = aliases.get(r.alias)
+        if number is None:
+            known = ", ".join(f"{a} (version {v})" for a, v in sorted(aliases.items()))
             raise AliasNotFound(
                 f"{r.name} has no alias {r.alias!r}; "
-                + (f"its aliases are {known}" if known else "it has no aliases yet: set one with %model_alias")
-            ) from None
+                + (f"its aliases are {known}" if known else "it has no aliases yet: set one with %model_alias"))
+        rows, _ = store.registry.versions(r.name, version=number)
     elif r.version is not None:
-        try:
-            mv = store.retry(client.get_model_version, r.name, str(r.version))
-        except MlflowException:
-            _registered(store, r.name)
-            numbers = [int(v.version) for v in search_versions(store, r.name)]
-            raise VersionNotFound(
-                f"no version {r.version} of {r.name!r}; {_versions_listing(numbers)}"
-            ) from None
+        rows, _ = store.registry.versions(r.name, version=r.version)
+        if not rows:
+            raise VersionNotFound(f"no version {r.version} of {r.name!r}; {_versions_listing(store, r.name)}")
     else:
-        _registered(store, r.name)
-        found = search_versions(store, r.name, max_results=1)
-        if not found:
+        rows, _ = store.registry.versions(r.name, limit=1)
+        if not rows:
             raise VersionNotFound(f"{r.name!r} has no versions yet; commit one with %model_commit")
-        mv = found[0]
-    rm_aliases = mv.aliases
-    if rm_aliases is None or (r.alias is None and not rm_aliases):
-        rm_aliases = [a for a, v in _aliases_of(_registered(store, r.name)).items() if int(v) == int(mv.version)]
-    return Version.from_mlflow(mv, aliases=list(rm_aliases))
-
-
-def _aliases_of(rm: Any) -> dict[str, int]:
-    aliases = getattr(rm, "aliases", None) or {}
-    return {a: int(v) for a, v in aliases.items()}
+    if not rows:
+        raise VersionNotFound(f"{r} points to a version that no longer exists")
+    return Version.from_row(rows[0], aliases)
 
 
 def show(ref: str | Ref) -> Version:

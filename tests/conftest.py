@@ -52,6 +52,10 @@ def isolated_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{db}")
     _reset_nbmodel()
     import nbmodel
+    from nbmodel.store import use_in_mlflow
+
+    # MLflow keeps a process-wide tracking and registry URI; point both at this test's store.
+    use_in_mlflow(f"sqlite:///{db}")
 
     yield nbmodel.get_store()
     _reset_nbmodel()
@@ -86,7 +90,7 @@ class Shell:
         from IPython.core.interactiveshell import InteractiveShell
 
         self.ip = InteractiveShell.instance()
-        self.ip.run_cell("%load_ext nbmodel", store_history=True)
+        self.ip.run_line_magic("reload_ext", "nbmodel")
         self.stdout = ""
 
     @property

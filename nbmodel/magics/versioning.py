@@ -52,7 +52,7 @@ class VersioningMagics(Magics):
 
         Example: %model_commit clf -n iris -m "more trees" --eval X_test y_test --train X_train y_train
         """
-        from ..commit import commit
+        from ..commits import commit
         from ..lineage import head_of
         from ..refs import parse_ref
 
@@ -118,7 +118,7 @@ class VersioningMagics(Magics):
     def model_diff(self, line: str = "") -> Any:
         """What changed between two versions: params, metrics with deltas, tags, training data,
         signature and the source cells. Example: %model_diff iris/2 iris/3"""
-        from ..diff import diff
+        from ..diffs import diff
 
         args = parse(self.model_diff, line)
         return diff(args.a, args.b)

@@ -9,8 +9,10 @@ deletes that run, so the store is as it was.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import logging
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from . import lineage
@@ -34,7 +36,7 @@ from .versions import (
     Version,
     _user,
     resolve,
-    search_versions,
+    newest_version,
 )
 
 if TYPE_CHECKING:
@@ -182,12 +184,17 @@ def commit(
     sample = X_eval if X_eval is not None else X_train
     signature = example = None
     if sample is not None:
+        import warnings
+
         from mlflow.models import infer_signature
 
-        example = _input_example(sample)
         from .evaluate import predict
 
-        signature = infer_signature(example, predict(model, example, "the input example"))
+        example = _input_example(sample)
+        with warnings.catch_warnings():
+            # MLflow hints about integer columns on every inference; not the user's concern here.
+            warnings.simplefilter("ignore")
+            signature = infer_signature(example, predict(model, example, "the input example"))
     sklearn_flavor = _is_sklearn(model)
     if source is None:
         names = list(var_names or [])
@@ -275,11 +282,12 @@ def _pyfunc_wrapper(model: Any) -> Any:
     """
     import mlflow.pyfunc
 
+    # No type hints on predict: MLflow reads them as a schema and warns about Any.
     class NbmodelPredict(mlflow.pyfunc.PythonModel):
-        def __init__(self, model: Any) -> None:
+        def __init__(self, model):  # noqa: ANN001
             self.model = model
 
-        def predict(self, context: Any, model_input: Any, params: Any = None) -> Any:  # noqa: ARG002
+        def predict(self, context, model_input, params=None):  # noqa: ANN001, ANN201, ARG002
             return self.model.predict(model_input)
 
     return NbmodelPredict(model)
@@ -292,25 +300,45 @@ def _log_model(model: Any, run_id: str, signature: Any, example: Any, sklearn_fl
     import mlflow
     from mlflow.models import Model
 
-    from .requirements import pinned_requirements
+    from .requirements import _modules_in, pinned_requirements
 
     from .store import use_in_mlflow
 
     use_in_mlflow(get_store().uri)
     common = dict(artifact_path=None, name=MODEL_ARTIFACT, run_id=run_id, signature=signature, input_example=example)
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), _quiet("mlflow.sklearn", "mlflow.models.model"):
         # MLflow warns about its own internals (pydantic, future defaults) on every log.
         warnings.simplefilter("ignore")
         if sklearn_flavor:
+            # skops (MLflow's default, safe to load) when the model is made of scikit-learn,
+            # numpy and scipy parts only; skops refuses to load other types it does not know,
+            # so models with user classes or other libraries inside use cloudpickle.
+            fmt = "skops" if _modules_in(model) <= _SKOPS_SAFE else "cloudpickle"
             try:
-                info = Model.log(flavor=mlflow.sklearn, sk_model=model, serialization_format="cloudpickle",
-                                 pip_requirements=pinned_requirements(model), **common)
+                info = Model.log(flavor=mlflow.sklearn, sk_model=model, serialization_format=fmt,
+                                 pip_requirements=pinned_requirements(model, serializer=fmt), **common)
                 return info.model_uri, info.model_id, "sklearn"
             except Exception:  # noqa: BLE001 - fall through to the generic wrapper
                 pass
         info = Model.log(flavor=mlflow.pyfunc, python_model=_pyfunc_wrapper(model),
                          pip_requirements=pinned_requirements(model), **common)
         return info.model_uri, info.model_id, "pyfunc"
+
+
+_SKOPS_SAFE = frozenset({"sklearn", "numpy", "scipy"})
+
+
+@contextlib.contextmanager
+def _quiet(*names: str) -> Any:
+    loggers = [logging.getLogger(n) for n in names]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
 
 
 def _register(store: Any, name: str, model_uri: str, model_id: str | None, run_id: str,
@@ -326,8 +354,8 @@ def _register(store: Any, name: str, model_uri: str, model_id: str | None, run_i
             if "already exists" not in str(exc).lower() and getattr(exc, "error_code", "") != "RESOURCE_ALREADY_EXISTS":
                 raise
         if parent is None:
-            newest = search_versions(store, name, max_results=1)
-            parent = f"{name}/{newest[0].version}" if newest else None
+            newest = newest_version(store, name)
+            parent = f"{name}/{newest}" if newest else None
         tags = {**tags, T_PARENT: parent or ""}
         return store.retry(client.create_model_version, name, model_uri, run_id=run_id, tags=tags,
                            description=message or None, model_id=model_id)

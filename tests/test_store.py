@@ -1,0 +1,98 @@
+"""Resolving and opening the store."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+import nbmodel
+from nbmodel import store as store_mod
+from nbmodel.errors import StoreError
+
+
+def test_resolution_order(tmp_path, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    project = tmp_path / "project"
+    (project / "notebooks").mkdir(parents=True)
+    monkeypatch.chdir(project / "notebooks")
+    # 4. the embedded default, in the working directory
+    assert store_mod.resolve_uri() == (f"sqlite:///{project / 'notebooks' / 'mlflow.db'}", "default")
+    # 3. the nearest pyproject.toml; a relative sqlite path is read from its folder
+    (project / "pyproject.toml").write_text('[tool.nbmodel]\ntracking_uri = "sqlite:///team.db"\n')
+    uri, origin = store_mod.resolve_uri()
+    assert uri == f"sqlite:///{project / 'team.db'}" and origin.endswith("pyproject.toml")
+    # 2. the environment
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///env.db")
+    assert store_mod.resolve_uri() == (f"sqlite:///{project / 'notebooks' / 'env.db'}",
+                                       "MLFLOW_TRACKING_URI")
+    # 1. set_store wins, and None goes back to the order
+    nbmodel.set_store(str(tmp_path / "explicit.db"))
+    assert store_mod.resolve_uri() == (f"sqlite:///{tmp_path / 'explicit.db'}", "set_store")
+    nbmodel.set_store(None)
+    assert store_mod.resolve_uri()[1] == "MLFLOW_TRACKING_URI"
+
+
+def test_opening_does_not_change_the_environment(tmp_path, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    nbmodel.get_store().check()
+    assert "MLFLOW_TRACKING_URI" not in os.environ
+    assert nbmodel.get_store().origin == "default"
+
+
+def test_default_store_is_created_on_first_use_in_working_dir(tmp_path, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    (tmp_path / "mlflow.db").unlink()
+    store = nbmodel.get_store()
+    store.check()
+    assert (tmp_path / "mlflow.db").exists()
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_missing_folder_is_a_clear_error(tmp_path):
+    with pytest.raises(StoreError, match="does not exist"):
+        nbmodel.set_store(f"sqlite:///{tmp_path}/no/such/dir/m.db")
+    assert store_mod.resolve_uri()[1] != "set_store"
+
+
+def test_unreachable_server_names_the_uri():
+    with pytest.raises(StoreError, match=r"cannot reach the store at http://127\.0\.0\.1:9"):
+        nbmodel.set_store("http://127.0.0.1:9")
+
+
+def test_file_store_is_refused_with_advice(tmp_path):
+    with pytest.raises(StoreError, match="no model registry"):
+        nbmodel.set_store(f"file://{tmp_path}/mlruns")
+
+
+def _open_fresh(uri: str, q: "mp.Queue[str]") -> None:
+    os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
+    try:
+        s = store_mod.Store(uri)
+        s.check()
+        s.client.search_registered_models()
+        q.put("ok")
+    except Exception as exc:  # noqa: BLE001
+        q.put(f"{type(exc).__name__}: {exc}")
+
+
+@pytest.mark.slow
+def test_first_use_from_several_processes_at_once(tmp_path):
+    """MLflow's own migrations race on a brand-new sqlite file; nbmodel's creation must not."""
+    db = tmp_path / "fresh" / "mlflow.db"
+    db.parent.mkdir()
+    ctx = mp.get_context("spawn")
+    q = ctx.Queue()
+    procs = [ctx.Process(target=_open_fresh, args=(f"sqlite:///{db}", q)) for _ in range(4)]
+    for p in procs:
+        p.start()
+    results = [q.get(timeout=120) for _ in procs]
+    for p in procs:
+        p.join(timeout=30)
+    assert results == ["ok"] * 4
+    tables = {r[0] for r in sqlite3.connect(db).execute("select name from sqlite_master")}
+    assert not any(t.startswith("_alembic_tmp") for t in tables)
+    assert not list(Path(db.parent).glob("*.tmp"))
