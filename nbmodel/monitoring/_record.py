@@ -386,7 +386,7 @@ class Traffic:
 
     schema: Schema
     ts: "np.ndarray"                 # int64 ms
-    codes: "np.ndarray"              # (n, features) int16 bin / category codes; -1 = missing
+    codes: "np.ndarray"              # (features, n) int16 bin / category codes; n_bins[f] = missing
     features: list[str]
     n_bins: list[int]                # bins per feature (without the missing code)
     pred: "np.ndarray"               # classifier: class codes (int32); regressor: float64
@@ -469,7 +469,9 @@ class _Reader:
         n = len(raw["ts"])
         prof = self.schema.profile or {}
         feats = prof.get("features") or {}
-        codes = np.full((n, len(self.features)), -1, dtype=np.int16)
+        # one contiguous row per feature; a missing value takes the slot after the last bin
+        codes = np.empty((len(self.features), n), dtype=np.int16)
+        codes[:] = np.asarray(self.n_bins, dtype=np.int16)[:, None]
         num_cols = {str(c): j for j, c in enumerate(raw.get("num_cols", []))}
         cat_cols = {str(c): j for j, c in enumerate(raw.get("cat_cols", []))}
         for k, f in enumerate(self.features):
@@ -484,14 +486,14 @@ class _Reader:
                 index = self.cat_index[f]
                 other = index[OTHER]
                 uniq, inv = np.unique(col, return_inverse=True)
-                lookup = np.array([-1 if u in ("", "nan", "None") else index.get(str(u), other)
+                lookup = np.array([self.n_bins[k] if u in ("", "nan", "None") else index.get(str(u), other)
                                    for u in uniq], dtype=np.int16)
-                codes[:, k] = lookup[inv.reshape(-1)]
+                codes[k] = lookup[inv.reshape(-1)]
             elif f in num_cols:
                 x = raw["num"][:, num_cols[f]]
                 b = np.searchsorted(np.asarray(st["edges"]), x, side="right").astype(np.int16)
-                b[np.isnan(x)] = -1
-                codes[:, k] = b
+                b[np.isnan(x)] = self.n_bins[k]
+                codes[k] = b
         pred = raw["pred"]
         if self.task is None:
             self.task = self._guess_task(pred)
@@ -554,8 +556,8 @@ class _Reader:
             return np.concatenate([p[key] for p in parts]) if parts else empty
 
         ts = cat("ts", np.zeros(0, dtype=np.int64))
-        codes = np.concatenate([p["codes"] for p in parts]) if parts else \
-            np.zeros((0, len(self.features)), dtype=np.int16)
+        codes = np.concatenate([p["codes"] for p in parts], axis=1) if parts else \
+            np.zeros((len(self.features), 0), dtype=np.int16)
         pred = cat("pred", np.zeros(0, dtype=np.int32 if task == CLASSIFIER else np.float64))
         y = cat("y", np.zeros(0, dtype=np.int32 if task == CLASSIFIER else np.float64)).copy()
         has_y = cat("has_y", np.zeros(0, dtype=bool)).copy()

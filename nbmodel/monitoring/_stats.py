@@ -220,8 +220,9 @@ def summarise(tr: "Traffic", spec: WindowSpec | None = None, *, since_ms: int | 
     def pick(a: Any) -> Any:
         return a if a is None or sel is None else a[sel]
 
-    codes, pred, pred_bin, y, has_y, lat = (pick(tr.codes), pick(tr.pred), pick(tr.pred_bin),
-                                            pick(tr.y), pick(tr.has_y), pick(tr.lat))
+    codes = tr.codes if sel is None else tr.codes[:, sel]
+    pred, pred_bin, y, has_y, lat = (pick(tr.pred), pick(tr.pred_bin), pick(tr.y), pick(tr.has_y),
+                                     pick(tr.lat))
     n = len(ts)
     if spec is None:
         spec = _auto_spec(ts) if n else WindowSpec("1d", width_ms=86_400_000)
@@ -311,12 +312,12 @@ def summarise(tr: "Traffic", spec: WindowSpec | None = None, *, since_ms: int | 
     pval = np.full((W, F), np.nan)
     psi_all = np.full(F, np.nan)
     kinds = []
+    S = max(tr.n_bins, default=0) + 1  # every feature's bins plus its missing slot
+    base = win * S
     for j, f in enumerate(tr.features):
         st = feats[f]
         B = tr.n_bins[j]
-        c = codes[:, j].astype(np.int64)
-        ok = c >= 0
-        counts = np.bincount(win[ok] * B + c[ok], minlength=W * B).reshape(W, B).astype(float)
+        counts = np.bincount(base + codes[j], minlength=W * S).reshape(W, S)[:, :B].astype(float)
         cur, m = _fractions(counts)
         kinds.append(st.get("kind", "numeric"))
         if st.get("kind") == "categorical":
