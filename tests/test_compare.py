@@ -384,7 +384,7 @@ def test_progress_in_a_terminal_is_one_line_that_clears(capsys):
 
 # -- import cost ----------------------------------------------------------------------------
 def test_magic_modules_import_nothing_heavy():
-    code = ("import sys; import nbmodel.magics.compare; "
+    code = ("import sys; import nbmodel.magics.compare, nbmodel.magics.panel; "
             "heavy = [m for m in ('mlflow', 'pandas', 'sklearn', 'matplotlib', 'ipywidgets', "
             "'scipy', 'nbmodel.comparison', 'nbmodel.widgets') if m in sys.modules]; print(heavy)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,

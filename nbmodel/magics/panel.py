@@ -1,0 +1,29 @@
+"""``%model_panel NAME``: the ipywidgets panel of a model (History, Compare, Monitor and
+Deployments tabs). ipywidgets is imported only when the magic runs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from IPython.core.magic import Magics, line_magic, magics_class
+from IPython.core.magic_arguments import argument, magic_arguments
+
+from ._common import parse, usage_errors
+
+
+@magics_class
+class PanelMagics(Magics):
+    @magic_arguments()
+    @argument("name", help="the model (iris)")
+    @line_magic
+    @usage_errors
+    def model_panel(self, line: str = "") -> Any:
+        """A panel of the model whose buttons do what the magics do: History (card, diff,
+        checkout, alias, rollback, retire), Compare, Monitor and Deployments.
+
+        Example: %model_panel iris
+        """
+        from ..widgets import panel
+
+        args = parse(self.model_panel, line)
+        return panel(args.name, namespace=self.shell.user_ns)
