@@ -92,7 +92,8 @@ def api(jp_fetch):
     """Call a route; returns (status, JSON body) for 2xx and 4xx alike."""
 
     async def call(method: str, *path: str, body=None, params=None):
-        kwargs = {"method": method, "raise_error": False}
+        # Deploying starts a model server, which takes longer than jp_fetch's default 20 s.
+        kwargs = {"method": method, "raise_error": False, "request_timeout": 180}
         if body is not None:
             kwargs["body"] = body if isinstance(body, (str, bytes)) else json.dumps(body)
         elif method in ("POST", "PUT"):
@@ -362,27 +363,38 @@ async def test_features_match_their_routes(api, store_uri):
 async def test_deploy_and_stop(api, store_uri):
     import urllib.request
 
-    code, body = await api("POST", "deployments",
-                           body={"ref": "iris/1", "alias": "staging", "port": 0})
-    assert code == 201, body
-    deployment = body["deployment"]
+    code, body = await api("POST", "deployments", body={"ref": "iris/1", "alias": "staging"})
     try:
+        assert code == 201, body
+        deployment = body["deployment"]
+        assert deployment["ref"] == "iris@staging" and deployment["version"] == 1
         url = deployment["url"]
         assert url.startswith("http://127.0.0.1:")
-        with urllib.request.urlopen(url.rstrip("/") + "/ping", timeout=10) as resp:
+        base = url.split("/invocations")[0].split("/models/")[0]
+        with urllib.request.urlopen(base + "/ping", timeout=10) as resp:
             assert resp.status == 200
         code, body = await api("GET", "deployments")
-        assert code == 200 and any(d.get("url") == url for d in body["deployments"])
+        assert code == 200
+        assert [d["ref"] for d in body["deployments"]] == ["iris@staging"]
+        # Deploying moved the alias, as %model_deploy does.
+        _, model = await api("GET", "models", "iris")
+        assert model["aliases"]["staging"] == 1
     finally:
         code, body = await api("DELETE", "deployments", "iris@staging")
-    assert code == 200
+    assert code == 200 and body["stopped"], body
     _, body = await api("GET", "deployments")
-    assert not any(d.get("url") == url for d in body["deployments"])
+    assert not [d for d in body["deployments"] if d["health"] in ("ok", "starting")]
+
+
+@pytest.mark.skipif(not _has("nbmodel.serving"), reason="nbmodel.serving not written yet")
+async def test_stop_unknown_deployment(api, store_uri):
+    code, reply = await api("DELETE", "deployments", "iris@nothing")
+    assert 400 <= code < 500, reply
 
 
 @pytest.mark.skipif(not _has("nbmodel.serving"), reason="nbmodel.serving not written yet")
 @pytest.mark.parametrize("body", [{}, {"ref": "iris/x"}, {"ref": "iris/1", "port": -1},
-                                  {"ref": "iris/1", "port": "80"}])
+                                  {"ref": "iris/1", "port": "80"}, {"ref": 3}])
 async def test_bad_deploy_requests(api, store_uri, body):
     code, reply = await api("POST", "deployments", body=body)
     assert code == 400 and _kind(reply) in ("bad-request", "bad-reference"), reply
@@ -413,3 +425,25 @@ async def test_wrong_token_is_refused(jp_serverapp, jp_base_url, http_server_cli
     with pytest.raises(tornado.httpclient.HTTPClientError) as err:
         await http_server_client.fetch(url, headers={"Authorization": "token wrong"})
     assert err.value.code == 403
+
+
+# -- the OpenAPI file describes every route ----------------------------------------------------
+
+
+def test_openapi_lists_every_route():
+    import re
+    from pathlib import Path
+
+    import yaml
+
+    import nbmodel.server as server
+
+    spec = yaml.safe_load(Path(server.__file__).with_name("openapi.yaml").read_text())
+    documented = {path: set(ops) & {"get", "post", "put", "delete"}
+                  for path, ops in spec["paths"].items()}
+    served = {}
+    for pattern, handler in server.ROUTES:
+        path = "/" + re.sub(r"\(\?P<(\w+)>[^)]*\)", r"{\1}", pattern)
+        served[path] = {m for m in ("get", "post", "put", "delete")
+                        if m in vars(handler)}
+    assert documented == served

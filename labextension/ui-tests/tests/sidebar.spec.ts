@@ -111,4 +111,13 @@ test('a refused action says why and changes nothing', async ({ page }) => {
   await expect(page.locator('.jp-Dialog')).toContainText('holds the alias production');
   await page.locator('.jp-Dialog .jp-Dialog-button').last().click();
   await expect(v1.locator('.jp-nbmodel-retired')).toHaveCount(0);
+
+  // The panel follows the theme: JupyterLab's CSS variables only.
+  const light = await panel.evaluate(el => getComputedStyle(el).backgroundColor);
+  await page.theme.setDarkTheme();
+  await expect
+    .poll(() => panel.evaluate(el => getComputedStyle(el).backgroundColor))
+    .not.toBe(light);
+  await panel.screenshot({ path: path.join(SCREENSHOTS, 'sidebar-dark.png') });
+  await page.theme.setLightTheme();
 });
