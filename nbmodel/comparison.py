@@ -712,7 +712,8 @@ def _plot_roc(scored: list[_Scored], y: "np.ndarray") -> "MplFigure":
     import numpy as np
     from sklearn.metrics import roc_curve
 
-    fig, axes = _grid(len(scored), "ROC curves (one-vs-rest for several classes)")
+    several = any(s.proba is not None and s.proba.shape[1] > 2 for s in scored)
+    fig, axes = _grid(len(scored), "ROC curves" + (" (one-vs-rest)" if several else ""))
     for n, (ax, s) in enumerate(zip(axes, scored)):
         ax.plot([0, 1], [0, 1], ls="--", lw=0.8, color="grey")
         auc = s.metrics.get("roc_auc")

@@ -109,6 +109,7 @@ class HistoryTab(PanelTab):
 
         super().__init__(ctx)
         self.versions: list[Any] = []
+        self._text = ""
         self.header = w.HTML()
         self.table = w.SelectMultiple(options=[], rows=8, layout=w.Layout(width="100%"))
         self.table.add_class("nbm-mono")
@@ -171,6 +172,7 @@ class HistoryTab(PanelTab):
             self.versions = []
             self.table.options = []
             self.header.value = _error_html(exc)
+            self._text = str(exc)
             return
         self.versions = list(hist.versions)
         metrics = hist.metric_names
@@ -183,6 +185,7 @@ class HistoryTab(PanelTab):
                          *[_fmt(km[m]) if m in km else "" for m in metrics],
                          v.parent or "", "retired" if v.retired else ""])
         lines = text_table(head, rows).splitlines() if rows else [" ".join(head)]
+        self._text = "\n".join([hist._title(), *lines])
         keep = [n for n in self.table.value if any(v.version == n for v in self.versions)]
         self.table.options = [(line, v.version) for line, v in zip(lines[1:], self.versions)]
         self.table.rows = max(2, min(12, len(self.versions)))
@@ -213,12 +216,8 @@ class HistoryTab(PanelTab):
             self.detail.value = _error_html(exc)
 
     def text(self) -> str:
-        from .history import log
-
-        try:
-            return str(log(self.ctx.name))
-        except NbmodelError as exc:
-            return str(exc)
+        # The table without ages: a notebook's stored text stays the same from run to run.
+        return self._text
 
     # -- actions ---------------------------------------------------------------------------
     def _run(self, action: Callable[[], str | None]) -> None:
