@@ -447,3 +447,23 @@ def test_openapi_lists_every_route():
         served[path] = {m for m in ("get", "post", "put", "delete")
                         if m in vars(handler)}
     assert documented == served
+
+
+def test_enabling_the_extension_imports_no_mlflow():
+    """`jupyter lab` must not pay for MLflow until the sidebar asks for something."""
+    import subprocess
+    import sys
+
+    code = ("import sys, nbmodel.server as s; "
+            "assert callable(s._load_jupyter_server_extension); "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+            "('mlflow', 'sklearn', 'pandas')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.strip()
+    assert out == "[]"
+
+
+async def test_names_are_url_decoded(api, store_uri):
+    code, reply = await api("GET", "models", "my model")
+    assert code == 404 and _kind(reply) == "model-not-found"
+    assert "'my model'" in reply["error"]["message"]
