@@ -270,8 +270,12 @@ def prepare_batch(sch: Schema, X: Any, y_pred: Any, y_true: Any = None, *, ids: 
         cat = np.empty((n, len(cat_cols)), dtype=object)
         for j, c in enumerate(cat_cols):
             s = frame[c]
-            cat[:, j] = s.astype(str).to_numpy()
-            cat[pd.isna(s).to_numpy(), j] = ""
+            missing = pd.isna(s).to_numpy()
+            if pd.api.types.is_string_dtype(s.dtype):
+                cat[:, j] = s.to_numpy(dtype=object)  # arrow-backed strings: no per-value astype
+            else:
+                cat[:, j] = s.astype(str).to_numpy()
+            cat[missing, j] = ""
         out["cat"] = cat.astype(str)
         out["cat_cols"] = np.array(cat_cols, dtype=str)
     if y_true is not None:
@@ -546,18 +550,42 @@ class _Reader:
             self.joined = (*stamp, traffic)
             return traffic
 
+    def _merge(self) -> None:
+        """Fold every part read so far into one, so that a new batch costs one concatenation
+        of the arrays rather than one per file ever read."""
+        import numpy as np
+
+        parts = self.parts
+        if len(parts) < 2:
+            return
+        n = [len(p["ts"]) for p in parts]
+        merged: dict[str, Any] = {
+            k: np.concatenate([p[k] for p in parts]) for k in ("ts", "pred", "y", "has_y")}
+        merged["codes"] = np.concatenate([p["codes"] for p in parts], axis=1)
+        merged["pred_bin"] = np.concatenate([p["pred_bin"] for p in parts]) \
+            if all(p["pred_bin"] is not None for p in parts) else None
+        merged["lat"] = np.concatenate([p["lat"] if p["lat"] is not None else np.full(k, np.nan, np.float32)
+                                        for p, k in zip(parts, n)]) \
+            if any(p["lat"] is not None for p in parts) else None
+        merged["ids"] = np.concatenate([p["ids"] if p["ids"] is not None else np.full(k, "", dtype=str)
+                                        for p, k in zip(parts, n)]) \
+            if any(p["ids"] is not None for p in parts) else None
+        self.parts = [merged]
+
     def _join(self) -> Traffic:
         import numpy as np
 
+        self._merge()
         parts = self.parts
         task = self.task or CLASSIFIER
 
         def cat(key: str, empty: Any) -> Any:
+            if len(parts) == 1:
+                return parts[0][key]
             return np.concatenate([p[key] for p in parts]) if parts else empty
 
         ts = cat("ts", np.zeros(0, dtype=np.int64))
-        codes = np.concatenate([p["codes"] for p in parts], axis=1) if parts else \
-            np.zeros((len(self.features), 0), dtype=np.int16)
+        codes = parts[0]["codes"] if parts else np.zeros((len(self.features), 0), dtype=np.int16)
         pred = cat("pred", np.zeros(0, dtype=np.int32 if task == CLASSIFIER else np.float64))
         y = cat("y", np.zeros(0, dtype=np.int32 if task == CLASSIFIER else np.float64)).copy()
         has_y = cat("has_y", np.zeros(0, dtype=bool)).copy()

@@ -41,6 +41,14 @@ def _p(x: float) -> str:
     return "<0.001" if x < 0.001 else f"{x:.3f}"
 
 
+def _class_key(c: str) -> tuple[int, float, str]:
+    """Classes in their natural order: numbers by value, then names."""
+    try:
+        return (0, float(c), "")
+    except ValueError:
+        return (1, 0.0, c)
+
+
 @dataclass
 class MonitorReport:
     """The result of :func:`nbmodel.monitor`: a summary per window, drift, and alerts.
@@ -104,8 +112,9 @@ class MonitorReport:
 
             cols += [("psi", worst), ("prediction_psi", lambda w: _f(m["prediction_psi"][w]))]
         if s.task == CLASSIFIER and s.pred_dist is not None and 0 < len(s.classes) <= 6:
-            head.append("predicted " + "/".join(s.classes))
-            cols.append(("", lambda w: "/".join(f"{x:.2f}" for x in s.pred_dist[w])))
+            order = sorted(range(len(s.classes)), key=lambda i: _class_key(s.classes[i]))
+            head.append("predicted " + "/".join(s.classes[i] for i in order))
+            cols.append(("", lambda w: "/".join(f"{s.pred_dist[w, i]:.2f}" for i in order)))
         elif "prediction_mean" in m:
             head.append("mean prediction")
             cols.append(("prediction_mean", lambda w: _f(m["prediction_mean"][w])))
