@@ -306,23 +306,42 @@ def _log_model(model: Any, run_id: str, signature: Any, example: Any, sklearn_fl
 
     use_in_mlflow(get_store().uri)
     common = dict(artifact_path=None, name=MODEL_ARTIFACT, run_id=run_id, signature=signature, input_example=example)
-    with warnings.catch_warnings(), _quiet("mlflow.sklearn", "mlflow.models.model"):
-        # MLflow warns about its own internals (pydantic, future defaults) on every log.
+    with warnings.catch_warnings(), _quiet("mlflow"):
+        # MLflow warns and logs about its own internals (pydantic, serialisation advice, input
+        # validation) on every log; nbmodel chose the format deliberately.
         warnings.simplefilter("ignore")
         if sklearn_flavor:
             # skops (MLflow's default, safe to load) when the model is made of scikit-learn,
-            # numpy and scipy parts only; skops refuses to load other types it does not know,
-            # so models with user classes or other libraries inside use cloudpickle.
-            fmt = "skops" if _modules_in(model) <= _SKOPS_SAFE else "cloudpickle"
-            try:
-                info = Model.log(flavor=mlflow.sklearn, sk_model=model, serialization_format=fmt,
-                                 pip_requirements=pinned_requirements(model, serializer=fmt), **common)
+            # numpy and scipy parts only; skops refuses to load types it does not trust, so
+            # anything it cannot round-trip is saved with cloudpickle, still as sklearn flavor.
+            trusted = _skops_trusted_types(model) if _modules_in(model) <= _SKOPS_SAFE else None
+            for fmt in (["skops"] if trusted is not None else []) + ["cloudpickle"]:
+                extra = {"skops_trusted_types": trusted} if fmt == "skops" and trusted else {}
+                try:
+                    info = Model.log(flavor=mlflow.sklearn, sk_model=model, serialization_format=fmt,
+                                     pip_requirements=pinned_requirements(model, serializer=fmt),
+                                     **extra, **common)
+                except Exception:  # noqa: BLE001 - try the next format, then the generic wrapper
+                    continue
                 return info.model_uri, info.model_id, "sklearn"
-            except Exception:  # noqa: BLE001 - fall through to the generic wrapper
-                pass
         info = Model.log(flavor=mlflow.pyfunc, python_model=_pyfunc_wrapper(model),
                          pip_requirements=pinned_requirements(model), **common)
         return info.model_uri, info.model_id, "pyfunc"
+
+
+def _skops_trusted_types(model: Any) -> list[str] | None:
+    """The types skops would refuse to load in ``model``, when all of them are scikit-learn's,
+    numpy's or scipy's own (a tree's ``sklearn.tree._tree.Tree``): trusting those keeps the safe
+    format. None when something else is inside: that model goes to cloudpickle."""
+    try:
+        import skops.io as sio
+
+        untrusted = sio.get_untrusted_types(data=sio.dumps(model))
+    except Exception:  # noqa: BLE001 - skops cannot even write it
+        return None
+    if all(t.split(".")[0] in _SKOPS_SAFE for t in untrusted):
+        return list(untrusted)
+    return None
 
 
 _SKOPS_SAFE = frozenset({"sklearn", "numpy", "scipy"})

@@ -131,22 +131,71 @@ def slice_cells(cells: Iterable[tuple[int, str, str]], names: Iterable[str]) -> 
     return kept
 
 
+class CellRecorder:
+    """Keeps the raw text of every cell the shell runs.
+
+    IPython's own history misses cells run with ``store_history=False``, which is how nbval
+    runs a notebook under test; a ``pre_run_cell`` hook sees every cell, so the source recorded
+    with a version is the same in JupyterLab and under nbval.
+    """
+
+    def __init__(self, shell: Any) -> None:
+        self.shell = shell
+        hm = getattr(shell, "history_manager", None)
+        self.cells: list[str] = [c for c in list(getattr(hm, "input_hist_raw", []) or [])[1:] if c]
+
+    def __call__(self, info: Any) -> None:
+        if not getattr(info, "silent", False):
+            self.cells.append(getattr(info, "raw_cell", "") or "")
+
+
+_recorders: dict[int, CellRecorder] = {}
+
+
+def install(shell: Any) -> None:
+    """Start recording cells (called by ``%load_ext nbmodel``)."""
+    if id(shell) in _recorders:
+        return
+    rec = _recorders[id(shell)] = CellRecorder(shell)
+    shell.events.register("pre_run_cell", rec)
+
+
+def uninstall(shell: Any) -> None:
+    rec = _recorders.pop(id(shell), None)
+    if rec is not None:
+        try:
+            shell.events.unregister("pre_run_cell", rec)
+        except ValueError:
+            pass
+
+
+def _history(shell: Any) -> list[str]:
+    rec = _recorders.get(id(shell))
+    if rec is not None:
+        # The last recorded cell is the one running now (the commit itself).
+        return rec.cells[:-1]
+    hm = getattr(shell, "history_manager", None)
+    raw = list(getattr(hm, "input_hist_raw", []) or [])
+    current = getattr(shell, "execution_count", len(raw))
+    return [c for c in raw[1:current] if c]
+
+
 def cells_from_shell(shell: Any, names: Iterable[str]) -> str | None:
-    """The source text of the cells that built ``names`` in this IPython session."""
+    """The source of the cells that built ``names`` in this session, in the ``# %%`` cell
+    format that Jupytext and VS Code read."""
     if shell is None:
         return None
-    hm = getattr(shell, "history_manager", None)
-    code_hist = list(getattr(hm, "input_hist_parsed", []) or shell.user_ns.get("In", []) or [])
-    raw_hist = list(getattr(hm, "input_hist_raw", []) or code_hist)
-    current = getattr(shell, "execution_count", len(code_hist))
-    cells = [
-        (i, code_hist[i], raw_hist[i] if i < len(raw_hist) else code_hist[i])
-        for i in range(1, min(len(code_hist), current))
-    ]
+    cells = []
+    for i, raw in enumerate(_history(shell), start=1):
+        try:
+            code = shell.transform_cell(raw)
+        except Exception:  # noqa: BLE001 - a cell IPython cannot read is skipped
+            continue
+        cells.append((i, code, raw))
     kept = slice_cells(cells, names)
     if not kept:
         return None
-    return "\n\n".join(f"# In[{n}]\n{raw.rstrip()}" for n, raw in kept) + "\n"
+    return "\n\n".join(f"# %%\n{raw.rstrip()}" for _, raw in kept) + "\n"
 
 
 def current_shell() -> Any:

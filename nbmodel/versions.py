@@ -13,6 +13,7 @@ import datetime as _dt
 import getpass
 import html
 import json
+import os
 import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Mapping
@@ -49,6 +50,9 @@ MODEL_ARTIFACT = "model"
 
 
 def _user() -> str:
+    """Who commits and moves aliases: NBMODEL_USER (like GIT_AUTHOR_NAME), else the login."""
+    if os.environ.get("NBMODEL_USER"):
+        return os.environ["NBMODEL_USER"]
     try:
         return getpass.getuser()
     except Exception:  # noqa: BLE001 - no user database in some containers

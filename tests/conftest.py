@@ -144,9 +144,3 @@ def commit_iris(iris: dict[str, Any]) -> Callable[..., Any]:
 
     return _commit
 
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Notebook cells (nbval) run a kernel each: they belong to the slow set."""
-    for item in items:
-        if type(item).__name__ == "NbCellItem":
-            item.add_marker(pytest.mark.slow)

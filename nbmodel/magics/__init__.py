@@ -32,11 +32,17 @@ def _classes() -> list[type]:
 
 
 def register(ipython: Any) -> None:
+    from ..source import install
+
     for cls in _classes():
         ipython.register_magics(cls)
+    install(ipython)
 
 
 def unregister(ipython: Any) -> None:
+    from ..source import uninstall
+
+    uninstall(ipython)
     manager = ipython.magics_manager
     for cls in _classes():
         for kind, names in cls.magics.items():
