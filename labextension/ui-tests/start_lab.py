@@ -31,7 +31,14 @@ def make_store(folder: Path) -> str:
     nbmodel.commit(LogisticRegression(C=0.05, max_iter=300).fit(X, y), "iris",
                    message="stronger regularisation", eval=(X, y), source="fit(X, y)")
     nbmodel.alias("iris/2", "production", message="second release")
-    return nbmodel.get_store().uri
+    # A model with more versions than one page (50) of the sidebar, registered straight through
+    # MLflow (no artifacts needed to list them), as a sweep in another tool might leave it.
+    store = nbmodel.get_store()
+    store.client.create_registered_model("wine")
+    for i in range(55):
+        store.client.create_model_version("wine", source=str(folder / "none"),
+                                          description=f"sweep step {i + 1}")
+    return store.uri
 
 
 def main() -> None:

@@ -97,6 +97,27 @@ test('the sidebar lists, rolls back and inserts magics', async ({ page }) => {
   await page.screenshot({ path: path.join(SCREENSHOTS, 'lab-with-sidebar.png') });
 });
 
+test('versions page past 50', async ({ page }) => {
+  const panel = await openSidebar(page);
+  const model = panel.locator('[data-model="wine"]');
+  await expect(model.locator('.jp-nbmodel-model-head')).toContainText('v55', { timeout: 60000 });
+  await model.locator('.jp-nbmodel-model-head').click();
+  await expect(model.locator('.jp-nbmodel-version')).toHaveCount(50);
+  await expect(model.locator('.jp-nbmodel-version').first()).toHaveAttribute('data-ref', 'wine/55');
+  const more = model.locator('.jp-nbmodel-more');
+  await expect(more).toHaveText('Show more (50 of 55)');
+  await more.click();
+  await expect(model.locator('.jp-nbmodel-version')).toHaveCount(55);
+  await expect(model.locator('.jp-nbmodel-version').last()).toHaveAttribute('data-ref', 'wine/1');
+  await expect(more).toHaveCount(0);
+  // A refresh keeps every loaded page.
+  await panel.locator('.jp-nbmodel-refresh').click();
+  await expect(panel.locator('.jp-nbmodel-updated')).toContainText('updated');
+  await expect(model.locator('.jp-nbmodel-version')).toHaveCount(55);
+  // Collapse it again so that the other tests see the same panel.
+  await model.locator('.jp-nbmodel-model-head').click();
+});
+
 test('a refused action says why and changes nothing', async ({ page }) => {
   const panel = await openSidebar(page);
   const model = panel.locator('[data-model="iris"]');
