@@ -409,3 +409,19 @@ def test_loading_the_magics_imports_nothing_heavy():
 def test_public_api_is_lazy():
     for name in ("record", "record_labels", "monitor", "on_alert"):
         assert callable(getattr(nbmodel, name))
+
+
+def test_background_recorder_takes_the_servers_records(model, iris):
+    v, clf = model
+    X = iris["X_test"]
+    rec = nbmodel.monitoring.BackgroundRecorder("iris", 1, max_seconds=30)
+    for i in range(10):  # the server's fast path: lists of dicts
+        rows = X.iloc[[i]]
+        rec.submit(rows.to_dict("records"), clf.predict(rows), 1.5)
+    rec.submit(X.iloc[10:20], clf.predict(X.iloc[10:20]), 2.5)  # and a DataFrame between
+    rec.submit(X.iloc[[20]].to_dict("records"), clf.predict(X.iloc[[20]]), 1.5)
+    rec.close()
+    assert rec.recorded == 21 and rec.dropped == 0
+    df = nbmodel.monitoring.recorded("iris")
+    assert len(df) == 21 and sorted(df["latency_ms"].unique().tolist()) == [1.5, 2.5]
+    np.testing.assert_allclose(df[PETAL].to_numpy(), X[PETAL].iloc[:21].to_numpy())

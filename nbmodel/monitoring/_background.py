@@ -96,21 +96,30 @@ class BackgroundRecorder:
             self._pending = 0
             if not items:
                 return 0
-            frames, preds, lats, stamps = [], [], [], []
+            frames, records, preds, lats, stamps = [], [], [], [], []
             for frame, pred, lat, ts in items:
-                if not isinstance(frame, pd.DataFrame):
-                    frame = pd.DataFrame(frame)
                 p = np.atleast_1d(np.asarray(pred))
                 if p.ndim > 1 and p.shape[1] == 1:
                     p = p[:, 0]
-                if len(p) != len(frame):
-                    self.dropped += len(frame)
-                    self.last_error = f"{len(p)} predictions for {len(frame)} rows"
+                rows = len(frame)
+                if len(p) != rows:
+                    self.dropped += rows
+                    self.last_error = f"{len(p)} predictions for {rows} rows"
                     continue
-                frames.append(frame)
                 preds.append(p)
-                lats.append(np.full(len(frame), lat, dtype=np.float32))
-                stamps.append(np.full(len(frame), ts, dtype=np.float64))
+                lats.append(np.full(rows, lat, dtype=np.float32))
+                stamps.append(np.full(rows, ts, dtype=np.float64))
+                # consecutive requests given as records (lists of dicts, as the server's fast
+                # path sends them) become one DataFrame, not one per request
+                if isinstance(frame, list):
+                    records.extend(frame)
+                    continue
+                if records:
+                    frames.append(pd.DataFrame.from_records(records))
+                    records = []
+                frames.append(frame if isinstance(frame, pd.DataFrame) else pd.DataFrame(frame))
+            if records:
+                frames.append(pd.DataFrame.from_records(records))
             if not frames:
                 return 0
             X = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
