@@ -1,0 +1,108 @@
+"""Serving: ``%model_deploy``, ``%model_deployments`` and ``nbmodel serve``.
+
+A deployment is a separate server process that speaks MLflow's scoring protocol
+(``POST /invocations`` with ``dataframe_split``, ``dataframe_records``, ``instances`` or
+``inputs``, JSON or CSV; ``GET /ping``, ``/health``, ``/version``), adds ``GET /metrics`` in
+Prometheus format, serves several models on one port (``/models/NAME/invocations``), and
+follows its alias: after a rollback it loads the new version beside the old one and swaps
+atomically. See ``_server`` for the process, ``_models`` for the request path and ``_deploy``
+for starting, listing and stopping from a kernel.
+
+Importing this package imports nothing heavy.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from ._deploy import (
+    DeployError,
+    Deployment,
+    Deployments,
+    NotBetter,
+    check_better,
+    deploy,
+    deployments,
+    dockerfile,
+    state_dir,
+    status_section,
+    stop,
+)
+
+__all__ = ["Deployment", "Deployments", "DeployError", "NotBetter", "add_cli", "check_better",
+           "deploy", "deployments", "dockerfile", "serve", "state_dir", "status_section", "stop"]
+
+
+def serve(ref: str, *, port: int | None = None, host: str = "127.0.0.1", token: str | None = None,
+          alias: str | None = None, max_body: int | None = None) -> int:
+    """Serve ``ref`` in this process until interrupted (``nbmodel serve`` from a terminal).
+
+    ``iris@production`` follows the alias; ``iris/3`` serves that version and moves no alias.
+    The server is listed by ``%model_deployments`` while it runs.
+    """
+    import os
+    import secrets
+
+    from ..refs import parse_ref
+    from ..store import get_store
+    from ..versions import resolve
+    from . import _deploy, _server
+
+    r = parse_ref(ref)
+    if alias and r.version is None and r.alias is None:
+        r = parse_ref(f"{r.name}@{alias}")
+    v = resolve(r)
+    if v.retired and r.alias is None:
+        from ..errors import RetiredVersion
+
+        raise RetiredVersion(f"{v.ref} is retired; serve another version")
+    if host not in _deploy.LOOPBACK and not token:
+        token = secrets.token_urlsafe(24)
+    store = get_store()
+    port = port or _deploy.free_port(host if ":" not in host else "::1")
+    folder = _deploy.state_dir(store)
+    path = folder / f"{port}.json"
+    with _deploy._locked(folder):
+        if path.exists() and _deploy._pid_alive(_deploy._records_one(path).get("pid")):
+            raise DeployError(f"port {port} already serves nbmodel models; stop them first "
+                              f"(%model_deploy --stop {port}) or choose another --port")
+        if not _deploy._port_free(host, port):
+            raise DeployError(f"port {port} on {host} is in use by another program; choose another with --port")
+        local = _deploy._local_dir(store, v.name, v.version)
+        spec = {"name": v.name, "alias": r.alias, "version": v.version, "path": local,
+                "example": _deploy._serving_example(local)}
+        record = {"host": host, "port": port, "pid": os.getpid(), "store": store.uri,
+                  "models": [spec], "token": token, "detached": True,
+                  "max_body": max_body or _deploy.DEFAULT_MAX_BODY}
+        import time
+
+        record["started"] = time.time()
+        _deploy._write(path, record)
+    d = _deploy._deployments_of(path, record, None)[0]
+    d.version = v.version
+    print(f"serving {d.ref} ({v.ref}) at {d.url}" + (f"\n  token: {token}" if token else ""), flush=True)
+    try:
+        return _server.serve(str(path))
+    finally:
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            pass
+
+
+def add_cli(sub: Any) -> None:
+    """The ``nbmodel serve`` subcommand."""
+    p = sub.add_parser("serve", help="serve a model over MLflow's scoring protocol (foreground)")
+    p.add_argument("ref", help="iris@production (follows the alias) or iris/3 (that version)")
+    p.add_argument("--port", type=int, default=None, help="the port (default: a free one)")
+    p.add_argument("--host", default="127.0.0.1", help="the address (anything but loopback needs a token)")
+    p.add_argument("--token", default=None, help="require 'Authorization: Bearer TOKEN'")
+    p.add_argument("--max-body", type=int, default=None, help="the largest request body in bytes")
+    p.set_defaults(handler=_cli_serve)
+
+
+def _cli_serve(args: argparse.Namespace) -> None:
+    code = serve(args.ref, port=args.port, host=args.host, token=args.token, max_body=args.max_body)
+    if code:
+        raise SystemExit(code)

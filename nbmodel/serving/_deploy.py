@@ -1,0 +1,722 @@
+"""Deploying from a kernel: point the alias, start (or reuse) a server process, list and stop
+what runs.
+
+Each running server has a record, ``<port>.json`` in the store's deployments folder (beside a
+sqlite store's file, or a per-user folder for an ``http://`` store), so a new kernel lists what
+runs and brings back a server that died on the same port. The record is also how a kernel adds
+a model to a running server: the server re-reads it when it changes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import html
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+from ..errors import AliasNotFound, NbmodelError, RetiredVersion
+from ..refs import parse_ref
+
+LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+DEFAULT_MAX_BODY = 10 * 1024 * 1024
+START_TIMEOUT = 90.0
+SWITCH_TIMEOUT = 30.0
+
+#: Server processes this kernel started, so that stopping them also reaps them.
+_children: dict[int, subprocess.Popen] = {}
+
+
+class DeployError(NbmodelError):
+    """A server that cannot start, a port in use, a target that runs nowhere."""
+
+    kind = "deploy"
+    status = 409
+
+
+class NotBetter(NbmodelError):
+    """``--if-better``: the candidate scored below the alias's current holder."""
+
+    kind = "not-better"
+    status = 409
+
+
+# -- where records live ----------------------------------------------------------------------
+def state_dir(store: Any = None) -> Path:
+    """The deployments folder of a store."""
+    from ..store import get_store
+
+    store = store or get_store()
+    db = store.db_path
+    if db is not None:
+        folder = db.parent / ".nbmodel" / "deployments"
+    else:
+        digest = hashlib.sha1(store.uri.encode()).hexdigest()[:12]
+        base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+        folder = base / "nbmodel" / "deployments" / digest
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+@contextlib.contextmanager
+def _locked(folder: Path) -> Iterator[None]:
+    from filelock import FileLock
+
+    with FileLock(str(folder / ".lock")):
+        yield
+
+
+def _write(path: Path, record: dict[str, Any]) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # it holds the token
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        json.dump(record, f, indent=1)
+    os.replace(tmp, path)
+
+
+def _records_one(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def _records(folder: Path) -> list[tuple[Path, dict[str, Any]]]:
+    out = []
+    for path in sorted(folder.glob("*.json"), key=lambda p: int(p.stem) if p.stem.isdigit() else 0):
+        try:
+            out.append((path, json.loads(path.read_text(encoding="utf-8"))))
+        except (OSError, ValueError):
+            continue
+    return out
+
+
+# -- probing a server ------------------------------------------------------------------------
+def _probe_host(host: str) -> str:
+    if host in ("0.0.0.0", ""):
+        return "127.0.0.1"
+    if host == "::":
+        return "::1"
+    return host
+
+
+def _base(host: str, port: int) -> str:
+    h = _probe_host(host)
+    return f"http://[{h}]:{port}" if ":" in h else f"http://{h}:{port}"
+
+
+def _health(record: dict[str, Any], timeout: float = 1.0) -> dict[str, Any] | None:
+    """The server's /health answer if the record's own process answers, else None."""
+    req = urllib.request.Request(_base(record["host"], record["port"]) + "/health")
+    if record.get("token"):
+        req.add_header("Authorization", f"Bearer {record['token']}")
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            body = json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        try:
+            body = json.loads(exc.read())
+        except ValueError:
+            return None
+    except (OSError, ValueError):
+        return None
+    if not isinstance(body, dict) or body.get("pid") != record.get("pid"):
+        return None  # another program (or another server) on that port
+    return body
+
+
+def _pid_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    child = _children.get(pid)
+    if child is not None and child.poll() is not None:
+        _children.pop(pid, None)
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie is not alive
+        with open(f"/proc/{pid}/stat", encoding="utf-8") as f:
+            return f.read().rsplit(")", 1)[-1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+def _is_our_server(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return b"nbmodel" in f.read()
+    except OSError:
+        return False
+
+
+def _port_free(host: str, port: int) -> bool:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+# -- what deploy returns ---------------------------------------------------------------------
+@dataclass
+class Deployment:
+    """One model served by one server process (``iris@production`` on a port)."""
+
+    name: str
+    alias: str | None
+    host: str
+    port: int
+    pid: int | None
+    primary: bool = True
+    token: str | None = None
+    detached: bool = False
+    started: float | None = None
+    version: int | None = None
+    health: str = "unknown"
+    requests: int | None = None
+    errors: int | None = None
+    uptime_s: float | None = None
+    error: str | None = None
+    example: str | None = field(default=None, repr=False)
+    record: str | None = field(default=None, repr=False)
+
+    @property
+    def ref(self) -> str:
+        return f"{self.name}@{self.alias}" if self.alias else self.name
+
+    @property
+    def base_url(self) -> str:
+        return _base(self.host, self.port) if self.host not in LOOPBACK else f"http://{'127.0.0.1' if self.host == 'localhost' else self.host}:{self.port}"
+
+    @property
+    def url(self) -> str:
+        """Where to POST predictions."""
+        from urllib.parse import quote
+
+        if self.primary:
+            return f"{self.base_url}/invocations"
+        return f"{self.base_url}/models/{quote(self.name, safe='')}/invocations"
+
+    @property
+    def curl(self) -> str:
+        auth = f" -H 'Authorization: Bearer {self.token}'" if self.token else ""
+        data = self.example or '{"dataframe_split": {"columns": [...], "data": [[...]]}}'
+        return (f"curl -s {self.url} -H 'Content-Type: application/json'{auth} "
+                f"-d '{data}'")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "ref": self.ref, "name": self.name, "alias": self.alias, "version": self.version,
+            "url": self.url, "host": self.host, "port": self.port, "pid": self.pid,
+            "health": self.health, "requests": self.requests, "errors": self.errors,
+            "uptime_s": self.uptime_s, "error": self.error, "detached": self.detached,
+            "token_required": bool(self.token),
+        }
+
+    def _version_text(self) -> str:
+        return f"{self.name}/{self.version}" if self.version is not None else "-"
+
+    def __str__(self) -> str:
+        lines = [f"{self.ref} ({self._version_text()}) serving at {self.url}"]
+        if self.token:
+            lines.append(f"  token: {self.token}")
+        if self.error:
+            lines.append(f"  note: {self.error}")
+        lines.append(f"  {self.curl}")
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return f"<Deployment {self.ref} at {self.url}>"
+
+    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
+        p.text(str(self))
+
+    def _repr_html_(self) -> str:
+        from ..display import badge, card
+
+        rows = [("serving", html.escape(self._version_text())),
+                ("url", f"<code>{html.escape(self.url)}</code>"),
+                ("health", html.escape(self.health))]
+        if self.token:
+            rows.append(("token", f"<code>{html.escape(self.token)}</code>"))
+        if self.error:
+            rows.append(("note", html.escape(self.error)))
+        rows.append(("try", f"<code>{html.escape(self.curl)}</code>"))
+        return card(html.escape(self.ref) + badge("deployed"), rows)
+
+
+class Deployments(list):
+    """What runs, as a table (``%model_deployments``)."""
+
+    head = ["ref", "serving", "url", "uptime", "requests", "errors", "health"]
+
+    def rows(self) -> list[list[str]]:
+        out = []
+        for d in self:
+            out.append([d.ref, d._version_text(), d.url, _age(d.uptime_s),
+                        "-" if d.requests is None else str(d.requests),
+                        "-" if d.errors is None else str(d.errors),
+                        d.health + (f": {d.error}" if d.error else "")])
+        return out
+
+    def __str__(self) -> str:
+        from ..display import text_table
+
+        if not self:
+            return "no deployments; start one with %model_deploy NAME/VERSION"
+        return text_table(self.head, self.rows())
+
+    def __repr__(self) -> str:
+        return str(self)
+
+    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
+        p.text(str(self))
+
+    def _repr_html_(self) -> str:
+        from ..display import html_table
+
+        if not self:
+            return "<div class='nbm-line'>no deployments; start one with %model_deploy NAME/VERSION</div>"
+        return html_table(self.head, self.rows(), caption="deployments")
+
+
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    s = int(seconds)
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min"
+    if s < 86400:
+        return f"{s // 3600} h {s % 3600 // 60} min"
+    return f"{s // 86400} d {s % 86400 // 3600} h"
+
+
+def _deployments_of(path: Path, record: dict[str, Any], health: dict[str, Any] | None) -> list[Deployment]:
+    live = {m["name"]: m for m in (health or {}).get("models", [])}
+    out = []
+    for i, spec in enumerate(record.get("models", [])):
+        d = Deployment(name=spec["name"], alias=spec.get("alias"), host=record["host"],
+                       port=int(record["port"]), pid=record.get("pid"), primary=i == 0,
+                       token=record.get("token"), detached=bool(record.get("detached")),
+                       started=record.get("started"), example=spec.get("example"), record=str(path))
+        m = live.get(d.name)
+        if health is None:
+            d.health = "down" if not record.get("stopped") else f"stopped ({record['stopped']})"
+            d.version = spec.get("version")
+        elif m is None:
+            d.health = "starting"
+        else:
+            d.version = m.get("version")
+            d.requests, d.errors = m.get("requests"), m.get("errors")
+            d.uptime_s = health.get("uptime_s")
+            d.error = m.get("error")
+            d.health = "ok" if m.get("version") is not None and not m.get("error") else (
+                "degraded" if m.get("version") is not None else "down")
+        out.append(d)
+    return out
+
+
+def deployments(name: str | None = None) -> Deployments:
+    """Every deployment of the store in use, with its live state (``down`` when its process
+    is gone).
+
+    Example:
+        >>> nbmodel.deployments()  # doctest: +SKIP
+    """
+    folder = state_dir()
+    out = Deployments()
+    for path, record in _records(folder):
+        health = _health(record) if _pid_alive(record.get("pid")) else None
+        for d in _deployments_of(path, record, health):
+            if name is None or d.name == parse_ref(name).name:
+                out.append(d)
+    return out
+
+
+# -- deploy ----------------------------------------------------------------------------------
+def _serving_example(path: str | None) -> str | None:
+    """A one-row request body from the version's serving example, for the curl line."""
+    if not path:
+        return None
+    try:
+        from ._models import _example, read_mlmodel
+
+        ex = _example(path, read_mlmodel(path))
+    except Exception:  # noqa: BLE001
+        return None
+    if not ex:
+        return None
+    split = ex.get("dataframe_split")
+    if isinstance(split, dict) and isinstance(split.get("data"), list) and split["data"]:
+        ex = {"dataframe_split": {"columns": split.get("columns"), "data": split["data"][:1]}}
+    text = json.dumps(ex)
+    return text if len(text) <= 2000 and "'" not in text else None
+
+
+def _local_dir(store: Any, name: str, version: int) -> str | None:
+    try:
+        uri = store.retry(store.client.get_model_version_download_uri, name, str(version))
+    except Exception:  # noqa: BLE001 - the server resolves it itself
+        return None
+    if uri.startswith("file://"):
+        uri = uri[len("file://"):]
+    return uri if uri.startswith("/") and Path(uri, "MLmodel").is_file() else None
+
+
+def check_better(candidate: Any, alias: str, X: Any, y: Any) -> tuple[bool, str]:
+    """Score the candidate and the alias's holder on ``(X, y)``: (at least as good, summary)."""
+    from ..evaluate import KEY_METRICS, LOWER_IS_BETTER, score
+    from ..versions import load, resolve
+
+    try:
+        current = resolve(f"{candidate.name}@{alias}")
+    except AliasNotFound:
+        return True, f"{candidate.name}@{alias} is not set yet: nothing to beat"
+    if current.version == candidate.version:
+        return True, f"{candidate.ref} already holds {alias}"
+    new = score(load(candidate), X, y)
+    old = score(load(current), X, y)
+    task = candidate.task or current.task
+    order = KEY_METRICS.get(task or "", ()) or tuple(new)
+    metric = next((m for m in order if m in new and m in old), None)
+    if metric is None:
+        raise NotBetter(f"{candidate.ref} and {current.ref} share no metric to compare on")
+    a, b = new[metric], old[metric]
+    lower = metric in LOWER_IS_BETTER
+    ok = a <= b if lower else a >= b
+    sign = ("<=" if lower else ">=") if ok else (">" if lower else "<")
+    text = (f"{candidate.ref} {metric} {a:.4f} {sign} {current.ref} ({candidate.name}@{alias}) "
+            f"{b:.4f} on the eval data")
+    return ok, text
+
+
+def deploy(ref: str, *, alias: str | None = None, port: int | None = None,
+           host: str = "127.0.0.1", token: str | None = None, detach: bool = False,
+           if_better: tuple[Any, Any] | None = None, force: bool = False, message: str = "",
+           max_body: int | None = None, workers: int = 1) -> Deployment:
+    """Point ``alias`` at a version and serve ``NAME@alias`` over MLflow's scoring protocol.
+
+    Args:
+        ref: ``iris/3`` (moves the alias to it), ``iris`` (the newest version) or
+            ``iris@production`` (serves the alias as it stands).
+        alias: the alias to move and follow (default ``production``).
+        port: the port; a port that already serves nbmodel models gets this one added
+            (``/models/NAME/invocations``). Default: the port already serving ``NAME@alias``,
+            else a free one.
+        host: the address to bind; anything but loopback needs a token (made if not given).
+        token: require ``Authorization: Bearer TOKEN`` on every request.
+        detach: keep the server running after this kernel ends.
+        if_better: ``(X, y)``: move the alias only if the candidate scores at least as well as
+            the current holder on it.
+        force: deploy a retired version, or one that ``if_better`` refused.
+        message: why, kept in the alias's audit trail.
+        max_body: the largest request body in bytes (413 above it).
+        workers: server processes (only 1 for now).
+
+    Returns:
+        The :class:`Deployment` (URL, version served, a ready ``curl`` line).
+
+    Raises:
+        NotBetter, RetiredVersion, DeployError, and the reference errors.
+
+    Example:
+        >>> nbmodel.deploy("iris/3")  # doctest: +SKIP
+        iris@production (iris/3) serving at http://127.0.0.1:5001/invocations
+    """
+    from ..aliases import set_alias
+    from ..refs import check_alias
+    from ..store import get_store
+    from ..versions import resolve
+
+    if workers != 1:
+        raise DeployError("one worker per server for now: it answers thousands of requests a "
+                          "second; start another deployment on another port to add capacity")
+    r = parse_ref(ref)
+    if r.alias and alias and alias != r.alias:
+        raise DeployError(f"{ref} names the alias {r.alias!r} but --alias says {alias!r}; give one")
+    alias = check_alias(r.alias or alias or "production")
+    store = get_store()
+    v = resolve(r)
+    note = None
+    if r.alias is None:
+        if if_better is not None and not force:
+            ok, note = check_better(v, alias, *if_better)
+            if not ok:
+                raise NotBetter(f"not deployed: {note}; pass --force to deploy anyway")
+        set_alias(v.ref, alias, message=message or "deployed", force=force, kind="deploy")
+    else:
+        if if_better is not None:
+            raise DeployError(f"--if-better compares a new version with {ref}: name it, "
+                              f"as in %model_deploy {r.name}/VERSION --alias {alias} --if-better ...")
+        if v.retired and not force:
+            raise RetiredVersion(f"{ref} points to {v.ref}, which is retired; move the alias "
+                                 "first, or pass --force to serve it anyway")
+    if port is not None and not 0 < int(port) < 65536:
+        raise DeployError(f"--port takes a TCP port from 1 to 65535, not {port}")
+    if host not in LOOPBACK and not token:
+        token = secrets.token_urlsafe(24)
+    path = _local_dir(store, v.name, v.version)
+    spec = {"name": v.name, "alias": alias, "version": v.version, "path": path,
+            "example": _serving_example(path)}
+    folder = state_dir(store)
+    with _locked(folder):
+        dep = _place(folder, store, spec, port=port, host=host, token=token, detach=detach,
+                     max_body=max_body)
+    dep = _wait_for_version(dep, v.version)
+    if note:
+        dep.error = dep.error or None
+        print(note)
+    return dep
+
+
+def _place(folder: Path, store: Any, spec: dict[str, Any], *, port: int | None, host: str,
+           token: str | None, detach: bool, max_body: int | None) -> Deployment:
+    """Add ``spec`` to a running server, restart a dead one, or start a new one."""
+    records = _records(folder)
+    target: tuple[Path, dict[str, Any]] | None = None
+    if port is not None:
+        target = next(((p, r) for p, r in records if int(r["port"]) == int(port)), None)
+    else:
+        for p, r in records:
+            if any(m["name"] == spec["name"] and m.get("alias") == spec["alias"] for m in r.get("models", [])):
+                target = (p, r)
+                break
+    if target is not None:
+        path, record = target
+        models = [m for m in record.get("models", []) if m["name"] != spec["name"]]
+        index = next((i for i, m in enumerate(record.get("models", [])) if m["name"] == spec["name"]), None)
+        models.insert(index if index is not None else len(models), spec)
+        record["models"] = models
+        if token and record.get("token") and token != record["token"]:
+            raise DeployError(f"port {record['port']} already serves with another token; "
+                              "leave --token out to use the server's own")
+        alive = _pid_alive(record.get("pid")) and _health(record) is not None
+        if alive:
+            _write(path, record)
+            return _find(path, record, spec["name"])
+        record.pop("stopped", None)
+        record.pop("stopped_at", None)
+        record["detached"] = detach
+        if token:
+            record["token"] = token
+        return _start(path, record, store)
+    port = int(port) if port is not None else free_port(host if ":" not in host else "::1")
+    record = {
+        "host": host, "port": port, "pid": None, "store": store.uri, "models": [spec],
+        "token": token, "detached": detach, "max_body": max_body or DEFAULT_MAX_BODY,
+    }
+    return _start(folder / f"{port}.json", record, store)
+
+
+def _find(path: Path, record: dict[str, Any], name: str) -> Deployment:
+    for d in _deployments_of(path, record, _health(record)):
+        if d.name == name:
+            return d
+    raise DeployError(f"{name} is not in {path}")
+
+
+def _start(path: Path, record: dict[str, Any], store: Any) -> Deployment:
+    host, port = record["host"], int(record["port"])
+    deadline = time.monotonic() + (5.0 if record.get("pid") else 0.0)
+    while not _port_free(host, port) and time.monotonic() < deadline:
+        time.sleep(0.05)  # a server that just died can hold its port for a moment
+    if not _port_free(host, port):
+        raise DeployError(
+            f"port {port} on {host} is in use by another program; choose another with --port "
+            "(or leave --port out for a free one)")
+    record["started"] = time.time()
+    record["pid"] = None
+    record["log"] = str(path.with_suffix(".log"))
+    record["store"] = store.uri
+    _write(path, record)
+    env = dict(os.environ)
+    env["MLFLOW_TRACKING_URI"] = store.uri
+    env["MLFLOW_DISABLE_TELEMETRY"] = "true"
+    root = str(Path(__file__).resolve().parents[2])
+    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    cmd = [sys.executable, "-m", "nbmodel.serving._server", "--record", str(path)]
+    if not record.get("detached"):
+        cmd += ["--parent", str(os.getpid())]
+    with open(record["log"], "ab") as logf:
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT,
+                                env=env, start_new_session=True, close_fds=True)
+    _children[proc.pid] = proc
+    record["pid"] = proc.pid
+    _write(path, record)
+    deadline = time.monotonic() + START_TIMEOUT
+    while True:
+        code = proc.poll()
+        if code is not None:
+            _children.pop(proc.pid, None)
+            record["stopped"] = "failed to start"
+            _write(path, record)
+            raise DeployError(f"the server for {record['models'][0]['name']} did not start: "
+                              f"{_last_line(record['log'])}")
+        health = _health(record, timeout=1.0)
+        # Answering comes first (well under 2 s); following the alias needs MLflow, imported
+        # in the background: return once the server follows, so no alias move is missed.
+        if health is not None and health.get("mlflow_ready"):
+            return _deployments_of(path, record, health)[-1]
+        if time.monotonic() > deadline:
+            _terminate(proc.pid)
+            raise DeployError(f"the server did not answer within {START_TIMEOUT:.0f} s; see {record['log']}")
+        time.sleep(0.02)
+
+
+def _last_line(log_path: str) -> str:
+    try:
+        lines = [ln for ln in Path(log_path).read_text(encoding="utf-8", errors="replace").splitlines() if ln.strip()]
+    except OSError:
+        return "no log"
+    for ln in reversed(lines):
+        if ln.startswith("nbmodel serve:"):
+            return ln[len("nbmodel serve:"):].strip()
+    return lines[-1] if lines else "no output"
+
+
+def _wait_for_version(dep: Deployment, version: int) -> Deployment:
+    """Return once the server answers with ``version`` (or says why it cannot)."""
+    deadline = time.monotonic() + SWITCH_TIMEOUT
+    record = json.loads(Path(dep.record).read_text(encoding="utf-8"))  # type: ignore[arg-type]
+    while True:
+        health = _health(record)
+        if health is not None:
+            for d in _deployments_of(Path(dep.record), record, health):  # type: ignore[arg-type]
+                if d.name != dep.name:
+                    continue
+                if d.version == version:
+                    return d
+                if d.error and str(version) in d.error and "failed" in d.error:
+                    raise DeployError(f"{d.ref}: {d.error}")
+        if time.monotonic() > deadline:
+            dep.error = f"still switching to version {version} after {SWITCH_TIMEOUT:.0f} s"
+            return dep
+        time.sleep(0.02)
+
+
+# -- stop ------------------------------------------------------------------------------------
+def _terminate(pid: int | None, timeout: float = 10.0) -> None:
+    if not pid or not _pid_alive(pid) or not _is_our_server(pid):
+        _children.pop(pid or 0, None)
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while _pid_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    if _pid_alive(pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    child = _children.pop(pid, None)
+    if child is not None:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            child.wait(timeout=5)
+
+
+def stop(target: str | int | None = None) -> list[str]:
+    """Stop serving: ``"iris"`` or ``"iris@production"`` (that model, on every server), a port,
+    or ``None``/``"all"`` (everything this store runs). A server that still serves other models
+    keeps running without this one.
+
+    Returns:
+        What was stopped (``["iris@production on port 5001"]``).
+
+    Raises:
+        DeployError: if nothing matches.
+    """
+    folder = state_dir()
+    stopped: list[str] = []
+    everything = target is None or str(target) == "all"
+    by_port = not everything and str(target).isdigit()
+    ref = None if everything or by_port else parse_ref(str(target))
+    with _locked(folder):
+        for path, record in _records(folder):
+            models = record.get("models", [])
+            if everything or (by_port and int(record["port"]) == int(target)):  # type: ignore[arg-type]
+                drop = models
+            else:
+                drop = [m for m in models if m["name"] == ref.name  # type: ignore[union-attr]
+                        and (ref.alias is None or m.get("alias") == ref.alias)]  # type: ignore[union-attr]
+            if not drop:
+                continue
+            stopped += [f"{_ref_of(m)} on port {record['port']}" for m in drop]
+            keep = [m for m in models if m not in drop]
+            if keep and _pid_alive(record.get("pid")):
+                record["models"] = keep
+                _write(path, record)
+                continue
+            _terminate(record.get("pid"))
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+            with contextlib.suppress(FileNotFoundError):
+                path.with_suffix(".log").unlink()
+    if not stopped and not everything:
+        running = ", ".join(sorted({d.ref for d in deployments()})) or "nothing"
+        raise DeployError(f"nothing serves {target}; what runs: {running}")
+    return stopped
+
+
+def _ref_of(spec: dict[str, Any]) -> str:
+    return f"{spec['name']}@{spec['alias']}" if spec.get("alias") else spec["name"]
+
+
+def status_section() -> tuple[str, list[str], list[list[str]]] | None:
+    """The deployments part of ``%model_status``."""
+    deps = deployments()
+    if not deps:
+        return None
+    return ("deployments", Deployments.head, deps.rows())
+
+
+def dockerfile(ref: str, directory: str | os.PathLike[str]) -> Path:
+    """Write a folder that builds a container image serving the version, with MLflow's own
+    ``mlflow models generate-dockerfile`` (nothing is built or run here).
+
+    Returns:
+        The folder, holding ``Dockerfile`` and ``model_dir``.
+    """
+    from ..store import get_store
+    from ..versions import resolve
+
+    v = resolve(ref)
+    store = get_store()
+    out = Path(directory).resolve()
+    env = dict(os.environ)
+    env["MLFLOW_TRACKING_URI"] = store.uri
+    env["MLFLOW_DISABLE_TELEMETRY"] = "true"
+    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+    cmd = [sys.executable, "-m", "mlflow", "models", "generate-dockerfile", "-m", v.uri,
+           "-d", str(out), "--env-manager", "local"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    if proc.returncode != 0 or not (out / "Dockerfile").is_file():
+        lines = [ln for ln in (proc.stderr or proc.stdout).splitlines() if ln.strip()]
+        raise DeployError(f"mlflow could not write the Dockerfile for {v.ref}: "
+                          f"{lines[-1] if lines else 'no output'}")
+    return out

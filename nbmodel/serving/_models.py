@@ -1,0 +1,526 @@
+"""What the server process serves: one loaded version (:class:`Handle`) per model, and the
+:class:`Slot` that follows a model's alias and swaps handles atomically.
+
+A request reads ``slot.handle`` once and uses only that handle, so every answer comes wholly
+from one version; a swap is one attribute assignment done after the new version has loaded and
+answered its own input example, so a version that fails to load never replaces the one serving.
+
+The fast path: a scikit-learn model whose signature is all numeric columns, asked with JSON
+``dataframe_split`` or ``dataframe_records`` holding plain numbers, is answered by the native
+estimator on a NumPy array, skipping pandas and MLflow's schema enforcement (together about 90%
+of a request's cost in ``mlflow models serve``). Anything else (CSV, parquet, ``instances``,
+``inputs``, ``params``, strings, nulls, other flavors) goes through MLflow's own parsing and
+``pyfunc`` prediction, so the answers are MLflow's. The fast path is enabled per version only
+after the array and DataFrame forms gave the same predictions on the version's input example.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("nbmodel.serving")
+
+DF_SPLIT = "dataframe_split"
+DF_RECORDS = "dataframe_records"
+INSTANCES = "instances"
+INPUTS = "inputs"
+FORMATS = (DF_SPLIT, DF_RECORDS, INSTANCES, INPUTS)
+PARAMS = "params"
+
+# MLflow column types the fast path can fill from JSON numbers, with their NumPy dtype.
+# Only the types whose conversion from JSON numbers MLflow does the same way for every value.
+_NUMERIC = {"double": "float64", "long": "int64"}
+_INTEGRAL = {"long"}
+
+
+class NeedsMlflow(Exception):
+    """The request takes the slow path, which needs MLflow (imported by the follower thread:
+    importing it from two threads at once breaks it)."""
+
+    def __init__(self, payload: Any) -> None:
+        super().__init__("slow path")
+        self.payload = payload
+
+
+class RequestError(Exception):
+    """A request the server answers with a 4xx JSON error that says what is wrong."""
+
+    def __init__(self, message: str, status: int = 400, code: str = "BAD_REQUEST") -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.code = code
+
+
+@dataclass
+class Column:
+    name: str
+    type: str
+    required: bool = True
+
+
+@dataclass
+class Handle:
+    """One loaded version of a model, immutable once it serves."""
+
+    name: str
+    version: int
+    path: str
+    columns: list[Column] | None
+    native: Any = None  # the estimator, for the fast path
+    fast: bool = False  # the fast path gave MLflow's answers on the input example
+    use_array: bool = False  # the estimator takes a bare array (no column names needed)
+    example: dict[str, Any] | None = None  # the serving input example
+    loaded_at: float = field(default_factory=time.time)
+    recorder: Any = None
+    _pyfunc: Any = None
+    _pyfunc_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def names(self) -> list[str] | None:
+        return [c.name for c in self.columns] if self.columns else None
+
+    def pyfunc(self) -> Any:
+        """MLflow's pyfunc model of this version (loaded on first use: it imports MLflow)."""
+        if self._pyfunc is None:
+            with self._pyfunc_lock:
+                if self._pyfunc is None:
+                    import mlflow.pyfunc
+
+                    self._pyfunc = mlflow.pyfunc.load_model(self.path)
+        return self._pyfunc
+
+
+def read_mlmodel(path: str) -> dict[str, Any]:
+    import yaml
+
+    with open(os.path.join(path, "MLmodel"), encoding="utf-8") as f:
+        return yaml.safe_load(f) or {}
+
+
+def _columns(meta: dict[str, Any]) -> list[Column] | None:
+    sig = (meta.get("signature") or {}).get("inputs")
+    if not sig:
+        return None
+    try:
+        spec = json.loads(sig)
+    except ValueError:
+        return None
+    if not isinstance(spec, list) or not all(isinstance(c, dict) and c.get("name") for c in spec):
+        return None  # a tensor signature: no columns to check
+    return [Column(str(c["name"]), str(c.get("type", "")), bool(c.get("required", True))) for c in spec]
+
+
+def _load_native(path: str, meta: dict[str, Any]) -> Any:
+    """The scikit-learn estimator, read the way mlflow.sklearn reads it; None if another flavor."""
+    sk = (meta.get("flavors") or {}).get("sklearn")
+    if not sk:
+        return None
+    fmt = sk.get("serialization_format", "cloudpickle")
+    allowed = os.environ.get("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", "true").strip().lower() in ("true", "1")
+    if fmt in ("cloudpickle", "pickle") and allowed and not sk.get("code"):
+        import cloudpickle
+
+        # mlflow.sklearn loads these formats with cloudpickle.load too; reading the file
+        # directly lets the server start without importing MLflow (about 2 s).
+        with open(os.path.join(path, sk.get("pickled_model", "model.pkl")), "rb") as f:
+            return cloudpickle.load(f)
+    if fmt == "skops" and allowed and not sk.get("code"):
+        import skops.io
+
+        return skops.io.load(os.path.join(path, sk.get("pickled_model", "model.skops")),
+                             trusted=sk.get("skops_trusted_types"))
+    import mlflow.sklearn  # anything else, and MLflow's own refusal when loading is disallowed
+
+    return mlflow.sklearn.load_model(path)
+
+
+def _example(path: str, meta: dict[str, Any]) -> dict[str, Any] | None:
+    info = meta.get("saved_input_example_info") or {}
+    name = info.get("serving_input_path")
+    if not name:
+        return None
+    try:
+        with open(os.path.join(path, name), encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def load_handle(name: str, version: int, path: str, *, with_pyfunc: bool = False) -> Handle:
+    """Load a version from its local model folder and check it answers its input example.
+
+    Raises:
+        Exception: whatever loading or the check raised; the caller keeps the old handle.
+    """
+    meta = read_mlmodel(path)
+    h = Handle(name=name, version=int(version), path=path, columns=_columns(meta))
+    h.native = _load_native(path, meta)
+    h.example = _example(path, meta)
+    if h.native is None or not h.columns or not callable(getattr(h.native, "predict", None)):
+        with_pyfunc = True  # no fast path: MLflow's pyfunc answers everything
+    elif all(c.type in _NUMERIC for c in h.columns):
+        h.fast, h.use_array = _check_fast(h)
+    if with_pyfunc:
+        h.pyfunc()
+        if h.example is not None and not h.fast:
+            predict_slow(h, json.dumps(h.example).encode(), "application/json")
+    return h
+
+
+def _check_fast(h: Handle) -> tuple[bool, bool]:
+    """(fast path usable, bare array usable): both must agree with the DataFrame form."""
+    import numpy as np
+
+    rows = None
+    ex = (h.example or {}).get(DF_SPLIT)
+    if isinstance(ex, dict) and ex.get("columns") == h.names and isinstance(ex.get("data"), list):
+        rows = ex["data"][:5]
+    if not rows:
+        rows = [[0] * len(h.columns)]  # type: ignore[arg-type]
+    try:
+        frame = _frame(h, rows)
+        want = np.asarray(h.native.predict(frame))
+    except Exception:  # noqa: BLE001 - the model cannot answer even its example: slow path
+        return False, False
+    try:
+        got = np.asarray(h.native.predict(_array(h, rows)))
+        same = got.shape == want.shape and got.dtype == want.dtype and bool(np.all(got == want))
+    except Exception:  # noqa: BLE001 - e.g. a pipeline selecting columns by name
+        same = False
+    return True, same
+
+
+def _dtypes(h: Handle) -> list[str]:
+    return [_NUMERIC[c.type] for c in h.columns]  # type: ignore[union-attr]
+
+
+def _array(h: Handle, rows: list[list[Any]]) -> Any:
+    import numpy as np
+
+    kinds = set(_dtypes(h))
+    dtype = kinds.pop() if len(kinds) == 1 else "float64"
+    return np.array(rows, dtype=dtype)
+
+
+def _frame(h: Handle, rows: list[list[Any]]) -> Any:
+    import numpy as np
+    import pandas as pd
+
+    names = h.names
+    cols = list(zip(*rows)) if rows else [[] for _ in names]  # type: ignore[union-attr]
+    return pd.DataFrame({n: np.array(c, dtype=d) for n, c, d in zip(names, cols, _dtypes(h))})  # type: ignore[arg-type]
+
+
+# -- answering -------------------------------------------------------------------------------
+def predict_json(h: Handle, body: bytes, want_frame: bool = False) -> tuple[bytes, Any, Any]:
+    """Answer a JSON body: ``(response bytes, input rows or frame, predictions)``.
+
+    Raises:
+        RequestError: the body cannot be read or does not fit the model.
+    """
+    try:
+        payload = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise RequestError(f"the body is not valid JSON: {exc}") from None
+    if not isinstance(payload, dict):
+        raise RequestError(
+            f"the body must be a JSON object with one of the keys {', '.join(FORMATS)}, "
+            f"not a {type(payload).__name__}")
+    unknown = [k for k in payload if k not in FORMATS and k != PARAMS]
+    given = [k for k in payload if k in FORMATS]
+    if unknown:
+        raise RequestError(
+            f"unknown key{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))} in the body; "
+            f"use one of {', '.join(FORMATS)} (and optionally params)")
+    if len(given) != 1:
+        raise RequestError(
+            f"the body must have exactly one of the keys {', '.join(FORMATS)}"
+            + (f"; it has {', '.join(given)}" if given else ""))
+    if h.fast and PARAMS not in payload:
+        rows = _fast_rows(h, given[0], payload[given[0]])
+        if rows is not None:
+            out = _predict_rows(h, rows)
+            return _dump(out), rows, out
+    raise NeedsMlflow(payload)
+
+
+def _fast_rows(h: Handle, fmt: str, data: Any) -> list[list[Any]] | None:
+    """Rows of plain numbers in the model's column order, or None to take the slow path.
+
+    Missing or unknown columns are named here; anything unusual (strings, nulls, nested
+    values) is left to the slow path, which gives MLflow's own answer or error.
+    """
+    names = h.names
+    if fmt == DF_SPLIT:
+        if not isinstance(data, dict) or not set(data) <= {"columns", "data", "index"}:
+            return None
+        cols, rows = data.get("columns"), data.get("data")
+        if not isinstance(cols, list) or not isinstance(rows, list):
+            return None
+        if cols != names:
+            _check_names(h, cols)
+            if len(cols) != len(names) or set(cols) != set(names):  # type: ignore[arg-type]
+                return None
+            order = [cols.index(n) for n in names]  # type: ignore[union-attr]
+            rows = [[r[i] for i in order] if isinstance(r, list) and len(r) == len(cols) else r
+                    for r in rows]
+        width = len(names)  # type: ignore[arg-type]
+        for r in rows:
+            if type(r) is not list or len(r) != width:
+                return None
+            for x in r:
+                if type(x) is not float and type(x) is not int:
+                    return None
+        return rows if _integral_ok(h, rows) else None
+    if fmt == DF_RECORDS:
+        if not isinstance(data, list) or not data:
+            return None
+        out = []
+        for rec in data:
+            if type(rec) is not dict:
+                return None
+            if len(rec) != len(names) or any(n not in rec for n in names):  # type: ignore[arg-type]
+                _check_names(h, list(rec))
+                return None
+            row = [rec[n] for n in names]  # type: ignore[union-attr]
+            for x in row:
+                if type(x) is not float and type(x) is not int:
+                    return None
+            out.append(row)
+        return out if _integral_ok(h, out) else None
+    return None
+
+
+def _integral_ok(h: Handle, rows: list[list[Any]]) -> bool:
+    """MLflow refuses 2.0 for a long column; such rows take the slow path for its error."""
+    idx = [i for i, c in enumerate(h.columns or []) if c.type in _INTEGRAL]
+    return all(type(r[i]) is int for r in rows for i in idx)
+
+
+def _check_names(h: Handle, cols: list[Any]) -> None:
+    names = h.names or []
+    required = {c.name for c in h.columns or [] if c.required}
+    have = [str(c) for c in cols]
+    missing = [n for n in names if n not in have and n in required]
+    extra = [c for c in have if c not in names]
+    dup = sorted({c for c in have if have.count(c) > 1})
+    parts = []
+    if missing:
+        parts.append(f"missing column{'s' if len(missing) > 1 else ''} {', '.join(map(repr, missing))}")
+    if extra:
+        parts.append(f"unknown column{'s' if len(extra) > 1 else ''} {', '.join(map(repr, extra))}")
+    if dup:
+        parts.append(f"repeated column{'s' if len(dup) > 1 else ''} {', '.join(map(repr, dup))}")
+    if parts:
+        raise RequestError(
+            f"{'; '.join(parts)}; {h.name} version {h.version} takes the columns "
+            f"{', '.join(map(repr, names))}")
+
+
+def _predict_rows(h: Handle, rows: list[list[Any]]) -> Any:
+    x = _array(h, rows) if h.use_array else _frame(h, rows)
+    try:
+        return h.native.predict(x)
+    except Exception as exc:  # noqa: BLE001 - the model's own message says what is wrong
+        raise RequestError(f"{h.name} version {h.version} could not predict: {_first_line(exc)}") from None
+
+
+def _dump(predictions: Any) -> bytes:
+    tolist = getattr(predictions, "tolist", None)
+    value = tolist() if callable(tolist) else predictions
+    try:
+        return json.dumps({"predictions": value}).encode()
+    except TypeError:
+        from mlflow.pyfunc.scoring_server import predictions_to_json
+        from io import StringIO
+
+        buf = StringIO()
+        predictions_to_json(predictions, buf)
+        return buf.getvalue().encode()
+
+
+def _type_error(h: Handle, col: Column, value: Any, row: int) -> RequestError:
+    kind = "null" if value is None else type(value).__name__
+    kind = {"str": "a string", "bool": "a boolean", "float": "a fraction", "list": "a list",
+            "dict": "an object"}.get(kind, kind)
+    return RequestError(
+        f"column {col.name!r} of {h.name} version {h.version} takes {col.type} values; "
+        f"row {row} has {value!r} ({kind})")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(getattr(exc, "message", None) or exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def predict_slow(h: Handle, body: bytes, content_type: str, payload: Any = None) -> tuple[bytes, Any, Any]:
+    """Answer through MLflow's own parsing and pyfunc prediction."""
+    if content_type == "application/json" and payload is None:
+        try:
+            payload = json.loads(body)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise RequestError(f"the body is not valid JSON: {exc}") from None
+    return _slow(h, payload, body, content_type)
+
+
+def _slow(h: Handle, payload: Any, body: bytes, content_type: str) -> tuple[bytes, Any, Any]:
+    from io import BytesIO, StringIO
+
+    from mlflow.exceptions import MlflowException
+    from mlflow.pyfunc import scoring_server as ss
+
+    model = h.pyfunc()
+    schema = model.metadata.get_input_schema()
+    if content_type == "application/json" and isinstance(payload, dict):
+        _check_values(h, payload)
+    try:
+        if content_type == "application/json":
+            parsed = ss._parse_json_data(payload, model.metadata, schema)
+            data, params = parsed.data, parsed.params
+        elif content_type == "text/csv":
+            try:
+                text = body.decode("utf-8")
+            except UnicodeDecodeError:
+                raise RequestError("the CSV body is not UTF-8 text") from None
+            data, params = ss.parse_csv_input(StringIO(text), schema=schema), None
+        else:
+            data, params = ss.parse_parquet_input(BytesIO(body)), None
+    except MlflowException as exc:
+        raise RequestError(_first_line(exc)) from None
+    _check_frame(h, data)
+    try:
+        import inspect
+
+        if params is not None and "params" in inspect.signature(model.predict).parameters:
+            out = model.predict(data, params=params)
+        else:
+            out = model.predict(data)
+    except MlflowException as exc:
+        raise RequestError(f"{h.name} version {h.version} could not predict: {_schema_message(exc)}") from None
+    except Exception as exc:  # noqa: BLE001
+        raise RequestError(f"{h.name} version {h.version} could not predict: {_first_line(exc)}") from None
+    buf = StringIO()
+    ss.predictions_to_json(out, buf)
+    return buf.getvalue().encode(), data, out
+
+
+def _check_frame(h: Handle, data: Any) -> None:
+    """Name missing, unknown and wrongly typed columns before MLflow's longer messages."""
+    if not h.columns or not hasattr(data, "columns"):
+        return
+    cols = list(data.columns)
+    if all(isinstance(c, int) for c in cols) and len(cols) == len(h.columns):
+        return  # positional columns: MLflow matches them by position
+    _check_names(h, cols)
+    for col in h.columns:
+        if col.type not in _NUMERIC or col.name not in data:
+            continue
+        series = data[col.name]
+        if series.dtype.kind in "fiu":
+            continue
+        for i, x in enumerate(series.tolist()):
+            if x is None or isinstance(x, bool) or not isinstance(x, (int, float)):
+                if x is None and not col.required:
+                    continue
+                raise _type_error(h, col, x, i)
+
+
+def _check_values(h: Handle, payload: dict[str, Any]) -> None:
+    """Name the first value of a wrong type in a tabular JSON body (MLflow's own message
+    speaks of float64 conversions)."""
+    if not h.columns:
+        return
+    types = {c.name: c for c in h.columns if c.type in _NUMERIC}
+    split, records = payload.get(DF_SPLIT), payload.get(DF_RECORDS)
+    rows: list[dict[str, Any]] = []
+    if isinstance(split, dict) and isinstance(split.get("columns"), list) and isinstance(split.get("data"), list):
+        cols = split["columns"]
+        _check_names(h, cols)
+        rows = [dict(zip(cols, r)) for r in split["data"] if isinstance(r, list)]
+    elif isinstance(records, list):
+        rows = [r for r in records if isinstance(r, dict)]
+        for r in rows:
+            _check_names(h, list(r))
+    for i, row in enumerate(rows):
+        for name, x in row.items():
+            col = types.get(name)
+            if col is None or x is None:
+                continue
+            ok = type(x) is int or (type(x) is float and col.type not in _INTEGRAL)
+            if not ok:
+                raise _type_error(h, col, x, i)
+
+
+def _schema_message(exc: Any) -> str:
+    text = str(getattr(exc, "message", exc))
+    for marker in ("Error: ", "error: "):
+        if marker in text:
+            text = text.rsplit(marker, 1)[-1]
+    return text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+
+
+def quiet_sklearn() -> None:
+    """The fast path hands bare arrays to estimators fitted on DataFrames (after checking the
+    columns itself); scikit-learn would warn about the missing names on every request."""
+    warnings.filterwarnings("ignore", message="X does not have valid feature names")
+
+
+@dataclass
+class Slot:
+    """A model served by this process, following ``name@alias``."""
+
+    name: str
+    alias: str | None
+    handle: Handle | None = None
+    error: str | None = None  # why the wanted version is not the one serving
+    failed_version: int | None = None
+    failed_at: float = 0.0
+    requests: int = 0
+    errors: int = 0
+    swaps: int = 0
+
+    @property
+    def ref(self) -> str:
+        return f"{self.name}@{self.alias}" if self.alias else self.name
+
+    def status(self) -> dict[str, Any]:
+        h = self.handle
+        return {
+            "ref": self.ref, "name": self.name, "alias": self.alias,
+            "version": h.version if h else None, "loaded_at": h.loaded_at if h else None,
+            "requests": self.requests, "errors": self.errors, "swaps": self.swaps,
+            "error": self.error, "fast": bool(h and h.fast),
+            "columns": h.names if h else None,
+        }
+
+
+def model_dir(client: Any, name: str, version: int) -> str:
+    """A local folder holding the version's model files (downloaded if the store is remote)."""
+    uri = client.get_model_version_download_uri(name, str(version))
+    if uri.startswith("file://"):
+        uri = uri[len("file://"):]
+    if uri.startswith("/") and Path(uri, "MLmodel").is_file():
+        return uri
+    import mlflow.artifacts
+
+    return mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{version}")
+
+
+def as_frame(h: Handle, x: Any) -> Any:
+    """The request's input for monitoring: the fast path's plain rows become records (a list
+    of dicts, which pandas reads with the column names) without building a DataFrame on the
+    request path."""
+    if isinstance(x, list):
+        names = h.names
+        return [dict(zip(names, r)) for r in x]  # type: ignore[arg-type]
+    return x

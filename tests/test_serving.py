@@ -1,0 +1,426 @@
+"""Serving: %model_deploy, %model_deployments, the server over real HTTP on 127.0.0.1.
+
+Every test that starts a server stops it (the ``servers`` fixture stops everything the test's
+store runs, even when the test fails)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+requests = pytest.importorskip("requests")
+
+
+@pytest.fixture
+def servers(isolated_store: Any) -> Any:
+    import nbmodel.serving as serving
+
+    yield serving
+    serving.stop("all")
+
+
+def post(url: str, body: Any, ctype: str = "application/json", **headers: str) -> Any:
+    data = body if isinstance(body, (str, bytes)) else json.dumps(body)
+    return requests.post(url, data=data, headers={"Content-Type": ctype, **headers}, timeout=30)
+
+
+def split(X: Any) -> dict[str, Any]:
+    return {"dataframe_split": {"columns": list(X.columns), "data": X.values.tolist()}}
+
+
+def mlflow_answer(uri: str, body: Any, ctype: str = "application/json") -> Any:
+    """What MLflow's own scoring server code answers, run in this process."""
+    import mlflow.pyfunc
+    from mlflow.pyfunc import scoring_server
+
+    model = mlflow.pyfunc.load_model(uri)
+    data = body if isinstance(body, (str, bytes)) else json.dumps(body)
+    res = scoring_server.invocations(data, ctype, model, model.metadata.get_input_schema())
+    return res.status, res.response
+
+
+# -- the API without a server ------------------------------------------------------------------
+def test_importing_serving_and_its_magics_imports_no_mlflow() -> None:
+    code = ("import sys, nbmodel.serving, nbmodel.magics.deploy; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('mlflow', 'pandas', 'sklearn')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=Path(__file__).parents[1], check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_deploy_help_and_usage_errors(shell: Any) -> None:
+    shell.run("%model_deploy --help")
+    assert "--if-better" in shell.stdout
+    err = shell.fails("%model_deploy iris/1 --if-better")
+    assert err.kind == "usage" and "--eval" in str(err)
+    err = shell.fails("%model_deploy nosuch/1")
+    assert err.kind == "model-not-found"
+
+
+def test_unknown_version_retired_and_port_in_use(shell: Any, commit_iris: Any, servers: Any) -> None:
+    import nbmodel
+
+    commit_iris(C=1.0)
+    commit_iris(C=0.5)
+    err = shell.fails("%model_deploy iris/9")
+    assert err.kind == "version-not-found" and "versions are 1-2" in str(err)
+    nbmodel.retire("iris/1")
+    err = shell.fails("%model_deploy iris/1")
+    assert err.kind == "retired"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen(1)
+        port = s.getsockname()[1]
+        err = shell.fails(f"%model_deploy iris/2 --port {port}")
+    assert err.kind == "deploy" and "in use" in str(err)
+    assert "\n" not in str(err)
+
+
+def test_no_deployments_listed(shell: Any) -> None:
+    assert "no deployments" in str(shell.run("%model_deployments"))
+
+
+# -- the server ------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_deploy_serves_mlflow_protocol_exactly(shell: Any, commit_iris: Any, iris: Any,
+                                               servers: Any) -> None:
+    v = commit_iris(C=1.0)
+    dep = shell.run("%model_deploy iris/1")
+    assert dep.version == 1 and dep.ref == "iris@production"
+    assert dep.url.startswith("http://127.0.0.1:") and "curl -s" in str(dep)
+    assert "<div class='nbm-card'>" in dep._repr_html_()
+    X = iris["X_test"].iloc[:7]
+    records = json.loads(X.to_json(orient="records"))
+    bodies = [
+        split(X),
+        {"dataframe_split": {"columns": list(X.columns), "index": list(range(7)), "data": X.values.tolist()}},
+        {"dataframe_split": {"columns": list(X.columns)[::-1], "data": X[X.columns[::-1]].values.tolist()}},
+        {"dataframe_records": records},
+        {"instances": records},
+        {"inputs": {c: X[c].tolist() for c in X.columns}},
+        {"dataframe_split": {"columns": list(X.columns), "data": [[5, 3, 1, 0]]}},
+        {"dataframe_split": {"columns": list(X.columns), "data": X.values.tolist()}, "params": {}},
+    ]
+    for body in bodies:
+        r = post(dep.url, body)
+        status, want = mlflow_answer(v.uri, body)
+        assert (r.status_code, r.text) == (status, want), body
+    csv = X.to_csv(index=False)
+    r = post(dep.url, csv, "text/csv")
+    assert (r.status_code, r.text) == mlflow_answer(v.uri, csv, "text/csv")
+    r = post(dep.url, split(X), "application/json; charset=utf-8")
+    assert r.status_code == 200
+    # MLflow's own client
+    from mlflow.pyfunc.scoring_server.client import ScoringServerClient
+
+    client = ScoringServerClient("127.0.0.1", dep.port)
+    client.wait_server_ready(timeout=10)
+    got = client.invoke(X).get_predictions()
+    assert got.iloc[:, 0].tolist() == v_predict(iris, C=1.0, X=X)
+    assert client.get_version() == __import__("importlib.metadata").metadata.version("mlflow")
+    assert requests.get(dep.base_url + "/ping", timeout=5).text == "\n"
+    health = requests.get(dep.base_url + "/health", timeout=5).json()
+    assert health["status"] == "ok" and health["models"][0]["version"] == 1
+
+
+def v_predict(iris: Any, C: float, X: Any) -> list[int]:
+    from sklearn.linear_model import LogisticRegression
+
+    clf = LogisticRegression(C=C, max_iter=500).fit(iris["X_train"], iris["y_train"])
+    return clf.predict(X).tolist()
+
+
+@pytest.mark.slow
+def test_bad_requests_get_a_4xx_that_names_the_problem(commit_iris: Any, iris: Any, servers: Any) -> None:
+    commit_iris(C=1.0)
+    dep = servers.deploy("iris/1", max_body=4096)
+    url = dep.url
+    cols = list(iris["X"].columns)
+
+    def err(body: Any, ctype: str = "application/json", status: int = 400) -> str:
+        r = post(url, body, ctype)
+        assert r.status_code == status, r.text
+        payload = r.json()
+        assert payload["error_code"] and payload["message"]
+        return payload["message"]
+
+    assert "not valid JSON" in err("{bad json")
+    assert "unknown key 'rows'" in err({"rows": [[1, 2, 3, 4]]})
+    assert "exactly one of" in err({})
+    assert "must be a JSON object" in err("[1, 2]")
+    msg = err({"dataframe_split": {"columns": cols[:3], "data": [[1, 2, 3]]}})
+    assert "missing column 'petal width (cm)'" in msg
+    msg = err({"dataframe_split": {"columns": cols + ["colour"], "data": [[1, 2, 3, 4, "red"]]}})
+    assert "unknown column 'colour'" in msg
+    msg = err({"dataframe_records": [{c: 1 for c in cols[1:]}]})
+    assert "missing column 'sepal length (cm)'" in msg
+    msg = err({"dataframe_split": {"columns": cols, "data": [[1, "wide", 3, 4]]}})
+    assert "'sepal width (cm)'" in msg and "'wide'" in msg and "string" in msg
+    msg = err({"dataframe_split": {"columns": cols, "data": [[1, True, 3, 4]]}})
+    assert "'sepal width (cm)'" in msg and "boolean" in msg
+    big = {"dataframe_split": {"columns": cols, "data": [[1.0, 2.0, 3.0, 4.0]] * 400}}
+    assert "at most 4096" in err(big, status=413)
+    assert "content type" in err("x", "application/xml", status=415)
+    r = requests.get(dep.base_url + "/nope", timeout=5)
+    assert r.status_code == 404 and "routes" in r.json()["message"]
+    assert requests.get(url, timeout=5).status_code == 405
+    # still serving, and the errors are counted
+    assert post(url, split(iris["X_test"].iloc[:2])).status_code == 200
+    (d,) = servers.deployments()
+    assert d.errors == 11 and d.requests == 12 and d.health == "ok"
+
+
+@pytest.mark.slow
+def test_token_required_off_loopback_and_when_given(commit_iris: Any, iris: Any, servers: Any) -> None:
+    commit_iris(C=1.0)
+    body = split(iris["X_test"].iloc[:1])
+    # 127.0.0.2 is loopback to the kernel but not "127.0.0.1": treated as another address
+    dep = servers.deploy("iris/1", host="127.0.0.2")
+    assert dep.token and dep.url.startswith("http://127.0.0.2:")
+    assert f"Bearer {dep.token}" in str(dep)
+    r = post(dep.url, body)
+    assert r.status_code == 401 and "Bearer" in r.json()["message"]
+    assert post(dep.url, body, Authorization="Bearer wrong").status_code == 401
+    assert requests.get(dep.base_url + "/metrics", timeout=5).status_code == 401
+    assert post(dep.url, body, Authorization=f"Bearer {dep.token}").status_code == 200
+    (listed,) = servers.deployments()
+    assert listed.health == "ok"  # the kernel knows the token from the record
+    servers.stop("iris")
+    dep = servers.deploy("iris@production", token="s3cret")
+    assert post(dep.url, body).status_code == 401
+    assert post(dep.url, body, Authorization="Bearer s3cret").status_code == 200
+
+
+@pytest.mark.slow
+def test_metrics_in_prometheus_format(commit_iris: Any, iris: Any, servers: Any) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    commit_iris(C=1.0)
+    dep = servers.deploy("iris/1")
+    for _ in range(3):
+        assert post(dep.url, split(iris["X_test"].iloc[:1])).status_code == 200
+    assert post(dep.url, "{").status_code == 400
+    text = requests.get(dep.base_url + "/metrics", timeout=5).text
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for fam in text_string_to_metric_families(text) for s in fam.samples}
+    assert samples[("nbmodel_requests_total", (("model", "iris"),))] == 4
+    assert samples[("nbmodel_request_errors_total", (("model", "iris"), ("status", "400")))] == 1
+    assert samples[("nbmodel_request_latency_seconds_count", (("model", "iris"),))] == 3
+    assert samples[("nbmodel_model_version", (("alias", "production"), ("model", "iris")))] == 1
+
+
+@pytest.mark.slow
+def test_swaps_under_load_drop_no_request(shell: Any, commit_iris: Any, iris: Any, servers: Any) -> None:
+    """4 client threads of steady load; deploy another version, then roll back: no failed
+    request, every answer wholly from one of the two versions, each switch seen within 1 s."""
+    import nbmodel
+
+    commit_iris(C=1.0)
+    commit_iris(C=0.01)
+    X = iris["X_test"]
+    a, b = v_predict(iris, 1.0, X), v_predict(iris, 0.01, X)
+    assert a != b
+    answers = {json.dumps({"predictions": a}): 1, json.dumps({"predictions": b}): 2}
+    dep = shell.run("%model_deploy iris/1")
+    body = json.dumps(split(X))
+    seen: list[tuple[float, int]] = []
+    failures: list[str] = []
+    stop = threading.Event()
+
+    def load() -> None:
+        with requests.Session() as s:
+            while not stop.is_set():
+                try:
+                    r = s.post(dep.url, data=body, headers={"Content-Type": "application/json"}, timeout=10)
+                except Exception as exc:  # noqa: BLE001
+                    failures.append(repr(exc))
+                    continue
+                if r.status_code != 200 or r.text not in answers:
+                    failures.append(f"{r.status_code} {r.text[:200]}")
+                else:
+                    seen.append((time.time(), answers[r.text]))
+
+    threads = [threading.Thread(target=load) for _ in range(4)]
+    for t in threads:
+        t.start()
+    try:
+        time.sleep(1.0)
+        shell.run("%model_deploy iris/2")
+        moved = nbmodel.alias_history("iris").moves[0].at.timestamp()
+        time.sleep(1.5)
+        shell.run("%model_rollback iris")
+        back = nbmodel.alias_history("iris").moves[0].at.timestamp()
+        time.sleep(1.5)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(30)
+    assert not failures, failures[:3]
+    assert len(seen) > 100
+    first_new = min(t for t, v in seen if v == 2 and t >= moved - 0.05)
+    first_back = min(t for t, v in seen if v == 1 and t >= back)
+    assert first_new - moved < 1.0, first_new - moved
+    assert first_back - back < 1.0, first_back - back
+    assert all(v == 2 for t, v in seen if first_new + 0.3 < t < back - 0.05)
+
+
+@pytest.mark.slow
+def test_killed_server_shows_down_and_comes_back_on_its_port(shell: Any, commit_iris: Any, iris: Any,
+                                                            servers: Any) -> None:
+    commit_iris(C=1.0)
+    dep = shell.run("%model_deploy iris/1")
+    os.kill(dep.pid, signal.SIGKILL)
+    deadline = time.time() + 10
+    while time.time() < deadline and shell.run("%model_deployments")[0].health != "down":
+        time.sleep(0.05)
+    listed = shell.run("%model_deployments")
+    assert listed[0].health == "down" and "down" in str(listed)
+    again = shell.run("%model_deploy iris@production")
+    assert again.port == dep.port and again.pid != dep.pid and again.health == "ok"
+    assert post(again.url, split(iris["X_test"].iloc[:1])).status_code == 200
+    shell.run("%model_deploy --stop iris")
+    assert "stopped iris@production" in shell.stdout
+    assert "no deployments" in str(shell.run("%model_deployments"))
+
+
+@pytest.mark.slow
+def test_several_models_on_one_port(shell: Any, commit_iris: Any, iris: Any, diabetes: Any,
+                                    servers: Any) -> None:
+    import nbmodel
+    from sklearn.linear_model import Ridge
+
+    commit_iris(C=1.0)
+    reg = Ridge().fit(diabetes["X_train"], diabetes["y_train"])
+    nbmodel.commit(reg, "dia", eval=(diabetes["X_test"], diabetes["y_test"]))
+    first = shell.run("%model_deploy iris/1")
+    second = shell.run(f"%model_deploy dia/1 --port {first.port}")
+    assert second.port == first.port and second.url.endswith("/models/dia/invocations")
+    r1 = post(first.base_url + "/models/iris/invocations", split(iris["X_test"].iloc[:2]))
+    r2 = post(second.url, split(diabetes["X_test"].iloc[:2]))
+    assert r1.status_code == r2.status_code == 200
+    assert r2.json()["predictions"] == pytest.approx(reg.predict(diabetes["X_test"].iloc[:2]).tolist())
+    assert post(first.url, split(iris["X_test"].iloc[:2])).json() == r1.json()  # /invocations: the first
+    r = post(first.base_url + "/models/wine/invocations", split(iris["X_test"].iloc[:2]))
+    assert r.status_code == 404 and "'iris', 'dia'" in r.json()["message"]
+    assert {d.ref for d in shell.run("%model_deployments")} == {"iris@production", "dia@production"}
+    shell.run("%model_deploy --stop dia")
+    time.sleep(0.6)
+    assert post(second.url, split(diabetes["X_test"].iloc[:2])).status_code == 404
+    assert post(first.url, split(iris["X_test"].iloc[:2])).status_code == 200
+
+
+@pytest.mark.slow
+def test_if_better_refuses_a_worse_version(shell: Any, commit_iris: Any, servers: Any) -> None:
+    import nbmodel
+
+    commit_iris(C=1.0)
+    commit_iris(C=0.0005)
+    shell.run("%model_deploy iris/1")
+    err = shell.fails("%model_deploy iris/2 --if-better --eval X_test y_test")
+    assert err.kind == "not-better"
+    assert "iris/2 accuracy" in str(err) and "iris/1" in str(err) and "--force" in str(err)
+    assert nbmodel.resolve("iris@production").version == 1
+    commit_iris(C=2.0)
+    dep = shell.run("%model_deploy iris/3 --if-better --eval X_test y_test")
+    assert dep.version == 3 and "accuracy" in shell.stdout
+    dep = shell.run("%model_deploy iris/2 --if-better --eval X_test y_test --force")
+    assert dep.version == 2
+
+
+@pytest.mark.slow
+def test_a_version_that_fails_to_load_never_replaces_the_serving_one(commit_iris: Any, iris: Any,
+                                                                     servers: Any) -> None:
+    import nbmodel
+    from mlflow import MlflowClient
+
+    commit_iris(C=1.0)
+    v2 = commit_iris(C=0.01)
+    dep = servers.deploy("iris/1")
+    import yaml
+
+    folder = Path(MlflowClient().get_model_version_download_uri("iris", "2"))
+    flavor = yaml.safe_load((folder / "MLmodel").read_text())["flavors"]["sklearn"]
+    (folder / flavor["pickled_model"]).write_bytes(b"not a model")
+    with pytest.raises(servers.DeployError, match="version 2 failed to load"):
+        servers.deploy("iris/2")
+    assert nbmodel.resolve("iris@production").version == v2.version  # the alias moved...
+    r = post(dep.url, split(iris["X_test"].iloc[:3]))
+    assert r.status_code == 200 and r.json()["predictions"] == v_predict(iris, 1.0, iris["X_test"].iloc[:3])
+    health = requests.get(dep.base_url + "/health", timeout=5).json()
+    assert health["status"] == "degraded" and "version 2 failed to load" in health["models"][0]["error"]
+    (d,) = servers.deployments()
+    assert d.version == 1 and d.health == "degraded" and "failed to load" in str(servers.deployments())
+
+
+@pytest.mark.slow
+def test_server_ends_with_the_kernel_that_started_it(commit_iris: Any, isolated_store: Any) -> None:
+    commit_iris(C=1.0)
+    code = ("import nbmodel.serving as s, json; d = s.deploy('iris/1'); "
+            "print(json.dumps([d.pid, d.port]), flush=True)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                         cwd=Path(__file__).parents[1], env={**os.environ})
+    assert out.returncode == 0, out.stderr
+    pid, port = json.loads(out.stdout.strip().splitlines()[-1])
+    deadline = time.time() + 10
+    while time.time() < deadline and Path(f"/proc/{pid}").exists():
+        time.sleep(0.05)
+    assert not Path(f"/proc/{pid}").exists(), "the server outlived its kernel"
+    import nbmodel.serving as serving
+
+    (d,) = serving.deployments()
+    assert d.health.startswith("stopped") and "kernel exited" in d.health
+    serving.stop("all")
+
+
+@pytest.mark.slow
+def test_dockerfile_written_by_mlflow(shell: Any, commit_iris: Any, tmp_path: Path) -> None:
+    commit_iris(C=1.0)
+    shell.run(f"%model_deploy iris/1 --dockerfile {tmp_path / 'image'}")
+    assert (tmp_path / "image" / "Dockerfile").is_file()
+    assert (tmp_path / "image" / "model_dir" / "MLmodel").is_file()
+    assert "docker build" in shell.stdout
+
+
+@pytest.mark.slow
+def test_nbmodel_serve_from_a_terminal(commit_iris: Any, iris: Any, isolated_store: Any) -> None:
+    import nbmodel
+
+    commit_iris(C=1.0)
+    nbmodel.alias("iris/1", "production")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "nbmodel.cli", "serve", "iris@production",
+                             "--port", str(port)], cwd=Path(__file__).parents[1],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.time() + 120
+        while True:
+            try:
+                if requests.get(f"http://127.0.0.1:{port}/ping", timeout=1).status_code == 200:
+                    break
+            except requests.RequestException:
+                pass
+            assert proc.poll() is None and time.time() < deadline, proc.stdout.read()
+            time.sleep(0.05)
+        r = post(f"http://127.0.0.1:{port}/invocations", split(iris["X_test"].iloc[:2]))
+        assert r.status_code == 200
+        import nbmodel.serving as serving
+
+        assert [d.ref for d in serving.deployments()] == ["iris@production"]
+        assert "deployments" in str(nbmodel.status())
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0, out
+    assert "serving iris@production (iris/1)" in out
