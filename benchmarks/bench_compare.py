@@ -67,16 +67,18 @@ def run(kind: str, rows: int, repeat: int) -> float:
     t = time.perf_counter()
     cold = compare(refs, X_test, y_test, progress=False)
     print(f"  cold (loads every model from the store): {time.perf_counter() - t:.2f} s")
-    totals, parts = [], []
+    totals, cpu, parts = [], [], []
     for _ in range(repeat):
-        t = time.perf_counter()
+        t, c0 = time.perf_counter(), time.process_time()
         c = compare(refs, X_test, y_test, progress=False)
         html = c._repr_html_()
         totals.append(time.perf_counter() - t)
+        cpu.append(time.process_time() - c0)
         parts.append(dict(c.timings))
     warm = statistics.median(totals)
     print(f"  warm, {len(refs)} versions x {rows} rows, incl. HTML: median {warm:.2f} s of {repeat} "
-          f"(min {min(totals):.2f}, max {max(totals):.2f}); HTML {len(html) // 1024} KiB")
+          f"(min {min(totals):.2f}, max {max(totals):.2f}); CPU {statistics.median(cpu):.2f} s "
+          f"(all threads); HTML {len(html) // 1024} KiB")
     keys = [k for k in parts[0] if k != "total"]
     for k in keys:
         print(f"    {k:<14} {statistics.median(p.get(k, 0.0) for p in parts):6.3f} s")
@@ -93,6 +95,8 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--kind", choices=["classifiers", "regressors", "both"], default="both")
     args = parser.parse_args()
+    # Other work on the machine slows every figure: say how busy it was.
+    print(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
     with tempfile.TemporaryDirectory() as tmp:
         os.chdir(tmp)
         os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp}/mlflow.db"

@@ -759,7 +759,8 @@ def _plot_predicted(scored: list[_Scored], y: "np.ndarray") -> "MplFigure":
     lo = float(min(y.min(), *(s.pred.min() for s in scored)))
     hi = float(max(y.max(), *(s.pred.max() for s in scored)))
     for n, (ax, s) in enumerate(zip(axes, scored)):
-        ax.scatter(y[pick], s.pred[pick], s=6, alpha=0.5, linewidths=0)
+        # plot() with markers draws several times faster than scatter() for the same points.
+        ax.plot(y[pick], s.pred[pick], ls="none", marker=".", ms=3, alpha=0.5, mew=0)
         ax.plot([lo, hi], [lo, hi], ls="--", lw=0.8, color="grey")
         ax.set_xlim(lo, hi)
         ax.set_ylim(lo, hi)
@@ -780,7 +781,7 @@ def _plot_residuals(scored: list[_Scored], y: "np.ndarray") -> "MplFigure":
     res = [y - s.pred for s in scored]
     bound = float(max(np.abs(r).max() for r in res)) or 1.0
     for n, (ax, s, r) in enumerate(zip(axes, scored, res)):
-        ax.scatter(s.pred[pick], r[pick], s=6, alpha=0.5, linewidths=0)
+        ax.plot(s.pred[pick], r[pick], ls="none", marker=".", ms=3, alpha=0.5, mew=0)
         ax.axhline(0, ls="--", lw=0.8, color="grey")
         ax.set_ylim(-bound * 1.05, bound * 1.05)
         ax.set_xlabel("predicted", fontsize=8)
