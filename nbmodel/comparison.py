@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from .display import STYLE, badge, html_table, text_table
-from .errors import BadData, BadReference, NbmodelError
+from .errors import BadData, BadReference
 from .evaluate import (
     CLASSIFIER,
     LOWER_IS_BETTER,
@@ -882,8 +882,6 @@ def compare(
     if X is None or y is None:
         raise BadData("give the eval data: compare(refs, X_test, y_test); "
                       "or all_versions=True for the stored metrics of every version")
-    import numpy as np
-
     from .versions import load
 
     timings: dict[str, float] = {}
@@ -1165,5 +1163,5 @@ def _log_run(model_name: str, run_name: str, result: Any, data: dict[str, Any]) 
     return run_id
 
 
-__all__ = ["Comparison", "Figure", "MetricHistory", "Significance", "Disagreements", "compare",
-           "metric_history", "NbmodelError"]
+__all__ = ["Comparison", "Disagreements", "Figure", "MetricHistory", "Progress", "Significance",
+           "compare", "metric_history"]

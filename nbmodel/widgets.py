@@ -22,12 +22,9 @@ import html
 import importlib
 import importlib.util
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
 from .errors import NbmodelError
-
-if TYPE_CHECKING:
-    import ipywidgets
 
 #: Modules that contribute a tab through ``panel_tab(name)``, in tab order after the built-ins.
 EXTERNAL_TABS: list[tuple[str, str]] = [("Monitor", "nbmodel.monitoring"),
