@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from .display import Shown
 from .errors import AliasNotFound, RetiredVersion, RollbackError
 from .refs import Ref, check_alias, parse_ref
 from .store import get_store
@@ -221,8 +222,8 @@ def delete_alias(name: str | Ref, alias: str, *, message: str = "") -> AliasMove
         return move
 
 
-@dataclass
-class AliasHistory:
+@dataclass(repr=False)
+class AliasHistory(Shown):
     """The audit trail of a model's aliases, newest first."""
 
     name: str
@@ -247,12 +248,6 @@ class AliasHistory:
         if not self.moves:
             return f"{self.name}: no alias moves yet"
         return f"alias moves of {self.name}, newest first\n" + text_table(self._head, self._rows())
-
-    def __repr__(self) -> str:
-        return str(self)
-
-    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
-        p.text(str(self))
 
     def _repr_html_(self) -> str:
         from .display import html_table

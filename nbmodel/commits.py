@@ -9,7 +9,6 @@ deletes that run, so the store is as it was.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
@@ -174,6 +173,11 @@ def commit(
         y_train = as_target(y_train, X_train.shape[0], "the training targets")
         task = detect_task(model, y_train)
         profile = make_profile(X_train, y_train)
+        # The predictions on the training data are the reference for prediction drift.
+        from .data import _feature_stats
+        from .evaluate import predict
+
+        profile["prediction_stats"] = _feature_stats(predict(model, X_train, "the training data"))
     if X_eval is not None:
         X_eval = as_frame_or_array(X_eval, "the eval data")
         check_fits(model, X_eval, "the eval data")
@@ -302,11 +306,11 @@ def _log_model(model: Any, run_id: str, signature: Any, example: Any, sklearn_fl
 
     from .requirements import _modules_in, pinned_requirements
 
-    from .store import use_in_mlflow
+    from .store import quiet_logs, use_in_mlflow
 
     use_in_mlflow(get_store().uri)
     common = dict(artifact_path=None, name=MODEL_ARTIFACT, run_id=run_id, signature=signature, input_example=example)
-    with warnings.catch_warnings(), _quiet("mlflow"):
+    with warnings.catch_warnings(), quiet_logs("mlflow", level=logging.ERROR):
         # MLflow warns and logs about its own internals (pydantic, serialisation advice, input
         # validation) on every log; nbmodel chose the format deliberately.
         warnings.simplefilter("ignore")
@@ -345,19 +349,6 @@ def _skops_trusted_types(model: Any) -> list[str] | None:
 
 
 _SKOPS_SAFE = frozenset({"sklearn", "numpy", "scipy"})
-
-
-@contextlib.contextmanager
-def _quiet(*names: str) -> Any:
-    loggers = [logging.getLogger(n) for n in names]
-    levels = [lg.level for lg in loggers]
-    for lg in loggers:
-        lg.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        for lg, level in zip(loggers, levels):
-            lg.setLevel(level)
 
 
 def _register(store: Any, name: str, model_uri: str, model_id: str | None, run_id: str,

@@ -7,7 +7,7 @@ import html
 from dataclasses import dataclass, field
 from typing import Any
 
-from .display import STYLE, html_table, text_table
+from .display import STYLE, Shown, html_table, text_table
 from .evaluate import LOWER_IS_BETTER
 from .refs import Ref
 from .store import get_store
@@ -50,8 +50,8 @@ def _signature(v: Version) -> dict[str, list[str]] | None:
     return {"inputs": cols(sig.inputs), "outputs": cols(sig.outputs)}
 
 
-@dataclass
-class Diff:
+@dataclass(repr=False)
+class Diff(Shown):
     """Differences between version ``a`` and version ``b`` (read as a change from a to b)."""
 
     a: Version
@@ -112,12 +112,6 @@ class Diff:
             lines.append("\nsource:")
             lines.extend(self.source)
         return "\n".join(lines)
-
-    def __repr__(self) -> str:
-        return str(self)
-
-    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
-        p.text(str(self))
 
     def _repr_html_(self) -> str:
         parts = [STYLE, f"<h4>diff {html.escape(self.a.ref)} {html.escape(self.b.ref)}</h4>"]

@@ -7,7 +7,7 @@ fallbacks for Notebook 7 and VS Code; text forms are plain and deterministic for
 from __future__ import annotations
 
 import html
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 STYLE = """<style>
 .nbm-card,.nbm-table{font-family:var(--jp-ui-font-family,sans-serif);font-size:var(--jp-ui-font-size1,13px);
@@ -28,6 +28,17 @@ STYLE = """<style>
 .nbm-best{font-weight:bold}
 pre.nbm-diff{font-size:.9em;max-height:30em;overflow:auto}
 </style>"""
+
+
+class Shown:
+    """Results that show as their text form everywhere but a notebook's HTML: ``str()`` is the
+    text, ``repr()`` and IPython's pretty printer use it too."""
+
+    def __repr__(self) -> str:
+        return str(self)
+
+    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
+        p.text(str(self))
 
 
 def badge(text: str, *, kind: str = "") -> str:

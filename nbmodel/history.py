@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import lineage
-from .display import badge, html_table, text_table
+from .display import Shown, badge, html_table, text_table
 from .errors import NbmodelError
 from .evaluate import key_metrics
 from .refs import Ref, parse_ref
@@ -28,8 +28,8 @@ def _parent_number(v: Version) -> int | None:
     return p.version if p.name == v.name else None
 
 
-@dataclass
-class History:
+@dataclass(repr=False)
+class History(Shown):
     """A model's versions, newest first, with a lineage graph where they branch."""
 
     name: str
@@ -97,12 +97,6 @@ class History:
             head = ["graph".ljust(width)] + head
             rows = [[p.ljust(width)] + r for p, r in zip(prefixes, rows)]
         return self._title() + "\n" + text_table(head, rows)
-
-    def __repr__(self) -> str:
-        return str(self)
-
-    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
-        p.text(str(self))
 
     def _repr_html_(self) -> str:
         if not self.versions:
@@ -195,8 +189,8 @@ def models(store: Store | None = None) -> list[ModelSummary]:
 STATUS_MODULES = ("nbmodel.serving", "nbmodel.monitoring")
 
 
-@dataclass
-class Status:
+@dataclass(repr=False)
+class Status(Shown):
     uri: str
     origin: str
     models: list[ModelSummary]
@@ -222,12 +216,6 @@ class Status:
             lines.append(f"{title}:")
             lines.append(text_table(head, rows) if rows else "  none")
         return "\n".join(lines)
-
-    def __repr__(self) -> str:
-        return str(self)
-
-    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
-        p.text(str(self))
 
     def _repr_html_(self) -> str:
         parts = [f"<div class='nbm-line'><b>store</b> <code>{html.escape(self.uri)}</code> "

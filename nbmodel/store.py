@@ -134,18 +134,22 @@ def _normalise(uri: str, *, base: Path) -> str:
 
 
 @contextlib.contextmanager
-def _quiet_mlflow_logs() -> Iterator[None]:
-    """MLflow and alembic log every migration step at INFO; a notebook should not show them."""
-    names = ("mlflow.store.db.utils", "alembic", "alembic.runtime.migration", "mlflow.store")
+def quiet_logs(*names: str, level: int = logging.WARNING) -> Iterator[None]:
+    """Raise the level of some loggers for a while: MLflow and alembic log every migration
+    step and every model save at INFO or WARNING, which a notebook should not show."""
     loggers = [logging.getLogger(n) for n in names]
     levels = [lg.level for lg in loggers]
     for lg in loggers:
-        lg.setLevel(logging.WARNING)
+        lg.setLevel(level)
     try:
         yield
     finally:
-        for lg, level in zip(loggers, levels):
-            lg.setLevel(level)
+        for lg, old in zip(loggers, levels):
+            lg.setLevel(old)
+
+
+def _quiet_mlflow_logs() -> Any:
+    return quiet_logs("mlflow.store.db.utils", "alembic", "alembic.runtime.migration", "mlflow.store")
 
 
 def _is_locked_error(exc: BaseException) -> bool:
