@@ -142,3 +142,36 @@ test('a refused action says why and changes nothing', async ({ page }) => {
   await panel.screenshot({ path: path.join(SCREENSHOTS, 'sidebar-dark.png') });
   await page.theme.setLightTheme();
 });
+
+test('deploy and stop through the dialogs', async ({ page }) => {
+  test.setTimeout(240000);
+  const panel = await openSidebar(page);
+  const section = panel.locator('section[aria-label="Deployments"]');
+  // Only where this nbmodel has serving.
+  await expect(panel.locator('[data-model="iris"]')).toBeVisible({ timeout: 60000 });
+  if ((await section.count()) === 0) {
+    test.skip(true, 'nbmodel.serving is not part of this nbmodel');
+  }
+  const model = panel.locator('[data-model="iris"]');
+  await model.locator('.jp-nbmodel-model-head').click();
+  const v2 = model.locator('[data-ref="iris/2"]');
+  await v2.locator('button', { hasText: 'deploy…' }).click();
+  const dialog = page.locator('.jp-Dialog');
+  await expect(dialog).toContainText('127.0.0.1');
+  await dialog.locator('input[name="alias"]').fill('staging');
+  await dialog.locator('.jp-Dialog-button.jp-mod-accept').click();
+  await expect(panel.locator('.jp-nbmodel-notice')).toContainText('iris@staging serves iris/2', {
+    timeout: 180000
+  });
+  const row = section.locator('[data-deployment="iris@staging"]');
+  await expect(row).toContainText('http://127.0.0.1:');
+  await expect(row).toContainText('ok', { timeout: 30000 });
+  await expect(v2.locator('.jp-nbmodel-alias')).toContainText(['staging']);
+
+  await row.locator('button', { hasText: 'stop…' }).click();
+  await dialog.locator('.jp-Dialog-button.jp-mod-warn').click();
+  await expect(panel.locator('.jp-nbmodel-notice')).toContainText('stopped iris@staging', {
+    timeout: 60000
+  });
+  await expect(section.locator('.jp-nbmodel-health.jp-mod-ok')).toHaveCount(0);
+});
