@@ -510,12 +510,12 @@ class ModelPanel:
             self.widget.close()
 
     def __str__(self) -> str:
-        titles = ", ".join(t.title for t in self.tabs)
+        # No tab titles here: which tabs exist depends on the installed features, and a
+        # notebook's stored text must not change when one arrives.
         history = self.tabs[0].text() if self.tabs else ""
-        return (f"{history}\n\n(model panel of {self.name} with tabs {titles}: it needs a front end "
-                "that shows ipywidgets, such as JupyterLab, Notebook 7 or VS Code; the same "
-                "actions are %model_checkout, %model_alias, %model_rollback, %model_retire and "
-                "%model_compare)")
+        return (f"{history}\n\n(the model panel of {self.name}: it needs a front end that shows "
+                "ipywidgets, such as JupyterLab, Notebook 7 or VS Code; the same actions are "
+                "%model_checkout, %model_alias, %model_rollback, %model_retire and %model_compare)")
 
     def __repr__(self) -> str:
         return str(self)
