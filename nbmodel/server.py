@@ -122,9 +122,9 @@ class NbmodelHandler(APIHandler):
             return None if default is ... else default
         value = data[key]
         kinds = kind if isinstance(kind, tuple) else (kind,)
-        if isinstance(value, bool) and bool not in kinds:
-            value = object()  # JSON true is no number
-        if not isinstance(value, kinds):
+        # bool is an int in Python, but JSON's true is no version number.
+        wrong_bool = isinstance(value, bool) and bool not in kinds
+        if wrong_bool or not isinstance(value, kinds):
             names = " or ".join(k.__name__ for k in kinds)
             raise BadRequest(f"the field {key!r} must be a {names}, not {data[key]!r}")
         return value
