@@ -646,7 +646,7 @@ def stop(target: str | int | None = None) -> list[str]:
     keeps running without this one.
 
     Returns:
-        What was stopped (``["iris@production on port 5001"]``).
+        What was stopped (``["iris@production at http://127.0.0.1:5001"]``).
 
     Raises:
         DeployError: if nothing matches.
@@ -666,7 +666,7 @@ def stop(target: str | int | None = None) -> list[str]:
                         and (ref.alias is None or m.get("alias") == ref.alias)]  # type: ignore[union-attr]
             if not drop:
                 continue
-            stopped += [f"{_ref_of(m)} on port {record['port']}" for m in drop]
+            stopped += [f"{_ref_of(m)} at {_base(record['host'], int(record['port']))}" for m in drop]
             keep = [m for m in models if m not in drop]
             if keep and _pid_alive(record.get("pid")):
                 record["models"] = keep

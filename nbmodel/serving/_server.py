@@ -238,7 +238,9 @@ class App:
         """The background thread: import MLflow, then poll the registry until stopped."""
         try:
             self.registry_client()
-            if importlib.util.find_spec("nbmodel.monitoring") is not None:
+            # Every answered request goes to monitoring (off the request path) unless the
+            # record says "monitor": false.
+            if self.record.get("monitor", True) and importlib.util.find_spec("nbmodel.monitoring") is not None:
                 import nbmodel.monitoring as monitoring
 
                 self.recorder_cls = getattr(monitoring, "BackgroundRecorder", None)

@@ -1,0 +1,246 @@
+"""Benchmark for issue 4 (serving): nbmodel's server against ``mlflow models serve``, side by
+side in one run, on the same model (an iris LogisticRegression), the same 1-row
+``dataframe_split`` payload, 8 connections and one worker each.
+
+    python benchmarks/bench_serving.py [--seconds 10] [--connections 8]
+
+Prints, for each server: startup (process start to the first answered prediction), requests/s
+and p50/p99 latency under load; then the requests/s ratio, and nbmodel's throughput with and
+without monitoring every request (``BackgroundRecorder``), alternating runs. The load comes
+from ``wrk`` when it is installed (``apt-get install wrk``), else from a bounded Python client
+(which saturates before either server does, so its ratios understate the gap). Everything runs
+on 127.0.0.1 in a temporary store, and every process started here is stopped here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.pop("MLFLOW_TRACKING_URI", None)
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def post_once(port: int, body: bytes, timeout: float = 2.0) -> int:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request("POST", "/invocations", body, {"Content-Type": "application/json"})
+        return conn.getresponse().status
+    finally:
+        conn.close()
+
+
+def wait_answering(proc: subprocess.Popen, port: int, body: bytes, t0: float, limit: float = 180) -> float:
+    """Seconds from ``t0`` to the first 200 answer to a prediction."""
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the server exited with {proc.returncode}")
+        try:
+            if post_once(port, body) == 200:
+                return time.perf_counter() - t0
+        except OSError:
+            pass
+        if time.perf_counter() - t0 > limit:
+            raise RuntimeError("the server did not answer in time")
+        time.sleep(0.01)
+
+
+def stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(5)
+
+
+def load_wrk(port: int, body: bytes, seconds: float, connections: int, folder: Path) -> dict[str, float]:
+    script = folder / "post.lua"
+    script.write_text(
+        'wrk.method = "POST"\n'
+        f"wrk.body = {json.dumps(body.decode())}\n"
+        'wrk.headers["Content-Type"] = "application/json"\n')
+    out = subprocess.run(["wrk", "-t2", f"-c{connections}", f"-d{int(seconds)}s", "--latency",
+                          "-s", str(script), f"http://127.0.0.1:{port}/invocations"],
+                         capture_output=True, text=True, timeout=seconds + 60).stdout
+
+    def ms(label: str) -> float:
+        m = re.search(rf"^\s*{label}\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+        if not m:
+            return float("nan")
+        return float(m.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[m.group(2)]
+
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return {"rps": rps, "p50": ms("50%"), "p99": ms("99%"), "errors": int(errors.group(1)) if errors else 0}
+
+
+def load_python(port: int, body: bytes, seconds: float, connections: int, folder: Path) -> dict[str, float]:
+    lat: list[float] = []
+    errors = [0]
+    stop_at = time.perf_counter() + seconds
+
+    def worker() -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        mine = []
+        while time.perf_counter() < stop_at:
+            t = time.perf_counter()
+            conn.request("POST", "/invocations", body, {"Content-Type": "application/json"})
+            resp = conn.getresponse()
+            resp.read()
+            mine.append(time.perf_counter() - t)
+            if resp.status != 200:
+                errors[0] += 1
+        conn.close()
+        lat.extend(mine)
+
+    threads = [threading.Thread(target=worker) for _ in range(connections)]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - t0
+    lat.sort()
+    return {"rps": len(lat) / elapsed, "p50": lat[len(lat) // 2] * 1000,
+            "p99": lat[int(len(lat) * 0.99)] * 1000, "errors": errors[0]}
+
+
+def make_store(folder: Path) -> tuple[str, bytes]:
+    import nbmodel
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    nbmodel.set_store(uri)
+    X, y = load_iris(return_X_y=True, as_frame=True)
+    clf = LogisticRegression(max_iter=500).fit(X, y)
+    v = nbmodel.commit(clf, "iris", message="bench", eval=(X, y), train=(X, y))
+    nbmodel.alias(v.ref, "production")
+    body = json.dumps({"dataframe_split": {"columns": list(X.columns), "data": [X.iloc[0].tolist()]}})
+    return uri, body.encode()
+
+
+def start_nbmodel(store_uri: str, folder: Path, *, monitor: bool) -> tuple[subprocess.Popen, int, float]:
+    from nbmodel.serving import _deploy
+    from nbmodel.store import get_store
+    from nbmodel.versions import resolve
+
+    store = get_store()
+    v = resolve("iris@production")
+    path = _deploy._local_dir(store, v.name, v.version)
+    port = free_port()
+    record = {"host": "127.0.0.1", "port": port, "pid": None, "store": store_uri, "token": None,
+              "models": [{"name": "iris", "alias": "production", "version": v.version, "path": path}],
+              "detached": True, "monitor": monitor, "max_body": 10 * 2**20}
+    rec = folder / f"bench-{port}.json"
+    rec.write_text(json.dumps(record))
+    env = {**os.environ, "MLFLOW_TRACKING_URI": store_uri, "PYTHONPATH": str(ROOT)}
+    t0 = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-m", "nbmodel.serving._server", "--record", str(rec)],
+                            env=env, stdout=open(folder / f"bench-{port}.log", "ab"),
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    record["pid"] = proc.pid
+    rec.write_text(json.dumps(record))
+    return proc, port, t0
+
+
+def start_mlflow(store_uri: str, folder: Path) -> tuple[subprocess.Popen, int, float]:
+    port = free_port()
+    env = {**os.environ, "MLFLOW_TRACKING_URI": store_uri,
+           "PATH": str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", "")}
+    t0 = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-m", "mlflow", "models", "serve", "-m", "models:/iris@production",
+                             "-h", "127.0.0.1", "-p", str(port), "--env-manager", "local", "-w", "1"],
+                            env=env, stdout=open(folder / "mlflow-serve.log", "ab"),
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    return proc, port, t0
+
+
+def wait_following(folder: Path, port: int, limit: float = 120) -> float:
+    """Seconds until nbmodel's server follows its alias (MLflow imported in the background)."""
+    import urllib.request
+
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < limit:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as r:
+            if json.loads(r.read()).get("mlflow_ready"):
+                return time.perf_counter() - t0
+        time.sleep(0.05)
+    return float("nan")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--seconds", type=float, default=10)
+    p.add_argument("--connections", type=int, default=8)
+    p.add_argument("--monitor-rounds", type=int, default=3)
+    args = p.parse_args()
+    load = load_wrk if shutil.which("wrk") else load_python
+    print(f"load client: {'wrk -t2' if load is load_wrk else 'python threads'}, "
+          f"{args.connections} connections, {args.seconds:.0f} s per run, 1-row dataframe_split, 1 worker")
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        store_uri, body = make_store(folder)
+        results = {}
+        for name, start in (("nbmodel", lambda: start_nbmodel(store_uri, folder, monitor=True)),
+                            ("mlflow models serve", lambda: start_mlflow(store_uri, folder))):
+            proc, port, t0 = start()
+            try:
+                startup = wait_answering(proc, port, body, t0)
+                follow = wait_following(folder, port) + startup if name == "nbmodel" else None
+                load(port, body, 2, args.connections, folder)  # warm up
+                res = load(port, body, args.seconds, args.connections, folder)
+            finally:
+                stop(proc)
+            res["startup"] = startup
+            results[name] = res
+            extra = f", following its alias after {follow:.2f} s" if follow else ""
+            print(f"{name:>20}: startup {startup:.2f} s{extra}; {res['rps']:.0f} req/s, "
+                  f"p50 {res['p50']:.2f} ms, p99 {res['p99']:.2f} ms, errors {res['errors']}")
+        ratio = results["nbmodel"]["rps"] / results["mlflow models serve"]["rps"]
+        print(f"requests/s ratio nbmodel / mlflow models serve: {ratio:.1f}x (target >= 5x); "
+              f"nbmodel p50 {results['nbmodel']['p50']:.2f} ms (target <= 5 ms); "
+              f"startup {results['nbmodel']['startup']:.2f} s (target < 2 s)")
+
+        # monitoring every request: alternate runs with and without the recorder
+        with_rec, without = [], []
+        for _ in range(args.monitor_rounds):
+            for monitor, into in ((True, with_rec), (False, without)):
+                proc, port, t0 = start_nbmodel(store_uri, folder, monitor=monitor)
+                try:
+                    wait_answering(proc, port, body, t0)
+                    wait_following(folder, port)
+                    load(port, body, 2, args.connections, folder)
+                    into.append(load(port, body, args.seconds, args.connections, folder)["rps"])
+                finally:
+                    stop(proc)
+        a, b = statistics.median(with_rec), statistics.median(without)
+        print(f"monitoring every request: {a:.0f} req/s with, {b:.0f} without (medians of "
+              f"{args.monitor_rounds}); cost {100 * (1 - a / b):.1f}% (target <= 5%)")
+
+
+if __name__ == "__main__":
+    main()
