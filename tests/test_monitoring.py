@@ -137,8 +137,10 @@ def test_regressor_rmse_mae_and_prediction_drift(diabetes):
     assert s.task == "regressor"
     assert s.metrics["rmse"][0] == pytest.approx(np.sqrt(mean_squared_error(y, pred)))
     assert s.metrics["mae"][0] == pytest.approx(mean_absolute_error(y, pred))
-    # without the training predictions' statistics there is no fair reference for a regressor
-    assert np.isnan(s.metrics["prediction_psi"][0])
+    # the commit recorded the training predictions' distribution: the reference for a
+    # regressor's prediction drift; held-out data from the same source barely drifts
+    psi = s.metrics["prediction_psi"][0]
+    assert np.isfinite(psi) and 0 <= psi < 0.5
     # sex is numeric with two values: it drifts as a category, tested with chi-square
     j = s.features.index("sex")
     assert s.kinds[j] == "categorical" and np.isnan(s.ks[0, j]) and 0 <= s.pvalue[0, j] <= 1
