@@ -437,21 +437,41 @@ def _resolve_all(refs: list[Any]) -> list[Version]:
     return out
 
 
-def _classifier_metrics(y: "np.ndarray", s: _Scored) -> dict[str, float | None]:
+def _classifier_metrics(y: "np.ndarray", s: _Scored, cm: "np.ndarray | None" = None) -> dict[str, float | None]:
+    """Accuracy, balanced accuracy and macro precision/recall/F1 from one confusion matrix
+    (as scikit-learn defines them, with zero_division=0), AUC and log loss from probabilities.
+
+    ``cm`` is the confusion matrix over every class seen in the truth or any prediction; the
+    counts come from one bincount, several times faster than scikit-learn's checked metrics.
+    """
     import numpy as np
     from sklearn import metrics as skm
 
-    pred = s.pred
+    if cm is None:
+        _, (yi, pi) = _class_index(y, [s.pred])
+        k = int(max(yi.max(), pi.max())) + 1
+        cm = np.bincount(yi * k + pi, minlength=k * k).reshape(k, k)
+    # Macro averages run over the classes present in the truth or in these predictions.
+    present = (cm.sum(axis=0) + cm.sum(axis=1)) > 0
+    c = cm[np.ix_(present, present)].astype(float)
+    tp = np.diag(c)
+    true_n, pred_n = c.sum(axis=1), c.sum(axis=0)
+
+    def ratio(a: "np.ndarray", b: "np.ndarray") -> "np.ndarray":
+        return np.divide(a, b, out=np.zeros_like(a), where=b > 0)
+
+    seen = true_n > 0  # balanced accuracy ignores classes absent from the truth
     out: dict[str, float | None] = {
-        "accuracy": float(np.mean(pred == y)),
-        "balanced_accuracy": float(skm.balanced_accuracy_score(y, pred)),
+        "accuracy": float(tp.sum() / c.sum()),
+        "balanced_accuracy": float(np.mean(tp[seen] / true_n[seen])),
+        "precision_macro": float(np.mean(ratio(tp, pred_n))),
+        "recall_macro": float(np.mean(ratio(tp, true_n))),
+        "f1_macro": float(np.mean(ratio(2 * tp, true_n + pred_n))),
     }
-    p, r, f, _ = skm.precision_recall_fscore_support(y, pred, average="macro", zero_division=0)
-    out.update(precision_macro=float(p), recall_macro=float(r), f1_macro=float(f))
     out["roc_auc"] = out["log_loss"] = None
     if s.proba is not None and s.classes is not None:
-        present = set(np.unique(y).tolist())
-        if present <= set(s.classes) and len(present) >= 2:
+        present_y = set(np.unique(y).tolist())
+        if present_y <= set(s.classes) and len(present_y) >= 2:
             try:
                 if s.proba.shape[1] == 2:
                     out["roc_auc"] = float(skm.roc_auc_score(y == s.classes[1], s.proba[:, 1]))
@@ -882,6 +902,8 @@ def compare(
     if X is None or y is None:
         raise BadData("give the eval data: compare(refs, X_test, y_test); "
                       "or all_versions=True for the stored metrics of every version")
+    import numpy as np
+
     from .versions import load
 
     timings: dict[str, float] = {}
@@ -948,8 +970,15 @@ def compare(
         timings["predict"] = time.perf_counter() - t
         t = time.perf_counter()
         names = CLASSIFIER_METRICS if task == CLASSIFIER else REGRESSOR_METRICS
-        for s in scored:
-            s.metrics = (_classifier_metrics if task == CLASSIFIER else _regressor_metrics)(y_arr, s)
+        if task == CLASSIFIER:
+            _, idx = _class_index(y_arr, [s.pred for s in scored])
+            k = int(max(i.max() for i in idx)) + 1
+            for s, pi in zip(scored, idx[1:]):
+                cm = np.bincount(idx[0] * k + pi, minlength=k * k).reshape(k, k)
+                s.metrics = _classifier_metrics(y_arr, s, cm)
+        else:
+            for s in scored:
+                s.metrics = _regressor_metrics(y_arr, s)
         metrics = {k: [s.metrics.get(k) for s in scored] for k in names}
         metrics = {k: vals for k, vals in metrics.items() if any(x is not None for x in vals)}
         timings["metrics"] = time.perf_counter() - t

@@ -122,10 +122,38 @@ def test_metrics_agree_with_sklearn_and_commit(two, iris):
         skm.precision_score(y, pred, average="macro", zero_division=0))
     assert c.metrics["recall_macro"][0] == pytest.approx(skm.recall_score(y, pred, average="macro"))
     assert c.metrics["log_loss"][0] == pytest.approx(skm.log_loss(y, proba))
+    assert c.metrics["f1_macro"][0] == pytest.approx(skm.f1_score(y, pred, average="macro"))
+    assert c.metrics["balanced_accuracy"][0] == pytest.approx(skm.balanced_accuracy_score(y, pred))
     stored = nbmodel.resolve("iris/1").metrics
     for k in ("accuracy", "f1_macro", "roc_auc"):
         assert c.metrics[k][0] == pytest.approx(stored[k], abs=1e-6)
     assert c.figures == []
+
+
+def test_confusion_matrix_metrics_equal_sklearns_on_awkward_labels():
+    """Counted from one bincount, the metrics must still be scikit-learn's: string labels,
+    classes only predicted, classes never predicted."""
+    import warnings
+
+    from nbmodel.versions import Version
+    from sklearn import metrics as skm
+
+    rng = np.random.default_rng(1)
+    for trial in range(60):
+        k, n = int(rng.integers(2, 6)), int(rng.integers(5, 60))
+        y, pred = rng.integers(0, k, n), rng.integers(0, k + 1, n)
+        if trial % 2:
+            y, pred = np.array([f"c{v}" for v in y]), np.array([f"c{v}" for v in pred])
+        got = compare_mod._classifier_metrics(y, compare_mod._Scored(Version("m", 1), None, pred))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # sklearn warns about classes missing from y
+            want = {"accuracy": skm.accuracy_score(y, pred),
+                    "balanced_accuracy": skm.balanced_accuracy_score(y, pred),
+                    "precision_macro": skm.precision_score(y, pred, average="macro", zero_division=0),
+                    "recall_macro": skm.recall_score(y, pred, average="macro", zero_division=0),
+                    "f1_macro": skm.f1_score(y, pred, average="macro", zero_division=0)}
+        for key, value in want.items():
+            assert got[key] == pytest.approx(value, abs=1e-12), (trial, key)
 
 
 def test_mcnemar_is_exact_binomial_on_discordant_rows(two, iris):
