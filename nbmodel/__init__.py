@@ -48,6 +48,11 @@ _API = {
     "record_labels": ("monitoring", "record_labels"),
     "monitor": ("monitoring", "monitor"),
     "on_alert": ("monitoring", "on_alert"),
+    "compare": ("comparison", "compare"),
+    "metric_history": ("comparison", "metric_history"),
+    "Comparison": ("comparison", "Comparison"),
+    "panel": ("widgets", "panel"),
+    "register_tab": ("widgets", "register_tab"),
     "Version": ("versions", "Version"),
     "NbmodelError": ("errors", "NbmodelError"),
 }
