@@ -94,7 +94,9 @@ def load_wrk(port: int, body: bytes, seconds: float, connections: int, folder: P
 
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    return {"rps": rps, "p50": ms("50%"), "p99": ms("99%"), "errors": int(errors.group(1)) if errors else 0}
+    total = int(re.search(r"(\d+) requests in", out).group(1))
+    return {"rps": rps, "p50": ms("50%"), "p99": ms("99%"), "errors": int(errors.group(1)) if errors else 0,
+            "requests": total}
 
 
 def load_python(port: int, body: bytes, seconds: float, connections: int, folder: Path) -> dict[str, float]:
@@ -125,7 +127,14 @@ def load_python(port: int, body: bytes, seconds: float, connections: int, folder
     elapsed = time.perf_counter() - t0
     lat.sort()
     return {"rps": len(lat) / elapsed, "p50": lat[len(lat) // 2] * 1000,
-            "p99": lat[int(len(lat) * 0.99)] * 1000, "errors": errors[0]}
+            "p99": lat[int(len(lat) * 0.99)] * 1000, "errors": errors[0], "requests": len(lat)}
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process, all its threads (the recorder's included)."""
+    with open(f"/proc/{pid}/stat", encoding="utf-8") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def make_store(folder: Path) -> tuple[str, bytes]:
@@ -199,8 +208,16 @@ def main() -> None:
     p.add_argument("--monitor-rounds", type=int, default=3)
     args = p.parse_args()
     load = load_wrk if shutil.which("wrk") else load_python
+    import importlib.util
+
+    parser = "httptools" if importlib.util.find_spec("httptools") else "h11 (pip install httptools: faster)"
     print(f"load client: {'wrk -t2' if load is load_wrk else 'python threads'}, "
-          f"{args.connections} connections, {args.seconds:.0f} s per run, 1-row dataframe_split, 1 worker")
+          f"{args.connections} connections, {args.seconds:.0f} s per run, 1-row dataframe_split, "
+          f"1 worker; uvicorn's HTTP parser: {parser}; load average {os.getloadavg()[0]:.1f} "
+          f"on {os.cpu_count()} cores")
+    t = time.perf_counter()
+    subprocess.run([sys.executable, "-c", "import sklearn.linear_model"], check=True)
+    print(f"for scale: a fresh python importing sklearn.linear_model takes {time.perf_counter() - t:.2f} s here")
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         store_uri, body = make_store(folder)
@@ -225,21 +242,31 @@ def main() -> None:
               f"nbmodel p50 {results['nbmodel']['p50']:.2f} ms (target <= 5 ms); "
               f"startup {results['nbmodel']['startup']:.2f} s (target < 2 s)")
 
-        # monitoring every request: alternate runs with and without the recorder
+        # monitoring every request: alternate runs with and without the recorder. Throughput
+        # moves with the machine's other load; the server's CPU time per answered request
+        # (all its threads, the recorder's too) is the steadier measure of the cost.
         with_rec, without = [], []
+        cpu_with, cpu_without = [], []
         for _ in range(args.monitor_rounds):
-            for monitor, into in ((True, with_rec), (False, without)):
+            for monitor, into, cpu in ((True, with_rec, cpu_with), (False, without, cpu_without)):
                 proc, port, t0 = start_nbmodel(store_uri, folder, monitor=monitor)
                 try:
                     wait_answering(proc, port, body, t0)
                     wait_following(folder, port)
                     load(port, body, 2, args.connections, folder)
-                    into.append(load(port, body, args.seconds, args.connections, folder)["rps"])
+                    c0 = cpu_seconds(proc.pid)
+                    res = load(port, body, args.seconds, args.connections, folder)
+                    time.sleep(1.0)  # let the recorder's timed flush of this run's rows count
+                    cpu.append((cpu_seconds(proc.pid) - c0) / res["requests"] * 1e6)
+                    into.append(res["rps"])
                 finally:
                     stop(proc)
         a, b = statistics.median(with_rec), statistics.median(without)
-        print(f"monitoring every request: {a:.0f} req/s with, {b:.0f} without (medians of "
-              f"{args.monitor_rounds}); cost {100 * (1 - a / b):.1f}% (target <= 5%)")
+        ca, cb = statistics.median(cpu_with), statistics.median(cpu_without)
+        print(f"monitoring every request: {a:.0f} req/s with, {b:.0f} without; server CPU per "
+              f"request {ca:.0f} us with, {cb:.0f} us without (medians of {args.monitor_rounds} "
+              f"alternating runs); cost {100 * (ca / cb - 1):.1f}% of CPU per request, "
+              f"{100 * (1 - a / b):.1f}% of throughput (target <= 5%)")
 
 
 if __name__ == "__main__":

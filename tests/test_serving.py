@@ -424,3 +424,60 @@ def test_nbmodel_serve_from_a_terminal(commit_iris: Any, iris: Any, isolated_sto
         out, _ = proc.communicate(timeout=30)
     assert proc.returncode == 0, out
     assert "serving iris@production (iris/1)" in out
+
+
+@pytest.mark.filterwarnings("ignore:X does not have valid feature names")  # the server filters it
+def test_every_answer_goes_to_the_monitoring_recorder(commit_iris: Any, iris: Any,
+                                                     isolated_store: Any) -> None:
+    """The server's one call site for monitoring, driven in process through ASGI."""
+    import asyncio
+
+    from nbmodel.serving import _deploy, _server
+
+    v = commit_iris(C=1.0)
+    calls: list[tuple[Any, Any, float]] = []
+
+    class Recorder:
+        def __init__(self, name: str, version: int) -> None:
+            self.ref = f"{name}/{version}"
+            self.closed = False
+
+        def submit(self, frame: Any, predictions: Any, latency_ms: float) -> None:
+            calls.append((frame, predictions, latency_ms))
+
+        def close(self) -> None:
+            self.closed = True
+
+    path = _deploy._local_dir(isolated_store, "iris", v.version)
+    record = {"host": "127.0.0.1", "port": 0, "store": isolated_store.uri, "token": None,
+              "models": [{"name": "iris", "alias": None, "version": v.version, "path": path}]}
+    app = _server.App("/nonexistent.json", record)
+    app.recorder_cls = Recorder
+    app.add_slot(record["models"][0], with_pyfunc=False)
+    X = iris["X_test"].iloc[:3]
+
+    async def call(body: bytes) -> tuple[int, bytes]:
+        sent: list[dict[str, Any]] = []
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        async def send(msg: dict[str, Any]) -> None:
+            sent.append(msg)
+
+        scope = {"type": "http", "method": "POST", "path": "/invocations",
+                 "headers": [(b"content-type", b"application/json")]}
+        await app(scope, receive, send)
+        return sent[0]["status"], sent[1]["body"]
+
+    status, out = asyncio.run(call(json.dumps(split(X)).encode()))
+    assert status == 200
+    (frame, preds, latency), = calls
+    import pandas as pd
+
+    assert pd.DataFrame(frame).equals(X.reset_index(drop=True))
+    assert list(preds) == json.loads(out)["predictions"] and latency > 0
+    status, _ = asyncio.run(call(b"{"))
+    assert status == 400 and len(calls) == 1  # errors are not predictions
+    app.close()
+    assert app.slots["iris"].handle.recorder.closed

@@ -193,7 +193,9 @@ def _check_fast(h: Handle) -> tuple[bool, bool]:
     except Exception:  # noqa: BLE001 - the model cannot answer even its example: slow path
         return False, False
     try:
-        got = np.asarray(h.native.predict(_array(h, rows)))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # "X does not have valid feature names"
+            got = np.asarray(h.native.predict(_array(h, rows)))
         same = got.shape == want.shape and got.dtype == want.dtype and bool(np.all(got == want))
     except Exception:  # noqa: BLE001 - e.g. a pipeline selecting columns by name
         same = False
@@ -500,6 +502,7 @@ class Slot:
             "version": h.version if h else None, "loaded_at": h.loaded_at if h else None,
             "requests": self.requests, "errors": self.errors, "swaps": self.swaps,
             "error": self.error, "fast": bool(h and h.fast),
+            "monitored": bool(h and h.recorder is not None),
             "columns": h.names if h else None,
         }
 

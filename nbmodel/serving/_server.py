@@ -236,6 +236,10 @@ class App:
 
     def follower(self) -> None:
         """The background thread: import MLflow, then poll the registry until stopped."""
+        # Let uvicorn start listening first: importing MLflow holds the GIL for seconds.
+        deadline = time.monotonic() + 30
+        while not getattr(self.server, "started", True) and time.monotonic() < deadline:
+            time.sleep(0.01)
         try:
             self.registry_client()
             # Every answered request goes to monitoring (off the request path) unless the
@@ -536,7 +540,10 @@ def _exit_on_sigterm(signum: int, frame: Any) -> None:
 
 def bind(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # proto=IPPROTO_TCP matters: asyncio turns on TCP_NODELAY for accepted connections only
+    # when the listening socket says TCP, and without it every answer waits ~40 ms for
+    # Nagle's algorithm (the bug behind uvicorn's slow multi-worker mode).
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
     sock.listen(2048)
