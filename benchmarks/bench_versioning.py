@@ -31,29 +31,29 @@ def _median_ms(xs: list[float]) -> float:
 
 
 def bench_load_ext(repeat: int) -> None:
+    """Fresh processes: a bare IPython shell start, then %load_ext nbmodel in it, timed apart."""
     code = (
         "import time,sys\n"
         "t0=time.perf_counter()\n"
         "from IPython.core.interactiveshell import InteractiveShell\n"
         "sh=InteractiveShell.instance()\n"
         "t1=time.perf_counter()\n"
-        "{load}\n"
+        "sh.run_line_magic('load_ext', 'nbmodel')\n"
         "t2=time.perf_counter()\n"
-        "heavy=[m for m in ('mlflow','sklearn','pandas','matplotlib') if m in sys.modules]\n"
+        "heavy=[m for m in ('mlflow','sklearn','pandas','matplotlib','numpy') if m in sys.modules]\n"
         "print(t1-t0, t2-t1, ','.join(heavy))\n"
     )
     bare, ext, heavy = [], [], set()
-    for _ in range(repeat):
-        for load, sink in (("pass", bare), ("sh.run_line_magic('load_ext', 'nbmodel')", ext)):
-            out = subprocess.run([sys.executable, "-c", code.format(load=load)], capture_output=True,
-                                 text=True, check=True).stdout.split()
-            sink.append(float(out[0]) + float(out[1]))
-            if len(out) > 2:
-                heavy.update(out[2].split(","))
-    extra = _median_ms(ext) - _median_ms(bare)
-    print(f"load_ext: bare IPython start {_median_ms(bare):.0f} ms, with %load_ext nbmodel "
-          f"{_median_ms(ext):.0f} ms: +{extra:.1f} ms (target < 50 ms); heavy modules imported: "
-          f"{', '.join(sorted(heavy)) or 'none'}")
+    for _ in range(max(repeat, 5)):
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                             check=True).stdout.split()
+        bare.append(float(out[0]))
+        ext.append(float(out[1]))
+        if len(out) > 2:
+            heavy.update(out[2].split(","))
+    print(f"load_ext: bare IPython start {_median_ms(bare):.0f} ms, then %load_ext nbmodel "
+          f"+{_median_ms(ext):.1f} ms (median of {len(ext)} fresh processes; target < 50 ms); "
+          f"heavy modules imported: {', '.join(sorted(heavy)) or 'none'}")
 
 
 def bench_commit(repeat: int, folder: Path) -> None:
