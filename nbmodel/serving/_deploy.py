@@ -116,7 +116,7 @@ def _base(host: str, port: int) -> str:
     return f"http://[{h}]:{port}" if ":" in h else f"http://{h}:{port}"
 
 
-def _health(record: dict[str, Any], timeout: float = 1.0) -> dict[str, Any] | None:
+def _health(record: dict[str, Any], timeout: float = 3.0) -> dict[str, Any] | None:
     """The server's /health answer if the record's own process answers, else None."""
     req = urllib.request.Request(_base(record["host"], record["port"]) + "/health")
     if record.get("token"):
@@ -273,15 +273,17 @@ class Deployment:
 class Deployments(list):
     """What runs, as a table (``%model_deployments``)."""
 
-    head = ["ref", "serving", "url", "uptime", "requests", "errors", "health"]
+    # uptime last: the text table pads every column but the last, and an uptime's width
+    # changes from run to run (notebooks compare this text under nbval)
+    head = ["ref", "serving", "url", "requests", "errors", "health", "uptime"]
 
     def rows(self) -> list[list[str]]:
         out = []
         for d in self:
-            out.append([d.ref, d._version_text(), d.url, _age(d.uptime_s),
+            out.append([d.ref, d._version_text(), d.url,
                         "-" if d.requests is None else str(d.requests),
                         "-" if d.errors is None else str(d.errors),
-                        d.health + (f": {d.error}" if d.error else "")])
+                        d.health + (f": {d.error}" if d.error else ""), _age(d.uptime_s)])
         return out
 
     def __str__(self) -> str:
