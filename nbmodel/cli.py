@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import sys
 from typing import Sequence
 
@@ -49,8 +50,6 @@ def _build() -> argparse.ArgumentParser:
     p.add_argument("--alias")
     p.add_argument("-m", "--message", default="")
     sub.add_parser("sanitize-file", help="print the path of nbmodel's nbval sanitize file")
-    import importlib.util
-
     for spec in SUBCOMMANDS:
         module, fn = spec.split(":")
         if importlib.util.find_spec(module) is None:

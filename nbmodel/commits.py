@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 from . import lineage
 from .errors import BadData, NbmodelError
@@ -34,12 +34,8 @@ from .versions import (
     TAG,
     Version,
     _user,
-    resolve,
     newest_version,
 )
-
-if TYPE_CHECKING:
-    import pandas as pd
 
 MAX_PARAM_LEN = 6000
 INPUT_EXAMPLE_ROWS = 5

@@ -227,7 +227,6 @@ class Store:
                 f"{self.uri}: MLflow's file store has no model registry; use "
                 "sqlite:///mlflow.db or an mlflow server"
             )
-        import mlflow
         from mlflow import MlflowClient
 
         with _quiet_mlflow_logs():

@@ -27,7 +27,7 @@ from .errors import (
     RetiredVersion,
     VersionNotFound,
 )
-from .evaluate import as_frame_or_array, as_target, check_fits, check_model, detect_task, key_metrics
+from .evaluate import key_metrics
 from .refs import Ref, parse_ref
 from .store import Store, get_store
 

@@ -7,6 +7,7 @@ in this package import nothing heavy at import time, so ``%load_ext nbmodel`` st
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from typing import Any
 
 #: "module:Class" of every Magics class to register.
@@ -20,8 +21,6 @@ MAGIC_CLASSES = [
 
 
 def _classes() -> list[type]:
-    import importlib.util
-
     out = []
     for spec in MAGIC_CLASSES:
         module, cls = spec.split(":")
