@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sqlite3
 import sys
 from pathlib import Path
 from typing import Any, Callable
@@ -48,6 +49,10 @@ def isolated_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     """Each test: a fresh working folder holding a fresh store, given by MLFLOW_TRACKING_URI."""
     db = tmp_path / "mlflow.db"
     shutil.copy(store_template, db)
+    # The copy's Default experiment still points at the template's folder: give it its own.
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE experiments SET artifact_location = ? WHERE experiment_id = 0",
+                     (str(tmp_path / "mlruns" / "0"),))
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{db}")
     _reset_nbmodel()
