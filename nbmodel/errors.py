@@ -70,5 +70,25 @@ class StoreError(NbmodelError):
     status = 503
 
 
+class DeployError(NbmodelError):
+    """A server that cannot start, a port in use, a target that runs nowhere."""
+
+    kind = "deploy"
+    status = 409
+
+
+class NotBetter(NbmodelError):
+    """``--if-better``: the candidate scored below the alias's current holder."""
+
+    kind = "not-better"
+    status = 409
+
+
+class BadAlert(NbmodelError):
+    """An alert rule that does not follow the grammar or does not apply to the model."""
+
+    kind = "bad-alert"
+
+
 class NbmodelWarning(UserWarning):
     """Warnings nbmodel raises itself (errors in nbmodel's own test run)."""

@@ -16,7 +16,7 @@ import warnings
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
-from ..errors import NbmodelError, NbmodelWarning
+from ..errors import BadAlert, NbmodelError, NbmodelWarning
 from ..evaluate import CLASSIFIER, REGRESSOR
 
 if TYPE_CHECKING:
@@ -47,12 +47,6 @@ _SYNONYMS = {"f1": "f1_macro", "acc": "accuracy", "p_value": "pvalue", "pred_psi
              "count": "volume", "latency": "latency_p95"}
 _RULE = re.compile(r"^\s*(?P<metric>[A-Za-z_][A-Za-z0-9_]*)\s*(?:\[(?P<feature>[^\]]+)\])?\s*"
                    r"(?P<op><=|>=|<|>)\s*(?P<num>[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*$")
-
-
-class BadAlert(NbmodelError):
-    """An alert rule that does not follow the grammar or does not apply to the model."""
-
-    kind = "bad-alert"
 
 
 @dataclass(frozen=True)

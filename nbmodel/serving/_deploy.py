@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from ..errors import AliasNotFound, NbmodelError, RetiredVersion
+from ..errors import AliasNotFound, DeployError, NotBetter, RetiredVersion
 from ..refs import parse_ref
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
@@ -36,20 +36,6 @@ SWITCH_TIMEOUT = 30.0
 
 #: Server processes this kernel started, so that stopping them also reaps them.
 _children: dict[int, subprocess.Popen] = {}
-
-
-class DeployError(NbmodelError):
-    """A server that cannot start, a port in use, a target that runs nowhere."""
-
-    kind = "deploy"
-    status = 409
-
-
-class NotBetter(NbmodelError):
-    """``--if-better``: the candidate scored below the alias's current holder."""
-
-    kind = "not-better"
-    status = 409
 
 
 # -- where records live ----------------------------------------------------------------------
