@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import multiprocessing as mp
 import os
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -68,15 +69,15 @@ def test_file_store_is_refused_with_advice(tmp_path):
         nbmodel.set_store(f"file://{tmp_path}/mlruns")
 
 
-def _open_fresh(uri: str, q: "mp.Queue[str]") -> None:
-    os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
-    try:
-        s = store_mod.Store(uri)
-        s.check()
-        s.client.search_registered_models()
-        q.put("ok")
-    except Exception as exc:  # noqa: BLE001
-        q.put(f"{type(exc).__name__}: {exc}")
+OPEN_FRESH = """
+import os, sys
+os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
+from nbmodel.store import Store
+s = Store(sys.argv[1])
+s.check()
+s.client.search_registered_models()
+print("ok")
+"""
 
 
 @pytest.mark.slow
@@ -84,15 +85,15 @@ def test_first_use_from_several_processes_at_once(tmp_path):
     """MLflow's own migrations race on a brand-new sqlite file; nbmodel's creation must not."""
     db = tmp_path / "fresh" / "mlflow.db"
     db.parent.mkdir()
-    ctx = mp.get_context("spawn")
-    q = ctx.Queue()
-    procs = [ctx.Process(target=_open_fresh, args=(f"sqlite:///{db}", q)) for _ in range(4)]
-    for p in procs:
-        p.start()
-    results = [q.get(timeout=120) for _ in procs]
-    for p in procs:
-        p.join(timeout=30)
-    assert results == ["ok"] * 4
+    env = dict(os.environ)
+    env.pop("MLFLOW_TRACKING_URI", None)
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1]) + os.pathsep + env.get("PYTHONPATH", "")
+    procs = [subprocess.Popen([sys.executable, "-c", OPEN_FRESH, f"sqlite:///{db}"], env=env,
+                              cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(4)]
+    results = [p.communicate(timeout=300) for p in procs]
+    for p, (out, err) in zip(procs, results):
+        assert p.returncode == 0 and out.strip() == "ok", err[-2000:]
     tables = {r[0] for r in sqlite3.connect(db).execute("select name from sqlite_master")}
     assert not any(t.startswith("_alembic_tmp") for t in tables)
     assert not list(Path(db.parent).glob("*.tmp"))
