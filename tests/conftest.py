@@ -149,3 +149,42 @@ def commit_iris(iris: dict[str, Any]) -> Callable[..., Any]:
 
     return _commit
 
+
+
+@pytest.fixture(scope="session")
+def build_store(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str, Callable[[], None]], Path]:
+    """For a test module's own template store: ``build_store("name", fill)`` runs ``fill()``
+    with nbmodel pointed at a fresh store, and returns that store's folder."""
+
+    def _build(prefix: str, fill: Callable[[], None]) -> Path:
+        folder = tmp_path_factory.mktemp(prefix)
+        previous = os.environ.get("MLFLOW_TRACKING_URI")
+        os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{folder}/mlflow.db"
+        _reset_nbmodel()
+        try:
+            fill()
+        finally:
+            if previous is None:
+                os.environ.pop("MLFLOW_TRACKING_URI", None)
+            else:
+                os.environ["MLFLOW_TRACKING_URI"] = previous
+            _reset_nbmodel()
+        return folder
+
+    return _build
+
+
+@pytest.fixture
+def use_store_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """``use_store_copy(folder)``: point nbmodel at a copy of a template store, for one test."""
+    import nbmodel
+
+    def _use(template_folder: Path) -> Any:
+        folder = tmp_path / "copy"
+        shutil.copytree(template_folder, folder)
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{folder}/mlflow.db")
+        _reset_nbmodel()
+        return nbmodel.get_store()
+
+    yield _use
+    _reset_nbmodel()

@@ -28,20 +28,13 @@ def sanitize(text: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def template(tmp_path_factory, iris, diabetes):
+def template(build_store, iris, diabetes):
     """A store built once for this module: iris/1 (C=0.01), iris/2 (C=1.0, production),
     diab/1 (Ridge alpha=0.01), diab/2 (alpha=10). Tests that use it get a copy."""
-    import os
-
     import nbmodel
     from sklearn.linear_model import LogisticRegression, Ridge
 
-    folder = tmp_path_factory.mktemp("compare-template")
-    uri = f"sqlite:///{folder}/mlflow.db"
-    previous = os.environ.get("MLFLOW_TRACKING_URI")
-    os.environ["MLFLOW_TRACKING_URI"] = uri
-    _reset()
-    try:
+    def fill():
         for C in (0.01, 1.0):
             clf = LogisticRegression(C=C, max_iter=500).fit(iris["X_train"], iris["y_train"])
             nbmodel.commit(clf, "iris", message=f"C={C}", eval=(iris["X_test"], iris["y_test"]),
@@ -51,37 +44,14 @@ def template(tmp_path_factory, iris, diabetes):
             reg = Ridge(alpha=alpha).fit(diabetes["X_train"], diabetes["y_train"])
             nbmodel.commit(reg, "diab", message=f"alpha={alpha}", source="fit",
                            eval=(diabetes["X_test"], diabetes["y_test"]))
-    finally:
-        if previous is None:
-            os.environ.pop("MLFLOW_TRACKING_URI", None)
-        else:
-            os.environ["MLFLOW_TRACKING_URI"] = previous
-        _reset()
-    return folder
 
-
-def _reset() -> None:
-    import nbmodel.store as store_mod
-    import nbmodel.versions as versions
-
-    store_mod._explicit_uri = None
-    store_mod._stores.clear()
-    versions._cache.clear()
+    return build_store("compare-template", fill)
 
 
 @pytest.fixture
-def two(template, tmp_path, monkeypatch):
+def two(template, use_store_copy):
     """A copy of the template store for this test alone (see ``template``)."""
-    import shutil
-
-    import nbmodel
-
-    folder = tmp_path / "copy"
-    shutil.copytree(template, folder)
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{folder}/mlflow.db")
-    _reset()
-    yield nbmodel.get_store()
-    _reset()
+    return use_store_copy(template)
 
 
 regressors = two

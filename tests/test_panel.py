@@ -5,7 +5,6 @@ messages), then assert on the widgets' state, on what the kernel sent, and on th
 from __future__ import annotations
 
 import importlib.machinery
-import shutil
 import sys
 import types
 import uuid
@@ -77,52 +76,24 @@ def sent_values(widget):
 
 
 @pytest.fixture(scope="module")
-def template(tmp_path_factory, iris):
+def template(build_store, iris):
     """iris/1 (C=0.01) and iris/2 (C=1.0); production moved 1 -> 2. Built once."""
-    import os
-
     import nbmodel
     from sklearn.linear_model import LogisticRegression
 
-    folder = tmp_path_factory.mktemp("panel-template")
-    uri = f"sqlite:///{folder}/mlflow.db"
-    previous = os.environ.get("MLFLOW_TRACKING_URI")
-    os.environ["MLFLOW_TRACKING_URI"] = uri
-    _reset()
-    try:
+    def fill():
         for C in (0.01, 1.0):
             clf = LogisticRegression(C=C, max_iter=500).fit(iris["X_train"], iris["y_train"])
             nbmodel.commit(clf, "iris", message=f"C={C}", eval=(iris["X_test"], iris["y_test"]),
                            source="fit")
             nbmodel.set_alias("iris", "production", message=f"release C={C}")
-    finally:
-        if previous is None:
-            os.environ.pop("MLFLOW_TRACKING_URI", None)
-        else:
-            os.environ["MLFLOW_TRACKING_URI"] = previous
-        _reset()
-    return folder
 
-
-def _reset():
-    import nbmodel.store as store_mod
-    import nbmodel.versions as versions
-
-    store_mod._explicit_uri = None
-    store_mod._stores.clear()
-    versions._cache.clear()
+    return build_store("panel-template", fill)
 
 
 @pytest.fixture
-def store(template, tmp_path, monkeypatch):
-    import nbmodel
-
-    folder = tmp_path / "copy"
-    shutil.copytree(template, folder)
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{folder}/mlflow.db")
-    _reset()
-    yield nbmodel.get_store()
-    _reset()
+def store(template, use_store_copy):
+    return use_store_copy(template)
 
 
 @pytest.fixture
