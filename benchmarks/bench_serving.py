@@ -211,6 +211,7 @@ def main() -> None:
     import importlib.util
 
     parser = "httptools" if importlib.util.find_spec("httptools") else "h11 (pip install httptools: faster)"
+    parser += ", event loop: " + ("uvloop" if importlib.util.find_spec("uvloop") else "asyncio")
     print(f"load client: {'wrk -t2' if load is load_wrk else 'python threads'}, "
           f"{args.connections} connections, {args.seconds:.0f} s per run, 1-row dataframe_split, "
           f"1 worker; uvicorn's HTTP parser: {parser}; load average {os.getloadavg()[0]:.1f} "

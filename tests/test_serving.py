@@ -49,6 +49,33 @@ def mlflow_answer(uri: str, body: Any, ctype: str = "application/json") -> Any:
     return res.status, res.response
 
 
+async def asgi_post(app: Any, body: bytes) -> tuple[int, bytes]:
+    """POST /invocations to the server's ASGI app in this process: ``(status, body)``."""
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(msg: dict[str, Any]) -> None:
+        sent.append(msg)
+
+    scope = {"type": "http", "method": "POST", "path": "/invocations",
+             "headers": [(b"content-type", b"application/json")]}
+    await app(scope, receive, send)
+    return sent[0]["status"], sent[1]["body"]
+
+
+def in_process_app(store: Any, version: Any) -> Any:
+    """The server's App serving ``version`` of iris, without a process or a socket."""
+    from nbmodel.serving import _deploy, _server
+
+    path = _deploy._local_dir(store, "iris", version.version)
+    record = {"host": "127.0.0.1", "port": 0, "store": store.uri, "token": None,
+              "models": [{"name": "iris", "alias": None, "version": version.version, "path": path}]}
+    app = _server.App("/nonexistent.json", record)
+    return app, record
+
+
 # -- the API without a server ------------------------------------------------------------------
 def test_importing_serving_and_its_magics_imports_no_mlflow() -> None:
     code = ("import sys, nbmodel.serving, nbmodel.magics.deploy; "
@@ -432,8 +459,6 @@ def test_every_answer_goes_to_the_monitoring_recorder(commit_iris: Any, iris: An
     """The server's one call site for monitoring, driven in process through ASGI."""
     import asyncio
 
-    from nbmodel.serving import _deploy, _server
-
     v = commit_iris(C=1.0)
     calls: list[tuple[Any, Any, float]] = []
 
@@ -448,36 +473,77 @@ def test_every_answer_goes_to_the_monitoring_recorder(commit_iris: Any, iris: An
         def close(self) -> None:
             self.closed = True
 
-    path = _deploy._local_dir(isolated_store, "iris", v.version)
-    record = {"host": "127.0.0.1", "port": 0, "store": isolated_store.uri, "token": None,
-              "models": [{"name": "iris", "alias": None, "version": v.version, "path": path}]}
-    app = _server.App("/nonexistent.json", record)
+    app, record = in_process_app(isolated_store, v)
     app.recorder_cls = Recorder
     app.add_slot(record["models"][0], with_pyfunc=False)
     X = iris["X_test"].iloc[:3]
-
-    async def call(body: bytes) -> tuple[int, bytes]:
-        sent: list[dict[str, Any]] = []
-
-        async def receive() -> dict[str, Any]:
-            return {"type": "http.request", "body": body, "more_body": False}
-
-        async def send(msg: dict[str, Any]) -> None:
-            sent.append(msg)
-
-        scope = {"type": "http", "method": "POST", "path": "/invocations",
-                 "headers": [(b"content-type", b"application/json")]}
-        await app(scope, receive, send)
-        return sent[0]["status"], sent[1]["body"]
-
-    status, out = asyncio.run(call(json.dumps(split(X)).encode()))
+    status, out = asyncio.run(asgi_post(app, json.dumps(split(X)).encode()))
     assert status == 200
     (frame, preds, latency), = calls
     import pandas as pd
 
     assert pd.DataFrame(frame).equals(X.reset_index(drop=True))
     assert list(preds) == json.loads(out)["predictions"] and latency > 0
-    status, _ = asyncio.run(call(b"{"))
+    status, _ = asyncio.run(asgi_post(app, b"{"))
     assert status == 400 and len(calls) == 1  # errors are not predictions
     app.close()
     assert app.slots["iris"].handle.recorder.closed
+
+
+@pytest.mark.filterwarnings("ignore:X does not have valid feature names")
+def test_requests_waiting_together_share_one_predict_call(commit_iris: Any, iris: Any,
+                                                           isolated_store: Any) -> None:
+    """Concurrent fast-path requests are answered by one predict call, each with exactly its
+    own answer; a request that fails in the joint call is answered on its own with its error,
+    and the others still succeed."""
+    import asyncio
+
+    v = commit_iris(C=1.0)
+    app, record = in_process_app(isolated_store, v)
+    app.add_slot(record["models"][0], with_pyfunc=False)
+    handle = app.slots["iris"].handle
+    assert handle.fast and handle.batch and handle.batcher is not None
+    X = iris["X_test"]
+    alone = [json.loads(asyncio.run(asgi_post(app, json.dumps(split(X.iloc[i:i + 2])).encode()))[1])
+             for i in range(10)]
+    calls = handle.batcher.calls
+
+    async def together(bodies: list[bytes]) -> list[tuple[int, bytes]]:
+        return await asyncio.gather(*(asgi_post(app, b) for b in bodies))
+
+    answers = asyncio.run(together([json.dumps(split(X.iloc[i:i + 2])).encode() for i in range(10)]))
+    assert [json.loads(b) for _, b in answers] == alone
+    assert handle.batcher.calls == calls + 1  # ten requests, one call
+
+    bad = split(X.iloc[:1])
+    bad["dataframe_split"]["data"][0][0] = float("inf")  # valid JSON for Python, refused by the model
+    bodies = [json.dumps(split(X.iloc[i:i + 1])).encode() for i in range(4)]
+    bodies.insert(2, json.dumps(bad).encode())
+    answers = asyncio.run(together(bodies))
+    assert [s for s, _ in answers] == [200, 200, 400, 200, 200]
+    assert "infinity" in json.loads(answers[2][1])["message"]
+    assert [json.loads(b) for s, b in answers if s == 200] == [
+        {"predictions": p["predictions"][:1]} for p in alone[:4]]
+    app.close()
+
+
+def test_only_models_that_answer_rows_independently_batch() -> None:
+    """A model whose answer for a row depends on the other rows of the call is never batched."""
+    import numpy as np
+    from sklearn.linear_model import LinearRegression
+
+    from nbmodel.serving import _models as M
+
+    class CentredOnTheCall:  # each prediction depends on the whole call's rows
+        def predict(self, X: Any) -> Any:
+            X = np.asarray(X, dtype=float)
+            return X[:, 0] - X[:, 0].mean()
+
+    cols = [M.Column("a", "double"), M.Column("b", "double")]
+    example = {"dataframe_split": {"columns": ["a", "b"], "data": [[1.0, 2.0], [3.0, 5.0], [0.5, 1.5]]}}
+    rng = np.random.default_rng(0)
+    linear = LinearRegression().fit(rng.normal(size=(20, 2)), rng.normal(size=20))
+    for native, expected in ((linear, True), (CentredOnTheCall(), False)):
+        h = M.Handle(name="m", version=1, path="", columns=cols, native=native, example=example,
+                     fast=True, use_array=True)
+        assert M._check_batch(h) is expected

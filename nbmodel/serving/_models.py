@@ -12,10 +12,17 @@ of a request's cost in ``mlflow models serve``). Anything else (CSV, parquet, ``
 ``inputs``, ``params``, strings, nulls, other flavors) goes through MLflow's own parsing and
 ``pyfunc`` prediction, so the answers are MLflow's. The fast path is enabled per version only
 after the array and DataFrame forms gave the same predictions on the version's input example.
+
+Fast-path requests that arrive together are answered by one call to ``predict`` (a
+:class:`Batcher` per loaded version): under concurrent load most of a request's cost is the
+estimator's input validation, which is paid once per call, not once per row. A version batches
+only if its predictions for several rows at once equal its predictions row by row on the input
+example, so batching never changes an answer.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -78,11 +85,14 @@ class Handle:
     native: Any = None  # the estimator, for the fast path
     fast: bool = False  # the fast path gave MLflow's answers on the input example
     use_array: bool = False  # the estimator takes a bare array (no column names needed)
+    batch: bool = False  # several requests' rows may go to one predict call
     example: dict[str, Any] | None = None  # the serving input example
     loaded_at: float = field(default_factory=time.time)
     recorder: Any = None
     _pyfunc: Any = None
     _pyfunc_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    batcher: Batcher | None = None
 
     @property
     def names(self) -> list[str] | None:
@@ -170,6 +180,8 @@ def load_handle(name: str, version: int, path: str, *, with_pyfunc: bool = False
         with_pyfunc = True  # no fast path: MLflow's pyfunc answers everything
     elif all(c.type in _NUMERIC for c in h.columns):
         h.fast, h.use_array = _check_fast(h)
+        h.batch = h.fast and _check_batch(h)
+    h.batcher = Batcher(h) if h.batch else None
     if with_pyfunc:
         h.pyfunc()
         if h.example is not None and not h.fast:
@@ -181,12 +193,7 @@ def _check_fast(h: Handle) -> tuple[bool, bool]:
     """(fast path usable, bare array usable): both must agree with the DataFrame form."""
     import numpy as np
 
-    rows = None
-    ex = (h.example or {}).get(DF_SPLIT)
-    if isinstance(ex, dict) and ex.get("columns") == h.names and isinstance(ex.get("data"), list):
-        rows = ex["data"][:5]
-    if not rows:
-        rows = [[0] * len(h.columns)]  # type: ignore[arg-type]
+    rows = _example_rows(h)[:5]
     try:
         frame = _frame(h, rows)
         want = np.asarray(h.native.predict(frame))
@@ -200,6 +207,43 @@ def _check_fast(h: Handle) -> tuple[bool, bool]:
     except Exception:  # noqa: BLE001 - e.g. a pipeline selecting columns by name
         same = False
     return True, same
+
+
+def _example_rows(h: Handle) -> list[list[Any]]:
+    ex = (h.example or {}).get(DF_SPLIT)
+    if isinstance(ex, dict) and ex.get("columns") == h.names and isinstance(ex.get("data"), list):
+        rows = [r for r in ex["data"][:8] if isinstance(r, list)]
+        if rows:
+            return rows
+    return [[0] * len(h.columns)]  # type: ignore[arg-type]
+
+
+def _check_batch(h: Handle) -> bool:
+    """Whether the model answers rows independently: its predictions for the example rows
+    (each repeated, so there are at least two) in one call equal its predictions row by row,
+    in dtype and shape, and in value exactly, except that floats may differ in their last bits
+    (the matrix kernels round a one-row call differently, just as they do when a client sends
+    the same rows in one request or in several)."""
+    import numpy as np
+
+    rows = _example_rows(h)
+    rows = [r for r in rows for _ in (0, 1)]
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            together = np.asarray(_predict_native(h, rows))
+            alone = [np.asarray(_predict_native(h, [r])) for r in rows]
+        if together.ndim == 0 or len(together) != len(rows):
+            return False
+        apart = np.concatenate(alone)
+        if apart.shape != together.shape or apart.dtype != together.dtype:
+            return False
+        if apart.dtype.kind in "fc":
+            scale = max(1.0, float(np.max(np.abs(together))))
+            return bool(np.all(np.abs(apart - together) <= 1e-12 * scale))
+        return bool(np.array_equal(apart, together))
+    except Exception:  # noqa: BLE001 - anything odd: answer each request on its own
+        return False
 
 
 def _dtypes(h: Handle) -> list[str]:
@@ -224,16 +268,26 @@ def _frame(h: Handle, rows: list[list[Any]]) -> Any:
 
 
 # -- answering -------------------------------------------------------------------------------
-def predict_json(h: Handle, body: bytes, want_frame: bool = False) -> tuple[bytes, Any, Any]:
-    """Answer a JSON body: ``(response bytes, input rows or frame, predictions)``.
+def predict_json(h: Handle, body: bytes) -> tuple[bytes, Any, Any]:
+    """Answer a JSON body on the fast path: ``(response bytes, input rows, predictions)``.
 
     Raises:
         RequestError: the body cannot be read or does not fit the model.
+        NeedsMlflow: the body takes MLflow's parsing.
     """
-    try:
-        payload = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise RequestError(f"the body is not valid JSON: {exc}") from None
+    payload, rows = parse_json(h, body)
+    if rows is None:
+        raise NeedsMlflow(payload)
+    out = predict_rows(h, rows)
+    return dump(out), rows, out
+
+
+def _format(payload: Any) -> str:
+    """The payload's one format key.
+
+    Raises:
+        RequestError: not an object, unknown keys, or not exactly one format key.
+    """
     if not isinstance(payload, dict):
         raise RequestError(
             f"the body must be a JSON object with one of the keys {', '.join(FORMATS)}, "
@@ -248,12 +302,28 @@ def predict_json(h: Handle, body: bytes, want_frame: bool = False) -> tuple[byte
         raise RequestError(
             f"the body must have exactly one of the keys {', '.join(FORMATS)}"
             + (f"; it has {', '.join(given)}" if given else ""))
+    return given[0]
+
+
+def parse_json(h: Handle, body: bytes) -> tuple[Any, list[list[Any]] | None]:
+    """``(payload, rows)``: the body read and checked, with its rows when the fast path can
+    answer them (else None: MLflow's parsing answers the payload).
+
+    Raises:
+        RequestError: the body cannot be read or names columns the model does not take.
+    """
+    try:
+        payload = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise RequestError(f"the body is not valid JSON: {exc}") from None
+    fmt = _format(payload)
+    return payload, fast_rows(h, payload, fmt)
+
+
+def fast_rows(h: Handle, payload: dict[str, Any], fmt: str) -> list[list[Any]] | None:
     if h.fast and PARAMS not in payload:
-        rows = _fast_rows(h, given[0], payload[given[0]])
-        if rows is not None:
-            out = _predict_rows(h, rows)
-            return _dump(out), rows, out
-    raise NeedsMlflow(payload)
+        return _fast_rows(h, fmt, payload[fmt])
+    return None
 
 
 def _fast_rows(h: Handle, fmt: str, data: Any) -> list[list[Any]] | None:
@@ -329,15 +399,85 @@ def _check_names(h: Handle, cols: list[Any]) -> None:
             f"{', '.join(map(repr, names))}")
 
 
-def _predict_rows(h: Handle, rows: list[list[Any]]) -> Any:
-    x = _array(h, rows) if h.use_array else _frame(h, rows)
+def _predict_native(h: Handle, rows: list[list[Any]]) -> Any:
+    return h.native.predict(_array(h, rows) if h.use_array else _frame(h, rows))
+
+
+def predict_rows(h: Handle, rows: list[list[Any]]) -> Any:
     try:
-        return h.native.predict(x)
+        return _predict_native(h, rows)
     except Exception as exc:  # noqa: BLE001 - the model's own message says what is wrong
         raise RequestError(f"{h.name} version {h.version} could not predict: {_first_line(exc)}") from None
 
 
-def _dump(predictions: Any) -> bytes:
+class Batcher:
+    """Answers the fast-path requests of one version that are waiting together with one call
+    to ``predict``, on the event loop.
+
+    A request adds its rows and waits; the first one to arrive schedules :meth:`flush` for the
+    loop's next turn, by which time the other requests read in the same turn have added theirs.
+    With one request waiting this costs one turn of the loop; under load it answers several
+    requests for the price of one validation. If the joint call fails, each request is
+    answered on its own, so one bad request never fails another.
+    """
+
+    MAX_ROWS = 1024
+
+    def __init__(self, handle: Handle) -> None:
+        self.handle = handle
+        self.waiting: list[tuple[list[list[Any]], asyncio.Future[Any]]] = []
+        self.calls = 0  # predict calls made (for tests and the benchmark)
+        self.answered = 0  # requests answered
+
+    def predict(self, rows: list[list[Any]]) -> asyncio.Future[Any]:
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
+        self.waiting.append((rows, fut))
+        if len(self.waiting) == 1:
+            loop.call_soon(self.flush)
+        return fut
+
+    def flush(self) -> None:
+        waiting, self.waiting = self.waiting, []
+        group: list[tuple[list[list[Any]], asyncio.Future[Any]]] = []
+        size = 0
+        for item in waiting:
+            if group and size + len(item[0]) > self.MAX_ROWS:
+                self._answer(group)
+                group, size = [], 0
+            group.append(item)
+            size += len(item[0])
+        if group:
+            self._answer(group)
+
+    def _answer(self, group: list[tuple[list[list[Any]], asyncio.Future[Any]]]) -> None:
+        h = self.handle
+        self.calls += 1
+        self.answered += len(group)
+        if len(group) > 1:
+            rows = [r for part, _ in group for r in part]
+            try:
+                out = _predict_native(h, rows)
+                if len(out) == len(rows):
+                    start = 0
+                    for part, fut in group:
+                        if not fut.done():
+                            fut.set_result(out[start:start + len(part)])
+                        start += len(part)
+                    return
+            except Exception:  # noqa: BLE001 - answer each on its own, with its own error
+                pass
+            self.calls += len(group)
+        for part, fut in group:
+            if fut.done():
+                continue
+            try:
+                fut.set_result(predict_rows(h, part))
+            except RequestError as exc:
+                fut.set_exception(exc)
+
+
+def dump(predictions: Any) -> bytes:
     tolist = getattr(predictions, "tolist", None)
     value = tolist() if callable(tolist) else predictions
     try:
@@ -501,7 +641,7 @@ class Slot:
             "ref": self.ref, "name": self.name, "alias": self.alias,
             "version": h.version if h else None, "loaded_at": h.loaded_at if h else None,
             "requests": self.requests, "errors": self.errors, "swaps": self.swaps,
-            "error": self.error, "fast": bool(h and h.fast),
+            "error": self.error, "fast": bool(h and h.fast), "batch": bool(h and h.batch),
             "monitored": bool(h and h.recorder is not None),
             "columns": h.names if h else None,
         }

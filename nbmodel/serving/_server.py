@@ -358,10 +358,17 @@ class App:
             try:
                 if mime != "application/json":
                     raise M.NeedsMlflow(None)
-                if len(body) <= INLINE_BYTES:
-                    out, frame, preds = M.predict_json(handle, body)
-                else:
+                if len(body) > INLINE_BYTES:
                     out, frame, preds = await asyncio.to_thread(M.predict_json, handle, body)
+                else:
+                    payload, frame = M.parse_json(handle, body)
+                    if frame is None:
+                        raise M.NeedsMlflow(payload)
+                    if handle.batcher is not None:
+                        preds = await handle.batcher.predict(frame)
+                    else:
+                        preds = M.predict_rows(handle, frame)
+                    out = M.dump(preds)
             except M.NeedsMlflow as need:
                 payload = need.payload
                 out, frame, preds = await asyncio.to_thread(self._slow, handle, body, mime, payload)
@@ -512,8 +519,9 @@ def serve(record_path: str, *, parent: int | None = None, sock: socket.socket | 
     except Exception as exc:  # noqa: BLE001 - nothing to serve: say why and exit
         print(f"nbmodel serve: cannot load {spec.get('name')}: {M._first_line(exc)}", flush=True)
         return 4
+    # loop "auto" takes uvloop when installed; no proxy headers: nothing here reads them.
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off",
-                            server_header=False, timeout_keep_alive=30)
+                            server_header=False, timeout_keep_alive=30, proxy_headers=False)
     server = uvicorn.Server(config)
     app.server = server
     threading.Thread(target=app.follower, name="nbmodel-follow", daemon=True).start()
