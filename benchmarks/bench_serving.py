@@ -188,14 +188,15 @@ def start_mlflow(store_uri: str, folder: Path) -> tuple[subprocess.Popen, int, f
     return proc, port, t0
 
 
-def wait_following(folder: Path, port: int, limit: float = 120) -> float:
-    """Seconds until nbmodel's server follows its alias (MLflow imported in the background)."""
+def wait_following(folder: Path, port: int, limit: float = 120, key: str = "following") -> float:
+    """Seconds until nbmodel's server says ``key``: it follows its alias (at once for a sqlite
+    store), or MLflow is imported (``mlflow_ready``, for the other request forms)."""
     import urllib.request
 
     t0 = time.perf_counter()
     while time.perf_counter() - t0 < limit:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as r:
-            if json.loads(r.read()).get("mlflow_ready"):
+            if json.loads(r.read()).get(key):
                 return time.perf_counter() - t0
         time.sleep(0.05)
     return float("nan")
@@ -228,7 +229,10 @@ def main() -> None:
             proc, port, t0 = start()
             try:
                 startup = wait_answering(proc, port, body, t0)
-                follow = wait_following(folder, port) + startup if name == "nbmodel" else None
+                follow = None
+                if name == "nbmodel":
+                    follow = wait_following(folder, port) + startup
+                    wait_following(folder, port, key="mlflow_ready")  # monitoring on, as deployed
                 load(port, body, 2, args.connections, folder)  # warm up
                 res = load(port, body, args.seconds, args.connections, folder)
             finally:
@@ -253,7 +257,7 @@ def main() -> None:
                 proc, port, t0 = start_nbmodel(store_uri, folder, monitor=monitor)
                 try:
                     wait_answering(proc, port, body, t0)
-                    wait_following(folder, port)
+                    wait_following(folder, port, key="mlflow_ready")  # the recorder is attached
                     load(port, body, 2, args.connections, folder)
                     c0 = cpu_seconds(proc.pid)
                     res = load(port, body, args.seconds, args.connections, folder)

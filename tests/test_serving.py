@@ -246,6 +246,45 @@ def test_metrics_in_prometheus_format(commit_iris: Any, iris: Any, servers: Any)
     assert samples[("nbmodel_model_version", (("alias", "production"), ("model", "iris")))] == 1
 
 
+class SteadyLoad:
+    """Client threads posting ``body`` to ``url`` until the ``with`` block ends; ``seen`` holds
+    (time, version) for each answer found in ``answers``, ``failures`` everything else.
+    ``fresh``: a new connection per request (so every worker of a server takes part)."""
+
+    def __init__(self, url: str, body: str, answers: dict[str, int], threads: int = 4,
+                 fresh: bool = False) -> None:
+        self.url, self.body, self.answers, self.fresh = url, body, answers, fresh
+        self.seen: list[tuple[float, int]] = []
+        self.failures: list[str] = []
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._run) for _ in range(threads)]
+
+    def _run(self) -> None:
+        with requests.Session() as session:
+            while not self._stop.is_set():
+                try:
+                    poster = requests if self.fresh else session
+                    r = poster.post(self.url, data=self.body, timeout=10,
+                                    headers={"Content-Type": "application/json"})
+                except Exception as exc:  # noqa: BLE001
+                    self.failures.append(repr(exc))
+                    continue
+                if r.status_code != 200 or r.text not in self.answers:
+                    self.failures.append(f"{r.status_code} {r.text[:200]}")
+                else:
+                    self.seen.append((time.time(), self.answers[r.text]))
+
+    def __enter__(self) -> "SteadyLoad":
+        for t in self._threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(30)
+
+
 @pytest.mark.slow
 def test_swaps_under_load_drop_no_request(shell: Any, commit_iris: Any, iris: Any, servers: Any) -> None:
     """4 client threads of steady load; deploy another version, then roll back: no failed
@@ -259,28 +298,7 @@ def test_swaps_under_load_drop_no_request(shell: Any, commit_iris: Any, iris: An
     assert a != b
     answers = {json.dumps({"predictions": a}): 1, json.dumps({"predictions": b}): 2}
     dep = shell.run("%model_deploy iris/1")
-    body = json.dumps(split(X))
-    seen: list[tuple[float, int]] = []
-    failures: list[str] = []
-    stop = threading.Event()
-
-    def load() -> None:
-        with requests.Session() as s:
-            while not stop.is_set():
-                try:
-                    r = s.post(dep.url, data=body, headers={"Content-Type": "application/json"}, timeout=10)
-                except Exception as exc:  # noqa: BLE001
-                    failures.append(repr(exc))
-                    continue
-                if r.status_code != 200 or r.text not in answers:
-                    failures.append(f"{r.status_code} {r.text[:200]}")
-                else:
-                    seen.append((time.time(), answers[r.text]))
-
-    threads = [threading.Thread(target=load) for _ in range(4)]
-    for t in threads:
-        t.start()
-    try:
+    with SteadyLoad(dep.url, json.dumps(split(X)), answers) as load:
         time.sleep(1.0)
         shell.run("%model_deploy iris/2")
         moved = nbmodel.alias_history("iris").moves[0].at.timestamp()
@@ -288,10 +306,7 @@ def test_swaps_under_load_drop_no_request(shell: Any, commit_iris: Any, iris: An
         shell.run("%model_rollback iris")
         back = nbmodel.alias_history("iris").moves[0].at.timestamp()
         time.sleep(1.5)
-    finally:
-        stop.set()
-        for t in threads:
-            t.join(30)
+    seen, failures = load.seen, load.failures
     assert not failures, failures[:3]
     assert len(seen) > 100
     first_new = min(t for t, v in seen if v == 2 and t >= moved - 0.05)
@@ -451,6 +466,9 @@ def test_nbmodel_serve_from_a_terminal(commit_iris: Any, iris: Any, isolated_sto
         out, _ = proc.communicate(timeout=30)
     assert proc.returncode == 0, out
     assert "serving iris@production (iris/1)" in out
+    import nbmodel.serving as serving
+
+    assert not serving.deployments()  # its record went with it
 
 
 @pytest.mark.filterwarnings("ignore:X does not have valid feature names")  # the server filters it
@@ -547,3 +565,106 @@ def test_only_models_that_answer_rows_independently_batch() -> None:
         h = M.Handle(name="m", version=1, path="", columns=cols, native=native, example=example,
                      fast=True, use_array=True)
         assert M._check_batch(h) is expected
+
+
+def children(pid: int) -> set[int]:
+    """Live child processes of ``pid`` (from /proc)."""
+    out = set()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", encoding="utf-8") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            out.add(int(entry))
+    return out
+
+
+@pytest.mark.slow
+def test_workers_share_the_port_follow_the_alias_and_are_replaced(shell: Any, commit_iris: Any, iris: Any,
+                                                                  servers: Any) -> None:
+    """--workers 2: two processes answer on one port; under load a deploy switches both with no
+    failed request; counts are summed over both; a killed worker is replaced by one that serves
+    the version the alias names now; another worker count on the running port is refused
+    before the alias moves; stopping ends every process."""
+    import nbmodel
+
+    commit_iris(C=1.0)
+    commit_iris(C=0.01)
+    X = iris["X_test"]
+    a, b = v_predict(iris, 1.0, X), v_predict(iris, 0.01, X)
+    answers = {json.dumps({"predictions": a}): 1, json.dumps({"predictions": b}): 2}
+    dep = shell.run("%model_deploy iris/1 --workers 2")
+    base = dep.url.rsplit("/", 1)[0]
+    health = requests.get(f"{base}/health", timeout=10).json()
+    assert health["workers"] == 2 and health["pid"] == dep.pid and health["following"]
+    workers = children(dep.pid)
+    assert len(workers) == 2
+    seen_pids = set()
+    for _ in range(200):  # a new connection each time: the kernel hands them to either worker
+        seen_pids.add(requests.get(f"{base}/health", timeout=10).json()["worker_pid"])
+        if seen_pids == workers:
+            break
+    assert seen_pids == workers
+
+    before = requests.get(f"{base}/health", timeout=10).json()["models"][0]["requests"]
+    with SteadyLoad(dep.url, json.dumps(split(X)), answers, fresh=True) as load:
+        time.sleep(1.0)
+        shell.run("%model_deploy iris/2")
+        moved = nbmodel.alias_history("iris").moves[0].at.timestamp()
+        time.sleep(2.0)
+    seen, failures = load.seen, load.failures
+    assert not failures, failures[:3]
+    first_new = min(t for t, v in seen if v == 2 and t >= moved - 0.05)
+    assert first_new - moved < 1.0
+    assert all(v == 2 for t, v in seen if t > moved + 1.0)  # both workers switched within 1 s
+    health = requests.get(f"{base}/health", timeout=10).json()
+    assert health["models"][0]["requests"] - before == len(seen)  # summed over the workers
+    metrics = requests.get(f"{base}/metrics", timeout=10).text
+    assert f'nbmodel_requests_total{{model="iris"}} {float(health["models"][0]["requests"])}' in metrics
+
+    killed = sorted(workers)[0]
+    os.kill(killed, signal.SIGKILL)
+    deadline = time.time() + 20
+    while time.time() < deadline and (len(children(dep.pid)) != 2 or killed in children(dep.pid)):
+        time.sleep(0.05)
+    now = children(dep.pid)
+    assert len(now) == 2 and killed not in now
+    # the supervisor loaded version 1 at start; its new worker serves what the alias names
+    for _ in range(30):
+        assert post(dep.url, split(X)).json() == {"predictions": b}
+
+    err = shell.fails("%model_deploy iris/1 --workers 3")
+    assert "already runs 2 workers" in str(err) and getattr(err, "kind", None) == "deploy"
+    assert nbmodel.resolve("iris@production").version == 2  # refused before the alias moved
+
+    shell.run("%model_deploy --stop iris")
+    deadline = time.time() + 15
+    pids = now | {dep.pid}
+    while time.time() < deadline and any(os.path.exists(f"/proc/{p}") for p in pids):
+        time.sleep(0.05)
+    assert not any(os.path.exists(f"/proc/{p}") for p in pids)
+
+
+def test_sqlite_registry_reads_what_mlflow_reads(commit_iris: Any, isolated_store: Any) -> None:
+    """The server's direct sqlite lookups agree with MLflow's client, and say None (ask the
+    client) for what they do not find."""
+    import nbmodel
+    from nbmodel.serving._server import SqliteRegistry
+
+    commit_iris(C=1.0)
+    commit_iris(C=0.01)
+    nbmodel.alias("iris/2", "production")
+    reg = SqliteRegistry.of(isolated_store.uri)
+    assert reg is not None
+    client = isolated_store.client
+    assert reg.alias_version("iris", "production") == int(
+        client.get_model_version_by_alias("iris", "production").version) == 2
+    assert reg.alias_version("iris", "staging") is None
+    for v in (1, 2):
+        assert reg.model_dir("iris", v) == client.get_model_version_download_uri("iris", str(v)).removeprefix("file://")
+    assert reg.model_dir("iris", 9) is None
+    assert SqliteRegistry.of("http://127.0.0.1:5000") is None

@@ -29,7 +29,8 @@ class DeployMagics(Magics):
     @argument("--force", action="store_true", help="deploy a retired version, or one --if-better refused")
     @argument("-m", "--message", default="", help="why, kept in the alias's audit trail")
     @argument("--max-body", type=int, default=None, help="the largest request body in bytes (default 10 MB)")
-    @argument("--workers", type=int, default=1, help="server processes (1 for now)")
+    @argument("--workers", type=int, default=None,
+              help="worker processes sharing the port (default 1; each holds the models)")
     @argument("--dockerfile", metavar="DIR", default=None,
               help="write DIR with a Dockerfile that serves the version (mlflow models "
               "generate-dockerfile); serves nothing here")

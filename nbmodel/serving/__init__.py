@@ -14,6 +14,9 @@ Importing this package imports nothing heavy.
 from __future__ import annotations
 
 import argparse
+import os
+import sys
+from pathlib import Path
 from typing import Any
 
 from ._deploy import (
@@ -35,19 +38,19 @@ __all__ = ["Deployment", "Deployments", "DeployError", "NotBetter", "add_cli", "
 
 
 def serve(ref: str, *, port: int | None = None, host: str = "127.0.0.1", token: str | None = None,
-          alias: str | None = None, max_body: int | None = None) -> int:
-    """Serve ``ref`` in this process until interrupted (``nbmodel serve`` from a terminal).
+          alias: str | None = None, max_body: int | None = None, workers: int = 1) -> int:
+    """Serve ``ref`` until interrupted (``nbmodel serve`` from a terminal).
 
     ``iris@production`` follows the alias; ``iris/3`` serves that version and moves no alias.
-    The server is listed by ``%model_deployments`` while it runs.
+    The server is listed by ``%model_deployments`` while it runs. This process becomes the
+    server (``exec``), so the server starts without the registry client this process opened.
     """
-    import os
     import secrets
 
     from ..refs import parse_ref
     from ..store import get_store
     from ..versions import resolve
-    from . import _deploy, _server
+    from . import _deploy
 
     r = parse_ref(ref)
     if alias and r.version is None and r.alias is None:
@@ -57,6 +60,8 @@ def serve(ref: str, *, port: int | None = None, host: str = "127.0.0.1", token: 
         from ..errors import RetiredVersion
 
         raise RetiredVersion(f"{v.ref} is retired; serve another version")
+    if not 1 <= workers <= _deploy.MAX_WORKERS:
+        raise DeployError(f"--workers takes a count from 1 to {_deploy.MAX_WORKERS}, not {workers}")
     if host not in _deploy.LOOPBACK and not token:
         token = secrets.token_urlsafe(24)
     store = get_store()
@@ -74,7 +79,7 @@ def serve(ref: str, *, port: int | None = None, host: str = "127.0.0.1", token: 
                 "example": _deploy._serving_example(local)}
         record = {"host": host, "port": port, "pid": os.getpid(), "store": store.uri,
                   "models": [spec], "token": token, "detached": True,
-                  "max_body": max_body or _deploy.DEFAULT_MAX_BODY}
+                  "max_body": max_body or _deploy.DEFAULT_MAX_BODY, "workers": workers}
         import time
 
         record["started"] = time.time()
@@ -82,13 +87,17 @@ def serve(ref: str, *, port: int | None = None, host: str = "127.0.0.1", token: 
     d = _deploy._deployments_of(path, record, None)[0]
     d.version = v.version
     print(f"serving {d.ref} ({v.ref}) at {d.url}" + (f"\n  token: {token}" if token else ""), flush=True)
+    sys.stderr.flush()
+    env = {**os.environ, "MLFLOW_TRACKING_URI": store.uri}
+    root = str(Path(__file__).resolve().parents[1])
+    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     try:
-        return _server.serve(str(path))
-    finally:
-        try:
-            path.unlink()
-        except FileNotFoundError:
-            pass
+        os.execve(sys.executable, [sys.executable, "-m", "nbmodel.serving._server", "--record",
+                                   str(path), "--remove-record"], env)
+    except OSError:
+        path.unlink(missing_ok=True)
+        raise
+    return 0  # not reached: exec replaced this process
 
 
 def add_cli(sub: Any) -> None:
@@ -99,10 +108,12 @@ def add_cli(sub: Any) -> None:
     p.add_argument("--host", default="127.0.0.1", help="the address (anything but loopback needs a token)")
     p.add_argument("--token", default=None, help="require 'Authorization: Bearer TOKEN'")
     p.add_argument("--max-body", type=int, default=None, help="the largest request body in bytes")
+    p.add_argument("--workers", type=int, default=1, help="worker processes sharing the port")
     p.set_defaults(handler=_cli_serve)
 
 
 def _cli_serve(args: argparse.Namespace) -> None:
-    code = serve(args.ref, port=args.port, host=args.host, token=args.token, max_body=args.max_body)
+    code = serve(args.ref, port=args.port, host=args.host, token=args.token, max_body=args.max_body,
+                 workers=args.workers)
     if code:
         raise SystemExit(code)

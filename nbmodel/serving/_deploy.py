@@ -33,6 +33,7 @@ LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 DEFAULT_MAX_BODY = 10 * 1024 * 1024
 START_TIMEOUT = 90.0
 SWITCH_TIMEOUT = 30.0
+MAX_WORKERS = 64
 
 #: Server processes this kernel started, so that stopping them also reaps them.
 _children: dict[int, subprocess.Popen] = {}
@@ -408,7 +409,7 @@ def check_better(candidate: Any, alias: str, X: Any, y: Any) -> tuple[bool, str]
 def deploy(ref: str, *, alias: str | None = None, port: int | None = None,
            host: str = "127.0.0.1", token: str | None = None, detach: bool = False,
            if_better: tuple[Any, Any] | None = None, force: bool = False, message: str = "",
-           max_body: int | None = None, workers: int = 1) -> Deployment:
+           max_body: int | None = None, workers: int | None = None) -> Deployment:
     """Point ``alias`` at a version and serve ``NAME@alias`` over MLflow's scoring protocol.
 
     Args:
@@ -426,7 +427,8 @@ def deploy(ref: str, *, alias: str | None = None, port: int | None = None,
         force: deploy a retired version, or one that ``if_better`` refused.
         message: why, kept in the alias's audit trail.
         max_body: the largest request body in bytes (413 above it).
-        workers: server processes (only 1 for now).
+        workers: worker processes sharing the port (default 1; a server already running
+            keeps its own count).
 
     Returns:
         The :class:`Deployment` (URL, version served, a ready ``curl`` line).
@@ -443,15 +445,21 @@ def deploy(ref: str, *, alias: str | None = None, port: int | None = None,
     from ..store import get_store
     from ..versions import resolve
 
-    if workers != 1:
-        raise DeployError("one worker per server for now: it answers thousands of requests a "
-                          "second; start another deployment on another port to add capacity")
+    if workers is not None and not 1 <= int(workers) <= MAX_WORKERS:
+        raise DeployError(f"--workers takes a count from 1 to {MAX_WORKERS}, not {workers}")
     r = parse_ref(ref)
     if r.alias and alias and alias != r.alias:
         raise DeployError(f"{ref} names the alias {r.alias!r} but --alias says {alias!r}; give one")
     alias = check_alias(r.alias or alias or "production")
     store = get_store()
     v = resolve(r)
+    if port is not None and not 0 < int(port) < 65536:
+        raise DeployError(f"--port takes a TCP port from 1 to 65535, not {port}")
+    folder = state_dir(store)
+    # what would refuse the deployment is checked before the alias moves
+    target = _target(_records(folder), v.name, alias, port)
+    if target is not None:
+        _check_target(target[1], token, workers)
     note = None
     if r.alias is None:
         if if_better is not None and not force:
@@ -466,17 +474,14 @@ def deploy(ref: str, *, alias: str | None = None, port: int | None = None,
         if v.retired and not force:
             raise RetiredVersion(f"{ref} points to {v.ref}, which is retired; move the alias "
                                  "first, or pass --force to serve it anyway")
-    if port is not None and not 0 < int(port) < 65536:
-        raise DeployError(f"--port takes a TCP port from 1 to 65535, not {port}")
-    if host not in LOOPBACK and not token:
-        token = secrets.token_urlsafe(24)
+    if host not in LOOPBACK and not token and not (target is not None and target[1].get("token")):
+        token = secrets.token_urlsafe(24)  # a running server's own token is kept
     path = _local_dir(store, v.name, v.version)
     spec = {"name": v.name, "alias": alias, "version": v.version, "path": path,
             "example": _serving_example(path)}
-    folder = state_dir(store)
     with _locked(folder):
         dep = _place(folder, store, spec, port=port, host=host, token=token, detach=detach,
-                     max_body=max_body)
+                     max_body=max_body, workers=workers)
     dep = _wait_for_version(dep, v.version)
     if note:
         dep.error = dep.error or None
@@ -485,27 +490,17 @@ def deploy(ref: str, *, alias: str | None = None, port: int | None = None,
 
 
 def _place(folder: Path, store: Any, spec: dict[str, Any], *, port: int | None, host: str,
-           token: str | None, detach: bool, max_body: int | None) -> Deployment:
+           token: str | None, detach: bool, max_body: int | None,
+           workers: int | None) -> Deployment:
     """Add ``spec`` to a running server, restart a dead one, or start a new one."""
-    records = _records(folder)
-    target: tuple[Path, dict[str, Any]] | None = None
-    if port is not None:
-        target = next(((p, r) for p, r in records if int(r["port"]) == int(port)), None)
-    else:
-        for p, r in records:
-            if any(m["name"] == spec["name"] and m.get("alias") == spec["alias"] for m in r.get("models", [])):
-                target = (p, r)
-                break
+    target = _target(_records(folder), spec["name"], spec["alias"], port)
     if target is not None:
         path, record = target
+        alive = _check_target(record, token, workers)
         models = [m for m in record.get("models", []) if m["name"] != spec["name"]]
         index = next((i for i, m in enumerate(record.get("models", [])) if m["name"] == spec["name"]), None)
         models.insert(index if index is not None else len(models), spec)
         record["models"] = models
-        if token and record.get("token") and token != record["token"]:
-            raise DeployError(f"port {record['port']} already serves with another token; "
-                              "leave --token out to use the server's own")
-        alive = _pid_alive(record.get("pid")) and _health(record) is not None
         if alive:
             _write(path, record)
             return _find(path, record, spec["name"])
@@ -514,13 +509,46 @@ def _place(folder: Path, store: Any, spec: dict[str, Any], *, port: int | None, 
         record["detached"] = detach
         if token:
             record["token"] = token
+        if workers is not None:
+            record["workers"] = int(workers)
         return _start(path, record, store)
     port = int(port) if port is not None else free_port(host if ":" not in host else "::1")
     record = {
         "host": host, "port": port, "pid": None, "store": store.uri, "models": [spec],
         "token": token, "detached": detach, "max_body": max_body or DEFAULT_MAX_BODY,
+        "workers": int(workers or 1),
     }
     return _start(folder / f"{port}.json", record, store)
+
+
+def _target(records: list[tuple[Path, dict[str, Any]]], name: str, alias: str,
+            port: int | None) -> tuple[Path, dict[str, Any]] | None:
+    """The server a deployment goes to: the one on ``port``, else the one already serving
+    ``name@alias``; None for a new server."""
+    if port is not None:
+        return next(((p, r) for p, r in records if int(r["port"]) == int(port)), None)
+    for p, r in records:
+        if any(m["name"] == name and m.get("alias") == alias for m in r.get("models", [])):
+            return p, r
+    return None
+
+
+def _check_target(record: dict[str, Any], token: str | None, workers: int | None) -> bool:
+    """Whether the record's server runs; refuses options a running server cannot take.
+
+    Raises:
+        DeployError: another token, or another worker count, than the running server's.
+    """
+    if token and record.get("token") and token != record["token"]:
+        raise DeployError(f"port {record['port']} already serves with another token; "
+                          "leave --token out to use the server's own")
+    alive = _pid_alive(record.get("pid")) and _health(record) is not None
+    running = int(record.get("workers") or 1)
+    if alive and workers is not None and int(workers) != running:
+        raise DeployError(
+            f"port {record['port']} already runs {running} worker{'s' if running > 1 else ''}; "
+            f"stop it first (%model_deploy --stop {record['port']}) to change --workers")
+    return alive
 
 
 def _find(path: Path, record: dict[str, Any], name: str) -> Deployment:
@@ -568,9 +596,9 @@ def _start(path: Path, record: dict[str, Any], store: Any) -> Deployment:
             raise DeployError(f"the server for {record['models'][0]['name']} did not start: "
                               f"{_last_line(record['log'])}")
         health = _health(record, timeout=1.0)
-        # Answering comes first (well under 2 s); following the alias needs MLflow, imported
-        # in the background: return once the server follows, so no alias move is missed.
-        if health is not None and health.get("mlflow_ready"):
+        # Return once the server answers and follows its alias (at once for a sqlite store;
+        # other stores wait for MLflow's import in the server), so no alias move is missed.
+        if health is not None and health.get("following", health.get("mlflow_ready")):
             return _deployments_of(path, record, health)[-1]
         if time.monotonic() > deadline:
             _terminate(proc.pid)

@@ -1,30 +1,34 @@
-"""The server process: a small ASGI app on uvicorn (one worker) that speaks MLflow's scoring
-protocol for one or more models, follows their aliases, and reports Prometheus metrics.
+"""The server process: a small ASGI app on uvicorn that speaks MLflow's scoring protocol for
+one or more models, follows their aliases, and reports Prometheus metrics.
 
 Run by :func:`nbmodel.serving.deploy` as ``python -m nbmodel.serving._server --record FILE``.
 The record (a JSON file in the store's deployments folder) says where to listen and which
 models to serve; the server re-reads it when it changes, so a kernel adds a model to a running
 server by rewriting the record. A thread polls the registry for each model's alias and swaps
 in a newly loaded version; another ends the server when the kernel that started it goes away
-(unless it was started with ``--detach``).
+(unless it was started with ``--detach``). With several workers, a supervisor forks them after
+the heavy imports, on one shared socket (see :func:`serve`).
 
-Startup stays under two seconds by loading the first versions from the folders the kernel
-already resolved, without importing MLflow; MLflow is imported in the background for the alias
-polling and for the less common request forms.
+The first versions load from the folders the kernel already resolved, without importing
+MLflow, so the server answers as soon as scikit-learn is imported and the model read; MLflow
+is imported in the background for the less common request forms.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import hmac
 import importlib.util
 import json
 import logging
 import os
+import shutil
 import signal
 import socket
 import sys
+import tempfile
 import threading
 import time
 from typing import Any
@@ -48,11 +52,17 @@ def read_record(path: str) -> dict[str, Any]:
 
 
 class Metrics:
-    """Prometheus metrics of this process (its own registry: nothing global)."""
+    """Prometheus metrics of this server (its own registry: nothing global).
+
+    With several workers (``PROMETHEUS_MULTIPROC_DIR`` set before prometheus_client is
+    imported) every worker writes its values to files in that folder, and ``/metrics`` on any
+    worker sums them, as prometheus_client's multiprocess mode does.
+    """
 
     def __init__(self) -> None:
         from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+        self.multiprocess = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
         self.registry = CollectorRegistry(auto_describe=True)
         self.requests = Counter("nbmodel_requests", "Prediction requests answered",
                                 ["model"], registry=self.registry)
@@ -63,17 +73,86 @@ class Metrics:
             ["model"], registry=self.registry,
             buckets=(.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10))
         self.version = Gauge("nbmodel_model_version", "The version of the model being served",
-                             ["model", "alias"], registry=self.registry)
+                             ["model", "alias"], registry=self.registry,
+                             multiprocess_mode="livemostrecent")
         self.swaps = Counter("nbmodel_model_swaps", "Times a newly loaded version replaced the one serving",
                              ["model"], registry=self.registry)
         self.load_failures = Counter("nbmodel_model_load_failures",
                                      "Versions that failed to load (the previous one kept serving)",
                                      ["model"], registry=self.registry)
 
+    def _exposed(self) -> Any:
+        if not self.multiprocess:
+            return self.registry
+        from prometheus_client import CollectorRegistry
+        from prometheus_client.multiprocess import MultiProcessCollector
+
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry)
+        return registry
+
     def render(self) -> bytes:
         from prometheus_client import generate_latest
 
-        return generate_latest(self.registry)
+        return generate_latest(self._exposed())
+
+    def totals(self) -> dict[str, tuple[int, int]]:
+        """Requests and errors per model, summed over every worker."""
+        out: dict[str, list[int]] = {}
+        for family in self._exposed().collect():
+            if family.name not in ("nbmodel_requests", "nbmodel_request_errors"):
+                continue
+            for sample in family.samples:
+                if sample.name.endswith("_total"):
+                    counts = out.setdefault(sample.labels.get("model", ""), [0, 0])
+                    counts[family.name == "nbmodel_request_errors"] += int(sample.value)
+        return {k: (v[0], v[1]) for k, v in out.items()}
+
+
+class SqliteRegistry:
+    """Alias and version lookups read straight from a sqlite store's MLflow tables, with the
+    standard library's sqlite3 (read-only), so the server follows its alias from its first
+    second instead of after MLflow's import. Anything unexpected (another schema, several
+    workspaces holding the name) answers None and the caller asks MLflow's client."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    @classmethod
+    def of(cls, uri: str) -> SqliteRegistry | None:
+        if not uri.startswith("sqlite:///"):
+            return None
+        path = uri[len("sqlite:///"):]
+        return cls(path) if os.path.isabs(path) else None
+
+    def _rows(self, sql: str, args: tuple[Any, ...]) -> list[tuple[Any, ...]] | None:
+        import sqlite3
+
+        try:
+            conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=5)
+        except sqlite3.Error:
+            return None
+        try:
+            return conn.execute(sql, args).fetchall()
+        except sqlite3.Error:
+            return None
+        finally:
+            conn.close()
+
+    def alias_version(self, name: str, alias: str) -> int | None:
+        rows = self._rows("SELECT version FROM registered_model_aliases WHERE name = ? AND alias = ?",
+                          (name, alias))
+        return int(rows[0][0]) if rows and len(rows) == 1 else None
+
+    def model_dir(self, name: str, version: int) -> str | None:
+        rows = self._rows("SELECT storage_location FROM model_versions WHERE name = ? AND version = ?",
+                          (name, int(version)))
+        if not rows or len(rows) != 1 or not rows[0][0]:
+            return None
+        path = str(rows[0][0])
+        if path.startswith("file://"):
+            path = path[len("file://"):]
+        return path if os.path.isabs(path) and os.path.isfile(os.path.join(path, "MLmodel")) else None
 
 
 class App:
@@ -88,6 +167,8 @@ class App:
         self.slots: dict[str, Slot] = {}
         self.metrics = Metrics()
         self.started = time.time()
+        self.pid = os.getpid()  # the server's pid: with workers, the supervisor's
+        self.workers = max(1, int(record.get("workers") or 1))
         self.stopping = threading.Event()
         self.wake = threading.Event()
         self.mlflow_ready = threading.Event()
@@ -96,6 +177,9 @@ class App:
         self.client: Any = None
         self.record_mtime = 0.0
         self._to_close: list[tuple[float, Any]] = []
+        self._attach_lock = threading.Lock()
+        self.importer: threading.Thread | None = None  # the thread importing MLflow
+        self.sqlite = SqliteRegistry.of(record.get("store") or "")
         self.stop_reason = "stopped"
         from importlib.metadata import version
 
@@ -108,7 +192,7 @@ class App:
         version, path = spec.get("version"), spec.get("path")
         if version is None or not path or not os.path.isfile(os.path.join(path, "MLmodel")):
             version = self.wanted(slot) if slot.alias else version
-            path = M.model_dir(self.registry_client(), slot.name, int(version))
+            path = self.model_dir(slot.name, int(version))
         handle = M.load_handle(slot.name, int(version), path, with_pyfunc=with_pyfunc)
         self._attach_recorder(handle)
         slot.handle = handle
@@ -126,21 +210,43 @@ class App:
             self.client = set_store(self.record["store"]).client
         return self.client
 
+    def _mlflow_client(self) -> Any:
+        """MLflow's client, once the import thread (if started) has imported MLflow: two
+        threads importing it at once break it."""
+        importer = self.importer
+        if importer is not None and threading.current_thread() is not importer:
+            if not self.mlflow_ready.wait(120):
+                raise RuntimeError("MLflow is still being imported")
+        return self.registry_client()
+
     def wanted(self, slot: Slot) -> int:
-        mv = self.registry_client().get_model_version_by_alias(slot.name, slot.alias)
+        if self.sqlite is not None:
+            version = self.sqlite.alias_version(slot.name, slot.alias)  # type: ignore[arg-type]
+            if version is not None:
+                return version
+        mv = self._mlflow_client().get_model_version_by_alias(slot.name, slot.alias)
         return int(mv.version)
 
+    def model_dir(self, name: str, version: int) -> str:
+        if self.sqlite is not None:
+            path = self.sqlite.model_dir(name, version)
+            if path is not None:
+                return path
+        return M.model_dir(self._mlflow_client(), name, version)
+
     def _attach_recorder(self, handle: M.Handle) -> None:
-        if self.recorder_cls is None or handle.recorder is not None:
-            return
-        try:
-            handle.recorder = self.recorder_cls(handle.name, handle.version)
-        except Exception as exc:  # noqa: BLE001 - monitoring must never stop serving
-            log.warning("monitoring is off for %s/%s: %s", handle.name, handle.version, exc)
+        with self._attach_lock:  # the MLflow import thread and the follower may both try
+            if self.recorder_cls is None or handle.recorder is not None:
+                return
+            try:
+                handle.recorder = self.recorder_cls(handle.name, handle.version)
+            except Exception as exc:  # noqa: BLE001 - monitoring must never stop serving
+                log.warning("monitoring is off for %s/%s: %s", handle.name, handle.version, exc)
 
     def follow_once(self) -> None:
         """Re-read the record, then move every slot to the version its alias names."""
-        self._reload_record()
+        if self.mlflow_ready.is_set():  # a model added later may need MLflow to load
+            self._reload_record()
         for slot in list(self.slots.values()):
             if not slot.alias or self.stopping.is_set():
                 continue
@@ -171,7 +277,7 @@ class App:
     def _swap(self, slot: Slot, want: int) -> None:
         old = slot.handle
         try:
-            path = M.model_dir(self.registry_client(), slot.name, want)
+            path = self.model_dir(slot.name, want)
             # A fast-path version swaps in as soon as its estimator answers; its pyfunc (for
             # the other request forms) loads right after, off the switch's critical path.
             new = M.load_handle(slot.name, want, path, with_pyfunc=False)
@@ -190,10 +296,11 @@ class App:
         self.metrics.version.labels(slot.name, slot.alias or "").set(want)
         self.metrics.swaps.labels(slot.name).inc()
         log.warning("%s: now serving version %s (was %s)", slot.ref, want, old.version if old else None)
-        try:
-            new.pyfunc()
-        except Exception as exc:  # noqa: BLE001 - the fast path serves; other forms will say why
-            log.warning("%s: version %s answers only the fast path: %s", slot.ref, want, M._first_line(exc))
+        if self.mlflow_ready.is_set():  # else the MLflow import thread loads it (never two importers)
+            try:
+                new.pyfunc()
+            except Exception as exc:  # noqa: BLE001 - the fast path serves; other forms will say why
+                log.warning("%s: version %s answers only the fast path: %s", slot.ref, want, M._first_line(exc))
         if old is not None and old.recorder is not None:
             # Requests that read the old handle just before the swap may still submit to it.
             self._to_close.append((time.monotonic() + 5.0, old.recorder))
@@ -234,9 +341,15 @@ class App:
                         self._to_close.append((time.monotonic() + 5.0, s.handle.recorder))
                 self.slots = ordered
 
-    def follower(self) -> None:
-        """The background thread: import MLflow, then poll the registry until stopped."""
-        # Let uvicorn start listening first: importing MLflow holds the GIL for seconds.
+    @property
+    def following(self) -> bool:
+        """Whether alias moves are being followed (at once for a sqlite store, read directly;
+        once MLflow is imported for any other)."""
+        return self.sqlite is not None or self.mlflow_ready.is_set()
+
+    def import_mlflow(self) -> None:
+        """The background import of MLflow (for the other request forms, monitoring, and
+        registries other than sqlite), after uvicorn listens: it holds the GIL for seconds."""
         deadline = time.monotonic() + 30
         while not getattr(self.server, "started", True) and time.monotonic() < deadline:
             time.sleep(0.01)
@@ -248,13 +361,25 @@ class App:
                 import nbmodel.monitoring as monitoring
 
                 self.recorder_cls = getattr(monitoring, "BackgroundRecorder", None)
-            for slot in list(self.slots.values()):
-                if slot.handle is not None:
-                    self._attach_recorder(slot.handle)
-                    slot.handle.pyfunc()  # ready for the request forms the fast path leaves
         except Exception as exc:  # noqa: BLE001
             log.warning("the registry cannot be read: %s", M._first_line(exc))
+        # Set before the loop below: a version swapped in from now on loads its own pyfunc
+        # and recorder; one swapped in earlier is covered by the loop.
         self.mlflow_ready.set()
+        for slot in list(self.slots.values()):
+            handle = slot.handle
+            if handle is not None:
+                self._attach_recorder(handle)
+                try:
+                    handle.pyfunc()  # ready for the request forms the fast path leaves
+                except Exception as exc:  # noqa: BLE001 - the fast path serves; other forms say why
+                    log.warning("%s: version %s answers only the fast path: %s", slot.ref,
+                                handle.version, M._first_line(exc))
+
+    def follower(self) -> None:
+        """The background thread that polls the registry until stopped."""
+        if self.sqlite is None:
+            self.mlflow_ready.wait()
         while not self.stopping.is_set():
             try:
                 self.follow_once()
@@ -275,12 +400,18 @@ class App:
     # -- status ---------------------------------------------------------------------------
     def health(self) -> tuple[int, dict[str, Any]]:
         models = [s.status() for s in self.slots.values()]
+        if self.metrics.multiprocess:
+            totals = self.metrics.totals()
+            for m in models:
+                m["requests"], m["errors"] = totals.get(m["name"], (0, 0))
         serving = all(m["version"] is not None for m in models) and bool(models)
         degraded = any(m["error"] for m in models)
         status = "ok" if serving and not degraded else ("degraded" if serving else "down")
         body = {
-            "status": status, "pid": os.getpid(), "port": self.record.get("port"),
-            "uptime_s": round(time.time() - self.started, 3), "mlflow_ready": self.mlflow_ready.is_set(),
+            "status": status, "pid": self.pid, "workers": self.workers, "worker_pid": os.getpid(),
+            "port": self.record.get("port"),
+            "uptime_s": round(time.time() - self.started, 3), "following": self.following,
+            "mlflow_ready": self.mlflow_ready.is_set(),
             "models": models,
         }
         return (200 if serving else 503), body
@@ -496,14 +627,34 @@ def _mark_stopped(path: str, reason: str) -> None:
     os.replace(tmp, path)
 
 
-def serve(record_path: str, *, parent: int | None = None, sock: socket.socket | None = None) -> int:
-    """Serve the record's models until stopped; returns the exit code."""
-    import uvicorn
+def serve(record_path: str, *, parent: int | None = None, sock: socket.socket | None = None,
+          remove_record: bool = False) -> int:
+    """Serve the record's models until stopped; returns the exit code.
 
+    With ``"workers": N`` (N > 1) in the record this process becomes a supervisor: it binds the
+    port and imports what the models need, then forks N workers that share the listening
+    socket (each a whole one-worker server: its own models, alias follower and monitoring
+    recorder), restarts a worker that dies, and stops them all when it stops.
+    """
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s", stream=sys.stdout)
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     M.quiet_sklearn()
     record = read_record(record_path)
+    workers = max(1, int(record.get("workers") or 1))
+    metrics_dir = None
+    if workers > 1:
+        # before prometheus_client is imported: it picks its value store at import
+        metrics_dir = tempfile.mkdtemp(prefix="nbmodel-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    try:
+        return _serve(record_path, record, workers, parent, sock, remove_record)
+    finally:
+        if metrics_dir:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def _serve(record_path: str, record: dict[str, Any], workers: int, parent: int | None,
+           sock: socket.socket | None, remove_record: bool) -> int:
     app = App(record_path, record)
     host, port = record["host"], int(record["port"])
     if sock is None:
@@ -512,33 +663,169 @@ def serve(record_path: str, *, parent: int | None = None, sock: socket.socket | 
         except OSError as exc:
             print(f"nbmodel serve: cannot listen on {host}:{port}: {exc.strerror or exc}", flush=True)
             return 3
+    spec: dict[str, Any] = {}
     try:
         app.record_mtime = os.stat(record_path).st_mtime_ns
         for spec in record.get("models", []):
-            app.add_slot(spec, with_pyfunc=False)
+            if workers == 1:
+                app.add_slot(spec, with_pyfunc=False)
+            else:
+                _preload(app, spec)
     except Exception as exc:  # noqa: BLE001 - nothing to serve: say why and exit
         print(f"nbmodel serve: cannot load {spec.get('name')}: {M._first_line(exc)}", flush=True)
         return 4
+    many = f", {workers} workers" if workers > 1 else ""
+    print(f"nbmodel serve: listening on http://{_url_host(host)}:{port} (pid {os.getpid()}{many})",
+          flush=True)
+    try:
+        if workers == 1:
+            _run(app, sock, parent)
+        else:
+            _supervise(app, sock, parent, workers)
+    finally:
+        if workers == 1:
+            app.close()
+        if remove_record:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(record_path)
+        else:
+            _mark_stopped(record_path, app.stop_reason)
+    return 0
+
+
+def _run(app: App, sock: socket.socket, parent: int | None) -> None:
+    """One worker: uvicorn on the event loop, the alias follower beside it."""
+    import uvicorn
+
     # loop "auto" takes uvloop when installed; no proxy headers: nothing here reads them.
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off",
                             server_header=False, timeout_keep_alive=30, proxy_headers=False)
     server = uvicorn.Server(config)
     app.server = server
+    app.importer = threading.Thread(target=app.import_mlflow, name="nbmodel-mlflow", daemon=True)
+    app.importer.start()
     threading.Thread(target=app.follower, name="nbmodel-follow", daemon=True).start()
     if parent:
         threading.Thread(target=_watch_parent, args=(app, parent), name="nbmodel-parent",
                          daemon=True).start()
     # uvicorn re-raises SIGTERM once it has shut down; a Python handler lets the clean-up
-    # below run (closing the monitoring recorders) instead of the default instant exit.
+    # (closing the monitoring recorders) run instead of the default instant exit.
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
-    print(f"nbmodel serve: listening on http://{_url_host(host)}:{port} (pid {os.getpid()})", flush=True)
     try:
         server.run(sockets=[sock])
     except (KeyboardInterrupt, SystemExit):
         pass
+
+
+def _preload(app: App, spec: dict[str, Any]) -> None:
+    """The supervisor reads each model once, so its imports (scikit-learn's above all) are
+    done before the fork; it runs no prediction, so no thread pool (OpenMP's, which does not
+    survive a fork) starts before the workers do."""
+    path = spec.get("path")
+    if not path or not os.path.isfile(os.path.join(path, "MLmodel")):
+        return  # the workers resolve it from the registry
+    M._load_native(path, M.read_mlmodel(path))
+
+
+def _supervise(app: App, sock: socket.socket, parent: int | None, workers: int) -> None:
+    """Fork ``workers`` workers on the shared socket, keep that many running, stop them all."""
+    from prometheus_client.multiprocess import mark_process_dead
+
+    reason: list[str] = []
+
+    def on_signal(signum: int, frame: Any) -> None:
+        if not reason:
+            reason.append("stopped")
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    children: set[int] = set()
+    deaths: list[float] = []
+    for _ in range(workers):
+        children.add(_fork_worker(app, sock, replacement=False))
+    while not reason:
+        if parent and os.getppid() != parent:
+            log.warning("the kernel that started this server (pid %s) exited; stopping", parent)
+            reason.append("its kernel exited")
+            break
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            pid, status = 0, 0
+        if pid not in children:
+            time.sleep(0.1)
+            continue
+        children.discard(pid)
+        mark_process_dead(pid)
+        code = os.waitstatus_to_exitcode(status)
+        if code == WORKER_CANNOT_LOAD:
+            reason.append("its workers cannot load the models (see the log)")
+            break
+        now = time.monotonic()
+        deaths = [t for t in deaths if now - t < 60] + [now]
+        if len(deaths) > 3 * workers:
+            reason.append("its workers kept dying")
+            break
+        log.warning("worker %s ended (%s); starting another", pid,
+                    f"signal {-code}" if code < 0 else f"exit code {code}")
+        children.add(_fork_worker(app, sock, replacement=True))
+    app.stop_reason = reason[0]
+    for pid in children:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 10
+    while children and time.monotonic() < deadline:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            break
+        if pid:
+            children.discard(pid)
+            mark_process_dead(pid)
+        else:
+            time.sleep(0.05)
+    for pid in children:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, 0)
+
+
+#: A worker's exit code when it cannot load the models it must serve (the supervisor stops).
+WORKER_CANNOT_LOAD = 4
+
+
+def _fork_worker(app: App, sock: socket.socket, *, replacement: bool) -> int:
+    pid = os.fork()
+    if pid:
+        return pid
+    code = 0
+    try:  # the worker: never returns into the supervisor's code
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, _exit_on_sigterm)
+        spec: dict[str, Any] = {}
+        try:
+            for spec in app.record.get("models", []):
+                app.add_slot(spec, with_pyfunc=False)
+        except Exception as exc:  # noqa: BLE001
+            log.warning("worker %s cannot load %s: %s", os.getpid(), spec.get("name"), M._first_line(exc))
+            code = WORKER_CANNOT_LOAD
+            raise
+        if replacement:
+            # The alias may have moved, or the record changed, since the supervisor started:
+            # catch up before taking a request.
+            try:
+                app.follow_once()
+            except Exception as exc:  # noqa: BLE001 - the follower thread tries again
+                log.warning("worker %s could not check the aliases: %s", os.getpid(), M._first_line(exc))
+        _run(app, sock, parent=app.pid)  # ends when the supervisor is gone
+    except BaseException:  # noqa: BLE001
+        code = code or 1
     finally:
-        app.close()
-        _mark_stopped(record_path, app.stop_reason)
+        with contextlib.suppress(BaseException):
+            app.close()
+        sys.stdout.flush()
+        os._exit(code)
     return 0
 
 
@@ -567,8 +854,9 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m nbmodel.serving._server")
     p.add_argument("--record", required=True)
     p.add_argument("--parent", type=int, default=None, help="end when this parent pid exits")
+    p.add_argument("--remove-record", action="store_true", help="delete the record on exit")
     args = p.parse_args(argv)
-    return serve(args.record, parent=args.parent)
+    return serve(args.record, parent=args.parent, remove_record=args.remove_record)
 
 
 if __name__ == "__main__":
