@@ -427,3 +427,13 @@ def test_background_recorder_takes_the_servers_records(model, iris):
     df = nbmodel.monitoring.recorded("iris")
     assert len(df) == 21 and sorted(df["latency_ms"].unique().tolist()) == [1.5, 2.5]
     np.testing.assert_allclose(df[PETAL].to_numpy(), X[PETAL].iloc[:21].to_numpy())
+    # plain rows with the column names given once (what the server submits now)
+    rows = nbmodel.monitoring.BackgroundRecorder("iris", 1, max_seconds=30, columns=list(X.columns))
+    for i in range(21, 30):
+        rows.submit([X.iloc[i].tolist()], clf.predict(X.iloc[[i]]), 0.5)
+    rows.submit(X.iloc[30:32].values.tolist(), clf.predict(X.iloc[30:32]), 0.5)
+    rows.close()
+    assert rows.recorded == 11 and rows.dropped == 0
+    df = nbmodel.monitoring.recorded("iris")
+    assert len(df) == 32
+    np.testing.assert_allclose(df[PETAL].to_numpy(), X[PETAL].iloc[:32].to_numpy())

@@ -481,8 +481,9 @@ def test_every_answer_goes_to_the_monitoring_recorder(commit_iris: Any, iris: An
     calls: list[tuple[Any, Any, float]] = []
 
     class Recorder:
-        def __init__(self, name: str, version: int) -> None:
+        def __init__(self, name: str, version: int, columns: list[str] | None = None) -> None:
             self.ref = f"{name}/{version}"
+            self.columns = columns
             self.closed = False
 
         def submit(self, frame: Any, predictions: Any, latency_ms: float) -> None:
@@ -500,7 +501,8 @@ def test_every_answer_goes_to_the_monitoring_recorder(commit_iris: Any, iris: An
     (frame, preds, latency), = calls
     import pandas as pd
 
-    assert pd.DataFrame(frame).equals(X.reset_index(drop=True))
+    rec = app.slots["iris"].handle.recorder
+    assert pd.DataFrame(frame, columns=rec.columns).equals(X.reset_index(drop=True))
     assert list(preds) == json.loads(out)["predictions"] and latency > 0
     status, _ = asyncio.run(asgi_post(app, b"{"))
     assert status == 400 and len(calls) == 1  # errors are not predictions

@@ -27,6 +27,8 @@ class BackgroundRecorder:
         max_seconds: flush at least this often while rows are waiting.
         check_alerts_every: seconds between checks of the model's saved alert rules after a
             flush (so on_alert callbacks fire for served traffic); 0 turns it off.
+        columns: the column names of inputs submitted as plain rows (a list of lists, as the
+            server's fast path has them), so the request path builds nothing per request.
 
     Example:
         >>> rec = BackgroundRecorder("iris", 3)  # doctest: +SKIP
@@ -35,8 +37,10 @@ class BackgroundRecorder:
     """
 
     def __init__(self, name: str, version: int | str | None = None, *, max_rows: int = 1000,
-                 max_seconds: float = 5.0, check_alerts_every: float = 60.0) -> None:
+                 max_seconds: float = 5.0, check_alerts_every: float = 60.0,
+                 columns: list[str] | None = None) -> None:
         self.ref = f"{name}/{int(version)}" if version is not None else str(name)
+        self.columns = list(columns) if columns is not None else None
         self.max_rows = max(1, int(max_rows))
         self.max_seconds = float(max_seconds)
         self.check_alerts_every = float(check_alerts_every)
@@ -96,10 +100,16 @@ class BackgroundRecorder:
             self._pending = 0
             if not items:
                 return 0
-            frames, records, preds, lats, stamps = [], [], [], [], []
+            frames: list[Any] = []
+            records: list[Any] = []  # consecutive list inputs, made one DataFrame
+            preds: list[Any] = []
+            lats: list[float] = []
+            stamps: list[float] = []
             for frame, pred, lat, ts in items:
-                p = np.atleast_1d(np.asarray(pred))
-                if p.ndim > 1 and p.shape[1] == 1:
+                p = pred if isinstance(pred, np.ndarray) else np.asarray(pred)
+                if p.ndim == 0:
+                    p = p.reshape(1)
+                elif p.ndim > 1 and p.shape[1] == 1:
                     p = p[:, 0]
                 rows = len(frame)
                 if len(p) != rows:
@@ -107,27 +117,27 @@ class BackgroundRecorder:
                     self.last_error = f"{len(p)} predictions for {rows} rows"
                     continue
                 preds.append(p)
-                lats.append(np.full(rows, lat, dtype=np.float32))
-                stamps.append(np.full(rows, ts, dtype=np.float64))
-                # consecutive requests given as records (lists of dicts, as the server's fast
-                # path sends them) become one DataFrame, not one per request
+                lats.extend([lat] * rows)
+                stamps.extend([ts] * rows)
+                # requests given as rows (lists of lists with self.columns, or lists of dicts)
+                # become one DataFrame with their neighbours, not one each
                 if isinstance(frame, list):
                     records.extend(frame)
                     continue
                 if records:
-                    frames.append(pd.DataFrame.from_records(records))
+                    frames.append(self._frame(records))
                     records = []
                 frames.append(frame if isinstance(frame, pd.DataFrame) else pd.DataFrame(frame))
             if records:
-                frames.append(pd.DataFrame.from_records(records))
+                frames.append(self._frame(records))
             if not frames:
                 return 0
             X = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
             from ._record import record
 
             try:
-                record(self.ref, X, np.concatenate(preds), timestamp=np.concatenate(stamps),
-                       latency_ms=np.concatenate(lats))
+                record(self.ref, X, np.concatenate(preds), timestamp=np.asarray(stamps, dtype=np.float64),
+                       latency_ms=np.asarray(lats, dtype=np.float32))
             except NbmodelError as exc:
                 self.dropped += len(X)
                 self.last_error = str(exc)
@@ -138,6 +148,13 @@ class BackgroundRecorder:
                 return 0
             self.recorded += len(X)
             return len(X)
+
+    def _frame(self, rows: list[Any]) -> Any:
+        import pandas as pd
+
+        if self.columns is not None and rows and isinstance(rows[0], list):
+            return pd.DataFrame(rows, columns=self.columns)
+        return pd.DataFrame.from_records(rows)
 
     def _maybe_check(self) -> None:
         if not self.check_alerts_every or time.monotonic() - self._last_check < self.check_alerts_every:

@@ -657,13 +657,3 @@ def model_dir(client: Any, name: str, version: int) -> str:
     import mlflow.artifacts
 
     return mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{version}")
-
-
-def as_frame(h: Handle, x: Any) -> Any:
-    """The request's input for monitoring: the fast path's plain rows become records (a list
-    of dicts, which pandas reads with the column names) without building a DataFrame on the
-    request path."""
-    if isinstance(x, list):
-        names = h.names
-        return [dict(zip(names, r)) for r in x]  # type: ignore[arg-type]
-    return x

@@ -239,7 +239,7 @@ class App:
             if self.recorder_cls is None or handle.recorder is not None:
                 return
             try:
-                handle.recorder = self.recorder_cls(handle.name, handle.version)
+                handle.recorder = self.recorder_cls(handle.name, handle.version, columns=handle.names)
             except Exception as exc:  # noqa: BLE001 - monitoring must never stop serving
                 log.warning("monitoring is off for %s/%s: %s", handle.name, handle.version, exc)
 
@@ -516,7 +516,7 @@ class App:
         rec = handle.recorder
         if rec is not None:
             try:
-                rec.submit(M.as_frame(handle, frame), preds, elapsed * 1000.0)
+                rec.submit(frame, preds, elapsed * 1000.0)  # rows in the model's columns, or a DataFrame
             except Exception:  # noqa: BLE001 - monitoring never fails a request
                 pass
         return 200, out, _JSON
