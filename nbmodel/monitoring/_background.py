@@ -56,7 +56,7 @@ class BackgroundRecorder:
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
         ref = weakref.ref(self)
-        atexit.register(lambda: (ref() is not None and ref().close(timeout=5)))  # type: ignore[union-attr]
+        atexit.register(_close_at_exit, ref)
 
     def submit(self, input_frame: Any, predictions: Any, latency_ms: float = float("nan"),
                timestamp: float | None = None) -> None:
@@ -90,9 +90,6 @@ class BackgroundRecorder:
 
     def flush(self) -> int:
         """Record everything queued now; returns the number of rows recorded."""
-        import numpy as np
-        import pandas as pd
-
         with self._flush_lock:
             items = []
             while self._queue:
@@ -100,44 +97,16 @@ class BackgroundRecorder:
             self._pending = 0
             if not items:
                 return 0
-            frames: list[Any] = []
-            records: list[Any] = []  # consecutive list inputs, made one DataFrame
-            preds: list[Any] = []
-            lats: list[float] = []
-            stamps: list[float] = []
-            for frame, pred, lat, ts in items:
-                p = pred if isinstance(pred, np.ndarray) else np.asarray(pred)
-                if p.ndim == 0:
-                    p = p.reshape(1)
-                elif p.ndim > 1 and p.shape[1] == 1:
-                    p = p[:, 0]
-                rows = len(frame)
-                if len(p) != rows:
-                    self.dropped += rows
-                    self.last_error = f"{len(p)} predictions for {rows} rows"
-                    continue
-                preds.append(p)
-                lats.extend([lat] * rows)
-                stamps.extend([ts] * rows)
-                # requests given as rows (lists of lists with self.columns, or lists of dicts)
-                # become one DataFrame with their neighbours, not one each
-                if isinstance(frame, list):
-                    records.extend(frame)
-                    continue
-                if records:
-                    frames.append(self._frame(records))
-                    records = []
-                frames.append(frame if isinstance(frame, pd.DataFrame) else pd.DataFrame(frame))
-            if records:
-                frames.append(self._frame(records))
-            if not frames:
+            batch = self._served(items) if self.columns is not None else None
+            if batch is None:
+                batch = self._general(items)
+            if batch is None:
                 return 0
-            X = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+            X, preds, stamps, lats = batch
             from ._record import record
 
             try:
-                record(self.ref, X, np.concatenate(preds), timestamp=np.asarray(stamps, dtype=np.float64),
-                       latency_ms=np.asarray(lats, dtype=np.float32))
+                record(self.ref, X, preds, timestamp=stamps, latency_ms=lats)
             except NbmodelError as exc:
                 self.dropped += len(X)
                 self.last_error = str(exc)
@@ -148,6 +117,72 @@ class BackgroundRecorder:
                 return 0
             self.recorded += len(X)
             return len(X)
+
+    def _served(self, items: list[tuple[Any, Any, float, float]]) -> tuple[Any, ...] | None:
+        """The server's requests, vectorised: every input a list of rows in ``self.columns``
+        and every prediction a 1-D array of as many values. None if any is not."""
+        import numpy as np
+
+        frames, preds, lats, stamps = zip(*items)
+        if not all(type(f) is list for f in frames) or not all(
+                type(p) is np.ndarray and p.ndim == 1 for p in preds):
+            return None
+        counts = [len(f) for f in frames]
+        if counts != [len(p) for p in preds]:
+            return None
+        rows = [r for f in frames for r in f]
+        try:
+            X = np.array(rows, dtype=np.float64)
+        except (TypeError, ValueError):  # strings, ragged rows: the general path
+            return None
+        if X.ndim != 2 or X.shape[1] != len(self.columns):  # type: ignore[arg-type]
+            return None
+        import pandas as pd
+
+        return (pd.DataFrame(X, columns=self.columns, copy=False), np.concatenate(preds), np.repeat(np.array(stamps, dtype=np.float64), counts),
+                np.repeat(np.array(lats, dtype=np.float32), counts))
+
+    def _general(self, items: list[tuple[Any, Any, float, float]]) -> tuple[Any, ...] | None:
+        """Any mix of DataFrames, arrays and row lists, with predictions of any shape; a
+        request whose predictions do not match its rows is dropped (and counted)."""
+        import numpy as np
+        import pandas as pd
+
+        frames: list[Any] = []
+        records: list[Any] = []  # consecutive list inputs, made one DataFrame
+        preds: list[Any] = []
+        lats: list[float] = []
+        stamps: list[float] = []
+        for frame, pred, lat, ts in items:
+            p = pred if isinstance(pred, np.ndarray) else np.asarray(pred)
+            if p.ndim == 0:
+                p = p.reshape(1)
+            elif p.ndim > 1 and p.shape[1] == 1:
+                p = p[:, 0]
+            rows = len(frame)
+            if len(p) != rows:
+                self.dropped += rows
+                self.last_error = f"{len(p)} predictions for {rows} rows"
+                continue
+            preds.append(p)
+            lats.extend([lat] * rows)
+            stamps.extend([ts] * rows)
+            # requests given as rows (lists of lists with self.columns, or lists of dicts)
+            # become one DataFrame with their neighbours, not one each
+            if isinstance(frame, list):
+                records.extend(frame)
+                continue
+            if records:
+                frames.append(self._frame(records))
+                records = []
+            frames.append(frame if isinstance(frame, pd.DataFrame) else pd.DataFrame(frame))
+        if records:
+            frames.append(self._frame(records))
+        if not frames:
+            return None
+        X = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+        return (X, np.concatenate(preds), np.asarray(stamps, dtype=np.float64),
+                np.asarray(lats, dtype=np.float32))
 
     def _frame(self, rows: list[Any]) -> Any:
         import pandas as pd
@@ -190,3 +225,15 @@ class BackgroundRecorder:
     def __repr__(self) -> str:
         return (f"<BackgroundRecorder {self.ref}: {self.recorded} recorded, {len(self._queue)} queued, "
                 f"{self.dropped} dropped>")
+
+
+def _close_at_exit(ref: "weakref.ref[BackgroundRecorder]") -> None:
+    """Flush what is queued when the interpreter ends; never a traceback at exit (an import
+    can fail by then)."""
+    rec = ref()
+    if rec is None:
+        return
+    try:
+        rec.close(timeout=5)
+    except Exception:  # noqa: BLE001
+        pass

@@ -642,6 +642,9 @@ class Slot:
             "version": h.version if h else None, "loaded_at": h.loaded_at if h else None,
             "requests": self.requests, "errors": self.errors, "swaps": self.swaps,
             "error": self.error, "fast": bool(h and h.fast), "batch": bool(h and h.batch),
+            # requests answered per predict call by this version's batcher (this worker's)
+            "per_call": (round(h.batcher.answered / h.batcher.calls, 2)
+                         if h and h.batcher is not None and h.batcher.calls else None),
             "monitored": bool(h and h.recorder is not None),
             "columns": h.names if h else None,
         }

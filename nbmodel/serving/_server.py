@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import hmac
 import importlib.util
 import json
@@ -172,6 +173,7 @@ class App:
         self.stopping = threading.Event()
         self.wake = threading.Event()
         self.mlflow_ready = threading.Event()
+        self.warm = threading.Event()
         self.server: Any = None
         self.recorder_cls: Any = None
         self.client: Any = None
@@ -375,6 +377,12 @@ class App:
                 except Exception as exc:  # noqa: BLE001 - the fast path serves; other forms say why
                     log.warning("%s: version %s answers only the fast path: %s", slot.ref,
                                 handle.version, M._first_line(exc))
+        # Everything loaded so far (MLflow, pandas, scikit-learn: a large heap) lives as long
+        # as the server: keep it out of the garbage collector's full passes, which otherwise
+        # walk all of it every time recent objects (requests queued for monitoring) age.
+        gc.collect()
+        gc.freeze()
+        self.warm.set()  # nothing more runs in the background but the alias polls
 
     def follower(self) -> None:
         """The background thread that polls the registry until stopped."""
@@ -411,7 +419,7 @@ class App:
             "status": status, "pid": self.pid, "workers": self.workers, "worker_pid": os.getpid(),
             "port": self.record.get("port"),
             "uptime_s": round(time.time() - self.started, 3), "following": self.following,
-            "mlflow_ready": self.mlflow_ready.is_set(),
+            "mlflow_ready": self.mlflow_ready.is_set(), "warm": self.warm.is_set(),
             "models": models,
         }
         return (200 if serving else 503), body
@@ -804,6 +812,10 @@ def _fork_worker(app: App, sock: socket.socket, *, replacement: bool) -> int:
         signal.signal(signal.SIGINT, signal.default_int_handler)
         signal.signal(signal.SIGTERM, _exit_on_sigterm)
         spec: dict[str, Any] = {}
+        if replacement:  # the kernel may have added models or versions since the start
+            with contextlib.suppress(OSError, ValueError):
+                app.record_mtime = os.stat(app.record_path).st_mtime_ns
+                app.record = read_record(app.record_path)
         try:
             for spec in app.record.get("models", []):
                 app.add_slot(spec, with_pyfunc=False)
