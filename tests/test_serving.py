@@ -481,7 +481,7 @@ def test_every_answer_goes_to_the_monitoring_recorder(commit_iris: Any, iris: An
     calls: list[tuple[Any, Any, float]] = []
 
     class Recorder:
-        def __init__(self, name: str, version: int, columns: list[str] | None = None) -> None:
+        def __init__(self, name: str, version: int, columns: list[str] | None = None, **kw: Any) -> None:
             self.ref = f"{name}/{version}"
             self.columns = columns
             self.closed = False
