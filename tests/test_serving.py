@@ -85,6 +85,14 @@ def test_importing_serving_and_its_magics_imports_no_mlflow() -> None:
     assert out.stdout.strip() == "[]"
 
 
+def test_deploying_from_python_without_magics() -> None:
+    import nbmodel
+    import nbmodel.serving as serving
+
+    assert nbmodel.deploy is serving.deploy and nbmodel.deployments is serving.deployments
+    assert nbmodel.undeploy is serving.stop
+
+
 def test_deploy_help_and_usage_errors(shell: Any) -> None:
     shell.run("%model_deploy --help")
     assert "--if-better" in shell.stdout
@@ -92,6 +100,8 @@ def test_deploy_help_and_usage_errors(shell: Any) -> None:
     assert err.kind == "usage" and "--eval" in str(err)
     err = shell.fails("%model_deploy nosuch/1")
     assert err.kind == "model-not-found"
+    err = shell.fails("%model_deploy iris/1 --workers 0")
+    assert err.kind == "deploy" and "--workers takes a count from 1 to 64" in str(err)
 
 
 def test_unknown_version_retired_and_port_in_use(shell: Any, commit_iris: Any, servers: Any) -> None:

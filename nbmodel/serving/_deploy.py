@@ -666,6 +666,10 @@ def stop(target: str | int | None = None) -> list[str]:
 
     Raises:
         DeployError: if nothing matches.
+
+    Example:
+        >>> nbmodel.undeploy("iris")  # doctest: +SKIP
+        ['iris@production at http://127.0.0.1:5001']
     """
     folder = state_dir()
     stopped: list[str] = []
