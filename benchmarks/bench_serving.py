@@ -170,10 +170,9 @@ def start_nbmodel(store_uri: str, folder: Path, *, monitor: bool) -> tuple[subpr
               "detached": True, "monitor": monitor, "max_body": 10 * 2**20}
     rec = folder / f"bench-{port}.json"
     rec.write_text(json.dumps(record))
-    env = {**os.environ, "MLFLOW_TRACKING_URI": store_uri, "PYTHONPATH": str(ROOT)}
     t0 = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "nbmodel.serving._server", "--record", str(rec)],
-                            env=env, stdout=open(folder / f"bench-{port}.log", "ab"),
+    proc = subprocess.Popen(_deploy.server_command(rec), env=_deploy.server_env(store_uri),
+                            stdout=open(folder / f"bench-{port}.log", "ab"),
                             stderr=subprocess.STDOUT, start_new_session=True)
     record["pid"] = proc.pid
     rec.write_text(json.dumps(record))

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from pathlib import Path
 from typing import Any
 
 from ._deploy import (
@@ -88,12 +87,9 @@ def serve(ref: str, *, port: int | None = None, host: str = "127.0.0.1", token: 
     d.version = v.version
     print(f"serving {d.ref} ({v.ref}) at {d.url}" + (f"\n  token: {token}" if token else ""), flush=True)
     sys.stderr.flush()
-    env = {**os.environ, "MLFLOW_TRACKING_URI": store.uri}
-    root = str(Path(__file__).resolve().parents[1])
-    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     try:
-        os.execve(sys.executable, [sys.executable, "-m", "nbmodel.serving._server", "--record",
-                                   str(path), "--remove-record"], env)
+        os.execve(sys.executable, _deploy.server_command(path, "--remove-record"),
+                  _deploy.server_env(store.uri))
     except OSError:
         path.unlink(missing_ok=True)
         raise

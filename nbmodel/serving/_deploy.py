@@ -558,6 +558,21 @@ def _find(path: Path, record: dict[str, Any], name: str) -> Deployment:
     raise DeployError(f"{name} is not in {path}")
 
 
+def server_env(store_uri: str) -> dict[str, str]:
+    """The environment of a server process: the store, no telemetry, this nbmodel importable."""
+    env = dict(os.environ)
+    env["MLFLOW_TRACKING_URI"] = store_uri
+    env["MLFLOW_DISABLE_TELEMETRY"] = "true"
+    root = str(Path(__file__).resolve().parents[2])
+    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    return env
+
+
+def server_command(record: Path, *args: str) -> list[str]:
+    """The command line of a server process serving ``record``."""
+    return [sys.executable, "-m", "nbmodel.serving._server", "--record", str(record), *args]
+
+
 def _start(path: Path, record: dict[str, Any], store: Any) -> Deployment:
     host, port = record["host"], int(record["port"])
     deadline = time.monotonic() + (5.0 if record.get("pid") else 0.0)
@@ -572,12 +587,8 @@ def _start(path: Path, record: dict[str, Any], store: Any) -> Deployment:
     record["log"] = str(path.with_suffix(".log"))
     record["store"] = store.uri
     _write(path, record)
-    env = dict(os.environ)
-    env["MLFLOW_TRACKING_URI"] = store.uri
-    env["MLFLOW_DISABLE_TELEMETRY"] = "true"
-    root = str(Path(__file__).resolve().parents[2])
-    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    cmd = [sys.executable, "-m", "nbmodel.serving._server", "--record", str(path)]
+    env = server_env(store.uri)
+    cmd = server_command(path)
     if not record.get("detached"):
         cmd += ["--parent", str(os.getpid())]
     with open(record["log"], "ab") as logf:

@@ -85,7 +85,6 @@ class Handle:
     native: Any = None  # the estimator, for the fast path
     fast: bool = False  # the fast path gave MLflow's answers on the input example
     use_array: bool = False  # the estimator takes a bare array (no column names needed)
-    batch: bool = False  # several requests' rows may go to one predict call
     example: dict[str, Any] | None = None  # the serving input example
     loaded_at: float = field(default_factory=time.time)
     recorder: Any = None
@@ -93,6 +92,11 @@ class Handle:
     _pyfunc_lock: threading.Lock = field(default_factory=threading.Lock)
 
     batcher: Batcher | None = None
+
+    @property
+    def batch(self) -> bool:
+        """Several requests' rows may go to one predict call."""
+        return self.batcher is not None
 
     @property
     def names(self) -> list[str] | None:
@@ -180,8 +184,8 @@ def load_handle(name: str, version: int, path: str, *, with_pyfunc: bool = False
         with_pyfunc = True  # no fast path: MLflow's pyfunc answers everything
     elif all(c.type in _NUMERIC for c in h.columns):
         h.fast, h.use_array = _check_fast(h)
-        h.batch = h.fast and _check_batch(h)
-    h.batcher = Batcher(h) if h.batch else None
+        if h.fast and _check_batch(h):
+            h.batcher = Batcher(h)
     if with_pyfunc:
         h.pyfunc()
         if h.example is not None and not h.fast:
