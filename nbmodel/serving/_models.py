@@ -109,7 +109,10 @@ class Handle:
                 if self._pyfunc is None:
                     import mlflow.pyfunc
 
-                    self._pyfunc = mlflow.pyfunc.load_model(self.path)
+                    # No requirement check: it scans every installed distribution (seconds,
+                    # holding the GIL while requests wait), and the server runs where the
+                    # kernel that committed the model already checked them.
+                    self._pyfunc = mlflow.pyfunc.load_model(self.path, suppress_warnings=True)
         return self._pyfunc
 
 
