@@ -17,6 +17,7 @@ no MLflow, pandas, scikit-learn or matplotlib.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from typing import Any
 
 __version__ = "0.1.0"
@@ -78,10 +79,16 @@ def __dir__() -> list[str]:
 
 
 def load_ipython_extension(ipython: Any) -> None:
-    """``%load_ext nbmodel``: register the magics (instant: nothing heavy is imported)."""
+    """``%load_ext nbmodel``: register the magics (instant: nothing heavy is imported), and
+    start the warm starter in the background so that ``%model_deploy`` answers within a
+    second (``NBMODEL_WARM_SERVER=0`` turns it off; see :mod:`nbmodel.serving._warm`)."""
     from .magics import register
 
     register(ipython)
+    if importlib.util.find_spec("nbmodel.serving") is not None:
+        from .serving import _warm
+
+        _warm.prestart()
 
 
 def unload_ipython_extension(ipython: Any) -> None:

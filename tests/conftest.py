@@ -23,6 +23,18 @@ for _var in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
     os.environ.pop(_var, None)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def warm_starter() -> Any:
+    """The warm starter a kernel gets from ``%load_ext nbmodel``, once for the session (its
+    imports take seconds): servers deployed in the tests fork from it, as in a notebook.
+    A test that sets NBMODEL_WARM_SERVER=0 gets fresh server processes instead. Stopped at the
+    end of the session."""
+    from nbmodel.serving import _warm
+
+    yield _warm.prestart()
+    _warm.shutdown()
+
+
 @pytest.fixture(scope="session")
 def store_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An empty, fully migrated sqlite store to copy from."""

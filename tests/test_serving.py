@@ -434,6 +434,109 @@ def test_server_ends_with_the_kernel_that_started_it(commit_iris: Any, isolated_
     serving.stop("all")
 
 
+def gone(pid: int, timeout: float = 10.0) -> bool:
+    """Wait until process ``pid`` has ended (a zombie not yet reaped counts as ended)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with open(f"/proc/{pid}/stat", encoding="utf-8") as f:
+                if f.read().rsplit(")", 1)[1].split()[0] == "Z":
+                    return True
+        except OSError:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def parent_pid(pid: int) -> int:
+    with open(f"/proc/{pid}/stat", encoding="utf-8") as f:
+        return int(f.read().rsplit(")", 1)[1].split()[1])
+
+
+def test_servers_fork_from_the_warm_starter_else_start_afresh(shell: Any, commit_iris: Any, iris: Any,
+                                                             servers: Any, monkeypatch: Any) -> None:
+    from nbmodel.serving import _deploy, _warm
+
+    commit_iris(C=1.0)
+    starter = _warm.current()
+    assert starter is not None, "%load_ext nbmodel starts the warm starter"
+    dep = shell.run("%model_deploy iris/1")
+    assert parent_pid(dep.pid) == starter.pid
+    assert post(dep.url, split(iris["X_test"].iloc[:2])).status_code == 200
+    health = requests.get(dep.base_url + "/health", timeout=5).json()
+    assert health["pid"] == dep.pid and health["following"]
+    shell.run("%model_deploy --stop iris")
+    assert not servers.deployments()
+
+    # turned off: a fresh process, the kernel's own child
+    monkeypatch.setenv("NBMODEL_WARM_SERVER", "0")
+    dep = servers.deploy("iris/1")
+    assert parent_pid(dep.pid) == os.getpid()
+    assert post(dep.url, split(iris["X_test"].iloc[:2])).status_code == 200
+    servers.stop("all")
+    monkeypatch.delenv("NBMODEL_WARM_SERVER")
+
+    # a helper that hangs is given up on, and the server starts afresh
+    stuck = _warm.WarmStarter(_deploy.server_env())
+    os.kill(stuck.pid, signal.SIGSTOP)
+    monkeypatch.setattr(_warm, "READY_TIMEOUT", 0.5)
+    monkeypatch.setattr(_warm, "_starter", stuck)
+    dep = servers.deploy("iris/1")
+    assert parent_pid(dep.pid) == os.getpid()
+    assert stuck.proc.poll() is not None, "the stuck helper was ended"
+    assert post(dep.url, split(iris["X_test"].iloc[:2])).status_code == 200
+
+
+def test_the_warm_starter_stays_while_used_and_leaves_when_idle(shell: Any, monkeypatch: Any) -> None:
+    from nbmodel.serving import _deploy, _warm
+
+    short = _warm.WarmStarter(_deploy.server_env(), idle_seconds=3.0)
+    monkeypatch.setattr(_warm, "_starter", short)
+    try:
+        assert "ready" in short._read(120)
+        short.ready = True
+        for _ in range(15):  # 4.5 s of magics, each telling it the kernel is in use
+            shell.run("%model_deployments")
+            time.sleep(0.3)
+        assert short.alive()
+        deadline = time.monotonic() + 30
+        while short.alive() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not short.alive(), "an idle helper leaves"
+        shell.run("%model_deployments")  # the next magic starts another
+        assert _warm._starter is not short and _warm._starter.alive()
+    finally:
+        if _warm._starter is not short:
+            _warm._starter.close()
+        short.close()
+
+
+@pytest.mark.slow
+def test_a_warm_started_server_ends_with_its_kernel_a_detached_one_stays(commit_iris: Any, iris: Any,
+                                                                        isolated_store: Any) -> None:
+    commit_iris(C=1.0)
+    code = ("import nbmodel.serving as s, json, os, signal; from nbmodel.serving import _warm; "
+            "w = _warm.prestart(); a = s.deploy('iris/1'); "
+            "b = s.deploy('iris/1', alias='staging', detach=True); "
+            "print(json.dumps([w.pid, a.pid, b.pid, b.url]), flush=True); "
+            "os.kill(os.getpid(), signal.SIGKILL)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                         cwd=Path(__file__).parents[1], env={**os.environ})
+    assert out.returncode == -signal.SIGKILL, out.stderr
+    warm, attached, detached, url = json.loads(out.stdout.strip().splitlines()[-1])
+    import nbmodel.serving as serving
+
+    try:
+        assert gone(warm), "the warm starter outlived its kernel"
+        assert gone(attached), "the server outlived its kernel"
+        assert post(url, split(iris["X_test"].iloc[:2])).status_code == 200, "a detached server stays"
+        health = {d.ref: d.health for d in serving.deployments()}
+        assert health["iris@staging"] == "ok" and "kernel exited" in health["iris@production"]
+    finally:
+        serving.stop("all")
+    assert gone(detached)
+
+
 @pytest.mark.slow
 def test_dockerfile_written_by_mlflow(shell: Any, commit_iris: Any, tmp_path: Path) -> None:
     commit_iris(C=1.0)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import shlex
+import sys
 from typing import Any, Callable, TypeVar
 
 from IPython.core.error import UsageError
@@ -30,6 +31,7 @@ def usage_errors(fn: F) -> F:
 
     @functools.wraps(fn)
     def wrapper(self: Any, line: str = "", *args: Any, **kwargs: Any) -> Any:
+        _keep_warm()
         try:
             return fn(self, line, *args, **kwargs)
         except HelpShown:
@@ -38,6 +40,13 @@ def usage_errors(fn: F) -> F:
             raise NbmodelUsageError(str(exc), exc.kind) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def _keep_warm() -> None:
+    """Every magic keeps the kernel's warm starter running (see nbmodel.serving._warm)."""
+    warm = sys.modules.get("nbmodel.serving._warm")
+    if warm is not None:  # only when the extension started one
+        warm.keep_warm()
 
 
 def _asked_for_help(line: str) -> bool:

@@ -28,6 +28,7 @@ from typing import Any, Iterator
 
 from ..errors import AliasNotFound, DeployError, NotBetter, RetiredVersion
 from ..refs import parse_ref
+from . import _warm
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 DEFAULT_MAX_BODY = 10 * 1024 * 1024
@@ -558,10 +559,11 @@ def _find(path: Path, record: dict[str, Any], name: str) -> Deployment:
     raise DeployError(f"{name} is not in {path}")
 
 
-def server_env(store_uri: str) -> dict[str, str]:
+def server_env(store_uri: str | None = None) -> dict[str, str]:
     """The environment of a server process: the store, no telemetry, this nbmodel importable."""
     env = dict(os.environ)
-    env["MLFLOW_TRACKING_URI"] = store_uri
+    if store_uri is not None:
+        env["MLFLOW_TRACKING_URI"] = store_uri
     env["MLFLOW_DISABLE_TELEMETRY"] = "true"
     root = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
@@ -570,7 +572,23 @@ def server_env(store_uri: str) -> dict[str, str]:
 
 def server_command(record: Path, *args: str) -> list[str]:
     """The command line of a server process serving ``record``."""
-    return [sys.executable, "-m", "nbmodel.serving._server", "--record", str(record), *args]
+    return [sys.executable, "-m", "nbmodel.serving._server", *server_args(record, *args)]
+
+
+def server_args(record: Path, *args: str) -> list[str]:
+    """The arguments of ``python -m nbmodel.serving._server`` serving ``record``."""
+    return ["--record", str(record), *args]
+
+
+class _Forked:
+    """A server forked by the kernel's warm starter (which reaps it): enough of Popen for
+    :func:`_start`."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+
+    def poll(self) -> int | None:
+        return None if _pid_alive(self.pid) else 1
 
 
 def _start(path: Path, record: dict[str, Any], store: Any) -> Deployment:
@@ -588,13 +606,18 @@ def _start(path: Path, record: dict[str, Any], store: Any) -> Deployment:
     record["store"] = store.uri
     _write(path, record)
     env = server_env(store.uri)
-    cmd = server_command(path)
-    if not record.get("detached"):
-        cmd += ["--parent", str(os.getpid())]
-    with open(record["log"], "ab") as logf:
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT,
-                                env=env, start_new_session=True, close_fds=True)
-    _children[proc.pid] = proc
+    extra = [] if record.get("detached") else ["--parent", str(os.getpid())]
+    warm = _warm.current()  # a server forked by it skips seconds of imports
+    pid = warm.spawn(server_args(path, *extra), env, record["log"]) if warm is not None else None
+    proc: subprocess.Popen | _Forked
+    if pid:
+        proc = _Forked(pid)
+    else:
+        with open(record["log"], "ab") as logf:
+            proc = subprocess.Popen(server_command(path, *extra), stdin=subprocess.DEVNULL,
+                                    stdout=logf, stderr=subprocess.STDOUT, env=env,
+                                    start_new_session=True, close_fds=True)
+        _children[proc.pid] = proc
     record["pid"] = proc.pid
     _write(path, record)
     deadline = time.monotonic() + START_TIMEOUT

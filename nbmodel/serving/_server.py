@@ -25,6 +25,7 @@ import importlib.util
 import json
 import logging
 import os
+import select
 import shutil
 import signal
 import socket
@@ -32,7 +33,7 @@ import sys
 import tempfile
 import threading
 import time
-from typing import Any
+from typing import Any, Callable
 
 from . import _models as M
 from ._models import RequestError, Slot
@@ -616,10 +617,36 @@ def _close(recorder: Any) -> None:
         log.warning("closing a monitoring recorder failed: %s", exc)
 
 
+def parent_alive(parent: int) -> Callable[[], bool]:
+    """A check that says whether the process ``parent`` still runs: the kernel that started
+    this server is its parent process, or (forked by the kernel's warm starter) is watched
+    through a pidfd, which becomes readable when that process ends."""
+    if os.getppid() == parent:
+        return lambda: os.getppid() == parent
+    try:
+        fd = os.pidfd_open(parent)
+    except ProcessLookupError:
+        return lambda: False
+    except (AttributeError, OSError):  # no pidfd here (macOS): whether the pid still exists
+        return lambda: _pid_exists(parent)
+    return lambda: not select.select([fd], [], [], 0)[0]
+
+
+def _pid_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
+
+
 def _watch_parent(app: App, parent: int) -> None:
     """End the server when the kernel that started it is gone (no orphans)."""
+    alive = parent_alive(parent)
     while not app.stopping.wait(0.5):
-        if os.getppid() != parent:
+        if not alive():
             log.warning("the kernel that started this server (pid %s) exited; stopping", parent)
             app.stop_reason = "its kernel exited"
             if app.server is not None:
@@ -660,9 +687,13 @@ def serve(record_path: str, *, parent: int | None = None, sock: socket.socket | 
     workers = max(1, int(record.get("workers") or 1))
     metrics_dir = None
     if workers > 1:
-        # before prometheus_client is imported: it picks its value store at import
+        # prometheus_client picks its value store at import, by this variable; a server forked
+        # by the warm starter may have it imported already: switch it before any metric exists
         metrics_dir = tempfile.mkdtemp(prefix="nbmodel-metrics-")
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+        values = sys.modules.get("prometheus_client.values")
+        if values is not None:
+            values.ValueClass = values.get_value_class()
     try:
         return _serve(record_path, record, workers, parent, sock, remove_record)
     finally:
@@ -758,10 +789,11 @@ def _supervise(app: App, sock: socket.socket, parent: int | None, workers: int) 
     signal.signal(signal.SIGINT, on_signal)
     children: set[int] = set()
     deaths: list[float] = []
+    parent_check = parent_alive(parent) if parent else None
     for _ in range(workers):
         children.add(_fork_worker(app, sock, replacement=False))
     while not reason:
-        if parent and os.getppid() != parent:
+        if parent_check is not None and not parent_check():
             log.warning("the kernel that started this server (pid %s) exited; stopping", parent)
             reason.append("its kernel exited")
             break
