@@ -50,8 +50,17 @@ FORK_TIMEOUT = 10.0
 IDLE_SECONDS = 15 * 60.0
 
 
+#: Variables read when the libraries load (thread pools, import paths): a server forked by a
+#: helper that imported them with other values would not honour the kernel's.
+IMPORT_TIME_VARS = ("OMP_", "OPENBLAS_", "MKL_", "VECLIB_", "NUMEXPR_", "SKLEARN_", "PYTHON", "LD_")
+
+
 def enabled() -> bool:
     return os.environ.get(ENV_SWITCH, "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+def _import_time(env: dict[str, str]) -> dict[str, str]:
+    return {k: v for k, v in env.items() if k.startswith(IMPORT_TIME_VARS)}
 
 
 # -- in the kernel ---------------------------------------------------------------------------
@@ -60,6 +69,7 @@ class WarmStarter:
 
     def __init__(self, env: dict[str, str], idle_seconds: float = IDLE_SECONDS) -> None:
         self.owner = os.getpid()
+        self.imported_with = _import_time(env)
         self.lock = threading.Lock()
         self.ready = False
         self.buffer = b""
@@ -78,9 +88,10 @@ class WarmStarter:
 
     def spawn(self, argv: list[str], env: dict[str, str], log: str) -> int | None:
         """Fork a server running ``python -m nbmodel.serving._server *argv``: its pid, or None
-        when the helper cannot (the caller then starts a fresh process)."""
+        when the helper cannot, or was started with other thread or path settings than ``env``
+        has now (the caller then starts a fresh process)."""
         with self.lock:
-            if not self.alive():
+            if not self.alive() or _import_time(env) != self.imported_with:
                 return None
             answer: dict[str, Any] = {}
             try:
