@@ -23,16 +23,25 @@ for _var in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
     os.environ.pop(_var, None)
 
 
-@pytest.fixture(scope="session", autouse=True)
+@pytest.fixture(scope="session")
 def warm_starter() -> Any:
-    """The warm starter a kernel gets from ``%load_ext nbmodel``, once for the session (its
-    imports take seconds): servers deployed in the tests fork from it, as in a notebook.
-    A test that sets NBMODEL_WARM_SERVER=0 gets fresh server processes instead. Stopped at the
-    end of the session."""
+    """The warm starter a kernel gets from ``%load_ext nbmodel``, started once for the session
+    (its imports take seconds) and stopped at its end. Tests that run servers use it through
+    the ``servers`` fixture, so their servers fork from it as in a notebook."""
     from nbmodel.serving import _warm
 
-    yield _warm.prestart()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(_warm.ENV_SWITCH, "1")
+        starter = _warm.prestart()
+    yield starter
     _warm.shutdown()
+
+
+@pytest.fixture(autouse=True)
+def no_warm_starter(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Off unless a test asks for it (``servers``, ``warm_starter``): the fast set starts no
+    helper process, and a test's own kernels start servers afresh unless told otherwise."""
+    monkeypatch.setenv("NBMODEL_WARM_SERVER", "0")
 
 
 @pytest.fixture(scope="session")

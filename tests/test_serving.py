@@ -22,11 +22,19 @@ requests = pytest.importorskip("requests")
 
 
 @pytest.fixture
-def servers(isolated_store: Any) -> Any:
+def stop_servers(isolated_store: Any) -> Any:
+    """nbmodel.serving; stops every server of the test's store at the end."""
     import nbmodel.serving as serving
 
     yield serving
     serving.stop("all")
+
+
+@pytest.fixture
+def servers(stop_servers: Any, warm_starter: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """``stop_servers``, with the session's warm starter on as in a notebook."""
+    monkeypatch.setenv("NBMODEL_WARM_SERVER", "1")
+    return stop_servers
 
 
 def post(url: str, body: Any, ctype: str = "application/json", **headers: str) -> Any:
@@ -104,7 +112,7 @@ def test_deploy_help_and_usage_errors(shell: Any) -> None:
     assert err.kind == "deploy" and "--workers takes a count from 1 to 64" in str(err)
 
 
-def test_unknown_version_retired_and_port_in_use(shell: Any, commit_iris: Any, servers: Any) -> None:
+def test_unknown_version_retired_and_port_in_use(shell: Any, commit_iris: Any, stop_servers: Any) -> None:
     import nbmodel
 
     commit_iris(C=1.0)
@@ -453,6 +461,7 @@ def parent_pid(pid: int) -> int:
         return int(f.read().rsplit(")", 1)[1].split()[1])
 
 
+@pytest.mark.slow
 def test_servers_fork_from_the_warm_starter_else_start_afresh(shell: Any, commit_iris: Any, iris: Any,
                                                              servers: Any, monkeypatch: Any) -> None:
     from nbmodel.serving import _deploy, _warm
@@ -469,12 +478,19 @@ def test_servers_fork_from_the_warm_starter_else_start_afresh(shell: Any, commit
     assert not servers.deployments()
 
     # turned off: a fresh process, the kernel's own child
-    monkeypatch.setenv("NBMODEL_WARM_SERVER", "0")
-    dep = servers.deploy("iris/1")
-    assert parent_pid(dep.pid) == os.getpid()
-    assert post(dep.url, split(iris["X_test"].iloc[:2])).status_code == 200
-    servers.stop("all")
-    monkeypatch.delenv("NBMODEL_WARM_SERVER")
+    with monkeypatch.context() as m:
+        m.setenv("NBMODEL_WARM_SERVER", "0")
+        dep = servers.deploy("iris/1")
+        assert parent_pid(dep.pid) == os.getpid()
+        assert post(dep.url, split(iris["X_test"].iloc[:2])).status_code == 200
+        servers.stop("all")
+
+    # a thread setting changed since the helper imported: it would not apply there
+    with monkeypatch.context() as m:
+        m.setenv("OMP_NUM_THREADS", "1" if os.environ.get("OMP_NUM_THREADS") != "1" else "2")
+        dep = servers.deploy("iris/1")
+        assert parent_pid(dep.pid) == os.getpid() and starter.alive()
+        servers.stop("all")
 
     # a helper that hangs is given up on, and the server starts afresh
     stuck = _warm.WarmStarter(_deploy.server_env())
@@ -487,8 +503,12 @@ def test_servers_fork_from_the_warm_starter_else_start_afresh(shell: Any, commit
     assert post(dep.url, split(iris["X_test"].iloc[:2])).status_code == 200
 
 
-def test_the_warm_starter_stays_while_used_and_leaves_when_idle(shell: Any, monkeypatch: Any) -> None:
+@pytest.mark.slow
+def test_the_warm_starter_stays_while_used_and_leaves_when_idle(shell: Any, warm_starter: Any,
+                                                                monkeypatch: Any) -> None:
     from nbmodel.serving import _deploy, _warm
+
+    monkeypatch.setenv("NBMODEL_WARM_SERVER", "1")
 
     short = _warm.WarmStarter(_deploy.server_env(), idle_seconds=3.0)
     monkeypatch.setattr(_warm, "_starter", short)
@@ -521,7 +541,7 @@ def test_a_warm_started_server_ends_with_its_kernel_a_detached_one_stays(commit_
             "print(json.dumps([w.pid, a.pid, b.pid, b.url]), flush=True); "
             "os.kill(os.getpid(), signal.SIGKILL)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
-                         cwd=Path(__file__).parents[1], env={**os.environ})
+                         cwd=Path(__file__).parents[1], env={**os.environ, "NBMODEL_WARM_SERVER": "1"})
     assert out.returncode == -signal.SIGKILL, out.stderr
     warm, attached, detached, url = json.loads(out.stdout.strip().splitlines()[-1])
     import nbmodel.serving as serving
