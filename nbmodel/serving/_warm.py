@@ -16,9 +16,11 @@ environment and folder, and ``--parent`` watching the kernel (not this helper). 
 reaps the servers that end and exits when its stdin closes, that is when the kernel ends;
 the servers see the kernel go on their own.
 
-It imports no prometheus_client (which picks its multiprocess mode at import) and runs no
-prediction (no OpenMP pool must cross a fork). Anything going wrong here falls back to
-starting the server as a new process, so a deploy never depends on the helper.
+It runs no prediction (no OpenMP pool must cross a fork), and does not import
+prometheus_client, which picks its multiprocess mode at import (a server with ``--workers``
+switches it on itself, see ``serve``). Anything going wrong here, or thread and path settings
+changed in the kernel since the helper started, falls back to starting the server as a new
+process, so a deploy never depends on the helper.
 
 Run as ``python -m nbmodel.serving._warm`` by :func:`prestart`.
 """
@@ -46,10 +48,8 @@ READY_TIMEOUT = 60.0
 #: How long a ready helper may take to fork.
 FORK_TIMEOUT = 10.0
 #: The helper leaves after this long without a deploy or any other nbmodel magic (it holds
-#: about 180 MB); the next magic starts it again.
+#: about 220 MB); the next magic starts it again.
 IDLE_SECONDS = 15 * 60.0
-
-
 #: Variables read when the libraries load (thread pools, import paths): a server forked by a
 #: helper that imported them with other values would not honour the kernel's.
 IMPORT_TIME_VARS = ("OMP_", "OPENBLAS_", "MKL_", "VECLIB_", "NUMEXPR_", "SKLEARN_", "PYTHON", "LD_")
