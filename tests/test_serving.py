@@ -524,7 +524,12 @@ def test_the_warm_starter_stays_while_used_and_leaves_when_idle(shell: Any, warm
             time.sleep(0.1)
         assert not short.alive(), "an idle helper leaves"
         shell.run("%model_deployments")  # the next magic starts another
-        assert _warm._starter is not short and _warm._starter.alive()
+        again = _warm._starter
+        assert again is not short and again.alive()
+        again.proc.kill()  # one that fails is not started again and again
+        again.proc.wait()
+        shell.run("%model_deployments")
+        assert _warm._starter is again and _warm.current() is None
     finally:
         if _warm._starter is not short:
             _warm._starter.close()

@@ -173,13 +173,14 @@ def prestart() -> WarmStarter | None:
 
 
 def keep_warm() -> None:
-    """Called by every magic: restart a helper that left while idle, or tell it to stay."""
+    """Called by every magic: restart a helper that left while idle, or tell it to stay. One
+    that failed (or was killed) is not restarted: servers start afresh from then on."""
     if not _wanted or not enabled():
         return
     s = _starter
     if s is not None and s.alive():
         s.touch()
-    else:
+    elif s is None or s.proc.returncode == 0:
         prestart()
 
 
