@@ -12,8 +12,8 @@ when forked by a warm starter, as ``%model_deploy`` does in a notebook (with how
 starter takes to be ready and the memory it holds), and the whole of ``nbmodel.deploy`` that
 way (alias moved, server started, first answer); then the requests/s ratio; then what
 monitoring every request costs: the recorder's own work per request measured in this process,
-and whole servers with and without it in alternating runs, with their spread (identical runs
-differ by 10-20% on a busy 2-core machine, so the in-process figure is the precise one). The load comes
+and whole servers with and without it, side by side under the same load at the same time
+(identical runs one after the other differ by 10-20% on a busy 2-core machine). The load comes
 from ``wrk`` when it is installed (``apt-get install wrk``), else from a bounded Python client
 (which saturates before either server does, so its ratios understate the gap). Everything runs
 on 127.0.0.1 in a temporary store, and every process started here is stopped here.
@@ -374,37 +374,58 @@ def main() -> None:
               f"{warm['startup']:.2f} s from a notebook, {results['nbmodel']['startup']:.2f} s as a "
               "fresh process (target < 2 s)")
 
-        # monitoring every request: alternate runs with and without the recorder. Throughput
-        # moves with the machine's other load; the server's CPU time per answered request
-        # (all its threads, the recorder's too) is the steadier measure of the cost.
-        with_rec, without = [], []
-        cpu_with, cpu_without = [], []
-        for _ in range(args.monitor_rounds):
-            for monitor, into, cpu in ((True, with_rec, cpu_with), (False, without, cpu_without)):
-                proc, port, t0 = start_nbmodel(store_uri, folder, monitor=monitor)
-                try:
-                    wait_answering(proc, port, body, t0)
-                    wait_following(folder, port, key="warm")  # recorder attached, start-up done
-                    load(port, body, 2, args.connections, folder)
-                    c0 = cpu_seconds(proc.pid)
-                    res = load(port, body, args.seconds, args.connections, folder)
-                    time.sleep(1.0)  # let the recorder's timed flush of this run's rows count
-                    cpu.append((cpu_seconds(proc.pid) - c0) / res["requests"] * 1e6)
-                    into.append(res["rps"])
-                finally:
-                    stop(proc)
-        a, b = statistics.median(with_rec), statistics.median(without)
-        ca, cb = statistics.median(cpu_with), statistics.median(cpu_without)
+        # Monitoring every request: a monitored and a plain server side by side, each under
+        # its own half of the connections at the same time, so both see the same machine
+        # (runs one after the other differ by 10-20% here, more than the effect measured).
         us = recorder_us_per_request()
+        rounds = [paired_monitoring_round(store_uri, folder, body, load, args.seconds, args.connections)
+                  for _ in range(args.monitor_rounds)]
+        ratios = [r["with"]["rps"] / r["without"]["rps"] for r in rounds]
+        cpu = [r["with"]["cpu_us"] / r["without"]["cpu_us"] for r in rounds]
+        plain_cpu = statistics.median(r["without"]["cpu_us"] for r in rounds)
         print(f"monitoring every request, the recorder's own work measured in process: {us:.1f} us "
-              f"per request, {100 * us / cb:.1f}% of the server's CPU per request (target <= 5%)")
-        print(f"  whole servers, {args.monitor_rounds} alternating runs each: {a:.0f} req/s with "
-              f"(runs {min(with_rec):.0f}-{max(with_rec):.0f}), {b:.0f} without "
-              f"({min(without):.0f}-{max(without):.0f}); server CPU per request {ca:.0f} us with "
-              f"({min(cpu_with):.0f}-{max(cpu_with):.0f}), {cb:.0f} without "
-              f"({min(cpu_without):.0f}-{max(cpu_without):.0f}); medians differ by "
-              f"{100 * (ca / cb - 1):.1f}% of CPU per request, {100 * (1 - a / b):.1f}% of throughput")
+              f"per request, {100 * us / plain_cpu:.1f}% of the server's CPU per request (target <= 5%)")
+        print(f"  whole servers side by side, {args.monitor_rounds} rounds: requests/s with / without "
+              f"monitoring {', '.join(f'{x:.3f}' for x in ratios)}; median {statistics.median(ratios):.3f}, "
+              f"a cost of {100 * (1 - statistics.median(ratios)):.1f}% of throughput (target <= 5%); "
+              f"CPU per request with / without: median {statistics.median(cpu):.3f}")
 
+
+def paired_monitoring_round(store_uri: str, folder: Path, body: bytes, load: Any, seconds: float,
+                            connections: int) -> dict[str, dict[str, float]]:
+    """A monitored and a plain server, loaded at the same time with half the connections each:
+    ``{"with": {...}, "without": {...}}``, each with ``rps`` and ``cpu_us`` (the server's CPU
+    time per answered request, all its threads: the recorder's flushes included)."""
+    servers = {}
+    try:
+        for key, monitor in (("with", True), ("without", False)):
+            servers[key] = start_nbmodel(store_uri, folder, monitor=monitor)
+        for proc, port, t0 in servers.values():
+            wait_answering(proc, port, body, t0)
+            wait_following(folder, port, key="warm")  # recorder attached, start-up done
+        half = max(1, connections // 2)
+        out: dict[str, dict[str, float]] = {}
+
+        def run(key: str, secs: float, measure: bool) -> None:
+            proc, port, _ = servers[key]
+            own = folder / f"load-{key}"
+            own.mkdir(exist_ok=True)
+            c0 = cpu_seconds(proc.pid)
+            res = load(port, body, secs, half, own)
+            if measure:
+                time.sleep(1.0)  # the recorder's timed flush of this run's rows counts too
+                out[key] = {"rps": res["rps"], "cpu_us": (cpu_seconds(proc.pid) - c0) / res["requests"] * 1e6}
+
+        for secs, measure in ((2, False), (seconds, True)):  # warm up, then measure
+            threads = [threading.Thread(target=run, args=(key, secs, measure)) for key in servers]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+        return out
+    finally:
+        for proc, _, _ in servers.values():
+            stop(proc)
 
 if __name__ == "__main__":
     main()
