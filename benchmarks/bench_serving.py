@@ -160,35 +160,8 @@ def make_store(folder: Path) -> tuple[str, bytes]:
     return uri, body.encode()
 
 
-class Forked:
-    """A server forked by the warm starter (its parent reaps it): what ``wait_answering`` and
-    ``stop`` use of a Popen."""
-
-    def __init__(self, pid: int) -> None:
-        self.pid = pid
-        self.returncode = None
-
-    def poll(self) -> int | None:
-        try:
-            with open(f"/proc/{self.pid}/stat", encoding="utf-8") as f:
-                ended = f.read().rsplit(")", 1)[1].split()[0] == "Z"
-        except OSError:
-            ended = True
-        if ended:
-            self.returncode = 0
-        return self.returncode
-
-    def wait(self, timeout: float) -> int:
-        deadline = time.monotonic() + timeout
-        while self.poll() is None:
-            if time.monotonic() > deadline:
-                raise subprocess.TimeoutExpired(str(self.pid), timeout)
-            time.sleep(0.02)
-        return 0
-
-
 def start_nbmodel(store_uri: str, folder: Path, *, monitor: bool,
-                  warm: object = None) -> tuple[subprocess.Popen | Forked, int, float]:
+                  warm: object = None) -> tuple[Any, int, float]:
     """A server process serving iris@production, as a fresh process, or forked by ``warm`` (a
     ready warm starter) as ``%model_deploy`` does in a notebook."""
     from nbmodel.serving import _deploy
@@ -208,7 +181,7 @@ def start_nbmodel(store_uri: str, folder: Path, *, monitor: bool,
     log = folder / f"bench-{port}.log"
     t0 = time.perf_counter()
     if warm is not None:
-        proc: subprocess.Popen | Forked = Forked(warm.spawn(_deploy.server_args(rec), env, str(log)))
+        proc: Any = _deploy.Forked(warm.spawn(_deploy.server_args(rec), env, str(log)))
     else:
         proc = subprocess.Popen(_deploy.server_command(rec), env=env, stdout=open(log, "ab"),
                                 stderr=subprocess.STDOUT, start_new_session=True)
@@ -281,7 +254,7 @@ def warm_startups(store_uri: str, folder: Path, body: bytes, load: Any, seconds:
             for i in range(rounds):
                 t0 = time.perf_counter()
                 dep = nbmodel.deploy("iris/1", alias=f"bench{i}")
-                wait_answering(Forked(dep.pid), dep.port, body, t0)
+                wait_answering(_deploy.Forked(dep.pid), dep.port, body, t0)
                 deploys.append(time.perf_counter() - t0)
                 nbmodel.undeploy(f"iris@bench{i}")
         finally:

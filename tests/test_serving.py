@@ -444,16 +444,14 @@ def test_server_ends_with_the_kernel_that_started_it(commit_iris: Any, isolated_
 
 def gone(pid: int, timeout: float = 10.0) -> bool:
     """Wait until process ``pid`` has ended (a zombie not yet reaped counts as ended)."""
+    from nbmodel.serving import _deploy
+
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with open(f"/proc/{pid}/stat", encoding="utf-8") as f:
-                if f.read().rsplit(")", 1)[1].split()[0] == "Z":
-                    return True
-        except OSError:
-            return True
+    while _deploy._pid_alive(pid):
+        if time.monotonic() > deadline:
+            return False
         time.sleep(0.05)
-    return False
+    return True
 
 
 def parent_pid(pid: int) -> int:

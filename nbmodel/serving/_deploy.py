@@ -580,15 +580,26 @@ def server_args(record: Path, *args: str) -> list[str]:
     return ["--record", str(record), *args]
 
 
-class _Forked:
+class Forked:
     """A server forked by the kernel's warm starter (which reaps it): enough of Popen for
-    :func:`_start`."""
+    :func:`_start` and the benchmark."""
 
     def __init__(self, pid: int) -> None:
         self.pid = pid
+        self.returncode: int | None = None  # its exit code is the helper's to read: 1 once gone
 
     def poll(self) -> int | None:
-        return None if _pid_alive(self.pid) else 1
+        if self.returncode is None and not _pid_alive(self.pid):
+            self.returncode = 1
+        return self.returncode
+
+    def wait(self, timeout: float) -> int:
+        deadline = time.monotonic() + timeout
+        while self.poll() is None:
+            if time.monotonic() > deadline:
+                raise subprocess.TimeoutExpired(str(self.pid), timeout)
+            time.sleep(0.02)
+        return 1
 
 
 def _start(path: Path, record: dict[str, Any], store: Any) -> Deployment:
@@ -609,9 +620,9 @@ def _start(path: Path, record: dict[str, Any], store: Any) -> Deployment:
     extra = [] if record.get("detached") else ["--parent", str(os.getpid())]
     warm = _warm.current()  # a server forked by it skips seconds of imports
     pid = warm.spawn(server_args(path, *extra), env, record["log"]) if warm is not None else None
-    proc: subprocess.Popen | _Forked
+    proc: subprocess.Popen | Forked
     if pid:
-        proc = _Forked(pid)
+        proc = Forked(pid)
     else:
         with open(record["log"], "ab") as logf:
             proc = subprocess.Popen(server_command(path, *extra), stdin=subprocess.DEVNULL,
