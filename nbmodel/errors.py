@@ -92,3 +92,17 @@ class BadAlert(NbmodelError):
 
 class NbmodelWarning(UserWarning):
     """Warnings nbmodel raises itself (errors in nbmodel's own test run)."""
+
+
+def first_line(exc: BaseException) -> str:
+    """The first non-empty line of an exception's message, else its type's name: what a
+    one-line error shows of a failure underneath (MLflow's messages run to pages).
+
+    Example:
+        >>> first_line(ValueError("bad value\\n  at line 3"))
+        'bad value'
+    """
+    for line in str(exc).splitlines():
+        if line.strip():
+            return line.strip()
+    return type(exc).__name__
