@@ -120,7 +120,7 @@ def _record(store: Any, move: AliasMove) -> None:
 def _move(name: str, alias: str, to: int, *, why: str, kind: str, current: int | None) -> AliasMove:
     store = get_store()
     move = AliasMove(name=name, alias=alias, from_version=current, to_version=to,
-                     at=_dt.datetime.now(_dt.timezone.utc), by=_user(), why=why or "", kind=kind)
+                     at=_dt.datetime.now(_dt.UTC), by=_user(), why=why or "", kind=kind)
     store.registry.set_alias(name, alias, to)
     _record(store, move)
     return move
@@ -152,7 +152,7 @@ def set_alias(ref: str | Ref, alias: str, *, message: str = "", force: bool = Fa
     with store.write_lock():
         current = model_aliases(store, v.name).get(alias)
         if current == v.version:
-            return AliasMove(v.name, alias, current, current, _dt.datetime.now(_dt.timezone.utc),
+            return AliasMove(v.name, alias, current, current, _dt.datetime.now(_dt.UTC),
                              _user(), message, kind, changed=False)
         return _move(v.name, alias, v.version, why=message, kind=kind, current=current)
 
@@ -216,7 +216,7 @@ def delete_alias(name: str | Ref, alias: str, *, message: str = "") -> AliasMove
         if current is None:
             raise AliasNotFound(f"{r.name} has no alias {alias!r}")
         store.retry(store.client.delete_registered_model_alias, r.name, alias)
-        move = AliasMove(r.name, alias, current, None, _dt.datetime.now(_dt.timezone.utc), _user(),
+        move = AliasMove(r.name, alias, current, None, _dt.datetime.now(_dt.UTC), _user(),
                          message, "delete")
         _record(store, move)
         return move

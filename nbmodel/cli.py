@@ -17,7 +17,7 @@ import argparse
 import importlib
 import importlib.util
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 SUBCOMMANDS: list[str] = [
     "nbmodel.serving:add_cli",

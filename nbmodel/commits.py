@@ -12,7 +12,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from . import lineage
 from .errors import BadData, NbmodelError
@@ -301,7 +302,6 @@ def _log_model(model: Any, run_id: str, signature: Any, example: Any, sklearn_fl
     from mlflow.models import Model
 
     from .requirements import _modules_in, pinned_requirements
-
     from .store import quiet_logs, use_in_mlflow
 
     use_in_mlflow(get_store().uri)

@@ -20,8 +20,9 @@ import io
 import json
 import sys
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from .display import STYLE, badge, html_table, text_table
 from .errors import BadData, BadReference
@@ -437,7 +438,7 @@ def _resolve_all(refs: list[Any]) -> list[Version]:
     return out
 
 
-def _classifier_metrics(y: "np.ndarray", s: _Scored, cm: "np.ndarray | None" = None) -> dict[str, float | None]:
+def _classifier_metrics(y: np.ndarray, s: _Scored, cm: np.ndarray | None = None) -> dict[str, float | None]:
     """Accuracy, balanced accuracy and macro precision/recall/F1 from one confusion matrix
     (as scikit-learn defines them, with zero_division=0), AUC and log loss from probabilities.
 
@@ -457,7 +458,7 @@ def _classifier_metrics(y: "np.ndarray", s: _Scored, cm: "np.ndarray | None" = N
     tp = np.diag(c)
     true_n, pred_n = c.sum(axis=1), c.sum(axis=0)
 
-    def ratio(a: "np.ndarray", b: "np.ndarray") -> "np.ndarray":
+    def ratio(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return np.divide(a, b, out=np.zeros_like(a), where=b > 0)
 
     seen = true_n > 0  # balanced accuracy ignores classes absent from the truth
@@ -484,7 +485,7 @@ def _classifier_metrics(y: "np.ndarray", s: _Scored, cm: "np.ndarray | None" = N
     return out
 
 
-def _regressor_metrics(y: "np.ndarray", s: _Scored) -> dict[str, float | None]:
+def _regressor_metrics(y: np.ndarray, s: _Scored) -> dict[str, float | None]:
     import numpy as np
 
     err = y - s.pred
@@ -515,7 +516,7 @@ def _probabilities(model: Any, X: Any, rows: int) -> tuple[Any, list[Any] | None
     return proba, classes
 
 
-def _mcnemar(a: _Scored, b: _Scored, y: "np.ndarray") -> Significance:
+def _mcnemar(a: _Scored, b: _Scored, y: np.ndarray) -> Significance:
     """McNemar's exact test: a two-sided binomial test on the rows only one version gets right."""
     import numpy as np
     from scipy.stats import binomtest
@@ -547,7 +548,7 @@ def _mcnemar_result(ra: str, rb: str, only_a: int, only_b: int, p: float, m: int
                         p=p, detail=detail)
 
 
-def _bootstrap_rmse(y: "np.ndarray", preds: list["np.ndarray"]) -> "np.ndarray":
+def _bootstrap_rmse(y: np.ndarray, preds: list[np.ndarray]) -> np.ndarray:
     """RMSE of every version on each of ``BOOTSTRAP_SAMPLES`` resamples of the rows.
 
     Paired: each resample uses the same rows for every version. Each resample's row counts
@@ -568,7 +569,7 @@ def _bootstrap_rmse(y: "np.ndarray", preds: list["np.ndarray"]) -> "np.ndarray":
     return out
 
 
-def _bootstrap(a: _Scored, b: _Scored, y: "np.ndarray", m: int, samples: "np.ndarray") -> Significance:
+def _bootstrap(a: _Scored, b: _Scored, y: np.ndarray, m: int, samples: np.ndarray) -> Significance:
     """Paired bootstrap CI of RMSE(b) - RMSE(a); ``samples`` holds both versions' RMSEs."""
     import numpy as np
 
@@ -593,7 +594,7 @@ def _bootstrap(a: _Scored, b: _Scored, y: "np.ndarray", m: int, samples: "np.nda
                         detail={"rmse_difference": observed, "level": level})
 
 
-def _tests(task: str, scored: list[_Scored], best: int, y: "np.ndarray") -> list[Significance]:
+def _tests(task: str, scored: list[_Scored], best: int, y: np.ndarray) -> list[Significance]:
     """The best version against each other one."""
     others = [s for i, s in enumerate(scored) if i != best]
     m = len(others)
@@ -622,7 +623,7 @@ def _label(x: Any) -> str:
     return _fmt(x) if isinstance(x, float) else str(x)
 
 
-def _disagreements(task: str, scored: list[_Scored], y: "np.ndarray", index: Sequence[Any]) -> Disagreements:
+def _disagreements(task: str, scored: list[_Scored], y: np.ndarray, index: Sequence[Any]) -> Disagreements:
     import numpy as np
 
     preds = [s.pred for s in scored]
@@ -651,7 +652,7 @@ def _disagreements(task: str, scored: list[_Scored], y: "np.ndarray", index: Seq
 
 
 # -- figures --------------------------------------------------------------------------------
-def _grid(n: int, title: str, *, width: float = 3.0, height: float = 2.9) -> tuple["MplFigure", list[Any]]:
+def _grid(n: int, title: str, *, width: float = 3.0, height: float = 2.9) -> tuple[MplFigure, list[Any]]:
     """A figure with ``n`` panels side by side (four to a row). No pyplot: nothing global.
 
     Margins are fixed in inches rather than computed by a layout engine, which would double
@@ -676,7 +677,7 @@ def _grid(n: int, title: str, *, width: float = 3.0, height: float = 2.9) -> tup
     return fig, axes[:n]
 
 
-def _render(fig: "MplFigure") -> bytes:
+def _render(fig: MplFigure) -> bytes:
     buf = io.BytesIO()
     # No "Software" stamp: the same figure gives the same bytes.
     fig.savefig(buf, format="png", dpi=FIGURE_DPI, metadata={"Software": None})
@@ -688,7 +689,7 @@ def _short(label: Any, width: int = 10) -> str:
     return text if len(text) <= width else text[: width - 1] + "~"
 
 
-def _class_index(y: "np.ndarray", preds: list["np.ndarray"]) -> tuple[list[Any], list["np.ndarray"]]:
+def _class_index(y: np.ndarray, preds: list[np.ndarray]) -> tuple[list[Any], list[np.ndarray]]:
     """The classes seen in the truth and every prediction, and each array as indexes of them."""
     import numpy as np
 
@@ -702,7 +703,7 @@ def _class_index(y: "np.ndarray", preds: list["np.ndarray"]) -> tuple[list[Any],
         return list(labels), [np.searchsorted(labels, a) for a in arrays]
 
 
-def _plot_confusion(scored: list[_Scored], y: "np.ndarray") -> "MplFigure":
+def _plot_confusion(scored: list[_Scored], y: np.ndarray) -> MplFigure:
     import numpy as np
 
     labels, idx = _class_index(y, [s.pred for s in scored])
@@ -728,8 +729,7 @@ def _plot_confusion(scored: list[_Scored], y: "np.ndarray") -> "MplFigure":
     return fig
 
 
-def _plot_roc(scored: list[_Scored], y: "np.ndarray") -> "MplFigure":
-    import numpy as np
+def _plot_roc(scored: list[_Scored], y: np.ndarray) -> MplFigure:
     from sklearn.metrics import roc_curve
 
     several = any(s.proba is not None and s.proba.shape[1] > 2 for s in scored)
@@ -762,7 +762,7 @@ def _plot_roc(scored: list[_Scored], y: "np.ndarray") -> "MplFigure":
     return fig
 
 
-def _sample(n: int) -> "np.ndarray":
+def _sample(n: int) -> np.ndarray:
     import numpy as np
 
     if n <= SCATTER_POINTS:
@@ -770,7 +770,7 @@ def _sample(n: int) -> "np.ndarray":
     return np.sort(np.random.default_rng(0).choice(n, SCATTER_POINTS, replace=False))
 
 
-def _plot_predicted(scored: list[_Scored], y: "np.ndarray") -> "MplFigure":
+def _plot_predicted(scored: list[_Scored], y: np.ndarray) -> MplFigure:
     import numpy as np
 
     pick = _sample(len(y))
@@ -792,7 +792,7 @@ def _plot_predicted(scored: list[_Scored], y: "np.ndarray") -> "MplFigure":
     return fig
 
 
-def _plot_residuals(scored: list[_Scored], y: "np.ndarray") -> "MplFigure":
+def _plot_residuals(scored: list[_Scored], y: np.ndarray) -> MplFigure:
     import numpy as np
 
     pick = _sample(len(y))
@@ -812,7 +812,7 @@ def _plot_residuals(scored: list[_Scored], y: "np.ndarray") -> "MplFigure":
     return fig
 
 
-def _figure_kinds(task: str, scored: list[_Scored]) -> list[tuple[str, str, Callable[..., "MplFigure"]]]:
+def _figure_kinds(task: str, scored: list[_Scored]) -> list[tuple[str, str, Callable[..., MplFigure]]]:
     if task == CLASSIFIER:
         kinds = [("confusion_matrices", "confusion matrices", _plot_confusion)]
         if any(s.metrics.get("roc_auc") is not None for s in scored):
@@ -822,7 +822,7 @@ def _figure_kinds(task: str, scored: list[_Scored]) -> list[tuple[str, str, Call
             ("residuals", "residuals", _plot_residuals)]
 
 
-def _plot_metric_history(h: "MetricHistory") -> "MplFigure":
+def _plot_metric_history(h: MetricHistory) -> MplFigure:
     names = h.metric_names
     fig, axes = _grid(len(names), f"stored metrics of {h.name} by version (aliases marked)",
                       width=3.4, height=2.6)
@@ -863,7 +863,7 @@ def compare(
     plots: bool = True,
     progress: bool | Callable[[int, int, str], None] | None = None,
     all_versions: bool = False,
-) -> "Comparison | MetricHistory":
+) -> Comparison | MetricHistory:
     """Score 2 to 8 versions side by side on the same data.
 
     Args:

@@ -7,7 +7,8 @@ fallbacks for Notebook 7 and VS Code; text forms are plain and deterministic for
 from __future__ import annotations
 
 import html
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 STYLE = """<style>
 .nbm-card,.nbm-table{font-family:var(--jp-ui-font-family,sans-serif);font-size:var(--jp-ui-font-size1,13px);

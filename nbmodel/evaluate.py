@@ -59,7 +59,7 @@ def as_frame_or_array(X: Any, what: str) -> Any:
     return arr
 
 
-def as_target(y: Any, rows: int, what: str) -> "np.ndarray":
+def as_target(y: Any, rows: int, what: str) -> np.ndarray:
     import numpy as np
     import pandas as pd
 
@@ -132,7 +132,7 @@ def detect_task(model: Any, y: Any = None) -> str | None:
     return REGRESSOR
 
 
-def predict(model: Any, X: Any, what: str) -> "np.ndarray":
+def predict(model: Any, X: Any, what: str) -> np.ndarray:
     import numpy as np
 
     try:

@@ -35,7 +35,7 @@ class History(Shown):
     name: str
     versions: list[Version]
     total: int
-    now: _dt.datetime = field(default_factory=lambda: _dt.datetime.now(_dt.timezone.utc))
+    now: _dt.datetime = field(default_factory=lambda: _dt.datetime.now(_dt.UTC))
 
     def __iter__(self):  # type: ignore[no-untyped-def]
         return iter(self.versions)
@@ -174,7 +174,7 @@ def models(store: Store | None = None) -> list[ModelSummary]:
                            order_by=["name ASC"], page_token=token)
         for rm in page:
             latest = max((int(v.version) for v in (rm.latest_versions or [])), default=None)
-            updated = (_dt.datetime.fromtimestamp(rm.last_updated_timestamp / 1000, _dt.timezone.utc)
+            updated = (_dt.datetime.fromtimestamp(rm.last_updated_timestamp / 1000, _dt.UTC)
                        if rm.last_updated_timestamp else None)
             aliases = {a: int(v) for a, v in (rm.aliases or {}).items()}
             out.append(ModelSummary(rm.name, latest, aliases, updated, rm.description or ""))

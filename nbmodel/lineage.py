@@ -7,9 +7,10 @@ committing it records iris/2 as the parent; committing makes the new version the
 from __future__ import annotations
 
 import weakref
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
-_heads: "weakref.WeakKeyDictionary[Any, str]" = weakref.WeakKeyDictionary()
+_heads: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
 # Objects that cannot be weakly referenced are kept by id, with the object to keep ids unique.
 _heads_by_id: dict[int, tuple[Any, str]] = {}
 

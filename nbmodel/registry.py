@@ -38,7 +38,7 @@ class Row:
 class Registry:
     """Reads and writes of the registry for one store."""
 
-    def __init__(self, store: "Store") -> None:
+    def __init__(self, store: Store) -> None:
         self.store = store
         self._sql_store: Any = None
         self._engine: Any = None

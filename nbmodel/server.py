@@ -18,8 +18,9 @@ import datetime as _dt
 import importlib
 import importlib.util
 import json
+from collections.abc import Callable
 from dataclasses import asdict, is_dataclass
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import tornado.web
 from jupyter_server.base.handlers import APIHandler
@@ -443,6 +444,6 @@ def _jupyter_server_extension_points() -> list[dict[str, str]]:
     return [{"module": "nbmodel.server"}]
 
 
-def _load_jupyter_server_extension(serverapp: "ServerApp") -> None:
+def _load_jupyter_server_extension(serverapp: ServerApp) -> None:
     setup_handlers(serverapp.web_app)
     serverapp.log.info("nbmodel: Models sidebar routes under %snbmodel/api/", serverapp.base_url)

@@ -9,7 +9,8 @@ an earlier, replaced model is left out. Cells that only run nbmodel magics are l
 from __future__ import annotations
 
 import ast
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 _NBMODEL_MAGIC = ("model_",)
 

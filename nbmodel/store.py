@@ -23,9 +23,10 @@ import re
 import threading
 import time
 import tomllib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .errors import StoreError
 
@@ -37,12 +38,12 @@ T = TypeVar("T")
 DEFAULT_URI = "sqlite:///mlflow.db"
 
 _explicit_uri: str | None = None
-_stores: dict[str, "Store"] = {}
+_stores: dict[str, Store] = {}
 _stores_lock = threading.Lock()
 _held = threading.local()  # how deep this thread is inside write_lock(), per store
 
 
-def set_store(uri: str | None) -> "Store":
+def set_store(uri: str | None) -> Store:
     """Use ``uri`` as the store for this session (``None`` goes back to the resolution order).
 
     Args:
@@ -82,13 +83,13 @@ def resolve_uri() -> tuple[str, str]:
     return _normalise(DEFAULT_URI, base=Path.cwd()), "default"
 
 
-def get_store() -> "Store":
+def get_store() -> Store:
     """The store in use now, opened on first use."""
     uri, origin = resolve_uri()
     return _open(uri, origin)
 
 
-def _open(uri: str, origin: str) -> "Store":
+def _open(uri: str, origin: str) -> Store:
     with _stores_lock:
         store = _stores.get(uri)
         if store is None:
@@ -210,14 +211,14 @@ class Store:
         self.client  # noqa: B018 - opening is the check
 
     @property
-    def client(self) -> "MlflowClient":
+    def client(self) -> MlflowClient:
         if self._client is None:
             with self._open_lock:
                 if self._client is None:
                     self._client = self._connect()
         return self._client
 
-    def _connect(self) -> "MlflowClient":
+    def _connect(self) -> MlflowClient:
         if self.uri.startswith(("http://", "https://")):
             self._ping()
         elif self.is_sqlite:

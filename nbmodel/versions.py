@@ -15,8 +15,9 @@ import html
 import json
 import os
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any
 
 from . import lineage
 from .errors import (
@@ -67,7 +68,7 @@ def _fmt(value: float) -> str:
 
 def age(ts: _dt.datetime, now: _dt.datetime | None = None) -> str:
     """``5 minutes ago``: coarse, like git's relative dates."""
-    now = now or _dt.datetime.now(_dt.timezone.utc)
+    now = now or _dt.datetime.now(_dt.UTC)
     s = max(0, int((now - ts).total_seconds()))
     for unit, size in (("year", 31536000), ("month", 2592000), ("week", 604800), ("day", 86400),
                        ("hour", 3600), ("minute", 60)):
@@ -90,7 +91,7 @@ class Version:
     aliases: list[str] = field(default_factory=list)
     metrics: dict[str, float] = field(default_factory=dict)
     parent: str | None = None
-    created: _dt.datetime = field(default_factory=lambda: _dt.datetime.now(_dt.timezone.utc))
+    created: _dt.datetime = field(default_factory=lambda: _dt.datetime.now(_dt.UTC))
     user: str | None = None
     retired: bool = False
     task: str | None = None
@@ -130,7 +131,7 @@ class Version:
         return self._params
 
     @classmethod
-    def from_mlflow(cls, mv: "MlflowModelVersion", aliases: list[str] | None = None) -> "Version":
+    def from_mlflow(cls, mv: MlflowModelVersion, aliases: list[str] | None = None) -> Version:
         return cls.from_parts(mv.name, int(mv.version), int(mv.creation_timestamp or 0),
                               mv.description, mv.user_id, mv.run_id, mv.source, dict(mv.tags or {}),
                               aliases if aliases is not None else list(mv.aliases or []))
@@ -138,7 +139,7 @@ class Version:
     @classmethod
     def from_parts(cls, name: str, version: int, created_ms: int, description: str | None,
                    user_id: str | None, run_id: str | None, source: str | None,
-                   tags: dict[str, str], aliases: list[str]) -> "Version":
+                   tags: dict[str, str], aliases: list[str]) -> Version:
         try:
             metrics = json.loads(tags.get(T_METRICS) or "{}")
         except ValueError:
@@ -154,7 +155,7 @@ class Version:
             aliases=sorted(aliases),
             metrics=metrics,
             parent=tags.get(T_PARENT) or None,
-            created=_dt.datetime.fromtimestamp(created_ms / 1000, _dt.timezone.utc),
+            created=_dt.datetime.fromtimestamp(created_ms / 1000, _dt.UTC),
             user=tags.get(T_USER) or user_id,
             retired=tags.get(T_RETIRED) == "true",
             task=tags.get(T_TASK) or None,
@@ -167,7 +168,7 @@ class Version:
         )
 
     @classmethod
-    def from_row(cls, row: Any, aliases: dict[str, int]) -> "Version":
+    def from_row(cls, row: Any, aliases: dict[str, int]) -> Version:
         mine = [a for a, v in aliases.items() if v == row.version]
         return cls.from_parts(row.name, row.version, row.created_ms, row.description, row.user_id,
                               row.run_id, row.source, row.tags, mine)
@@ -429,7 +430,7 @@ def retire(ref: str | Ref, *, message: str = "", force: bool = False) -> Version
             f"(%model_rollback {v.name} --alias {v.aliases[0]}) or retire with --force"
         )
     store = get_store()
-    now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    now = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
     store.retry(store.client.set_model_version_tag, v.name, str(v.version), T_RETIRED_AT,
                 json.dumps({"at": now, "by": _user(), "why": message}))
     store.retry(store.client.set_model_version_tag, v.name, str(v.version), T_RETIRED, "true")

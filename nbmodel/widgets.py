@@ -21,8 +21,9 @@ from __future__ import annotations
 import html
 import importlib
 import importlib.util
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from .errors import NbmodelError
 
@@ -51,9 +52,9 @@ class PanelContext:
 
     name: str
     namespace: dict[str, Any]
-    panel: "ModelPanel | None" = None
+    panel: ModelPanel | None = None
 
-    def changed(self, source: "PanelTab | None" = None) -> None:
+    def changed(self, source: PanelTab | None = None) -> None:
         """Tell every other tab that the store changed (an alias moved, a version retired)."""
         if self.panel is not None:
             self.panel.refresh(exclude=source)

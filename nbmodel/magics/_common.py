@@ -6,7 +6,8 @@ from __future__ import annotations
 import functools
 import shlex
 import sys
-from typing import Any, Callable, TypeVar
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from IPython.core.error import UsageError
 

@@ -13,8 +13,9 @@ import json
 import re
 import threading
 import warnings
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from ..errors import BadAlert, NbmodelError, NbmodelWarning
 from ..evaluate import CLASSIFIER, REGRESSOR
@@ -64,7 +65,7 @@ class Rule:
     def __str__(self) -> str:
         return self.text
 
-    def fails(self, values: "np.ndarray") -> "np.ndarray":
+    def fails(self, values: np.ndarray) -> np.ndarray:
         """True where the rule fires (NaN never fires)."""
         import numpy as np
 
@@ -90,7 +91,7 @@ def parse_rule(text: str | Rule) -> Rule:
     return Rule(metric, m.group("op"), float(m.group("num")), feature.strip() if feature else None)
 
 
-def check_rules(rules: list[Rule], sch: "Schema", task: str | None) -> None:
+def check_rules(rules: list[Rule], sch: Schema, task: str | None) -> None:
     """Refuse rules that cannot apply to this version, saying why."""
     prof = (sch.profile or {}).get("features") or {}
     for r in rules:
@@ -158,7 +159,7 @@ def _num(x: float) -> str:
     return f"{x:.3g}"
 
 
-def evaluate(summary: "Summary", rules: list[Rule], model: str, version: int
+def evaluate(summary: Summary, rules: list[Rule], model: str, version: int
              ) -> tuple[list[Firing], list[Alert]]:
     """Every (rule, window) that fails, and the alerts open now (failing in the newest window
     where the metric has a value)."""
@@ -167,7 +168,7 @@ def evaluate(summary: "Summary", rules: list[Rule], model: str, version: int
     fired: list[Firing] = []
     open_: list[Alert] = []
     labels = summary.labels()
-    now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    now = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
     for r in rules:
         values = summary.metric(r.metric, r.feature)
         bad = r.fails(values)

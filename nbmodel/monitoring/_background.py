@@ -196,8 +196,8 @@ class BackgroundRecorder:
             return
         self._last_check = time.monotonic()
         try:
-            from ._alerts import stored
             from ..refs import parse_ref
+            from ._alerts import stored
 
             if stored(parse_ref(self.ref).name)[0]:
                 from ._monitor import monitor
@@ -216,7 +216,7 @@ class BackgroundRecorder:
             self._thread.join(timeout)
         self.flush()
 
-    def __enter__(self) -> "BackgroundRecorder":
+    def __enter__(self) -> BackgroundRecorder:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -227,7 +227,7 @@ class BackgroundRecorder:
                 f"{self.dropped} dropped>")
 
 
-def _close_at_exit(ref: "weakref.ref[BackgroundRecorder]") -> None:
+def _close_at_exit(ref: weakref.ref[BackgroundRecorder]) -> None:
     """Flush what is queued when the interpreter ends; never a traceback at exit (an import
     can fail by then)."""
     rec = ref()

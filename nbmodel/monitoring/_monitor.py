@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import re
 import threading
-from typing import TYPE_CHECKING, Any, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from ..errors import NbmodelError
 from ..refs import Ref
@@ -90,7 +91,7 @@ def monitor(ref: str | Ref, *, window: str | int | None = None, since: Any = Non
     return MonitorReport(summary, rules, fired, open_now, new, plots)
 
 
-def _applies(rule: "_alerts.Rule", sch: Any) -> bool:
+def _applies(rule: _alerts.Rule, sch: Any) -> bool:
     try:
         _alerts.check_rules([rule], sch, sch.task)
         return True
@@ -105,7 +106,7 @@ def _key(text: str) -> str:
     return _KEY.sub("_", text)
 
 
-def _log_windows(name: str, version: int, s: "Summary") -> None:
+def _log_windows(name: str, version: int, s: Summary) -> None:
     """Log each closed window's metrics to the monitoring run (step = window number), once."""
     import numpy as np
     from mlflow.entities import Metric

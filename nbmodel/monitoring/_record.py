@@ -138,7 +138,7 @@ def _signature_columns(model_uri: str) -> list[str] | None:
 
 
 # -- checking a batch --------------------------------------------------------------------------
-def _frame(X: Any, sch: Schema) -> "pd.DataFrame":
+def _frame(X: Any, sch: Schema) -> pd.DataFrame:
     import numpy as np
     import pandas as pd
 
@@ -168,7 +168,7 @@ def _frame(X: Any, sch: Schema) -> "pd.DataFrame":
     return pd.DataFrame(arr, columns=cols or [f"x{i}" for i in range(arr.shape[1])])
 
 
-def _labels(y: Any, n: int, what: str) -> tuple["np.ndarray", "np.ndarray"]:
+def _labels(y: Any, n: int, what: str) -> tuple[np.ndarray, np.ndarray]:
     """Values and a mask of which are present (None or NaN mean "no label yet")."""
     import numpy as np
     import pandas as pd
@@ -193,13 +193,13 @@ def _labels(y: Any, n: int, what: str) -> tuple["np.ndarray", "np.ndarray"]:
     return arr.astype(str), present
 
 
-def _timestamps(timestamp: Any, n: int) -> "np.ndarray":
+def _timestamps(timestamp: Any, n: int) -> np.ndarray:
     """Milliseconds since the epoch, one per row."""
     import numpy as np
     import pandas as pd
 
     if timestamp is None:
-        return np.full(n, int(_dt.datetime.now(_dt.timezone.utc).timestamp() * 1000), dtype=np.int64)
+        return np.full(n, int(_dt.datetime.now(_dt.UTC).timestamp() * 1000), dtype=np.int64)
     scalar = isinstance(timestamp, (str, int, float, _dt.datetime, _dt.date, pd.Timestamp, np.datetime64))
     try:
         if scalar:
@@ -237,7 +237,7 @@ def _to_timestamp(t: Any) -> Any:
 
 
 def prepare_batch(sch: Schema, X: Any, y_pred: Any, y_true: Any = None, *, ids: Any = None,
-                  timestamp: Any = None, latency_ms: Any = None) -> dict[str, "np.ndarray"]:
+                  timestamp: Any = None, latency_ms: Any = None) -> dict[str, np.ndarray]:
     """The arrays of one batch file; raises BadData before anything is written."""
     import numpy as np
     import pandas as pd
@@ -379,7 +379,7 @@ def record_labels(name: str | Ref, ids: Any, y_true: Any) -> Recorded:
     target(r)  # the model must exist
     run = monitor_run(r.name)
     path = run.write(LABELS, {"ids": id_arr.astype(str)[present], "y": y[present],
-                              "ts": np.array([int(_dt.datetime.now(_dt.timezone.utc).timestamp() * 1000)])})
+                              "ts": np.array([int(_dt.datetime.now(_dt.UTC).timestamp() * 1000)])})
     return Recorded(r.name, int(present.sum()), int(present.sum()), path)
 
 
@@ -389,15 +389,15 @@ class Traffic:
     """Everything recorded for one version, as flat arrays (row order = file order)."""
 
     schema: Schema
-    ts: "np.ndarray"                 # int64 ms
-    codes: "np.ndarray"              # (features, n) int16 bin / category codes; n_bins[f] = missing
+    ts: np.ndarray                 # int64 ms
+    codes: np.ndarray              # (features, n) int16 bin / category codes; n_bins[f] = missing
     features: list[str]
     n_bins: list[int]                # bins per feature (without the missing code)
-    pred: "np.ndarray"               # classifier: class codes (int32); regressor: float64
-    pred_bin: "np.ndarray | None"    # regressor: bin of each prediction against the target
-    y: "np.ndarray"                  # like pred; only meaningful where has_y
-    has_y: "np.ndarray"
-    lat: "np.ndarray | None"
+    pred: np.ndarray               # classifier: class codes (int32); regressor: float64
+    pred_bin: np.ndarray | None    # regressor: bin of each prediction against the target
+    y: np.ndarray                  # like pred; only meaningful where has_y
+    has_y: np.ndarray
+    lat: np.ndarray | None
     classes: list[str]
     task: str
     files: int
@@ -448,14 +448,14 @@ class _Reader:
             self.classes.append(c)
         return i
 
-    def _class_codes(self, values: "np.ndarray") -> "np.ndarray":
+    def _class_codes(self, values: np.ndarray) -> np.ndarray:
         import numpy as np
 
         uniq, inv = np.unique(values.astype(str), return_inverse=True)
         lookup = np.array([self._class(str(u)) for u in uniq], dtype=np.int32)
         return lookup[inv.reshape(-1)]
 
-    def _guess_task(self, pred: "np.ndarray") -> str:
+    def _guess_task(self, pred: np.ndarray) -> str:
         import numpy as np
 
         if pred.dtype.kind in "OUSb":
@@ -529,7 +529,6 @@ class _Reader:
         return out
 
     def refresh(self, run: MonitorRun) -> Traffic:
-        import numpy as np
 
         with self.lock:
             folder = f"{BATCHES}/v{self.schema.version}"
@@ -654,7 +653,7 @@ def traffic(name: str, version: int) -> Traffic:
     return reader.refresh(monitor_run(name))
 
 
-def recorded(ref: str | Ref, *, since: Any = None, labelled: bool = False) -> "pd.DataFrame":
+def recorded(ref: str | Ref, *, since: Any = None, labelled: bool = False) -> pd.DataFrame:
     """The recorded traffic of a version as a DataFrame, oldest first: the features, then
     ``timestamp``, ``y_pred``, ``y_true`` (None where unknown, labels given later included),
     ``id`` and ``latency_ms``.

@@ -258,7 +258,7 @@ class MonitorReport:
         return f"<img src='data:image/png;base64,{data}' alt='monitor plots'/>"
 
     # -- plots ----------------------------------------------------------------------------------
-    def plot(self) -> "Figure":
+    def plot(self) -> Figure:
         """Metrics over time with the rules' thresholds and the failing windows marked, and a
         heatmap of drift by feature and window (a matplotlib Figure)."""
         import numpy as np

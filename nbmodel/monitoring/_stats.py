@@ -50,7 +50,7 @@ class WindowSpec:
     rows: int | None = None
 
     def label(self, start_ms: int) -> str:
-        t = _dt.datetime.fromtimestamp(start_ms / 1000, _dt.timezone.utc)
+        t = _dt.datetime.fromtimestamp(start_ms / 1000, _dt.UTC)
         if self.width_ms is not None and self.width_ms % 86_400_000 == 0:
             return f"{t:%Y-%m-%d}"
         if self.width_ms is not None and self.width_ms % 60_000 == 0:
@@ -85,7 +85,7 @@ def parse_since(text: Any, *, now: _dt.datetime | None = None) -> int:
     if isinstance(text, str):
         m = re.fullmatch(r"(\d+)\s*(s|m|min|h|d|w)(\s+ago)?", text.strip().lower())
         if m:
-            now = now or _dt.datetime.now(_dt.timezone.utc)
+            now = now or _dt.datetime.now(_dt.UTC)
             return int(now.timestamp() * 1000) - int(m.group(1)) * _UNITS[m.group(2)]
     try:
         ts = pd.Timestamp(text)
@@ -96,7 +96,7 @@ def parse_since(text: Any, *, now: _dt.datetime | None = None) -> int:
     return int(ts.value // 1_000_000)
 
 
-def _auto_spec(ts: "np.ndarray") -> WindowSpec:
+def _auto_spec(ts: np.ndarray) -> WindowSpec:
     """The narrowest of 1m, 5m, 15m, 1h, 6h, 1d, 1w that cuts at most 30 windows."""
     lo, hi = int(ts.min()), int(ts.max())
     for text in _AUTO:
@@ -107,7 +107,7 @@ def _auto_spec(ts: "np.ndarray") -> WindowSpec:
     return parse_window(_AUTO[-1])  # type: ignore[return-value]
 
 
-def _psi(cur: "np.ndarray", ref: "np.ndarray") -> "np.ndarray":
+def _psi(cur: np.ndarray, ref: np.ndarray) -> np.ndarray:
     import numpy as np
 
     c = np.clip(cur, EPS, None)
@@ -115,7 +115,7 @@ def _psi(cur: "np.ndarray", ref: "np.ndarray") -> "np.ndarray":
     return np.sum((c - r) * np.log(c / r), axis=-1)
 
 
-def _fractions(counts: "np.ndarray") -> tuple["np.ndarray", "np.ndarray"]:
+def _fractions(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     import numpy as np
 
     n = counts.sum(axis=-1)
@@ -130,17 +130,17 @@ class Summary:
     ref: str
     task: str
     window: WindowSpec
-    starts: "np.ndarray"                     # int64 ms, one per window
-    ends: "np.ndarray"
-    metrics: dict[str, "np.ndarray"]         # name -> (W,)
+    starts: np.ndarray                     # int64 ms, one per window
+    ends: np.ndarray
+    metrics: dict[str, np.ndarray]         # name -> (W,)
     features: list[str]
     kinds: list[str]
-    psi: "np.ndarray"                        # (W, F)
-    ks: "np.ndarray"                         # (W, F), NaN for categorical features
-    pvalue: "np.ndarray"                     # (W, F), KS or chi-square p-value
-    psi_all: "np.ndarray"                    # (F,) over every window together
+    psi: np.ndarray                        # (W, F)
+    ks: np.ndarray                         # (W, F), NaN for categorical features
+    pvalue: np.ndarray                     # (W, F), KS or chi-square p-value
+    psi_all: np.ndarray                    # (F,) over every window together
     classes: list[str]
-    pred_dist: "np.ndarray | None"           # classifier: (W, C) fractions
+    pred_dist: np.ndarray | None           # classifier: (W, C) fractions
     has_reference: bool
     total: int
     labelled: int
@@ -155,7 +155,7 @@ class Summary:
             return [f"{self.window.label(int(s))}" for s in self.starts]
         return [self.window.label(int(s)) for s in self.starts]
 
-    def metric(self, name: str, feature: str | None = None) -> "np.ndarray":
+    def metric(self, name: str, feature: str | None = None) -> np.ndarray:
         """One value per window for an alert rule's metric (NaN where it does not apply)."""
         import numpy as np
 
@@ -200,7 +200,7 @@ class Summary:
         return pd.DataFrame(self.psi.T, index=self.features, columns=self.labels())
 
 
-def summarise(tr: "Traffic", spec: WindowSpec | None = None, *, since_ms: int | None = None,
+def summarise(tr: Traffic, spec: WindowSpec | None = None, *, since_ms: int | None = None,
               until_ms: int | None = None) -> Summary:
     """Windows, metrics and drift of ``tr`` (see the module docstring)."""
     import numpy as np

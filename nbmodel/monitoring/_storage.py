@@ -35,7 +35,7 @@ MONITOR_TAG = "nbmodel.monitor"
 BATCHES = "monitor/batches"
 LABELS = "monitor/labels"
 
-_runs: dict[tuple[str, str], "MonitorRun"] = {}
+_runs: dict[tuple[str, str], MonitorRun] = {}
 _runs_lock = threading.Lock()
 
 
@@ -60,7 +60,7 @@ class MonitorRun:
         return self._repo
 
     # -- writing --------------------------------------------------------------------------------
-    def write(self, folder: str, arrays: dict[str, "np.ndarray"]) -> str:
+    def write(self, folder: str, arrays: dict[str, np.ndarray]) -> str:
         """Write one ``.npz`` file under ``folder``; returns its artifact path."""
         import numpy as np
 
@@ -114,7 +114,7 @@ class MonitorRun:
             return []
         return sorted(f.path.rsplit("/", 1)[-1] for f in found if f.is_dir)
 
-    def read(self, path: str) -> dict[str, "np.ndarray"]:
+    def read(self, path: str) -> dict[str, np.ndarray]:
         import numpy as np
 
         if self.local_dir is not None:

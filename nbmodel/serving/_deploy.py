@@ -22,9 +22,10 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from ..errors import AliasNotFound, DeployError, NotBetter, RetiredVersion
 from ..refs import parse_ref

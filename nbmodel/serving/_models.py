@@ -490,8 +490,9 @@ def dump(predictions: Any) -> bytes:
     try:
         return json.dumps({"predictions": value}).encode()
     except TypeError:
-        from mlflow.pyfunc.scoring_server import predictions_to_json
         from io import StringIO
+
+        from mlflow.pyfunc.scoring_server import predictions_to_json
 
         buf = StringIO()
         predictions_to_json(predictions, buf)

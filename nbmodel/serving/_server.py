@@ -33,7 +33,8 @@ import sys
 import tempfile
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from . import _models as M
 from ._models import RequestError, Slot

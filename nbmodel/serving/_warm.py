@@ -226,6 +226,7 @@ def _import_mlflow() -> None:
     import mlflow.pyfunc  # noqa: F401
     import mlflow.pyfunc.scoring_server  # noqa: F401
     import mlflow.sklearn  # noqa: F401
+
     # the registry of a database store (SQLAlchemy, Alembic: over a second to import)
     import mlflow.store.model_registry.sqlalchemy_store  # noqa: F401
     import mlflow.store.tracking.sqlalchemy_store  # noqa: F401
