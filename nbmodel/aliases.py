@@ -73,9 +73,9 @@ class AliasMove:
 
 def _entries(store: Any, name: str, alias: str | None = None) -> list[AliasMove]:
     """The trail of model ``name`` (of one alias), oldest first."""
-    tags = store.registry.model_tags(name, LOG_PREFIX) or {}
+    tags = store.gateway.model_tags(name, LOG_PREFIX) or {}
     out = []
-    for key, value in sorted(tags.items()):
+    for _key, value in sorted(tags.items()):
         try:
             d = json.loads(value)
         except ValueError:
@@ -114,14 +114,14 @@ def _record(store: Any, move: AliasMove) -> None:
         "at": move.at.isoformat(timespec="milliseconds"), "by": move.by,
         "why": move.why[:MAX_WHY], "kind": move.kind,
     })
-    store.registry.set_model_tag(move.name, key, value)
+    store.gateway.set_model_tag(move.name, key, value)
 
 
 def _move(name: str, alias: str, to: int, *, why: str, kind: str, current: int | None) -> AliasMove:
     store = get_store()
     move = AliasMove(name=name, alias=alias, from_version=current, to_version=to,
                      at=_dt.datetime.now(_dt.UTC), by=_user(), why=why or "", kind=kind)
-    store.registry.set_alias(name, alias, to)
+    store.gateway.set_alias(name, alias, to)
     _record(store, move)
     return move
 
@@ -215,7 +215,7 @@ def delete_alias(name: str | Ref, alias: str, *, message: str = "") -> AliasMove
         current = model_aliases(store, r.name).get(alias)
         if current is None:
             raise AliasNotFound(f"{r.name} has no alias {alias!r}")
-        store.retry(store.client.delete_registered_model_alias, r.name, alias)
+        store.gateway.delete_alias(r.name, alias)
         move = AliasMove(r.name, alias, current, None, _dt.datetime.now(_dt.UTC), _user(),
                          message, "delete")
         _record(store, move)

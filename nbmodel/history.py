@@ -85,7 +85,8 @@ class History(Shown):
         return head, rows, (prefixes if graph else None)
 
     def _title(self) -> str:
-        shown = f"{len(self.versions)} of {self.total}" if len(self.versions) < self.total else f"{self.total}"
+        n = len(self.versions)
+        shown = f"{n} of {self.total}" if n < self.total else str(self.total)
         return f"{self.name}: {shown} version{'s' if self.total != 1 else ''}, newest first"
 
     def __str__(self) -> str:
@@ -137,12 +138,12 @@ def log(name: str | Ref | None = None, *, limit: int | None = None, offset: int 
     store = get_store()
     model = _default_name(store) if name is None else parse_ref(name).name
     aliases = model_aliases(store, model)
-    rows, total = store.registry.versions(model, limit=limit, offset=offset)
+    rows, total = store.gateway.versions(model, limit=limit, offset=offset)
     return History(model, [Version.from_row(r, aliases) for r in rows], total)
 
 
 def _default_name(store: Store) -> str:
-    names = [m.name for m in store.retry(store.client.search_registered_models, max_results=3)]
+    names = [m.name for m in store.gateway.list_models(limit=3, order_by=None)]
     if len(names) == 1:
         return names[0]
     if not names:
@@ -168,19 +169,12 @@ def models(store: Store | None = None) -> list[ModelSummary]:
     """Every registered model with its newest version and aliases, by name."""
     store = store or get_store()
     out = []
-    token = None
-    while True:
-        page = store.retry(store.client.search_registered_models, max_results=1000,
-                           order_by=["name ASC"], page_token=token)
-        for rm in page:
-            latest = max((int(v.version) for v in (rm.latest_versions or [])), default=None)
-            updated = (_dt.datetime.fromtimestamp(rm.last_updated_timestamp / 1000, _dt.UTC)
-                       if rm.last_updated_timestamp else None)
-            aliases = {a: int(v) for a, v in (rm.aliases or {}).items()}
-            out.append(ModelSummary(rm.name, latest, aliases, updated, rm.description or ""))
-        token = page.token
-        if not token:
-            break
+    for rm in store.gateway.list_models(order_by="name ASC"):
+        latest = max((int(v.version) for v in (rm.latest_versions or [])), default=None)
+        updated = (_dt.datetime.fromtimestamp(rm.last_updated_timestamp / 1000, _dt.UTC)
+                   if rm.last_updated_timestamp else None)
+        aliases = {a: int(v) for a, v in (rm.aliases or {}).items()}
+        out.append(ModelSummary(rm.name, latest, aliases, updated, rm.description or ""))
     return out
 
 

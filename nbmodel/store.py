@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import re
 import threading
 import time
 import tomllib
@@ -28,7 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .errors import StoreError
+from .errors import StoreError, first_line
+from .gateway import Gateway
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -171,18 +171,25 @@ class Store:
     uri: str
     origin: str = "default"
     _client: Any = field(default=None, repr=False)
-    _experiments: dict[str, str] = field(default_factory=dict, repr=False)
     _open_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-    _registry: Any = field(default=None, repr=False)
+    _gateway: Gateway | None = field(default=None, repr=False)
 
     @property
-    def registry(self) -> Any:
-        """Fast reads and writes of the registry (see :mod:`nbmodel.registry`)."""
-        if self._registry is None:
-            from .registry import Registry
+    def gateway(self) -> Gateway:
+        """The one way to MLflow for this store (see :mod:`nbmodel.gateway`).
 
-            self._registry = Registry(self)
-        return self._registry
+        Example:
+            >>> nbmodel.get_store().gateway.aliases("iris")  # doctest: +SKIP
+            {'production': 3}
+        """
+        if self._gateway is None:
+            self._gateway = Gateway(self)
+        return self._gateway
+
+    @property
+    def registry(self) -> Gateway:
+        """The same object as :attr:`gateway` (its older name)."""
+        return self.gateway
 
     @property
     def is_sqlite(self) -> bool:
@@ -235,7 +242,7 @@ class Store:
                 client = MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
                 self.retry(client.search_registered_models, max_results=1)
             except Exception as exc:  # noqa: BLE001 - any failure here means "cannot open"
-                raise StoreError(f"cannot open the store {self.uri}: {_first_line(exc)}") from exc
+                raise StoreError(f"cannot open the store {self.uri}: {first_line(exc)}") from exc
         use_in_mlflow(self.uri)
         return client
 
@@ -275,7 +282,7 @@ class Store:
                 store.engine.dispose()
                 os.replace(tmp, path)
             except Exception as exc:  # noqa: BLE001
-                raise StoreError(f"cannot create the store {self.uri}: {_first_line(exc)}") from exc
+                raise StoreError(f"cannot create the store {self.uri}: {first_line(exc)}") from exc
             finally:
                 with contextlib.suppress(FileNotFoundError):
                     tmp.unlink()
@@ -320,32 +327,19 @@ class Store:
                 delay = min(delay * 2, 0.5)
 
     def experiment_id(self, name: str) -> str:
-        """The id of the experiment that holds the runs of model ``name`` (created if needed)."""
-        cached = self._experiments.get(name)
-        if cached:
-            return cached
-        from mlflow.exceptions import MlflowException
+        """The id of the experiment that holds the runs of model ``name`` (created if needed).
 
-        client = self.client
-        exp = self.retry(client.get_experiment_by_name, name)
-        if exp is None:
-            location = None
-            if self.artifact_root:
-                slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
-                location = str(Path(self.artifact_root) / f"nbmodel-{slug}")
-            try:
-                exp_id = self.retry(client.create_experiment, name, artifact_location=location)
-            except MlflowException:
-                exp = self.retry(client.get_experiment_by_name, name)
-                if exp is None:
-                    raise
-                exp_id = exp.experiment_id
-        else:
-            exp_id = exp.experiment_id
-            if exp.lifecycle_stage == "deleted":
-                self.retry(client.restore_experiment, exp_id)
-        self._experiments[name] = exp_id
-        return exp_id
+        Args:
+            name: the registered model's name.
+
+        Returns:
+            The experiment id (see :meth:`nbmodel.gateway.Gateway.experiment_id`).
+
+        Example:
+            >>> nbmodel.get_store().experiment_id("iris")  # doctest: +SKIP
+            '1'
+        """
+        return self.gateway.experiment_id(name)
 
 
 def use_in_mlflow(uri: str) -> None:
@@ -364,8 +358,3 @@ def use_in_mlflow(uri: str) -> None:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__

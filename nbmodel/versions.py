@@ -27,6 +27,7 @@ from .errors import (
     NbmodelError,
     RetiredVersion,
     VersionNotFound,
+    first_line,
 )
 from .evaluate import key_metrics
 from .refs import Ref, parse_ref
@@ -124,7 +125,7 @@ class Version:
             if self.run_id:
                 store = get_store()
                 try:
-                    run = store.retry(store.client.get_run, self.run_id)
+                    run = store.gateway.get_run(self.run_id)
                     self._params = dict(sorted(run.data.params.items()))
                 except Exception:  # noqa: BLE001 - a deleted run leaves the version usable
                     self._params = {}
@@ -254,20 +255,16 @@ class Version:
 
 
 # -- reading ---------------------------------------------------------------------------------
-def _escape(name: str) -> str:
-    return name.replace("\\", "\\\\").replace("'", "\\'")
-
-
 def model_aliases(store: Store, name: str) -> dict[str, int]:
     """Alias -> version of model ``name``; ModelNotFound (listing the models) if none."""
-    aliases = store.registry.aliases(name)
+    aliases = store.gateway.aliases(name)
     if aliases is None:
         raise ModelNotFound(_no_model_message(store, name))
     return aliases
 
 
 def _no_model_message(store: Store, name: str) -> str:
-    names = [m.name for m in store.retry(store.client.search_registered_models, max_results=50)]
+    names = [m.name for m in store.gateway.list_models(limit=50, order_by=None)]
     if names:
         listing = ", ".join(sorted(names)[:20]) + (" ..." if len(names) > 20 else "")
         return f"no model named {name!r} in {store.uri}; models are: {listing}"
@@ -275,12 +272,12 @@ def _no_model_message(store: Store, name: str) -> str:
 
 
 def newest_version(store: Store, name: str) -> int | None:
-    rows, _ = store.registry.versions(name, limit=1)
+    rows, _ = store.gateway.versions(name, limit=1)
     return rows[0].version if rows else None
 
 
 def _versions_listing(store: Store, name: str) -> str:
-    rows, _ = store.registry.versions(name)
+    rows, _ = store.gateway.versions(name)
     numbers = sorted(r.version for r in rows)
     if not numbers:
         return "it has no versions"
@@ -311,14 +308,15 @@ def resolve(ref: str | Ref, *, store: Store | None = None) -> Version:
             known = ", ".join(f"{a} (version {v})" for a, v in sorted(aliases.items()))
             raise AliasNotFound(
                 f"{r.name} has no alias {r.alias!r}; "
-                + (f"its aliases are {known}" if known else "it has no aliases yet: set one with %model_alias"))
-        rows, _ = store.registry.versions(r.name, version=number)
+                + (f"its aliases are {known}" if known
+                   else "it has no aliases yet: set one with %model_alias"))
+        rows, _ = store.gateway.versions(r.name, version=number)
     elif r.version is not None:
-        rows, _ = store.registry.versions(r.name, version=r.version)
+        rows, _ = store.gateway.versions(r.name, version=r.version)
         if not rows:
             raise VersionNotFound(f"no version {r.version} of {r.name!r}; {_versions_listing(store, r.name)}")
     else:
-        rows, _ = store.registry.versions(r.name, limit=1)
+        rows, _ = store.gateway.versions(r.name, limit=1)
         if not rows:
             raise VersionNotFound(f"{r.name!r} has no versions yet; commit one with %model_commit")
     if not rows:
@@ -375,7 +373,7 @@ def _load_uncached(v: Version) -> Any:
     except NbmodelError:
         raise
     except Exception as exc:  # noqa: BLE001
-        raise NbmodelError(f"cannot load {v.ref}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from exc
+        raise NbmodelError(f"cannot load {v.ref}: {first_line(exc)}") from exc
 
 
 def _has_flavor(v: Version, flavor: str) -> bool:
@@ -411,7 +409,7 @@ def tag(ref: str | Ref, tags: Mapping[str, Any] | None = None, **more: Any) -> V
     v = resolve(ref)
     store = get_store()
     for k, val in all_tags.items():
-        store.retry(store.client.set_model_version_tag, v.name, str(v.version), k, str(val))
+        store.gateway.set_version_tag(v.name, v.version, k, str(val))
     return resolve(v.ref)
 
 
@@ -431,9 +429,9 @@ def retire(ref: str | Ref, *, message: str = "", force: bool = False) -> Version
         )
     store = get_store()
     now = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
-    store.retry(store.client.set_model_version_tag, v.name, str(v.version), T_RETIRED_AT,
-                json.dumps({"at": now, "by": _user(), "why": message}))
-    store.retry(store.client.set_model_version_tag, v.name, str(v.version), T_RETIRED, "true")
+    store.gateway.set_version_tag(v.name, v.version, T_RETIRED_AT,
+                                  json.dumps({"at": now, "by": _user(), "why": message}))
+    store.gateway.set_version_tag(v.name, v.version, T_RETIRED, "true")
     return resolve(v.ref)
 
 
@@ -441,5 +439,5 @@ def unretire(ref: str | Ref) -> Version:
     """Bring a retired version back."""
     v = resolve(ref)
     store = get_store()
-    store.retry(store.client.delete_model_version_tag, v.name, str(v.version), T_RETIRED)
+    store.gateway.delete_version_tag(v.name, v.version, T_RETIRED)
     return resolve(v.ref)
