@@ -1,11 +1,9 @@
-"""Reading the registry: a model's history, the list of models, and the store's status."""
+"""Reading the registry: a model's history and the list of models."""
 
 from __future__ import annotations
 
 import datetime as _dt
 import html
-import importlib
-import importlib.util
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -176,68 +174,3 @@ def models(store: Store | None = None) -> list[ModelSummary]:
         aliases = {a: int(v) for a, v in (rm.aliases or {}).items()}
         out.append(ModelSummary(rm.name, latest, aliases, updated, rm.description or ""))
     return out
-
-
-#: Modules that add a section to %model_status when they exist; each may define
-#: ``status_section() -> tuple[str, list[str], list[list[str]]] | None`` (title, head, rows).
-STATUS_MODULES = ("nbmodel.serving", "nbmodel.monitoring")
-
-
-@dataclass(repr=False)
-class Status(Shown):
-    uri: str
-    origin: str
-    models: list[ModelSummary]
-    sections: list[tuple[str, list[str], list[list[str]]]] = field(default_factory=list)
-    exists: bool = True
-
-    def _model_rows(self) -> list[list[str]]:
-        return [[m.name, f"{m.name}/{m.latest}" if m.latest else "-",
-                 ", ".join(f"{a} -> {v}" for a, v in sorted(m.aliases.items()))]
-                for m in self.models]
-
-    def _origin_text(self) -> str:
-        return {"set_store": "set by %model_store", "MLFLOW_TRACKING_URI": "from MLFLOW_TRACKING_URI",
-                "default": "the default"}.get(self.origin, f"from {self.origin}")
-
-    def __str__(self) -> str:
-        lines = [f"store: {self.uri} ({self._origin_text()})"]
-        if not self.models:
-            lines.append("no models yet: commit one with %model_commit")
-        else:
-            lines.append(text_table(["model", "newest", "aliases"], self._model_rows()))
-        for title, head, rows in self.sections:
-            lines.append(f"{title}:")
-            lines.append(text_table(head, rows) if rows else "  none")
-        return "\n".join(lines)
-
-    def _repr_html_(self) -> str:
-        parts = [f"<div class='nbm-line'><b>store</b> <code>{html.escape(self.uri)}</code> "
-                 f"({html.escape(self._origin_text())})</div>"]
-        if self.models:
-            parts.append(html_table(["model", "newest", "aliases"], self._model_rows()))
-        else:
-            parts.append("<div class='nbm-line'>no models yet: commit one with %model_commit</div>")
-        for title, head, rows in self.sections:
-            parts.append(html_table(head, rows, caption=title) if rows
-                         else f"<div class='nbm-line'><b>{html.escape(title)}</b>: none</div>")
-        return "".join(parts)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"uri": self.uri, "origin": self.origin, "models": [m.to_dict() for m in self.models],
-                "sections": [{"title": t, "head": h, "rows": r} for t, h, r in self.sections]}
-
-
-def status() -> Status:
-    """The store in use, its models with their newest versions and aliases, and what runs."""
-    store = get_store()
-    sections = []
-    for mod_name in STATUS_MODULES:
-        if importlib.util.find_spec(mod_name) is None:
-            continue
-        fn = getattr(importlib.import_module(mod_name), "status_section", None)
-        if callable(fn):
-            section = fn()
-            if section:
-                sections.append(section)
-    return Status(store.uri, store.origin, models(store), sections)
