@@ -28,7 +28,7 @@ MAX_WHY = 1000
 
 
 @dataclass
-class AliasMove:
+class AliasMove(Shown):
     """One move of an alias, as kept in the audit trail."""
 
     name: str
@@ -56,9 +56,6 @@ class AliasMove:
 
     def __repr__(self) -> str:
         return f"<AliasMove {self}>"
-
-    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
-        p.text(str(self))
 
     def _repr_html_(self) -> str:
         return f"<div class='nbm-line'>{html.escape(str(self))}</div>"

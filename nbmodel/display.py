@@ -13,12 +13,14 @@ from typing import Any
 STYLE = """<style>
 .nbm-card,.nbm-table{font-family:var(--jp-ui-font-family,sans-serif);font-size:var(--jp-ui-font-size1,13px);
  color:var(--jp-ui-font-color1,inherit)}
-.nbm-card{border:1px solid var(--jp-border-color2,#ddd);border-radius:4px;padding:6px 10px;margin:2px 0;max-width:60em}
+.nbm-card{border:1px solid var(--jp-border-color2,#ddd);border-radius:4px;padding:6px 10px;\
+margin:2px 0;max-width:60em}
 .nbm-card h4{margin:2px 0 6px 0;font-size:1.1em}
 .nbm-card table,.nbm-table{border-collapse:collapse}
 .nbm-card td{padding:1px 8px 1px 0;vertical-align:top;text-align:left}
 .nbm-card td.k{color:var(--jp-ui-font-color2,#666);white-space:nowrap}
-.nbm-table th,.nbm-table td{padding:2px 8px;text-align:left;border-bottom:1px solid var(--jp-border-color2,#eee)}
+.nbm-table th,.nbm-table td{padding:2px 8px;text-align:left;\
+border-bottom:1px solid var(--jp-border-color2,#eee)}
 .nbm-table caption{text-align:left;font-weight:bold;padding:2px 0}
 .nbm-badge{display:inline-block;margin-left:6px;padding:0 6px;border-radius:8px;font-size:.85em;
  background:var(--jp-brand-color3,#d3e5f8);color:var(--jp-ui-font-color1,#000)}
@@ -33,7 +35,26 @@ pre.nbm-diff{font-size:.9em;max-height:30em;overflow:auto}
 
 class Shown:
     """Results that show as their text form everywhere but a notebook's HTML: ``str()`` is the
-    text, ``repr()`` and IPython's pretty printer use it too."""
+    text, ``repr()`` and IPython's pretty printer use it too.
+
+    A subclass may keep a short ``__repr__`` of its own (``<Version iris/3>``); IPython still
+    prints ``str()``. IPython walks the class's MRO and uses the first class that defines
+    either ``_repr_pretty_`` or ``__repr__``, so every subclass gets ``_repr_pretty_`` in its
+    own namespace here: without it, a subclass's ``__repr__`` would win over this class's
+    ``_repr_pretty_``.
+
+    Example:
+        >>> class Answer(Shown):
+        ...     def __str__(self) -> str:
+        ...         return "42"
+        >>> repr(Answer())
+        '42'
+    """
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "_repr_pretty_" not in cls.__dict__:
+            cls._repr_pretty_ = Shown._repr_pretty_  # type: ignore[method-assign]
 
     def __repr__(self) -> str:
         return str(self)

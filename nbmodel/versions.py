@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from . import lineage
+from .display import Shown
 from .errors import (
     AliasNotFound,
     BadData,
@@ -80,10 +81,11 @@ def age(ts: _dt.datetime, now: _dt.datetime | None = None) -> str:
 
 
 @dataclass
-class Version:
+class Version(Shown):
     """One registered version of a model, as nbmodel describes it.
 
-    ``str(v)`` is a plain-text card; in a notebook it shows as an HTML card.
+    ``str(v)`` is a plain-text card, which IPython prints; in a notebook it shows as an HTML
+    card; ``repr(v)`` is short: ``<Version iris/3>``.
     """
 
     name: str
@@ -227,9 +229,6 @@ class Version:
 
     def __repr__(self) -> str:
         return f"<Version {self.ref}>"
-
-    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
-        p.text(str(self))
 
     def _repr_html_(self) -> str:
         from .display import badge, card
