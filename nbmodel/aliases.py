@@ -61,6 +61,15 @@ class AliasMove(Shown):
         return f"<div class='nbm-line'>{html.escape(str(self))}</div>"
 
     def to_dict(self) -> dict[str, Any]:
+        """A JSON-able form (for REST routes).
+
+        Returns:
+            The move's fields, with ``from``/``to`` version numbers and ``at`` as ISO text.
+
+        Example:
+            >>> nbmodel.alias("iris/3", "production").to_dict()["to"]  # doctest: +SKIP
+            3
+        """
         return {
             "name": self.name, "alias": self.alias, "from": self.from_version,
             "to": self.to_version, "at": self.at.isoformat(), "by": self.by,
@@ -132,8 +141,13 @@ def set_alias(ref: str | Ref, alias: str, *, message: str = "", force: bool = Fa
         alias: the alias name (``production``).
         message: why, kept in the trail.
         force: allow a retired version.
+        kind: the kind of move kept in the trail (``set``, or ``deploy`` when a deploy moves it).
+
+    Returns:
+        The :class:`AliasMove`; ``changed`` is False when the alias already pointed there.
 
     Raises:
+        BadReference: the alias name is not valid.
         RetiredVersion: if the version is retired and ``force`` is not given.
 
     Example:
@@ -205,7 +219,22 @@ def rollback(name: str | Ref, *, alias: str | None = None, to: int | str | None 
 
 
 def delete_alias(name: str | Ref, alias: str, *, message: str = "") -> AliasMove:
-    """Remove an alias (kept in the trail as a move to nothing)."""
+    """Remove an alias (kept in the trail as a move to nothing).
+
+    Args:
+        name: the model.
+        alias: the alias to remove.
+        message: why, kept in the trail.
+
+    Returns:
+        The :class:`AliasMove` to nothing.
+
+    Raises:
+        AliasNotFound: the model has no such alias.
+
+    Example:
+        >>> nbmodel.delete_alias("iris", "staging")  # doctest: +SKIP
+    """
     r = parse_ref(name)
     store = get_store()
     with store.write_lock():
@@ -255,7 +284,21 @@ class AliasHistory(Shown):
 
 
 def alias_history(name: str | Ref, alias: str | None = None) -> AliasHistory:
-    """Every alias move of a model (or of one alias), newest first."""
+    """Every alias move of a model (or of one alias), newest first.
+
+    Args:
+        name: the model (``iris@production`` names the alias too).
+        alias: only the moves of this alias.
+
+    Returns:
+        An :class:`AliasHistory`, shown as a table.
+
+    Raises:
+        ModelNotFound: there is no such model.
+
+    Example:
+        >>> nbmodel.alias_history("iris", "production")  # doctest: +SKIP
+    """
     r = parse_ref(name)
     store = get_store()
     model_aliases(store, r.name)

@@ -130,6 +130,13 @@ def log(name: str | Ref | None = None, *, limit: int | None = None, offset: int 
         limit: show at most this many versions.
         offset: skip this many of the newest first (for paging).
 
+    Returns:
+        A :class:`History` (iterable over :class:`~nbmodel.versions.Version`), with a lineage graph
+        where versions branch.
+
+    Raises:
+        ModelNotFound: there is no such model. NbmodelError: no name, and not exactly one model.
+
     Example:
         >>> nbmodel.log("iris", limit=5)  # doctest: +SKIP
     """
@@ -159,12 +166,32 @@ class ModelSummary:
     description: str = ""
 
     def to_dict(self) -> dict[str, Any]:
+        """A JSON-able form (for REST routes).
+
+        Returns:
+            name, latest, aliases and ``updated`` as ISO text.
+
+        Example:
+            >>> nbmodel.models()[0].to_dict()["name"]  # doctest: +SKIP
+            'iris'
+        """
         return {"name": self.name, "latest": self.latest, "aliases": dict(self.aliases),
                 "updated": self.updated.isoformat() if self.updated else None}
 
 
 def models(store: Store | None = None) -> list[ModelSummary]:
-    """Every registered model with its newest version and aliases, by name."""
+    """Every registered model with its newest version and aliases, by name.
+
+    Args:
+        store: the store to read; the one in use when None.
+
+    Returns:
+        One :class:`ModelSummary` per model.
+
+    Example:
+        >>> [m.name for m in nbmodel.models()]  # doctest: +SKIP
+        ['iris']
+    """
     store = store or get_store()
     out = []
     for rm in store.gateway.list_models(order_by="name ASC"):
