@@ -109,7 +109,17 @@ class Gateway:
 
     # -- reads -------------------------------------------------------------------------------
     def aliases(self, name: str) -> dict[str, int] | None:
-        """Alias -> version of a model, or None if the model does not exist."""
+        """Alias -> version of a model.
+
+        Args:
+            name: the registered model's name.
+
+        Returns:
+            A dict, or None if the model does not exist.
+
+        Example:
+            >>> store.gateway.aliases("iris")  # doctest: +SKIP
+        """
         if self._sql() is not None:
             try:
                 if not self._query("SELECT 1 FROM registered_models WHERE name = :n{ws}", n=name):
@@ -123,7 +133,18 @@ class Gateway:
         return None if rm is None else {a: int(v) for a, v in (rm.aliases or {}).items()}
 
     def model_tags(self, name: str, prefix: str = "") -> dict[str, str] | None:
-        """Tags of a registered model (those starting with ``prefix``), None if no model."""
+        """Tags of a registered model (those starting with ``prefix``).
+
+        Args:
+            name: the registered model's name.
+            prefix: keep only tags whose key starts with it.
+
+        Returns:
+            A dict, or None if the model does not exist.
+
+        Example:
+            >>> store.gateway.model_tags("iris", "nbmodel.alias_log.")  # doctest: +SKIP
+        """
         if self._sql() is not None:
             try:
                 if not self._query("SELECT 1 FROM registered_models WHERE name = :n{ws}", n=name):
@@ -141,7 +162,20 @@ class Gateway:
 
     def versions(self, name: str, *, limit: int | None = None, offset: int = 0,
                  version: int | None = None) -> tuple[list[Row], int]:
-        """Versions newest first (or one version), with tags; and how many versions exist."""
+        """Versions newest first (or one version), with their tags.
+
+        Args:
+            name: the registered model's name.
+            limit: at most this many (all when None).
+            offset: skip this many of the newest.
+            version: only this version.
+
+        Returns:
+            ``(rows, total)``: :class:`Row` objects and how many versions there are.
+
+        Example:
+            >>> rows, total = store.gateway.versions("iris", limit=10)  # doctest: +SKIP
+        """
         if self._sql() is not None:
             try:
                 return self._versions_sql(name, limit, offset, version)
@@ -211,7 +245,7 @@ class Gateway:
             name: the registered model's name.
 
         Returns:
-            A ``mlflow.entities.model_registry.RegisteredModel``, or None if there is none.
+            A ``RegisteredModel``, or None if there is none.
 
         Example:
             >>> store.gateway.model("iris").tags  # doctest: +SKIP
@@ -253,16 +287,32 @@ class Gateway:
                 return out if limit is None else out[:limit]
 
     def version_by_alias(self, name: str, alias: str) -> Any:
-        """MLflow's model version that ``alias`` of ``name`` points to (MlflowException if none).
+        """MLflow's model version that ``alias`` of ``name`` points to.
+
+        Args:
+            name: the registered model's name.
+            alias: the alias.
+
+        Returns:
+            A ``ModelVersion``.
+
+        Raises:
+            MlflowException: the alias is not set.
 
         Example:
             >>> store.gateway.version_by_alias("iris", "production").version  # doctest: +SKIP
-            '3'
         """
         return self._call("get_model_version_by_alias", name, alias)
 
     def version_download_uri(self, name: str, version: int) -> str:
-        """Where the files of version ``version`` of ``name`` are (a path or an artifact URI).
+        """Where the files of a version are.
+
+        Args:
+            name: the registered model's name.
+            version: the version number.
+
+        Returns:
+            A local path or an artifact URI.
 
         Example:
             >>> store.gateway.version_download_uri("iris", 3)  # doctest: +SKIP
@@ -272,6 +322,11 @@ class Gateway:
     # -- registry writes ---------------------------------------------------------------------
     def set_alias(self, name: str, alias: str, version: int) -> None:
         """Point ``alias`` of model ``name`` at ``version`` (no audit trail: see nbmodel.aliases).
+
+        Args:
+            name: the registered model's name.
+            alias: the alias.
+            version: the version it points to.
 
         Example:
             >>> store.gateway.set_alias("iris", "production", 3)  # doctest: +SKIP
@@ -284,6 +339,10 @@ class Gateway:
     def delete_alias(self, name: str, alias: str) -> None:
         """Remove ``alias`` from model ``name``.
 
+        Args:
+            name: the registered model's name.
+            alias: the alias.
+
         Example:
             >>> store.gateway.delete_alias("iris", "staging")  # doctest: +SKIP
         """
@@ -291,6 +350,11 @@ class Gateway:
 
     def set_model_tag(self, name: str, key: str, value: str) -> None:
         """Set a tag of registered model ``name``.
+
+        Args:
+            name: the registered model's name.
+            key: the tag's key.
+            value: its value.
 
         Example:
             >>> store.gateway.set_model_tag("iris", "team", "vision")  # doctest: +SKIP
@@ -303,7 +367,13 @@ class Gateway:
             self._call("set_registered_model_tag", name, key, value)
 
     def set_version_tag(self, name: str, version: int, key: str, value: str) -> None:
-        """Set a tag of version ``version`` of ``name``.
+        """Set a tag of a version.
+
+        Args:
+            name: the registered model's name.
+            version: the version number.
+            key: the tag's key.
+            value: its value.
 
         Example:
             >>> store.gateway.set_version_tag("iris", 3, "stage", "candidate")  # doctest: +SKIP
@@ -311,7 +381,12 @@ class Gateway:
         self._call("set_model_version_tag", name, str(version), key, value)
 
     def delete_version_tag(self, name: str, version: int, key: str) -> None:
-        """Remove a tag of version ``version`` of ``name``.
+        """Remove a tag of a version.
+
+        Args:
+            name: the registered model's name.
+            version: the version number.
+            key: the tag's key.
 
         Example:
             >>> store.gateway.delete_version_tag("iris", 3, "stage")  # doctest: +SKIP
@@ -320,6 +395,10 @@ class Gateway:
 
     def create_model(self, name: str, tags: dict[str, str] | None = None) -> None:
         """Register model ``name`` unless it exists already.
+
+        Args:
+            name: the registered model's name.
+            tags: tags of a new model.
 
         Example:
             >>> store.gateway.create_model("iris", {"nbmodel.managed": "true"})  # doctest: +SKIP
@@ -337,6 +416,14 @@ class Gateway:
                        description: str | None, model_id: str | None) -> Any:
         """Register the logged model at ``model_uri`` as the next version of ``name``.
 
+        Args:
+            name: the registered model's name.
+            model_uri: the logged model (``runs:/...`` or ``models:/m-...``).
+            run_id: the run that logged it.
+            tags: the version's tags.
+            description: the commit message.
+            model_id: MLflow's logged-model id.
+
         Returns:
             MLflow's new ``ModelVersion``.
 
@@ -349,14 +436,17 @@ class Gateway:
 
     # -- tracking ----------------------------------------------------------------------------
     def experiment_id(self, name: str) -> str:
-        """The id of the experiment that holds the runs of model ``name`` (created if needed).
+        """The id of the experiment that holds the runs of model ``name`` (created if needed;
+        a deleted one is restored; artifacts of a sqlite store live beside its file).
 
-        A deleted experiment of that name is restored; its artifacts of a sqlite store live
-        beside the store's file.
+        Args:
+            name: the registered model's name.
+
+        Returns:
+            The experiment's id.
 
         Example:
             >>> store.gateway.experiment_id("iris")  # doctest: +SKIP
-            '1'
         """
         cached = self._experiments.get(name)
         if cached:
@@ -386,34 +476,62 @@ class Gateway:
     def get_run(self, run_id: str) -> Any:
         """MLflow's run ``run_id`` (its params, metrics, tags and info).
 
+        Args:
+            run_id: the run's id.
+
+        Returns:
+            A ``Run``.
+
+        Raises:
+            MlflowException: there is no such run.
+
         Example:
             >>> store.gateway.get_run(v.run_id).data.params  # doctest: +SKIP
         """
         return self._call("get_run", run_id)
 
     def create_run(self, experiment_id: str, *, run_name: str, tags: dict[str, str] | None = None) -> Any:
-        """Start a run in ``experiment_id``.
+        """Start a run.
+
+        Args:
+            experiment_id: the experiment.
+            run_name: the run's name.
+            tags: the run's tags.
 
         Returns:
             MLflow's ``Run``; its id is ``run.info.run_id``.
 
         Example:
-            >>> run = store.gateway.create_run(exp_id, run_name="iris commit")  # doctest: +SKIP
+            >>> store.gateway.create_run(exp_id, run_name="iris commit")  # doctest: +SKIP
         """
         return self._call("create_run", experiment_id, run_name=run_name, tags=tags)
 
     def search_runs(self, experiment_ids: list[str], filter_string: str, *, max_results: int = 1000,
                     order_by: list[str] | None = None) -> list[Any]:
-        """Runs of ``experiment_ids`` matching MLflow's ``filter_string`` (one page).
+        """Runs matching MLflow's filter (one page).
+
+        Args:
+            experiment_ids: the experiments to search.
+            filter_string: MLflow's run filter.
+            max_results: at most this many.
+            order_by: MLflow's ordering clauses.
+
+        Returns:
+            A list of ``Run``.
 
         Example:
-            >>> store.gateway.search_runs([exp_id], "tags.`k` = 'v'", max_results=1)  # doctest: +SKIP
+            >>> store.gateway.search_runs([exp_id], "tags.`k` = 'v'")  # doctest: +SKIP
         """
         return list(self._call("search_runs", experiment_ids, filter_string, max_results=max_results,
                                order_by=order_by))
 
     def finish_run(self, run_id: str, *, name: str | None = None, status: str = "FINISHED") -> None:
-        """Mark run ``run_id`` done (and rename it when ``name`` is given).
+        """Mark a run done (and rename it when ``name`` is given).
+
+        Args:
+            run_id: the run's id.
+            name: the run's new name.
+            status: the final status.
 
         Example:
             >>> store.gateway.finish_run(run_id, name="iris/3")  # doctest: +SKIP
@@ -424,7 +542,12 @@ class Gateway:
             self._call("update_run", run_id, status=status, name=name)
 
     def set_run_tag(self, run_id: str, key: str, value: str) -> None:
-        """Set a tag of run ``run_id``.
+        """Set a tag of a run.
+
+        Args:
+            run_id: the run's id.
+            key: the tag's key.
+            value: its value.
 
         Example:
             >>> store.gateway.set_run_tag(run_id, "nbmodel.version", "iris/3")  # doctest: +SKIP
@@ -432,7 +555,10 @@ class Gateway:
         self._call("set_tag", run_id, key, value)
 
     def delete_run(self, run_id: str) -> None:
-        """Delete run ``run_id`` (and, with it, the models it logged).
+        """Delete a run (and, with it, the models it logged).
+
+        Args:
+            run_id: the run's id.
 
         Example:
             >>> store.gateway.delete_run(run_id)  # doctest: +SKIP
@@ -441,7 +567,13 @@ class Gateway:
 
     def log_batch(self, run_id: str, *, metrics: list[Any] | None = None, params: list[Any] | None = None,
                   tags: list[Any] | None = None) -> None:
-        """Log MLflow ``Metric``/``Param``/``RunTag`` objects to run ``run_id`` in one call.
+        """Log MLflow ``Metric``, ``Param`` and ``RunTag`` objects to a run in one call.
+
+        Args:
+            run_id: the run's id.
+            metrics: ``Metric`` objects.
+            params: ``Param`` objects (at most 100).
+            tags: ``RunTag`` objects.
 
         Example:
             >>> store.gateway.log_batch(run_id, metrics=[Metric("accuracy", 0.9, now, 0)])  # doctest: +SKIP
@@ -449,7 +581,12 @@ class Gateway:
         self._call("log_batch", run_id, metrics=metrics or [], params=params or [], tags=tags or [])
 
     def log_text(self, run_id: str, text: str, path: str) -> None:
-        """Store ``text`` as the artifact ``path`` of run ``run_id``.
+        """Store text as an artifact of a run.
+
+        Args:
+            run_id: the run's id.
+            text: the text.
+            path: the artifact's path.
 
         Example:
             >>> store.gateway.log_text(run_id, "clf.fit(X, y)", "nbmodel/source.py")  # doctest: +SKIP
@@ -457,7 +594,12 @@ class Gateway:
         self._call("log_text", run_id, text, path)
 
     def log_dict(self, run_id: str, data: dict[str, Any], path: str) -> None:
-        """Store ``data`` as the JSON artifact ``path`` of run ``run_id``.
+        """Store a dict as a JSON artifact of a run.
+
+        Args:
+            run_id: the run's id.
+            data: the dict.
+            path: the artifact's path.
 
         Example:
             >>> store.gateway.log_dict(run_id, {"rows": 150}, "nbmodel/data_profile.json")  # doctest: +SKIP
@@ -465,7 +607,12 @@ class Gateway:
         self._call("log_dict", run_id, data, path)
 
     def log_artifacts(self, run_id: str, local_dir: str, path: str | None = None) -> None:
-        """Copy the files of ``local_dir`` into run ``run_id``'s artifacts, under ``path``.
+        """Copy the files of a folder into a run's artifacts.
+
+        Args:
+            run_id: the run's id.
+            local_dir: the folder.
+            path: the folder inside the artifacts.
 
         Example:
             >>> store.gateway.log_artifacts(run_id, tmp, "nbmodel")  # doctest: +SKIP
@@ -473,7 +620,12 @@ class Gateway:
         self._call("log_artifacts", run_id, local_dir, path)
 
     def download_artifacts(self, run_id: str, path: str, dst_path: str | None = None) -> str:
-        """Download the artifact ``path`` of run ``run_id``.
+        """Download an artifact of a run.
+
+        Args:
+            run_id: the run's id.
+            path: the artifact's path.
+            dst_path: where to put it (a temporary folder when None).
 
         Returns:
             The local path of the downloaded file or folder.

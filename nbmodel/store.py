@@ -71,7 +71,19 @@ def set_store(uri: str | None) -> Store:
 
 
 def resolve_uri() -> tuple[str, str]:
-    """Return ``(uri, origin)`` by the resolution order, without opening anything."""
+    """The store's URI by the resolution order, without opening anything.
+
+    Returns:
+        ``(uri, origin)``: origin is ``set_store``, ``MLFLOW_TRACKING_URI``, a pyproject.toml path
+        or ``default``.
+
+    Raises:
+        StoreError: the URI found is not a store URI.
+
+    Example:
+        >>> resolve_uri()  # doctest: +SKIP
+        ('sqlite:////home/ann/course/mlflow.db', 'default')
+    """
     if _explicit_uri:
         return _explicit_uri, "set_store"
     env = os.environ.get("MLFLOW_TRACKING_URI", "").strip()
@@ -84,7 +96,18 @@ def resolve_uri() -> tuple[str, str]:
 
 
 def get_store() -> Store:
-    """The store in use now, opened on first use."""
+    """The store in use now, opened on first use.
+
+    Returns:
+        The :class:`Store` (one object per URI, kept for the session).
+
+    Raises:
+        StoreError: the URI found is not a store URI.
+
+    Example:
+        >>> nbmodel.get_store().uri  # doctest: +SKIP
+        'sqlite:////home/ann/course/mlflow.db'
+    """
     uri, origin = resolve_uri()
     return _open(uri, origin)
 
@@ -136,8 +159,20 @@ def _normalise(uri: str, *, base: Path) -> str:
 
 @contextlib.contextmanager
 def quiet_logs(*names: str, level: int = logging.WARNING) -> Iterator[None]:
-    """Raise the level of some loggers for a while: MLflow and alembic log every migration
-    step and every model save at INFO or WARNING, which a notebook should not show."""
+    """Raise the level of some loggers for a while: MLflow and alembic log every migration step and
+    every model save at INFO or WARNING, which a notebook should not show.
+
+    Args:
+        *names: the loggers' names.
+        level: the level they have inside the block.
+
+    Returns:
+        A context manager; the levels are restored on leaving it.
+
+    Example:
+        >>> with quiet_logs("alembic"):
+        ...     pass
+    """
     loggers = [logging.getLogger(n) for n in names]
     levels = [lg.level for lg in loggers]
     for lg in loggers:
@@ -291,7 +326,15 @@ class Store:
     def write_lock(self) -> Iterator[None]:
         """Serialise writes to a sqlite store across kernels; a no-op for a server.
 
-        The lock is an OS file lock, so a process killed while holding it releases it.
+        The lock is an OS file lock, so a process killed while holding it releases it. A thread that
+        holds it already goes on (the lock is re-entrant per thread).
+
+        Returns:
+            A context manager.
+
+        Example:
+            >>> with nbmodel.get_store().write_lock():  # doctest: +SKIP
+            ...     pass
         """
         path = self.db_path
         depth = getattr(_held, self.uri, 0)
@@ -314,7 +357,23 @@ class Store:
                 setattr(_held, self.uri, 0)
 
     def retry(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """Call ``fn``, retrying for a while when sqlite says "database is locked"."""
+        """Call ``fn``, retrying for up to 30 seconds while sqlite says "database is locked".
+
+        Args:
+            fn: the function to call.
+            *args: its positional arguments.
+            **kwargs: its keyword arguments.
+
+        Returns:
+            What ``fn`` returns.
+
+        Raises:
+            Exception: whatever ``fn`` raised last, when it is not a lock error or time is up.
+
+        Example:
+            >>> Store("sqlite:///x.db").retry(max, 1, 2)
+            2
+        """
         delay = 0.02
         deadline = time.monotonic() + 30
         while True:
@@ -343,9 +402,16 @@ class Store:
 
 
 def use_in_mlflow(uri: str) -> None:
-    """Make plain MLflow calls in this kernel (``mlflow.pyfunc.load_model("models:/iris/3")``)
-    use ``uri``, without touching the environment: MLflow's setters also write
-    MLFLOW_TRACKING_URI, which would then outrank the user's own resolution order."""
+    """Make plain MLflow calls in this kernel (``mlflow.pyfunc.load_model("models:/iris/3")``) use
+    ``uri``, without touching the environment: MLflow's setters also write MLFLOW_TRACKING_URI,
+    which would then outrank the user's own resolution order.
+
+    Args:
+        uri: the tracking and registry URI.
+
+    Example:
+        >>> use_in_mlflow("sqlite:////tmp/models.db")  # doctest: +SKIP
+    """
     import mlflow
 
     saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
