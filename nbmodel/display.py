@@ -64,17 +64,57 @@ class Shown:
 
 
 def badge(text: str, *, kind: str = "") -> str:
+    """A small rounded label (an alias, ``retired``) for HTML cards and tables.
+
+    Args:
+        text: the label (escaped).
+        kind: an extra CSS class (``retired``).
+
+    Returns:
+        HTML.
+
+    Example:
+        >>> badge("prod")
+        "<span class='nbm-badge '>prod</span>"
+    """
     return f"<span class='nbm-badge {kind}'>{html.escape(text)}</span>"
 
 
 def card(title_html: str, rows: Iterable[tuple[str, str]]) -> str:
+    """A titled card of key/value rows, with nbmodel's style.
+
+    Args:
+        title_html: the title (trusted HTML).
+        rows: ``(key, value_html)`` pairs; keys are escaped, values are trusted HTML.
+
+    Returns:
+        HTML.
+
+    Example:
+        >>> "<td class='k'>message</td>" in card("iris/3", [("message", "more trees")])
+        True
+    """
     body = "".join(f"<tr><td class='k'>{html.escape(k)}</td><td>{v}</td></tr>" for k, v in rows)
     return f"{STYLE}<div class='nbm-card'><h4>{title_html}</h4><table>{body}</table></div>"
 
 
 def html_table(head: Sequence[str], rows: Iterable[Sequence[str]], *, caption: str = "",
                raw: bool = False) -> str:
-    """A table; cells are escaped unless ``raw`` (then they are trusted HTML)."""
+    """A table; cells are escaped unless ``raw`` (then they are trusted HTML).
+
+    Args:
+        head: column heads.
+        rows: the rows' cells.
+        caption: a caption above the table.
+        raw: the cells are HTML already.
+
+    Returns:
+        HTML, with nbmodel's style.
+
+    Example:
+        >>> "<td>a&lt;b</td>" in html_table(["x"], [["a<b"]])
+        True
+    """
     esc = (lambda x: x) if raw else html.escape
     cap = f"<caption>{html.escape(caption)}</caption>" if caption else ""
     th = "".join(f"<th>{html.escape(h)}</th>" for h in head)
@@ -83,7 +123,20 @@ def html_table(head: Sequence[str], rows: Iterable[Sequence[str]], *, caption: s
 
 
 def text_table(head: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """Columns padded to their widest cell; the last column is not padded."""
+    """Columns padded to their widest cell; the last column is not padded.
+
+    Args:
+        head: column heads.
+        rows: the rows' cells.
+
+    Returns:
+        The table as lines of text.
+
+    Example:
+        >>> print(text_table(["model", "newest"], [["iris", "iris/3"]]))
+        model  newest
+        iris   iris/3
+    """
     rows = [[str(c) for c in row] for row in rows]
     widths = [max([len(h)] + [len(r[i]) for r in rows if i < len(r)]) for i, h in enumerate(head)]
 

@@ -65,6 +65,14 @@ def _modules_in(obj: Any, depth: int = 0, seen: set[int] | None = None) -> set[s
 def pinned_requirements(model: Any, *, serializer: str | None = None) -> list[str]:
     """``name==version`` lines for the packages ``model`` needs, as installed now.
 
+    Args:
+        model: the model object; the modules of its parts decide the packages.
+        serializer: ``skops`` or ``cloudpickle`` when the sklearn flavor saves it that way (its
+            package is added).
+
+    Returns:
+        Requirement lines, MLflow's and the model's own packages.
+
     Example:
         >>> from sklearn.linear_model import LogisticRegression
         >>> any(r.startswith("scikit-learn==") for r in pinned_requirements(LogisticRegression()))
