@@ -14,6 +14,7 @@ import html
 import json
 import secrets
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -255,7 +256,7 @@ class AliasHistory(Shown):
     name: str
     moves: list[AliasMove]
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
+    def __iter__(self) -> Iterator[AliasMove]:
         return iter(self.moves)
 
     def __len__(self) -> int:

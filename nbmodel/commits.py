@@ -93,7 +93,7 @@ def _input_example(X: Any) -> Any:
 
 def _pair(pair: Any, what: str) -> tuple[Any, Any]:
     if pair is None:
-        return None, None  # type: ignore[return-value]
+        return None, None
     if not isinstance(pair, (tuple, list)) or len(pair) != 2:
         raise BadData(f"{what} must be a pair (X, y)")
     return pair[0], pair[1]
@@ -214,7 +214,7 @@ def _read_inputs(model: Any, eval: Sequence[Any] | None, train: Sequence[Any] | 
                    _source(model, source, var_names), _flatten_params(model))
 
 
-def _train_profile(model: Any, X_train: Any, y_train: Any) -> tuple[Any, str, dict[str, Any]]:
+def _train_profile(model: Any, X_train: Any, y_train: Any) -> tuple[Any, str | None, dict[str, Any]]:
     """The training data checked, the task it shows, and its profile (the drift reference)."""
     from .data import _feature_stats
     from .data import profile as make_profile
@@ -343,10 +343,10 @@ def _pyfunc_wrapper(model: Any) -> Any:
     The class is made inside this function, so cloudpickle stores it by value: loading the
     version needs MLflow and the object's own packages, not nbmodel.
     """
-    import mlflow.pyfunc
+    from mlflow.pyfunc import PythonModel
 
     # No type hints on predict: MLflow reads them as a schema and warns about Any.
-    class NbmodelPredict(mlflow.pyfunc.PythonModel):
+    class NbmodelPredict(PythonModel):
         def __init__(self, model):  # noqa: ANN001
             self.model = model
 

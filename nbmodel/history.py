@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import html
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,7 +36,7 @@ class History(Shown):
     total: int
     now: _dt.datetime = field(default_factory=lambda: _dt.datetime.now(_dt.UTC))
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
+    def __iter__(self) -> Iterator[Version]:
         return iter(self.versions)
 
     def __len__(self) -> int:

@@ -43,12 +43,12 @@ class Ref:
         return f"models:/{self}"
 
 
-def parse_ref(text: str) -> Ref:
+def parse_ref(text: str | Ref) -> Ref:
     """Parse any of the reference forms.
 
     Args:
         text: ``iris``, ``iris/3``, ``iris@production``, ``models:/iris/3`` or
-            ``models:/iris@production``.
+            ``models:/iris@production``; a :class:`Ref` is returned as it is.
 
     Returns:
         The parsed :class:`Ref`.

@@ -19,7 +19,7 @@ _SKLEARN = ("scikit-learn", "scipy")
 
 @functools.lru_cache(maxsize=1)
 def _module_to_dists() -> dict[str, list[str]]:
-    return md.packages_distributions()
+    return dict(md.packages_distributions())
 
 
 @functools.lru_cache(maxsize=256)

@@ -379,7 +379,8 @@ def _versions_listing(store: Store, name: str) -> str:
         return "it has no versions"
     runs: list[str] = []
     start = prev = numbers[0]
-    for n in numbers[1:] + [None]:  # type: ignore[list-item]
+    following: list[int | None] = [*numbers[1:], None]
+    for n in following:
         if n is not None and n == prev + 1:
             prev = n
             continue
