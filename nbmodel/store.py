@@ -254,6 +254,7 @@ class Store:
 
     @property
     def client(self) -> MlflowClient:
+        """MLflow's client, opened on first use; everything else reaches it through :attr:`gateway`."""
         if self._client is None:
             with self._open_lock:
                 if self._client is None:
