@@ -14,6 +14,7 @@ import html
 import json
 import secrets
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,7 +29,7 @@ MAX_WHY = 1000
 
 
 @dataclass
-class AliasMove:
+class AliasMove(Shown):
     """One move of an alias, as kept in the audit trail."""
 
     name: str
@@ -57,13 +58,19 @@ class AliasMove:
     def __repr__(self) -> str:
         return f"<AliasMove {self}>"
 
-    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
-        p.text(str(self))
-
     def _repr_html_(self) -> str:
         return f"<div class='nbm-line'>{html.escape(str(self))}</div>"
 
     def to_dict(self) -> dict[str, Any]:
+        """A JSON-able form (for REST routes).
+
+        Returns:
+            The move's fields, with ``from``/``to`` version numbers and ``at`` as ISO text.
+
+        Example:
+            >>> nbmodel.alias("iris/3", "production").to_dict()["to"]  # doctest: +SKIP
+            3
+        """
         return {
             "name": self.name, "alias": self.alias, "from": self.from_version,
             "to": self.to_version, "at": self.at.isoformat(), "by": self.by,
@@ -73,9 +80,9 @@ class AliasMove:
 
 def _entries(store: Any, name: str, alias: str | None = None) -> list[AliasMove]:
     """The trail of model ``name`` (of one alias), oldest first."""
-    tags = store.registry.model_tags(name, LOG_PREFIX) or {}
+    tags = store.gateway.model_tags(name, LOG_PREFIX) or {}
     out = []
-    for key, value in sorted(tags.items()):
+    for _key, value in sorted(tags.items()):
         try:
             d = json.loads(value)
         except ValueError:
@@ -114,14 +121,14 @@ def _record(store: Any, move: AliasMove) -> None:
         "at": move.at.isoformat(timespec="milliseconds"), "by": move.by,
         "why": move.why[:MAX_WHY], "kind": move.kind,
     })
-    store.registry.set_model_tag(move.name, key, value)
+    store.gateway.set_model_tag(move.name, key, value)
 
 
 def _move(name: str, alias: str, to: int, *, why: str, kind: str, current: int | None) -> AliasMove:
     store = get_store()
     move = AliasMove(name=name, alias=alias, from_version=current, to_version=to,
                      at=_dt.datetime.now(_dt.UTC), by=_user(), why=why or "", kind=kind)
-    store.registry.set_alias(name, alias, to)
+    store.gateway.set_alias(name, alias, to)
     _record(store, move)
     return move
 
@@ -135,8 +142,13 @@ def set_alias(ref: str | Ref, alias: str, *, message: str = "", force: bool = Fa
         alias: the alias name (``production``).
         message: why, kept in the trail.
         force: allow a retired version.
+        kind: the kind of move kept in the trail (``set``, or ``deploy`` when a deploy moves it).
+
+    Returns:
+        The :class:`AliasMove`; ``changed`` is False when the alias already pointed there.
 
     Raises:
+        BadReference: the alias name is not valid.
         RetiredVersion: if the version is retired and ``force`` is not given.
 
     Example:
@@ -208,14 +220,29 @@ def rollback(name: str | Ref, *, alias: str | None = None, to: int | str | None 
 
 
 def delete_alias(name: str | Ref, alias: str, *, message: str = "") -> AliasMove:
-    """Remove an alias (kept in the trail as a move to nothing)."""
+    """Remove an alias (kept in the trail as a move to nothing).
+
+    Args:
+        name: the model.
+        alias: the alias to remove.
+        message: why, kept in the trail.
+
+    Returns:
+        The :class:`AliasMove` to nothing.
+
+    Raises:
+        AliasNotFound: the model has no such alias.
+
+    Example:
+        >>> nbmodel.delete_alias("iris", "staging")  # doctest: +SKIP
+    """
     r = parse_ref(name)
     store = get_store()
     with store.write_lock():
         current = model_aliases(store, r.name).get(alias)
         if current is None:
             raise AliasNotFound(f"{r.name} has no alias {alias!r}")
-        store.retry(store.client.delete_registered_model_alias, r.name, alias)
+        store.gateway.delete_alias(r.name, alias)
         move = AliasMove(r.name, alias, current, None, _dt.datetime.now(_dt.UTC), _user(),
                          message, "delete")
         _record(store, move)
@@ -229,7 +256,7 @@ class AliasHistory(Shown):
     name: str
     moves: list[AliasMove]
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
+    def __iter__(self) -> Iterator[AliasMove]:
         return iter(self.moves)
 
     def __len__(self) -> int:
@@ -258,7 +285,21 @@ class AliasHistory(Shown):
 
 
 def alias_history(name: str | Ref, alias: str | None = None) -> AliasHistory:
-    """Every alias move of a model (or of one alias), newest first."""
+    """Every alias move of a model (or of one alias), newest first.
+
+    Args:
+        name: the model (``iris@production`` names the alias too).
+        alias: only the moves of this alias.
+
+    Returns:
+        An :class:`AliasHistory`, shown as a table.
+
+    Raises:
+        ModelNotFound: there is no such model.
+
+    Example:
+        >>> nbmodel.alias_history("iris", "production")  # doctest: +SKIP
+    """
     r = parse_ref(name)
     store = get_store()
     model_aliases(store, r.name)

@@ -13,14 +13,15 @@ import hashlib
 import json
 import logging
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from . import lineage
-from .errors import BadData, NbmodelError
+from .errors import BadData, NbmodelError, first_line
 from .evaluate import as_frame_or_array, as_target, check_fits, check_model, detect_task, score
 from .refs import parse_ref
 from .source import cells_from_shell, current_shell
-from .store import get_store
+from .store import Store, get_store
 from .versions import (
     MODEL_ARTIFACT,
     PROFILE_ARTIFACT,
@@ -57,7 +58,8 @@ def _flatten_params(model: Any) -> dict[str, str]:
     out = {}
     for k, v in params.items():
         if hasattr(v, "get_params") or callable(v) and not isinstance(v, type):
-            v = type(v).__name__ if not callable(v) or hasattr(v, "get_params") else getattr(v, "__name__", repr(v))
+            is_object = not callable(v) or hasattr(v, "get_params")
+            v = type(v).__name__ if is_object else getattr(v, "__name__", repr(v))
         text = str(v)
         out[str(k)] = text if len(text) <= MAX_PARAM_LEN else text[: MAX_PARAM_LEN - 3] + "..."
     return out
@@ -91,10 +93,24 @@ def _input_example(X: Any) -> Any:
 
 def _pair(pair: Any, what: str) -> tuple[Any, Any]:
     if pair is None:
-        return None, None  # type: ignore[return-value]
+        return None, None
     if not isinstance(pair, (tuple, list)) or len(pair) != 2:
         raise BadData(f"{what} must be a pair (X, y)")
     return pair[0], pair[1]
+
+
+@dataclass
+class _Inputs:
+    """What a commit reads from the user's input, all of it before anything is written."""
+
+    task: str | None
+    metrics: dict[str, float]
+    profile: dict[str, Any] | None
+    signature: Any
+    example: Any
+    sklearn_flavor: bool
+    source: str | None
+    params: dict[str, str]
 
 
 def commit(
@@ -131,6 +147,7 @@ def commit(
 
     Raises:
         NotAModel, BadData: bad input, before anything is written.
+        NbmodelError: the store refused the write; nothing of the commit stays behind.
 
     Example:
         >>> v = nbmodel.commit(clf, "iris", message="more trees", eval=(X_test, y_test))  # doctest: +SKIP
@@ -139,6 +156,23 @@ def commit(
     """
     check_model(model)
     head = lineage.head_of(model)
+    name = _model_name(name, head)
+    if not isinstance(message, str):
+        raise BadData("the message must be a string")
+    user_tags = _user_tags(tags)
+    if parent is not None:
+        parent = str(parse_ref(parent))
+    inputs = _read_inputs(model, eval, train, source, var_names)
+    store = get_store()
+    mv, run_id = _write(store, model, name, message, user_tags, parent or head, inputs)
+    ref = f"{name}/{int(mv.version)}"
+    _name_run(store, run_id, ref)
+    lineage.set_head(model, ref)
+    return Version.from_mlflow(mv, aliases=[])
+
+
+def _model_name(name: str | None, head: str | None) -> str:
+    """The model a commit goes to: ``name``, else the one the object was checked out from."""
     if name is None:
         if head is None:
             raise BadData("give the model a name: nbmodel.commit(model, 'iris')")
@@ -146,35 +180,27 @@ def commit(
     ref = parse_ref(name)
     if ref.version is not None or ref.alias is not None:
         raise BadData(f"commit to a model name, not a version: use {ref.name!r}")
-    name = ref.name
-    if not isinstance(message, str):
-        raise BadData("the message must be a string")
+    return ref.name
+
+
+def _user_tags(tags: Mapping[str, Any] | None) -> dict[str, str]:
     user_tags = {str(k): str(v) for k, v in (tags or {}).items()}
     for k in user_tags:
         if k.startswith(TAG) or not k:
             raise BadData(f"tag key {k!r} is not allowed; keys starting with 'nbmodel.' are nbmodel's own")
-    if parent is not None:
-        parent = str(parse_ref(parent))
+    return user_tags
 
-    # 1. Everything that reads the user's input, before any write.
+
+def _read_inputs(model: Any, eval: Sequence[Any] | None, train: Sequence[Any] | None,  # noqa: A002
+                 source: str | None, var_names: Sequence[str] | None) -> _Inputs:
+    """Everything that reads the user's input: what can fail on it fails here, before any write."""
     X_eval, y_eval = _pair(eval, "eval")
     X_train, y_train = _pair(train, "train")
     task = None
     metrics: dict[str, float] = {}
     profile = None
     if X_train is not None:
-        from .data import profile as make_profile
-
-        X_train = as_frame_or_array(X_train, "the training data")
-        check_fits(model, X_train, "the training data")
-        y_train = as_target(y_train, X_train.shape[0], "the training targets")
-        task = detect_task(model, y_train)
-        profile = make_profile(X_train, y_train)
-        # The predictions on the training data are the reference for prediction drift.
-        from .data import _feature_stats
-        from .evaluate import predict
-
-        profile["prediction_stats"] = _feature_stats(predict(model, X_train, "the training data"))
+        X_train, task, profile = _train_profile(model, X_train, y_train)
     if X_eval is not None:
         X_eval = as_frame_or_array(X_eval, "the eval data")
         check_fits(model, X_eval, "the eval data")
@@ -183,84 +209,120 @@ def commit(
         metrics = score(model, X_eval, y_eval, task=task)
     task = task or detect_task(model)
     sample = X_eval if X_eval is not None else X_train
-    signature = example = None
-    if sample is not None:
-        import warnings
+    signature, example = _signature(model, sample) if sample is not None else (None, None)
+    return _Inputs(task, metrics, profile, signature, example, _is_sklearn(model),
+                   _source(model, source, var_names), _flatten_params(model))
 
-        from mlflow.models import infer_signature
 
-        from .evaluate import predict
+def _train_profile(model: Any, X_train: Any, y_train: Any) -> tuple[Any, str | None, dict[str, Any]]:
+    """The training data checked, the task it shows, and its profile (the drift reference)."""
+    from .data import _feature_stats
+    from .data import profile as make_profile
+    from .evaluate import predict
 
-        example = _input_example(sample)
-        with warnings.catch_warnings():
-            # MLflow hints about integer columns on every inference; not the user's concern here.
-            warnings.simplefilter("ignore")
-            signature = infer_signature(example, predict(model, example, "the input example"))
-    sklearn_flavor = _is_sklearn(model)
-    if source is None:
-        names = list(var_names or [])
-        shell = current_shell()
-        if shell is not None and not names:
-            names = [k for k, v in shell.user_ns.items() if v is model and not k.startswith("_")]
-        source = cells_from_shell(shell, names) if names else None
-    params = _flatten_params(model)
+    X_train = as_frame_or_array(X_train, "the training data")
+    check_fits(model, X_train, "the training data")
+    y_train = as_target(y_train, X_train.shape[0], "the training targets")
+    task = detect_task(model, y_train)
+    profile = make_profile(X_train, y_train)
+    # The predictions on the training data are the reference for prediction drift.
+    profile["prediction_stats"] = _feature_stats(predict(model, X_train, "the training data"))
+    return X_train, task, profile
 
-    # 2. Write: run, artifacts, model; then register in one call.
-    store = get_store()
-    client = store.client
-    exp_id = store.experiment_id(name)
+
+def _signature(model: Any, sample: Any) -> tuple[Any, Any]:
+    """MLflow's signature of the model on a few rows of ``sample``, and those rows."""
+    import warnings
+
+    from mlflow.models import infer_signature
+
+    from .evaluate import predict
+
+    example = _input_example(sample)
+    with warnings.catch_warnings():
+        # MLflow hints about integer columns on every inference; not the user's concern here.
+        warnings.simplefilter("ignore")
+        return infer_signature(example, predict(model, example, "the input example")), example
+
+
+def _source(model: Any, source: str | None, var_names: Sequence[str] | None) -> str | None:
+    """The code that built the model: given, else sliced from the IPython session's cells."""
+    if source is not None:
+        return source
+    names = list(var_names or [])
+    shell = current_shell()
+    if shell is not None and not names:
+        names = [k for k, v in shell.user_ns.items() if v is model and not k.startswith("_")]
+    return cells_from_shell(shell, names) if names else None
+
+
+def _write(store: Store, model: Any, name: str, message: str, user_tags: dict[str, str],
+           parent: str | None, inputs: _Inputs) -> tuple[Any, str]:
+    """Run, artifacts and model; then the version, registered in one call. A failure deletes
+    the run (and the model logged in it), so nothing half-done stays behind.
+
+    Returns:
+        MLflow's new model version and the id of its run.
+    """
+    gateway = store.gateway
     user = _user()
     run_tags = {"mlflow.note.content": message, "mlflow.user": user, **user_tags}
-    if source:
+    if inputs.source:
         run_tags["mlflow.source.type"] = "NOTEBOOK"
-    run = store.retry(client.create_run, exp_id, run_name=f"{name} commit", tags=run_tags)
+    run = gateway.create_run(store.experiment_id(name), run_name=f"{name} commit", tags=run_tags)
     run_id = run.info.run_id
     try:
-        _log_run(store, run_id, params, metrics, task, model)
-        if source:
-            store.retry(client.log_text, run_id, source, SOURCE_ARTIFACT)
-        if profile is not None:
-            store.retry(client.log_dict, run_id, profile, PROFILE_ARTIFACT)
-        model_uri, model_id, flavor = _log_model(model, run_id, signature, example, sklearn_flavor)
-        version_tags = {
-            T_TASK: task or "",
-            T_ESTIMATOR: _estimator_name(model),
-            T_FLAVOR: flavor,
-            T_METRICS: json.dumps({k: round(v, 6) for k, v in metrics.items()}),
-            T_USER: user,
-            **user_tags,
-        }
-        if profile is not None:
-            version_tags[T_DATA] = json.dumps(
-                {k: profile[k] for k in ("hash", "rows", "columns", "dtypes", "target")})
-        if source:
-            version_tags["nbmodel.source_sha"] = hashlib.sha1(source.encode()).hexdigest()[:12]
-        mv = _register(store, name, model_uri, model_id, run_id, version_tags, message,
-                       parent or head)
+        _log_run(store, run_id, inputs.params, inputs.metrics, inputs.task, model)
+        if inputs.source:
+            gateway.log_text(run_id, inputs.source, SOURCE_ARTIFACT)
+        if inputs.profile is not None:
+            gateway.log_dict(run_id, inputs.profile, PROFILE_ARTIFACT)
+        model_uri, model_id, flavor = _log_model(model, run_id, inputs.signature, inputs.example,
+                                                 inputs.sklearn_flavor)
+        version_tags = _version_tags(model, inputs, flavor, user, user_tags)
+        mv = _register(store, name, model_uri, model_id, run_id, version_tags, message, parent)
     except BaseException as exc:
-        # Nothing half-done stays behind: the run (and its logged model) are deleted.
         try:
-            store.retry(client.delete_run, run_id)
+            gateway.delete_run(run_id)
         except Exception:  # noqa: BLE001 - the original error matters more
             pass
         if isinstance(exc, (NbmodelError, KeyboardInterrupt)):
             raise
         if isinstance(exc, Exception):
-            raise NbmodelError(
-                f"could not commit {name}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
-            ) from exc
+            raise NbmodelError(f"could not commit {name}: {first_line(exc)}") from exc
         raise
-    version = int(mv.version)
+    return mv, run_id
+
+
+def _version_tags(model: Any, inputs: _Inputs, flavor: str, user: str,
+                  user_tags: dict[str, str]) -> dict[str, str]:
+    """The version's own tags: what a history shows without reading the run."""
+    tags = {
+        T_TASK: inputs.task or "",
+        T_ESTIMATOR: _estimator_name(model),
+        T_FLAVOR: flavor,
+        T_METRICS: json.dumps({k: round(v, 6) for k, v in inputs.metrics.items()}),
+        T_USER: user,
+        **user_tags,
+    }
+    if inputs.profile is not None:
+        fingerprint = ("hash", "rows", "columns", "dtypes", "target")
+        tags[T_DATA] = json.dumps({k: inputs.profile[k] for k in fingerprint})
+    if inputs.source:
+        tags["nbmodel.source_sha"] = hashlib.sha1(inputs.source.encode()).hexdigest()[:12]
+    return tags
+
+
+def _name_run(store: Store, run_id: str, ref: str) -> None:
+    """Name the finished run after its version, for ``mlflow ui``."""
     try:
-        store.retry(client.update_run, run_id, status="FINISHED", name=f"{name}/{version}")
-        store.retry(client.set_tag, run_id, "nbmodel.version", f"{name}/{version}")
+        store.gateway.finish_run(run_id, name=ref)
+        store.gateway.set_run_tag(run_id, "nbmodel.version", ref)
     except Exception:  # noqa: BLE001 - cosmetic; the version is registered and complete
         pass
-    lineage.set_head(model, f"{name}/{version}")
-    return Version.from_mlflow(mv, aliases=[])
 
 
-def _log_run(store: Any, run_id: str, params: dict[str, str], metrics: dict[str, float],
+def _log_run(store: Store, run_id: str, params: dict[str, str], metrics: dict[str, float],
              task: str | None, model: Any) -> None:
     from mlflow.entities import Metric, Param, RunTag
     from mlflow.utils.time import get_current_time_millis
@@ -271,8 +333,8 @@ def _log_run(store: Any, run_id: str, params: dict[str, str], metrics: dict[str,
     ts = [RunTag("nbmodel.task", task or ""), RunTag("nbmodel.estimator", _estimator_name(model))]
     # MLflow takes at most 100 params per batch.
     for i in range(0, max(len(ps), 1), 100):
-        store.retry(store.client.log_batch, run_id, metrics=ms if i == 0 else [],
-                    params=ps[i:i + 100], tags=ts if i == 0 else [])
+        store.gateway.log_batch(run_id, metrics=ms if i == 0 else [], params=ps[i:i + 100],
+                                tags=ts if i == 0 else [])
 
 
 def _pyfunc_wrapper(model: Any) -> Any:
@@ -281,10 +343,10 @@ def _pyfunc_wrapper(model: Any) -> Any:
     The class is made inside this function, so cloudpickle stores it by value: loading the
     version needs MLflow and the object's own packages, not nbmodel.
     """
-    import mlflow.pyfunc
+    from mlflow.pyfunc import PythonModel
 
     # No type hints on predict: MLflow reads them as a schema and warns about Any.
-    class NbmodelPredict(mlflow.pyfunc.PythonModel):
+    class NbmodelPredict(PythonModel):
         def __init__(self, model):  # noqa: ANN001
             self.model = model
 
@@ -305,7 +367,8 @@ def _log_model(model: Any, run_id: str, signature: Any, example: Any, sklearn_fl
     from .store import quiet_logs, use_in_mlflow
 
     use_in_mlflow(get_store().uri)
-    common = dict(artifact_path=None, name=MODEL_ARTIFACT, run_id=run_id, signature=signature, input_example=example)
+    common = dict(artifact_path=None, name=MODEL_ARTIFACT, run_id=run_id, signature=signature,
+                  input_example=example)
     with warnings.catch_warnings(), quiet_logs("mlflow", level=logging.ERROR):
         # MLflow warns and logs about its own internals (pydantic, serialisation advice, input
         # validation) on every log; nbmodel chose the format deliberately.
@@ -347,21 +410,14 @@ def _skops_trusted_types(model: Any) -> list[str] | None:
 _SKOPS_SAFE = frozenset({"sklearn", "numpy", "scipy"})
 
 
-def _register(store: Any, name: str, model_uri: str, model_id: str | None, run_id: str,
+def _register(store: Store, name: str, model_uri: str, model_id: str | None, run_id: str,
               tags: dict[str, str], message: str, parent: str | None) -> Any:
-    from mlflow.exceptions import MlflowException
-
-    client = store.client
+    """Register the version under the store's write lock, so its number and parent agree."""
     with store.write_lock():
-        try:
-            store.retry(client.create_registered_model, name,
-                        description=None, tags={"nbmodel.managed": "true"})
-        except MlflowException as exc:
-            if "already exists" not in str(exc).lower() and getattr(exc, "error_code", "") != "RESOURCE_ALREADY_EXISTS":
-                raise
+        store.gateway.create_model(name, {"nbmodel.managed": "true"})
         if parent is None:
             newest = newest_version(store, name)
             parent = f"{name}/{newest}" if newest else None
         tags = {**tags, T_PARENT: parent or ""}
-        return store.retry(client.create_model_version, name, model_uri, run_id=run_id, tags=tags,
-                           description=message or None, model_id=model_id)
+        return store.gateway.create_version(name, model_uri, run_id=run_id, tags=tags,
+                                            description=message or None, model_id=model_id)

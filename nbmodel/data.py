@@ -23,7 +23,20 @@ def _columns(X: Any) -> list[str]:
 
 
 def data_hash(X: Any, y: Any = None) -> str:
-    """A content hash of ``X`` (and ``y``) that ignores the index but not column names."""
+    """A content hash of ``X`` (and ``y``) that ignores the index but not column names.
+
+    Args:
+        X: a DataFrame or an array.
+        y: the targets, if any.
+
+    Returns:
+        A hex digest.
+
+    Example:
+        >>> import numpy as np
+        >>> data_hash(np.eye(2)) == data_hash(np.eye(2))
+        True
+    """
     import numpy as np
     import pandas as pd
 
@@ -48,7 +61,20 @@ def data_hash(X: Any, y: Any = None) -> str:
 
 
 def fingerprint(X: Any, y: Any = None) -> dict[str, Any]:
-    """Hash, shape, column names and dtypes of a data set."""
+    """Hash, shape, column names and dtypes of a data set.
+
+    Args:
+        X: a DataFrame or an array.
+        y: the targets, if any.
+
+    Returns:
+        ``hash``, ``rows``, ``columns``, ``dtypes`` and ``target`` (a description of ``y``).
+
+    Example:
+        >>> import numpy as np
+        >>> fingerprint(np.zeros((3, 2)))["rows"]
+        3
+    """
     import numpy as np
 
     dtypes = getattr(X, "dtypes", None)
@@ -99,7 +125,21 @@ def _feature_stats(values: Any) -> dict[str, Any]:
 
 
 def profile(X: Any, y: Any = None) -> dict[str, Any]:
-    """The fingerprint plus reference statistics per feature (and of the target)."""
+    """The fingerprint plus reference statistics per feature (and of the target).
+
+    Args:
+        X: a DataFrame or an array.
+        y: the targets, if any.
+
+    Returns:
+        The :func:`fingerprint` with ``features`` (per-feature statistics; ``target_stats`` too
+        when ``y`` is given), for diffs and drift.
+
+    Example:
+        >>> import numpy as np
+        >>> "features" in profile(np.zeros((3, 2)))
+        True
+    """
     import numpy as np
     import pandas as pd
 
@@ -112,7 +152,18 @@ def profile(X: Any, y: Any = None) -> dict[str, Any]:
 
 
 def summary(fp: dict[str, Any] | None) -> str:
-    """``150 rows x 4 columns, 3f2a9c1b`` for cards and diffs."""
+    """``150 rows x 4 columns, 3f2a9c1b`` for cards and diffs.
+
+    Args:
+        fp: a :func:`fingerprint`, or None when none was recorded.
+
+    Returns:
+        One line.
+
+    Example:
+        >>> summary(None)
+        'not recorded (commit with --train X y)'
+    """
     if not fp:
         return "not recorded (commit with --train X y)"
     return f"{fp['rows']} rows x {len(fp['columns'])} columns, {fp['hash'][:8]}"

@@ -43,7 +43,8 @@ def _signature(v: Version) -> dict[str, list[str]] | None:
             name = item.get("name")
             kind = item.get("type")
             if kind == "tensor":
-                kind = f"tensor {item.get('tensor-spec', {}).get('dtype')} {item.get('tensor-spec', {}).get('shape')}"
+                spec = item.get("tensor-spec", {})
+                kind = f"tensor {spec.get('dtype')} {spec.get('shape')}"
             out.append(f"{name}: {kind}" if name else str(kind))
         return out
 
@@ -87,8 +88,8 @@ class Diff(Shown):
         if self.other:
             out.append(("version", ["", a, b], [list(r) for r in self.other]))
         if self.params:
-            out.append(("params", ["param", a, b], [[k, x if x is not None else "-", y if y is not None else "-"]
-                                                     for k, x, y in self.params]))
+            out.append(("params", ["param", a, b], [[k, "-" if x is None else x, "-" if y is None else y]
+                                                    for k, x, y in self.params]))
         if self.metrics:
             out.append(("metrics", ["metric", a, b, "change"], self._metric_rows()))
         if self.tags:
@@ -133,6 +134,15 @@ class Diff(Shown):
         return "".join(parts)
 
     def to_dict(self) -> dict[str, Any]:
+        """A JSON-able form (for REST routes).
+
+        Returns:
+            Both refs and every changed section.
+
+        Example:
+            >>> nbmodel.diff("iris/2", "iris/3").to_dict()["a"]  # doctest: +SKIP
+            'iris/2'
+        """
         return {"a": self.a.ref, "b": self.b.ref, "params": self.params, "metrics": self.metrics,
                 "tags": self.tags, "data": self.data, "signature": self.signature,
                 "source": self.source, "other": self.other}
@@ -189,6 +199,16 @@ def _signature_changes(a: Version, b: Version) -> list[str]:
 
 def diff(a: str | Ref | Version, b: str | Ref | Version) -> Diff:
     """What changed from version ``a`` to version ``b``.
+
+    Args:
+        a: the older version (a reference or a :class:`~nbmodel.versions.Version`).
+        b: the newer version.
+
+    Returns:
+        A :class:`Diff`: message, model, parameters, metrics, data, signature and source changes.
+
+    Raises:
+        ModelNotFound, VersionNotFound, AliasNotFound: a reference names nothing.
 
     Example:
         >>> nbmodel.diff("iris/2", "iris/3")  # doctest: +SKIP

@@ -1,11 +1,10 @@
-"""Reading the registry: a model's history, the list of models, and the store's status."""
+"""Reading the registry: a model's history and the list of models."""
 
 from __future__ import annotations
 
 import datetime as _dt
 import html
-import importlib
-import importlib.util
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,7 +36,7 @@ class History(Shown):
     total: int
     now: _dt.datetime = field(default_factory=lambda: _dt.datetime.now(_dt.UTC))
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
+    def __iter__(self) -> Iterator[Version]:
         return iter(self.versions)
 
     def __len__(self) -> int:
@@ -85,7 +84,8 @@ class History(Shown):
         return head, rows, (prefixes if graph else None)
 
     def _title(self) -> str:
-        shown = f"{len(self.versions)} of {self.total}" if len(self.versions) < self.total else f"{self.total}"
+        n = len(self.versions)
+        shown = f"{n} of {self.total}" if n < self.total else str(self.total)
         return f"{self.name}: {shown} version{'s' if self.total != 1 else ''}, newest first"
 
     def __str__(self) -> str:
@@ -131,18 +131,25 @@ def log(name: str | Ref | None = None, *, limit: int | None = None, offset: int 
         limit: show at most this many versions.
         offset: skip this many of the newest first (for paging).
 
+    Returns:
+        A :class:`History` (iterable over :class:`~nbmodel.versions.Version`), with a lineage graph
+        where versions branch.
+
+    Raises:
+        ModelNotFound: there is no such model. NbmodelError: no name, and not exactly one model.
+
     Example:
         >>> nbmodel.log("iris", limit=5)  # doctest: +SKIP
     """
     store = get_store()
     model = _default_name(store) if name is None else parse_ref(name).name
     aliases = model_aliases(store, model)
-    rows, total = store.registry.versions(model, limit=limit, offset=offset)
+    rows, total = store.gateway.versions(model, limit=limit, offset=offset)
     return History(model, [Version.from_row(r, aliases) for r in rows], total)
 
 
 def _default_name(store: Store) -> str:
-    names = [m.name for m in store.retry(store.client.search_registered_models, max_results=3)]
+    names = [m.name for m in store.gateway.list_models(limit=3, order_by=None)]
     if len(names) == 1:
         return names[0]
     if not names:
@@ -160,90 +167,38 @@ class ModelSummary:
     description: str = ""
 
     def to_dict(self) -> dict[str, Any]:
+        """A JSON-able form (for REST routes).
+
+        Returns:
+            name, latest, aliases and ``updated`` as ISO text.
+
+        Example:
+            >>> nbmodel.models()[0].to_dict()["name"]  # doctest: +SKIP
+            'iris'
+        """
         return {"name": self.name, "latest": self.latest, "aliases": dict(self.aliases),
                 "updated": self.updated.isoformat() if self.updated else None}
 
 
 def models(store: Store | None = None) -> list[ModelSummary]:
-    """Every registered model with its newest version and aliases, by name."""
+    """Every registered model with its newest version and aliases, by name.
+
+    Args:
+        store: the store to read; the one in use when None.
+
+    Returns:
+        One :class:`ModelSummary` per model.
+
+    Example:
+        >>> [m.name for m in nbmodel.models()]  # doctest: +SKIP
+        ['iris']
+    """
     store = store or get_store()
     out = []
-    token = None
-    while True:
-        page = store.retry(store.client.search_registered_models, max_results=1000,
-                           order_by=["name ASC"], page_token=token)
-        for rm in page:
-            latest = max((int(v.version) for v in (rm.latest_versions or [])), default=None)
-            updated = (_dt.datetime.fromtimestamp(rm.last_updated_timestamp / 1000, _dt.UTC)
-                       if rm.last_updated_timestamp else None)
-            aliases = {a: int(v) for a, v in (rm.aliases or {}).items()}
-            out.append(ModelSummary(rm.name, latest, aliases, updated, rm.description or ""))
-        token = page.token
-        if not token:
-            break
+    for rm in store.gateway.list_models(order_by="name ASC"):
+        latest = max((int(v.version) for v in (rm.latest_versions or [])), default=None)
+        updated = (_dt.datetime.fromtimestamp(rm.last_updated_timestamp / 1000, _dt.UTC)
+                   if rm.last_updated_timestamp else None)
+        aliases = {a: int(v) for a, v in (rm.aliases or {}).items()}
+        out.append(ModelSummary(rm.name, latest, aliases, updated, rm.description or ""))
     return out
-
-
-#: Modules that add a section to %model_status when they exist; each may define
-#: ``status_section() -> tuple[str, list[str], list[list[str]]] | None`` (title, head, rows).
-STATUS_MODULES = ("nbmodel.serving", "nbmodel.monitoring")
-
-
-@dataclass(repr=False)
-class Status(Shown):
-    uri: str
-    origin: str
-    models: list[ModelSummary]
-    sections: list[tuple[str, list[str], list[list[str]]]] = field(default_factory=list)
-    exists: bool = True
-
-    def _model_rows(self) -> list[list[str]]:
-        return [[m.name, f"{m.name}/{m.latest}" if m.latest else "-",
-                 ", ".join(f"{a} -> {v}" for a, v in sorted(m.aliases.items()))]
-                for m in self.models]
-
-    def _origin_text(self) -> str:
-        return {"set_store": "set by %model_store", "MLFLOW_TRACKING_URI": "from MLFLOW_TRACKING_URI",
-                "default": "the default"}.get(self.origin, f"from {self.origin}")
-
-    def __str__(self) -> str:
-        lines = [f"store: {self.uri} ({self._origin_text()})"]
-        if not self.models:
-            lines.append("no models yet: commit one with %model_commit")
-        else:
-            lines.append(text_table(["model", "newest", "aliases"], self._model_rows()))
-        for title, head, rows in self.sections:
-            lines.append(f"{title}:")
-            lines.append(text_table(head, rows) if rows else "  none")
-        return "\n".join(lines)
-
-    def _repr_html_(self) -> str:
-        parts = [f"<div class='nbm-line'><b>store</b> <code>{html.escape(self.uri)}</code> "
-                 f"({html.escape(self._origin_text())})</div>"]
-        if self.models:
-            parts.append(html_table(["model", "newest", "aliases"], self._model_rows()))
-        else:
-            parts.append("<div class='nbm-line'>no models yet: commit one with %model_commit</div>")
-        for title, head, rows in self.sections:
-            parts.append(html_table(head, rows, caption=title) if rows
-                         else f"<div class='nbm-line'><b>{html.escape(title)}</b>: none</div>")
-        return "".join(parts)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"uri": self.uri, "origin": self.origin, "models": [m.to_dict() for m in self.models],
-                "sections": [{"title": t, "head": h, "rows": r} for t, h, r in self.sections]}
-
-
-def status() -> Status:
-    """The store in use, its models with their newest versions and aliases, and what runs."""
-    store = get_store()
-    sections = []
-    for mod_name in STATUS_MODULES:
-        if importlib.util.find_spec(mod_name) is None:
-            continue
-        fn = getattr(importlib.import_module(mod_name), "status_section", None)
-        if callable(fn):
-            section = fn()
-            if section:
-                sections.append(section)
-    return Status(store.uri, store.origin, models(store), sections)

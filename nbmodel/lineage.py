@@ -16,7 +16,18 @@ _heads_by_id: dict[int, tuple[Any, str]] = {}
 
 
 def set_head(obj: Any, ref: str) -> None:
-    """Record that ``obj`` is (a working copy of) version ``ref``."""
+    """Record that ``obj`` is (a working copy of) version ``ref``.
+
+    Args:
+        obj: the model object.
+        ref: the version, ``iris/3``.
+
+    Example:
+        >>> class Model: ...
+        >>> m = Model()
+        >>> set_head(m, "iris/3"); head_of(m)
+        'iris/3'
+    """
     try:
         _heads[obj] = ref
     except TypeError:
@@ -24,7 +35,18 @@ def set_head(obj: Any, ref: str) -> None:
 
 
 def head_of(obj: Any) -> str | None:
-    """The version ``obj`` was checked out from or last committed as, if any."""
+    """The version ``obj`` was checked out from or last committed as, if any.
+
+    Args:
+        obj: the model object.
+
+    Returns:
+        ``iris/3``, or None for an object nbmodel has not seen.
+
+    Example:
+        >>> head_of(object()) is None
+        True
+    """
     try:
         found = _heads.get(obj)
     except TypeError:
@@ -89,7 +111,18 @@ def _join(lanes: list[int | None], j: int) -> str:
 
 
 def branches(rows: Iterable[tuple[int, int | None]]) -> bool:
-    """True when some version has two children, i.e. when a graph says more than a list."""
+    """True when some version has two children, i.e. when a graph says more than a list.
+
+    Args:
+        rows: ``(version, parent_version)`` pairs.
+
+    Returns:
+        Whether two versions share a parent.
+
+    Example:
+        >>> branches([(3, 1), (2, 1), (1, None)]), branches([(2, 1), (1, None)])
+        (True, False)
+    """
     seen: set[int] = set()
     for _, parent in rows:
         if parent is None:

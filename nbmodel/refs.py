@@ -43,12 +43,12 @@ class Ref:
         return f"models:/{self}"
 
 
-def parse_ref(text: str) -> Ref:
+def parse_ref(text: str | Ref) -> Ref:
     """Parse any of the reference forms.
 
     Args:
         text: ``iris``, ``iris/3``, ``iris@production``, ``models:/iris/3`` or
-            ``models:/iris@production``.
+            ``models:/iris@production``; a :class:`Ref` is returned as it is.
 
     Returns:
         The parsed :class:`Ref`.
@@ -83,7 +83,22 @@ def parse_ref(text: str) -> Ref:
 
 
 def check_alias(alias: str) -> str:
-    """Return ``alias`` if MLflow accepts it as an alias name, else raise BadReference."""
+    """Return ``alias`` if MLflow accepts it as an alias name.
+
+    Args:
+        alias: the alias name.
+
+    Returns:
+        ``alias`` itself.
+
+    Raises:
+        BadReference: not letters, digits, ``_`` and ``-`` starting with a letter, or reserved by
+            MLflow (``v3``, ``latest``).
+
+    Example:
+        >>> check_alias("production")
+        'production'
+    """
     if not _ALIAS.match(alias or ""):
         raise BadReference(
             f"{alias!r} is not a valid alias: use letters, digits, '_' and '-', "

@@ -19,7 +19,7 @@ _SKLEARN = ("scikit-learn", "scipy")
 
 @functools.lru_cache(maxsize=1)
 def _module_to_dists() -> dict[str, list[str]]:
-    return md.packages_distributions()
+    return dict(md.packages_distributions())
 
 
 @functools.lru_cache(maxsize=256)
@@ -64,6 +64,14 @@ def _modules_in(obj: Any, depth: int = 0, seen: set[int] | None = None) -> set[s
 
 def pinned_requirements(model: Any, *, serializer: str | None = None) -> list[str]:
     """``name==version`` lines for the packages ``model`` needs, as installed now.
+
+    Args:
+        model: the model object; the modules of its parts decide the packages.
+        serializer: ``skops`` or ``cloudpickle`` when the sklearn flavor saves it that way (its
+            package is added).
+
+    Returns:
+        Requirement lines, MLflow's and the model's own packages.
 
     Example:
         >>> from sklearn.linear_model import LogisticRegression

@@ -111,6 +111,12 @@ def slice_cells(cells: Iterable[tuple[int, str, str]], names: Iterable[str]) -> 
 
     Returns:
         ``(number, raw_text)`` of the cells kept.
+
+    Example:
+        >>> code = ["X = load()", "y = 1", "clf = fit(X)"]
+        >>> cells = [(i + 1, c, c) for i, c in enumerate(code)]
+        >>> [n for n, _ in slice_cells(cells, ["clf"])]
+        [1, 3]
     """
     needed = {n for n in names if n}
     kept: list[tuple[int, str]] = []
@@ -154,7 +160,14 @@ _recorders: dict[int, CellRecorder] = {}
 
 
 def install(shell: Any) -> None:
-    """Start recording cells (called by ``%load_ext nbmodel``)."""
+    """Start recording cells (called by ``%load_ext nbmodel``).
+
+    Args:
+        shell: the IPython shell.
+
+    Example:
+        >>> install(get_ipython())  # doctest: +SKIP
+    """
     if id(shell) in _recorders:
         return
     rec = _recorders[id(shell)] = CellRecorder(shell)
@@ -162,6 +175,14 @@ def install(shell: Any) -> None:
 
 
 def uninstall(shell: Any) -> None:
+    """Stop recording cells (called by ``%unload_ext nbmodel``).
+
+    Args:
+        shell: the IPython shell.
+
+    Example:
+        >>> uninstall(get_ipython())  # doctest: +SKIP
+    """
     rec = _recorders.pop(id(shell), None)
     if rec is not None:
         try:
@@ -182,8 +203,21 @@ def _history(shell: Any) -> list[str]:
 
 
 def cells_from_shell(shell: Any, names: Iterable[str]) -> str | None:
-    """The source of the cells that built ``names`` in this session, in the ``# %%`` cell
-    format that Jupytext and VS Code read."""
+    """The source of the cells that built ``names`` in this session, in the ``# %%`` cell format
+    that Jupytext and VS Code read.
+
+    Args:
+        shell: the IPython shell (None outside IPython).
+        names: the variables to explain.
+
+    Returns:
+        The cells' text, or None when there is no shell or no cell builds the names.
+
+    Example:
+        >>> print(cells_from_shell(get_ipython(), ["clf"]))  # doctest: +SKIP
+        # %% In[3]
+        clf = LogisticRegression().fit(X, y)
+    """
     if shell is None:
         return None
     cells = []
@@ -200,6 +234,15 @@ def cells_from_shell(shell: Any, names: Iterable[str]) -> str | None:
 
 
 def current_shell() -> Any:
+    """The running IPython shell.
+
+    Returns:
+        The shell, or None outside IPython.
+
+    Example:
+        >>> current_shell() is None  # in plain Python
+        True
+    """
     try:
         from IPython import get_ipython
     except ImportError:  # pragma: no cover - IPython is a dependency

@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import re
 import threading
 import time
 import tomllib
@@ -28,7 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .errors import StoreError
+from .errors import StoreError, first_line
+from .gateway import Gateway
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -71,7 +71,19 @@ def set_store(uri: str | None) -> Store:
 
 
 def resolve_uri() -> tuple[str, str]:
-    """Return ``(uri, origin)`` by the resolution order, without opening anything."""
+    """The store's URI by the resolution order, without opening anything.
+
+    Returns:
+        ``(uri, origin)``: origin is ``set_store``, ``MLFLOW_TRACKING_URI``, a pyproject.toml path
+        or ``default``.
+
+    Raises:
+        StoreError: the URI found is not a store URI.
+
+    Example:
+        >>> resolve_uri()  # doctest: +SKIP
+        ('sqlite:////home/ann/course/mlflow.db', 'default')
+    """
     if _explicit_uri:
         return _explicit_uri, "set_store"
     env = os.environ.get("MLFLOW_TRACKING_URI", "").strip()
@@ -84,7 +96,18 @@ def resolve_uri() -> tuple[str, str]:
 
 
 def get_store() -> Store:
-    """The store in use now, opened on first use."""
+    """The store in use now, opened on first use.
+
+    Returns:
+        The :class:`Store` (one object per URI, kept for the session).
+
+    Raises:
+        StoreError: the URI found is not a store URI.
+
+    Example:
+        >>> nbmodel.get_store().uri  # doctest: +SKIP
+        'sqlite:////home/ann/course/mlflow.db'
+    """
     uri, origin = resolve_uri()
     return _open(uri, origin)
 
@@ -136,8 +159,20 @@ def _normalise(uri: str, *, base: Path) -> str:
 
 @contextlib.contextmanager
 def quiet_logs(*names: str, level: int = logging.WARNING) -> Iterator[None]:
-    """Raise the level of some loggers for a while: MLflow and alembic log every migration
-    step and every model save at INFO or WARNING, which a notebook should not show."""
+    """Raise the level of some loggers for a while: MLflow and alembic log every migration step and
+    every model save at INFO or WARNING, which a notebook should not show.
+
+    Args:
+        *names: the loggers' names.
+        level: the level they have inside the block.
+
+    Returns:
+        A context manager; the levels are restored on leaving it.
+
+    Example:
+        >>> with quiet_logs("alembic"):
+        ...     pass
+    """
     loggers = [logging.getLogger(n) for n in names]
     levels = [lg.level for lg in loggers]
     for lg in loggers:
@@ -171,18 +206,25 @@ class Store:
     uri: str
     origin: str = "default"
     _client: Any = field(default=None, repr=False)
-    _experiments: dict[str, str] = field(default_factory=dict, repr=False)
     _open_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-    _registry: Any = field(default=None, repr=False)
+    _gateway: Gateway | None = field(default=None, repr=False)
 
     @property
-    def registry(self) -> Any:
-        """Fast reads and writes of the registry (see :mod:`nbmodel.registry`)."""
-        if self._registry is None:
-            from .registry import Registry
+    def gateway(self) -> Gateway:
+        """The one way to MLflow for this store (see :mod:`nbmodel.gateway`).
 
-            self._registry = Registry(self)
-        return self._registry
+        Example:
+            >>> nbmodel.get_store().gateway.aliases("iris")  # doctest: +SKIP
+            {'production': 3}
+        """
+        if self._gateway is None:
+            self._gateway = Gateway(self)
+        return self._gateway
+
+    @property
+    def registry(self) -> Gateway:
+        """The same object as :attr:`gateway` (its older name)."""
+        return self.gateway
 
     @property
     def is_sqlite(self) -> bool:
@@ -212,6 +254,7 @@ class Store:
 
     @property
     def client(self) -> MlflowClient:
+        """MLflow's client, opened on first use; everything else reaches it through :attr:`gateway`."""
         if self._client is None:
             with self._open_lock:
                 if self._client is None:
@@ -235,7 +278,7 @@ class Store:
                 client = MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
                 self.retry(client.search_registered_models, max_results=1)
             except Exception as exc:  # noqa: BLE001 - any failure here means "cannot open"
-                raise StoreError(f"cannot open the store {self.uri}: {_first_line(exc)}") from exc
+                raise StoreError(f"cannot open the store {self.uri}: {first_line(exc)}") from exc
         use_in_mlflow(self.uri)
         return client
 
@@ -275,7 +318,7 @@ class Store:
                 store.engine.dispose()
                 os.replace(tmp, path)
             except Exception as exc:  # noqa: BLE001
-                raise StoreError(f"cannot create the store {self.uri}: {_first_line(exc)}") from exc
+                raise StoreError(f"cannot create the store {self.uri}: {first_line(exc)}") from exc
             finally:
                 with contextlib.suppress(FileNotFoundError):
                     tmp.unlink()
@@ -284,7 +327,15 @@ class Store:
     def write_lock(self) -> Iterator[None]:
         """Serialise writes to a sqlite store across kernels; a no-op for a server.
 
-        The lock is an OS file lock, so a process killed while holding it releases it.
+        The lock is an OS file lock, so a process killed while holding it releases it. A thread that
+        holds it already goes on (the lock is re-entrant per thread).
+
+        Returns:
+            A context manager.
+
+        Example:
+            >>> with nbmodel.get_store().write_lock():  # doctest: +SKIP
+            ...     pass
         """
         path = self.db_path
         depth = getattr(_held, self.uri, 0)
@@ -307,7 +358,23 @@ class Store:
                 setattr(_held, self.uri, 0)
 
     def retry(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """Call ``fn``, retrying for a while when sqlite says "database is locked"."""
+        """Call ``fn``, retrying for up to 30 seconds while sqlite says "database is locked".
+
+        Args:
+            fn: the function to call.
+            *args: its positional arguments.
+            **kwargs: its keyword arguments.
+
+        Returns:
+            What ``fn`` returns.
+
+        Raises:
+            Exception: whatever ``fn`` raised last, when it is not a lock error or time is up.
+
+        Example:
+            >>> Store("sqlite:///x.db").retry(max, 1, 2)
+            2
+        """
         delay = 0.02
         deadline = time.monotonic() + 30
         while True:
@@ -320,38 +387,32 @@ class Store:
                 delay = min(delay * 2, 0.5)
 
     def experiment_id(self, name: str) -> str:
-        """The id of the experiment that holds the runs of model ``name`` (created if needed)."""
-        cached = self._experiments.get(name)
-        if cached:
-            return cached
-        from mlflow.exceptions import MlflowException
+        """The id of the experiment that holds the runs of model ``name`` (created if needed).
 
-        client = self.client
-        exp = self.retry(client.get_experiment_by_name, name)
-        if exp is None:
-            location = None
-            if self.artifact_root:
-                slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
-                location = str(Path(self.artifact_root) / f"nbmodel-{slug}")
-            try:
-                exp_id = self.retry(client.create_experiment, name, artifact_location=location)
-            except MlflowException:
-                exp = self.retry(client.get_experiment_by_name, name)
-                if exp is None:
-                    raise
-                exp_id = exp.experiment_id
-        else:
-            exp_id = exp.experiment_id
-            if exp.lifecycle_stage == "deleted":
-                self.retry(client.restore_experiment, exp_id)
-        self._experiments[name] = exp_id
-        return exp_id
+        Args:
+            name: the registered model's name.
+
+        Returns:
+            The experiment id (see :meth:`nbmodel.gateway.Gateway.experiment_id`).
+
+        Example:
+            >>> nbmodel.get_store().experiment_id("iris")  # doctest: +SKIP
+            '1'
+        """
+        return self.gateway.experiment_id(name)
 
 
 def use_in_mlflow(uri: str) -> None:
-    """Make plain MLflow calls in this kernel (``mlflow.pyfunc.load_model("models:/iris/3")``)
-    use ``uri``, without touching the environment: MLflow's setters also write
-    MLFLOW_TRACKING_URI, which would then outrank the user's own resolution order."""
+    """Make plain MLflow calls in this kernel (``mlflow.pyfunc.load_model("models:/iris/3")``) use
+    ``uri``, without touching the environment: MLflow's setters also write MLFLOW_TRACKING_URI,
+    which would then outrank the user's own resolution order.
+
+    Args:
+        uri: the tracking and registry URI.
+
+    Example:
+        >>> use_in_mlflow("sqlite:////tmp/models.db")  # doctest: +SKIP
+    """
     import mlflow
 
     saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
@@ -364,8 +425,3 @@ def use_in_mlflow(uri: str) -> None:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__

@@ -1,4 +1,4 @@
-"""Versions: commit, resolve, show, checkout, tag and retire.
+"""Versions: resolve, show, load, checkout, tag and retire.
 
 Everything nbmodel knows about a version is ordinary MLflow data: the registered model version
 (its description is the commit message, its ``nbmodel.*`` tags hold parent, key metrics, task
@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from . import lineage
+from .display import Shown
 from .errors import (
     AliasNotFound,
     BadData,
@@ -27,6 +28,7 @@ from .errors import (
     NbmodelError,
     RetiredVersion,
     VersionNotFound,
+    first_line,
 )
 from .evaluate import key_metrics
 from .refs import Ref, parse_ref
@@ -67,7 +69,21 @@ def _fmt(value: float) -> str:
 
 
 def age(ts: _dt.datetime, now: _dt.datetime | None = None) -> str:
-    """``5 minutes ago``: coarse, like git's relative dates."""
+    """``5 minutes ago``: coarse, like git's relative dates.
+
+    Args:
+        ts: the moment (timezone-aware).
+        now: the moment to count from; now when None.
+
+    Returns:
+        The age in the largest whole unit, from seconds to years.
+
+    Example:
+        >>> import datetime as dt
+        >>> t = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+        >>> age(t, t + dt.timedelta(hours=2, minutes=5))
+        '2 hours ago'
+    """
     now = now or _dt.datetime.now(_dt.UTC)
     s = max(0, int((now - ts).total_seconds()))
     for unit, size in (("year", 31536000), ("month", 2592000), ("week", 604800), ("day", 86400),
@@ -79,10 +95,11 @@ def age(ts: _dt.datetime, now: _dt.datetime | None = None) -> str:
 
 
 @dataclass
-class Version:
+class Version(Shown):
     """One registered version of a model, as nbmodel describes it.
 
-    ``str(v)`` is a plain-text card; in a notebook it shows as an HTML card.
+    ``str(v)`` is a plain-text card, which IPython prints; in a notebook it shows as an HTML
+    card; ``repr(v)`` is short: ``<Version iris/3>``.
     """
 
     name: str
@@ -124,7 +141,7 @@ class Version:
             if self.run_id:
                 store = get_store()
                 try:
-                    run = store.retry(store.client.get_run, self.run_id)
+                    run = store.gateway.get_run(self.run_id)
                     self._params = dict(sorted(run.data.params.items()))
                 except Exception:  # noqa: BLE001 - a deleted run leaves the version usable
                     self._params = {}
@@ -132,6 +149,19 @@ class Version:
 
     @classmethod
     def from_mlflow(cls, mv: MlflowModelVersion, aliases: list[str] | None = None) -> Version:
+        """A Version from MLflow's ``ModelVersion``.
+
+        Args:
+            mv: MLflow's model version (with its tags).
+            aliases: the aliases that point to it; MLflow's own list when None.
+
+        Returns:
+            The :class:`Version`.
+
+        Example:
+            >>> Version.from_mlflow(client.get_model_version("iris", "3"))  # doctest: +SKIP
+            <Version iris/3>
+        """
         return cls.from_parts(mv.name, int(mv.version), int(mv.creation_timestamp or 0),
                               mv.description, mv.user_id, mv.run_id, mv.source, dict(mv.tags or {}),
                               aliases if aliases is not None else list(mv.aliases or []))
@@ -140,6 +170,26 @@ class Version:
     def from_parts(cls, name: str, version: int, created_ms: int, description: str | None,
                    user_id: str | None, run_id: str | None, source: str | None,
                    tags: dict[str, str], aliases: list[str]) -> Version:
+        """A Version from a model version's stored fields, reading nbmodel's tags.
+
+        Args:
+            name: the model's name.
+            version: the version number.
+            created_ms: creation time, in milliseconds since the epoch.
+            description: the commit message.
+            user_id: MLflow's user, used when nbmodel recorded none.
+            run_id: the run that produced it.
+            source: the logged model's location.
+            tags: all the version's tags (``nbmodel.*`` ones are read into fields).
+            aliases: the aliases that point to it.
+
+        Returns:
+            The :class:`Version`.
+
+        Example:
+            >>> Version.from_parts("iris", 3, 0, "more trees", None, None, None, {}, ["production"])
+            <Version iris/3>
+        """
         try:
             metrics = json.loads(tags.get(T_METRICS) or "{}")
         except ValueError:
@@ -169,12 +219,34 @@ class Version:
 
     @classmethod
     def from_row(cls, row: Any, aliases: dict[str, int]) -> Version:
+        """A Version from one of the gateway's rows.
+
+        Args:
+            row: a :class:`nbmodel.gateway.Row`.
+            aliases: alias -> version of the whole model; those pointing at this row are kept.
+
+        Returns:
+            The :class:`Version`.
+
+        Example:
+            >>> rows, _ = store.gateway.versions("iris", limit=1)  # doctest: +SKIP
+            >>> Version.from_row(rows[0], {"production": 3})  # doctest: +SKIP
+            <Version iris/3>
+        """
         mine = [a for a, v in aliases.items() if v == row.version]
         return cls.from_parts(row.name, row.version, row.created_ms, row.description, row.user_id,
                               row.run_id, row.source, row.tags, mine)
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-able form (for REST routes and reports)."""
+        """A JSON-able form (for REST routes and reports).
+
+        Returns:
+            Every field, with ``created`` as ISO text and the ``ref``, ``uri`` and ``key_metrics``.
+
+        Example:
+            >>> Version("iris", 3).to_dict()["ref"]
+            'iris/3'
+        """
         return {
             "name": self.name,
             "version": self.version,
@@ -227,9 +299,6 @@ class Version:
     def __repr__(self) -> str:
         return f"<Version {self.ref}>"
 
-    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
-        p.text(str(self))
-
     def _repr_html_(self) -> str:
         from .display import badge, card
 
@@ -254,20 +323,31 @@ class Version:
 
 
 # -- reading ---------------------------------------------------------------------------------
-def _escape(name: str) -> str:
-    return name.replace("\\", "\\\\").replace("'", "\\'")
-
-
 def model_aliases(store: Store, name: str) -> dict[str, int]:
-    """Alias -> version of model ``name``; ModelNotFound (listing the models) if none."""
-    aliases = store.registry.aliases(name)
+    """Alias -> version of model ``name``.
+
+    Args:
+        store: the store to read.
+        name: the registered model's name.
+
+    Returns:
+        A dict, empty when the model has no aliases.
+
+    Raises:
+        ModelNotFound: there is no such model; the message lists the models that exist.
+
+    Example:
+        >>> model_aliases(get_store(), "iris")  # doctest: +SKIP
+        {'production': 3}
+    """
+    aliases = store.gateway.aliases(name)
     if aliases is None:
         raise ModelNotFound(_no_model_message(store, name))
     return aliases
 
 
 def _no_model_message(store: Store, name: str) -> str:
-    names = [m.name for m in store.retry(store.client.search_registered_models, max_results=50)]
+    names = [m.name for m in store.gateway.list_models(limit=50, order_by=None)]
     if names:
         listing = ", ".join(sorted(names)[:20]) + (" ..." if len(names) > 20 else "")
         return f"no model named {name!r} in {store.uri}; models are: {listing}"
@@ -275,18 +355,32 @@ def _no_model_message(store: Store, name: str) -> str:
 
 
 def newest_version(store: Store, name: str) -> int | None:
-    rows, _ = store.registry.versions(name, limit=1)
+    """The number of the newest version of ``name``.
+
+    Args:
+        store: the store to read.
+        name: the registered model's name.
+
+    Returns:
+        The version number, or None when the model has no versions (or does not exist).
+
+    Example:
+        >>> newest_version(get_store(), "iris")  # doctest: +SKIP
+        3
+    """
+    rows, _ = store.gateway.versions(name, limit=1)
     return rows[0].version if rows else None
 
 
 def _versions_listing(store: Store, name: str) -> str:
-    rows, _ = store.registry.versions(name)
+    rows, _ = store.gateway.versions(name)
     numbers = sorted(r.version for r in rows)
     if not numbers:
         return "it has no versions"
     runs: list[str] = []
     start = prev = numbers[0]
-    for n in numbers[1:] + [None]:  # type: ignore[list-item]
+    following: list[int | None] = [*numbers[1:], None]
+    for n in following:
         if n is not None and n == prev + 1:
             prev = n
             continue
@@ -299,8 +393,20 @@ def _versions_listing(store: Store, name: str) -> str:
 def resolve(ref: str | Ref, *, store: Store | None = None) -> Version:
     """The version a reference names (``iris`` is the newest).
 
+    Args:
+        ref: ``iris``, ``iris/3`` or ``iris@production`` (or a parsed :class:`~nbmodel.refs.Ref`).
+        store: the store to read; the one in use when None.
+
+    Returns:
+        The :class:`Version`.
+
     Raises:
+        BadReference: the reference cannot be parsed.
         ModelNotFound, VersionNotFound, AliasNotFound: with the names that do exist.
+
+    Example:
+        >>> nbmodel.resolve("iris@production").version  # doctest: +SKIP
+        3
     """
     r = parse_ref(ref)
     store = store or get_store()
@@ -311,14 +417,15 @@ def resolve(ref: str | Ref, *, store: Store | None = None) -> Version:
             known = ", ".join(f"{a} (version {v})" for a, v in sorted(aliases.items()))
             raise AliasNotFound(
                 f"{r.name} has no alias {r.alias!r}; "
-                + (f"its aliases are {known}" if known else "it has no aliases yet: set one with %model_alias"))
-        rows, _ = store.registry.versions(r.name, version=number)
+                + (f"its aliases are {known}" if known
+                   else "it has no aliases yet: set one with %model_alias"))
+        rows, _ = store.gateway.versions(r.name, version=number)
     elif r.version is not None:
-        rows, _ = store.registry.versions(r.name, version=r.version)
+        rows, _ = store.gateway.versions(r.name, version=r.version)
         if not rows:
             raise VersionNotFound(f"no version {r.version} of {r.name!r}; {_versions_listing(store, r.name)}")
     else:
-        rows, _ = store.registry.versions(r.name, limit=1)
+        rows, _ = store.gateway.versions(r.name, limit=1)
         if not rows:
             raise VersionNotFound(f"{r.name!r} has no versions yet; commit one with %model_commit")
     if not rows:
@@ -328,6 +435,15 @@ def resolve(ref: str | Ref, *, store: Store | None = None) -> Version:
 
 def show(ref: str | Ref) -> Version:
     """One version's card.
+
+    Args:
+        ref: ``iris``, ``iris/3`` or ``iris@production``.
+
+    Returns:
+        The :class:`Version`; it shows as a card in a notebook.
+
+    Raises:
+        ModelNotFound, VersionNotFound, AliasNotFound: as :func:`resolve`.
 
     Example:
         >>> nbmodel.show("iris@production")  # doctest: +SKIP
@@ -345,6 +461,20 @@ def load(ref: str | Ref | Version, *, fresh: bool = False) -> Any:
 
     Loaded models are cached for the session (they are immutable once committed); ``fresh=True``
     returns an independent copy, as checkout does, so that changing it never changes the cache.
+
+    Args:
+        ref: the version (a reference or a :class:`Version`).
+        fresh: return a copy that is not the cached object.
+
+    Returns:
+        The model object.
+
+    Raises:
+        ModelNotFound, VersionNotFound, AliasNotFound: as :func:`resolve`.
+        NbmodelError: the version's files cannot be loaded.
+
+    Example:
+        >>> clf = nbmodel.load("iris@production")  # doctest: +SKIP
     """
     import copy
 
@@ -375,7 +505,7 @@ def _load_uncached(v: Version) -> Any:
     except NbmodelError:
         raise
     except Exception as exc:  # noqa: BLE001
-        raise NbmodelError(f"cannot load {v.ref}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from exc
+        raise NbmodelError(f"cannot load {v.ref}: {first_line(exc)}") from exc
 
 
 def _has_flavor(v: Version, flavor: str) -> bool:
@@ -390,6 +520,15 @@ def _has_flavor(v: Version, flavor: str) -> bool:
 def checkout(ref: str | Ref) -> Any:
     """Load a version's model as a new object whose next commit records that version as parent.
 
+    Args:
+        ref: the version to start from.
+
+    Returns:
+        An independent copy of the version's model.
+
+    Raises:
+        ModelNotFound, VersionNotFound, AliasNotFound: as :func:`resolve`.
+
     Example:
         >>> clf = nbmodel.checkout("iris/2")  # doctest: +SKIP
     """
@@ -401,7 +540,22 @@ def checkout(ref: str | Ref) -> Any:
 
 # -- writing ---------------------------------------------------------------------------------
 def tag(ref: str | Ref, tags: Mapping[str, Any] | None = None, **more: Any) -> Version:
-    """Set tags on a version (``nbmodel.tag("iris/3", stage="candidate")``)."""
+    """Set tags on a version.
+
+    Args:
+        ref: the version.
+        tags: tags as a mapping.
+        **more: tags as keyword arguments.
+
+    Returns:
+        The version, read again.
+
+    Raises:
+        BadData: no tags, or a key starting with ``nbmodel.`` (nbmodel's own).
+
+    Example:
+        >>> nbmodel.tag("iris/3", stage="candidate")  # doctest: +SKIP
+    """
     all_tags = {**(tags or {}), **more}
     if not all_tags:
         raise BadData("give at least one tag as key=value")
@@ -411,7 +565,7 @@ def tag(ref: str | Ref, tags: Mapping[str, Any] | None = None, **more: Any) -> V
     v = resolve(ref)
     store = get_store()
     for k, val in all_tags.items():
-        store.retry(store.client.set_model_version_tag, v.name, str(v.version), k, str(val))
+        store.gateway.set_version_tag(v.name, v.version, k, str(val))
     return resolve(v.ref)
 
 
@@ -420,6 +574,20 @@ def retire(ref: str | Ref, *, message: str = "", force: bool = False) -> Version
 
     A version that an alias points to cannot be retired without ``force`` (the alias would point
     at a retired version); move the alias first.
+
+    Args:
+        ref: the version.
+        message: why, kept with the version.
+        force: retire it even though an alias points to it.
+
+    Returns:
+        The version, read again (unchanged if it was retired already).
+
+    Raises:
+        RetiredVersion: an alias points to it and ``force`` is not given.
+
+    Example:
+        >>> nbmodel.retire("iris/1", message="leaks the test set")  # doctest: +SKIP
     """
     v = resolve(ref)
     if v.retired:
@@ -431,15 +599,25 @@ def retire(ref: str | Ref, *, message: str = "", force: bool = False) -> Version
         )
     store = get_store()
     now = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
-    store.retry(store.client.set_model_version_tag, v.name, str(v.version), T_RETIRED_AT,
-                json.dumps({"at": now, "by": _user(), "why": message}))
-    store.retry(store.client.set_model_version_tag, v.name, str(v.version), T_RETIRED, "true")
+    store.gateway.set_version_tag(v.name, v.version, T_RETIRED_AT,
+                                  json.dumps({"at": now, "by": _user(), "why": message}))
+    store.gateway.set_version_tag(v.name, v.version, T_RETIRED, "true")
     return resolve(v.ref)
 
 
 def unretire(ref: str | Ref) -> Version:
-    """Bring a retired version back."""
+    """Bring a retired version back.
+
+    Args:
+        ref: the version.
+
+    Returns:
+        The version, read again.
+
+    Example:
+        >>> nbmodel.unretire("iris/1")  # doctest: +SKIP
+    """
     v = resolve(ref)
     store = get_store()
-    store.retry(store.client.delete_model_version_tag, v.name, str(v.version), T_RETIRED)
+    store.gateway.delete_version_tag(v.name, v.version, T_RETIRED)
     return resolve(v.ref)

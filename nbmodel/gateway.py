@@ -1,0 +1,640 @@
+"""The one gateway to MLflow: every registry and tracking call nbmodel makes goes through it.
+
+Sqlite, PostgreSQL and ``http://`` stores differ only here. Every call is retried while
+sqlite says "database is locked".
+
+MLflow's SQLAlchemy registry builds ORM objects for every version and every tag: listing a
+model with 1000 versions costs most of a second, and each alias move first loads the whole
+registered model (with its latest versions) several times. For SQL-backed stores (the embedded
+sqlite store, a PostgreSQL backend opened directly) nbmodel reads MLflow's own tables with
+three plain SELECTs, and writes aliases and tags through MLflow's store methods (MLflow's own
+write logic, without the client's extra prompt checks). Any other store (an ``http://`` server),
+or any error on the fast path (a schema MLflow changed), falls back to the public client API.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
+
+T = TypeVar("T")
+
+_log = logging.getLogger(__name__)
+
+
+class Connection(Protocol):
+    """What the gateway needs of a store: its MLflow client, retries and the write lock."""
+
+    @property
+    def client(self) -> Any: ...
+
+    @property
+    def artifact_root(self) -> str | None: ...
+
+    def retry(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T: ...
+
+    def write_lock(self) -> contextlib.AbstractContextManager[None]: ...
+
+
+@dataclass
+class Row:
+    """One model version as stored, with its tags."""
+
+    name: str
+    version: int
+    created_ms: int
+    description: str | None
+    user_id: str | None
+    run_id: str | None
+    source: str | None
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+class Gateway:
+    """Every registry and tracking call for one store, retried while sqlite is locked.
+
+    Reached as ``store.gateway``; nothing else in nbmodel touches MLflow's client.
+
+    Example:
+        >>> gw = nbmodel.get_store().gateway  # doctest: +SKIP
+        >>> gw.aliases("iris")  # doctest: +SKIP
+        {'production': 3}
+    """
+
+    def __init__(self, store: Connection) -> None:
+        self.store = store
+        self._sql_store: Any = None
+        self._engine: Any = None
+        self._workspace: str | None = None
+        self._fast: bool | None = None  # unknown until first use
+        self._experiments: dict[str, str] = {}
+
+    def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        """MLflow's client method ``method``, retried while sqlite says "database is locked"."""
+        return self.store.retry(getattr(self.store.client, method), *args, **kwargs)
+
+    # -- plumbing ----------------------------------------------------------------------------
+    def _sql(self) -> Any:
+        if self._fast is None:
+            self._fast = False
+            try:
+                reg = self.store.client._get_registry_client().store
+                engine = getattr(reg, "engine", None)
+                if engine is not None:
+                    self._sql_store = reg
+                    self._engine = engine
+                    ws = getattr(reg, "_get_active_workspace", None)
+                    self._workspace = ws() if callable(ws) else None
+                    self._fast = True
+            except Exception:  # noqa: BLE001 - any surprise: use the public API
+                self._fast = False
+        return self._engine if self._fast else None
+
+    def _query(self, sql: str, **params: Any) -> list[Any]:
+        from sqlalchemy import text
+
+        engine = self._sql()
+        where_ws = " AND workspace = :ws" if self._workspace is not None else ""
+        with engine.connect() as conn:
+            return list(conn.execute(text(sql.format(ws=where_ws)), {**params, "ws": self._workspace}))
+
+    def _disable(self, exc: BaseException) -> None:
+        _log.debug("nbmodel: fast registry path off (%s); using the MLflow client", exc)
+        self._fast = False
+
+    # -- reads -------------------------------------------------------------------------------
+    def aliases(self, name: str) -> dict[str, int] | None:
+        """Alias -> version of a model.
+
+        Args:
+            name: the registered model's name.
+
+        Returns:
+            A dict, or None if the model does not exist.
+
+        Example:
+            >>> store.gateway.aliases("iris")  # doctest: +SKIP
+        """
+        if self._sql() is not None:
+            try:
+                if not self._query("SELECT 1 FROM registered_models WHERE name = :n{ws}", n=name):
+                    return None
+                rows = self._query(
+                    "SELECT alias, version FROM registered_model_aliases WHERE name = :n{ws}", n=name)
+                return {a: int(v) for a, v in rows}
+            except Exception as exc:  # noqa: BLE001
+                self._disable(exc)
+        rm = self.model(name)
+        return None if rm is None else {a: int(v) for a, v in (rm.aliases or {}).items()}
+
+    def model_tags(self, name: str, prefix: str = "") -> dict[str, str] | None:
+        """Tags of a registered model (those starting with ``prefix``).
+
+        Args:
+            name: the registered model's name.
+            prefix: keep only tags whose key starts with it.
+
+        Returns:
+            A dict, or None if the model does not exist.
+
+        Example:
+            >>> store.gateway.model_tags("iris", "nbmodel.alias_log.")  # doctest: +SKIP
+        """
+        if self._sql() is not None:
+            try:
+                if not self._query("SELECT 1 FROM registered_models WHERE name = :n{ws}", n=name):
+                    return None
+                rows = self._query(
+                    "SELECT key, value FROM registered_model_tags WHERE name = :n"
+                    " AND key LIKE :p{ws}", n=name, p=prefix.replace("%", r"\%") + "%")
+                return {k: v for k, v in rows if k.startswith(prefix)}
+            except Exception as exc:  # noqa: BLE001
+                self._disable(exc)
+        rm = self.model(name)
+        if rm is None:
+            return None
+        return {k: v for k, v in (rm.tags or {}).items() if k.startswith(prefix)}
+
+    def versions(self, name: str, *, limit: int | None = None, offset: int = 0,
+                 version: int | None = None) -> tuple[list[Row], int]:
+        """Versions newest first (or one version), with their tags.
+
+        Args:
+            name: the registered model's name.
+            limit: at most this many (all when None).
+            offset: skip this many of the newest.
+            version: only this version.
+
+        Returns:
+            ``(rows, total)``: :class:`Row` objects and how many versions there are.
+
+        Example:
+            >>> rows, total = store.gateway.versions("iris", limit=10)  # doctest: +SKIP
+        """
+        if self._sql() is not None:
+            try:
+                return self._versions_sql(name, limit, offset, version)
+            except Exception as exc:  # noqa: BLE001
+                self._disable(exc)
+        return self._versions_client(name, limit, offset, version)
+
+    def _versions_sql(self, name: str, limit: int | None, offset: int,
+                      version: int | None) -> tuple[list[Row], int]:
+        cond = ("name = :n AND current_stage != 'Deleted_Internal'"
+                + (" AND version = :v" if version is not None else ""))
+        total = self._query(f"SELECT COUNT(*) FROM model_versions WHERE {cond}{{ws}}",
+                            n=name, v=version)[0][0]
+        page = ""
+        if limit is not None:
+            page = f" LIMIT {int(limit)} OFFSET {int(offset)}"
+        elif offset:
+            page = f" LIMIT -1 OFFSET {int(offset)}"
+        rows = self._query(
+            "SELECT version, creation_time, description, user_id, run_id, source"
+            f" FROM model_versions WHERE {cond}{{ws}}"
+            f" ORDER BY version DESC{page}", n=name, v=version)
+        out = [Row(name, int(r[0]), int(r[1] or 0), r[2], r[3], r[4], r[5]) for r in rows]
+        if out:
+            lo, hi = out[-1].version, out[0].version
+            by_version = {r.version: r for r in out}
+            for v, key, value in self._query(
+                    "SELECT version, key, value FROM model_version_tags WHERE name = :n"
+                    " AND version BETWEEN :lo AND :hi{ws}", n=name, lo=lo, hi=hi):
+                row = by_version.get(int(v))
+                if row is not None:
+                    row.tags[key] = value
+        return out, int(total)
+
+    def _versions_client(self, name: str, limit: int | None, offset: int,
+                         version: int | None) -> tuple[list[Row], int]:
+        from mlflow.exceptions import MlflowException
+
+        if version is not None:
+            try:
+                mvs = [self._call("get_model_version", name, str(version))]
+            except MlflowException:
+                mvs = []
+            total = len(mvs)
+        else:
+            mvs, token = [], None
+            want = None if limit is None else offset + limit
+            while True:
+                page = self._call(
+                    "search_model_versions", f"name = '{_escape(name)}'",
+                    max_results=min(want or 10000, 10000), order_by=["version_number DESC"],
+                    page_token=token)
+                mvs.extend(page)
+                token = page.token
+                if not token or (want is not None and len(mvs) >= want):
+                    break
+            total = len(mvs) if not token else max(int(mvs[0].version), len(mvs))
+            mvs = mvs[offset:want]
+        rows = [Row(mv.name, int(mv.version), int(mv.creation_timestamp or 0), mv.description,
+                    mv.user_id, mv.run_id, mv.source, dict(mv.tags or {})) for mv in mvs]
+        return rows, total
+
+    def model(self, name: str) -> Any:
+        """MLflow's registered model ``name`` (with its tags, aliases and latest versions).
+
+        Args:
+            name: the registered model's name.
+
+        Returns:
+            A ``RegisteredModel``, or None if there is none.
+
+        Example:
+            >>> store.gateway.model("iris").tags  # doctest: +SKIP
+        """
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return self._call("get_registered_model", name)
+        except MlflowException as exc:
+            if getattr(exc, "error_code", "") == "RESOURCE_DOES_NOT_EXIST" or "not found" in str(exc).lower():
+                return None
+            raise
+
+    def list_models(self, *, limit: int | None = None, order_by: str | None = "name ASC") -> list[Any]:
+        """Registered models, read page by page.
+
+        Args:
+            limit: stop after this many (all when None).
+            order_by: MLflow's ordering clause; None for the store's own order.
+
+        Returns:
+            ``RegisteredModel`` objects (with tags, aliases and latest versions).
+
+        Example:
+            >>> [m.name for m in store.gateway.list_models(limit=3)]  # doctest: +SKIP
+            ['iris']
+        """
+        out: list[Any] = []
+        token = None
+        while True:
+            size = 1000 if limit is None else max(1, min(1000, limit - len(out)))
+            kwargs: dict[str, Any] = {"max_results": size, "page_token": token}
+            if order_by:
+                kwargs["order_by"] = [order_by]
+            page = self._call("search_registered_models", **kwargs)
+            out.extend(page)
+            token = page.token
+            if not token or (limit is not None and len(out) >= limit):
+                return out if limit is None else out[:limit]
+
+    def version_by_alias(self, name: str, alias: str) -> Any:
+        """MLflow's model version that ``alias`` of ``name`` points to.
+
+        Args:
+            name: the registered model's name.
+            alias: the alias.
+
+        Returns:
+            A ``ModelVersion``.
+
+        Raises:
+            MlflowException: the alias is not set.
+
+        Example:
+            >>> store.gateway.version_by_alias("iris", "production").version  # doctest: +SKIP
+        """
+        return self._call("get_model_version_by_alias", name, alias)
+
+    def version_download_uri(self, name: str, version: int) -> str:
+        """Where the files of a version are.
+
+        Args:
+            name: the registered model's name.
+            version: the version number.
+
+        Returns:
+            A local path or an artifact URI.
+
+        Example:
+            >>> store.gateway.version_download_uri("iris", 3)  # doctest: +SKIP
+        """
+        return str(self._call("get_model_version_download_uri", name, str(version)))
+
+    # -- registry writes ---------------------------------------------------------------------
+    def set_alias(self, name: str, alias: str, version: int) -> None:
+        """Point ``alias`` of model ``name`` at ``version`` (no audit trail: see nbmodel.aliases).
+
+        Args:
+            name: the registered model's name.
+            alias: the alias.
+            version: the version it points to.
+
+        Example:
+            >>> store.gateway.set_alias("iris", "production", 3)  # doctest: +SKIP
+        """
+        if self._sql() is not None and self._sql_store is not None:
+            self.store.retry(self._sql_store.set_registered_model_alias, name, alias, str(version))
+        else:
+            self._call("set_registered_model_alias", name, alias, str(version))
+
+    def delete_alias(self, name: str, alias: str) -> None:
+        """Remove ``alias`` from model ``name``.
+
+        Args:
+            name: the registered model's name.
+            alias: the alias.
+
+        Example:
+            >>> store.gateway.delete_alias("iris", "staging")  # doctest: +SKIP
+        """
+        self._call("delete_registered_model_alias", name, alias)
+
+    def set_model_tag(self, name: str, key: str, value: str) -> None:
+        """Set a tag of registered model ``name``.
+
+        Args:
+            name: the registered model's name.
+            key: the tag's key.
+            value: its value.
+
+        Example:
+            >>> store.gateway.set_model_tag("iris", "team", "vision")  # doctest: +SKIP
+        """
+        if self._sql() is not None and self._sql_store is not None:
+            from mlflow.entities.model_registry import RegisteredModelTag
+
+            self.store.retry(self._sql_store.set_registered_model_tag, name, RegisteredModelTag(key, value))
+        else:
+            self._call("set_registered_model_tag", name, key, value)
+
+    def set_version_tag(self, name: str, version: int, key: str, value: str) -> None:
+        """Set a tag of a version.
+
+        Args:
+            name: the registered model's name.
+            version: the version number.
+            key: the tag's key.
+            value: its value.
+
+        Example:
+            >>> store.gateway.set_version_tag("iris", 3, "stage", "candidate")  # doctest: +SKIP
+        """
+        self._call("set_model_version_tag", name, str(version), key, value)
+
+    def delete_version_tag(self, name: str, version: int, key: str) -> None:
+        """Remove a tag of a version.
+
+        Args:
+            name: the registered model's name.
+            version: the version number.
+            key: the tag's key.
+
+        Example:
+            >>> store.gateway.delete_version_tag("iris", 3, "stage")  # doctest: +SKIP
+        """
+        self._call("delete_model_version_tag", name, str(version), key)
+
+    def create_model(self, name: str, tags: dict[str, str] | None = None) -> None:
+        """Register model ``name`` unless it exists already.
+
+        Args:
+            name: the registered model's name.
+            tags: tags of a new model.
+
+        Example:
+            >>> store.gateway.create_model("iris", {"nbmodel.managed": "true"})  # doctest: +SKIP
+        """
+        from mlflow.exceptions import MlflowException
+
+        try:
+            self._call("create_registered_model", name, description=None, tags=tags)
+        except MlflowException as exc:
+            exists = getattr(exc, "error_code", "") == "RESOURCE_ALREADY_EXISTS"
+            if not exists and "already exists" not in str(exc).lower():
+                raise
+
+    def create_version(self, name: str, model_uri: str, *, run_id: str, tags: dict[str, str],
+                       description: str | None, model_id: str | None) -> Any:
+        """Register the logged model at ``model_uri`` as the next version of ``name``.
+
+        Args:
+            name: the registered model's name.
+            model_uri: the logged model (``runs:/...`` or ``models:/m-...``).
+            run_id: the run that logged it.
+            tags: the version's tags.
+            description: the commit message.
+            model_id: MLflow's logged-model id.
+
+        Returns:
+            MLflow's new ``ModelVersion``.
+
+        Example:
+            >>> mv = store.gateway.create_version(  # doctest: +SKIP
+            ...     "iris", uri, run_id=rid, tags={}, description=None, model_id=None)
+        """
+        return self._call("create_model_version", name, model_uri, run_id=run_id, tags=tags,
+                          description=description, model_id=model_id)
+
+    # -- tracking ----------------------------------------------------------------------------
+    def experiment_id(self, name: str) -> str:
+        """The id of the experiment that holds the runs of model ``name`` (created if needed;
+        a deleted one is restored; artifacts of a sqlite store live beside its file).
+
+        Args:
+            name: the registered model's name.
+
+        Returns:
+            The experiment's id.
+
+        Example:
+            >>> store.gateway.experiment_id("iris")  # doctest: +SKIP
+        """
+        cached = self._experiments.get(name)
+        if cached:
+            return cached
+        from mlflow.exceptions import MlflowException
+
+        exp = self._call("get_experiment_by_name", name)
+        if exp is None:
+            location = None
+            if self.store.artifact_root:
+                slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
+                location = str(Path(self.store.artifact_root) / f"nbmodel-{slug}")
+            try:
+                exp_id = self._call("create_experiment", name, artifact_location=location)
+            except MlflowException:
+                exp = self._call("get_experiment_by_name", name)
+                if exp is None:
+                    raise
+                exp_id = exp.experiment_id
+        else:
+            exp_id = exp.experiment_id
+            if exp.lifecycle_stage == "deleted":
+                self._call("restore_experiment", exp_id)
+        self._experiments[name] = exp_id
+        return str(exp_id)
+
+    def get_run(self, run_id: str) -> Any:
+        """MLflow's run ``run_id`` (its params, metrics, tags and info).
+
+        Args:
+            run_id: the run's id.
+
+        Returns:
+            A ``Run``.
+
+        Raises:
+            MlflowException: there is no such run.
+
+        Example:
+            >>> store.gateway.get_run(v.run_id).data.params  # doctest: +SKIP
+        """
+        return self._call("get_run", run_id)
+
+    def create_run(self, experiment_id: str, *, run_name: str, tags: dict[str, str] | None = None) -> Any:
+        """Start a run.
+
+        Args:
+            experiment_id: the experiment.
+            run_name: the run's name.
+            tags: the run's tags.
+
+        Returns:
+            MLflow's ``Run``; its id is ``run.info.run_id``.
+
+        Example:
+            >>> store.gateway.create_run(exp_id, run_name="iris commit")  # doctest: +SKIP
+        """
+        return self._call("create_run", experiment_id, run_name=run_name, tags=tags)
+
+    def search_runs(self, experiment_ids: list[str], filter_string: str, *, max_results: int = 1000,
+                    order_by: list[str] | None = None) -> list[Any]:
+        """Runs matching MLflow's filter (one page).
+
+        Args:
+            experiment_ids: the experiments to search.
+            filter_string: MLflow's run filter.
+            max_results: at most this many.
+            order_by: MLflow's ordering clauses.
+
+        Returns:
+            A list of ``Run``.
+
+        Example:
+            >>> store.gateway.search_runs([exp_id], "tags.`k` = 'v'")  # doctest: +SKIP
+        """
+        return list(self._call("search_runs", experiment_ids, filter_string, max_results=max_results,
+                               order_by=order_by))
+
+    def finish_run(self, run_id: str, *, name: str | None = None, status: str = "FINISHED") -> None:
+        """Mark a run done (and rename it when ``name`` is given).
+
+        Args:
+            run_id: the run's id.
+            name: the run's new name.
+            status: the final status.
+
+        Example:
+            >>> store.gateway.finish_run(run_id, name="iris/3")  # doctest: +SKIP
+        """
+        if name is None:
+            self._call("set_terminated", run_id, status)
+        else:
+            self._call("update_run", run_id, status=status, name=name)
+
+    def set_run_tag(self, run_id: str, key: str, value: str) -> None:
+        """Set a tag of a run.
+
+        Args:
+            run_id: the run's id.
+            key: the tag's key.
+            value: its value.
+
+        Example:
+            >>> store.gateway.set_run_tag(run_id, "nbmodel.version", "iris/3")  # doctest: +SKIP
+        """
+        self._call("set_tag", run_id, key, value)
+
+    def delete_run(self, run_id: str) -> None:
+        """Delete a run (and, with it, the models it logged).
+
+        Args:
+            run_id: the run's id.
+
+        Example:
+            >>> store.gateway.delete_run(run_id)  # doctest: +SKIP
+        """
+        self._call("delete_run", run_id)
+
+    def log_batch(self, run_id: str, *, metrics: list[Any] | None = None, params: list[Any] | None = None,
+                  tags: list[Any] | None = None) -> None:
+        """Log MLflow ``Metric``, ``Param`` and ``RunTag`` objects to a run in one call.
+
+        Args:
+            run_id: the run's id.
+            metrics: ``Metric`` objects.
+            params: ``Param`` objects (at most 100).
+            tags: ``RunTag`` objects.
+
+        Example:
+            >>> store.gateway.log_batch(run_id, metrics=[Metric("accuracy", 0.9, now, 0)])  # doctest: +SKIP
+        """
+        self._call("log_batch", run_id, metrics=metrics or [], params=params or [], tags=tags or [])
+
+    def log_text(self, run_id: str, text: str, path: str) -> None:
+        """Store text as an artifact of a run.
+
+        Args:
+            run_id: the run's id.
+            text: the text.
+            path: the artifact's path.
+
+        Example:
+            >>> store.gateway.log_text(run_id, "clf.fit(X, y)", "nbmodel/source.py")  # doctest: +SKIP
+        """
+        self._call("log_text", run_id, text, path)
+
+    def log_dict(self, run_id: str, data: dict[str, Any], path: str) -> None:
+        """Store a dict as a JSON artifact of a run.
+
+        Args:
+            run_id: the run's id.
+            data: the dict.
+            path: the artifact's path.
+
+        Example:
+            >>> store.gateway.log_dict(run_id, {"rows": 150}, "nbmodel/data_profile.json")  # doctest: +SKIP
+        """
+        self._call("log_dict", run_id, data, path)
+
+    def log_artifacts(self, run_id: str, local_dir: str, path: str | None = None) -> None:
+        """Copy the files of a folder into a run's artifacts.
+
+        Args:
+            run_id: the run's id.
+            local_dir: the folder.
+            path: the folder inside the artifacts.
+
+        Example:
+            >>> store.gateway.log_artifacts(run_id, tmp, "nbmodel")  # doctest: +SKIP
+        """
+        self._call("log_artifacts", run_id, local_dir, path)
+
+    def download_artifacts(self, run_id: str, path: str, dst_path: str | None = None) -> str:
+        """Download an artifact of a run.
+
+        Args:
+            run_id: the run's id.
+            path: the artifact's path.
+            dst_path: where to put it (a temporary folder when None).
+
+        Returns:
+            The local path of the downloaded file or folder.
+
+        Example:
+            >>> store.gateway.download_artifacts(run_id, "nbmodel/data_profile.json", tmp)  # doctest: +SKIP
+        """
+        return str(self._call("download_artifacts", run_id, path, dst_path))
+
+
+def _escape(name: str) -> str:
+    return name.replace("\\", "\\\\").replace("'", "\\'")
