@@ -13,7 +13,7 @@ import pytest
 
 matplotlib.use("Agg")
 
-from nbmodel import comparison as compare_mod  # noqa: E402
+from nbmodel.comparison import _progress, _scoring, _significance  # noqa: E402
 from nbmodel.comparison import Comparison, MetricHistory, compare, metric_history  # noqa: E402
 
 SANITIZE = Path(__file__).resolve().parents[1] / "nbmodel" / "nbval_sanitize.cfg"
@@ -114,7 +114,7 @@ def test_confusion_matrix_metrics_equal_sklearns_on_awkward_labels():
         y, pred = rng.integers(0, k, n), rng.integers(0, k + 1, n)
         if trial % 2:
             y, pred = np.array([f"c{v}" for v in y]), np.array([f"c{v}" for v in pred])
-        got = compare_mod._classifier_metrics(y, compare_mod._Scored(Version("m", 1), None, pred))
+        got = _scoring._classifier_metrics(y, _scoring._Scored(Version("m", 1), None, pred))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # sklearn warns about classes missing from y
             want = {"accuracy": skm.accuracy_score(y, pred),
@@ -353,11 +353,11 @@ def test_progress_callback_sees_every_step(two, iris):
 def test_progress_bar_appears_only_after_the_delay_and_leaves_no_text(two, iris, monkeypatch):
     from IPython.utils.capture import capture_output
 
-    monkeypatch.setattr(compare_mod, "_front_end", lambda: "kernel")
+    monkeypatch.setattr(_progress, "_front_end", lambda: "kernel")
     with capture_output() as cap:
         compare(["iris/1", "iris/2"], iris["X_test"], iris["y_test"], plots=False)
     assert cap.outputs == []  # fast: no bar at all
-    monkeypatch.setattr(compare_mod, "PROGRESS_DELAY", 0.0)
+    monkeypatch.setattr(_progress, "PROGRESS_DELAY", 0.0)
     with capture_output() as cap:
         compare(["iris/1", "iris/2"], iris["X_test"], iris["y_test"], plots=False)
     assert len(cap.outputs) == 1
@@ -369,7 +369,7 @@ def test_progress_bar_appears_only_after_the_delay_and_leaves_no_text(two, iris,
 
 
 def test_progress_in_a_terminal_is_one_line_that_clears(capsys):
-    from nbmodel.comparison import Progress
+    from nbmodel.comparison._progress import Progress
 
     bar = Progress(3, delay=0.0)
     bar._show = lambda: setattr(bar, "shown", "text")  # as if stderr were a terminal
@@ -393,9 +393,9 @@ def test_magic_modules_import_nothing_heavy():
 def test_bootstrap_counts_match_index_resampling():
     y = np.arange(50, dtype=float)
     preds = [y + 1.0, y + np.linspace(0, 3, 50)]
-    samples = compare_mod._bootstrap_rmse(y, preds)
-    assert samples.shape == (compare_mod.BOOTSTRAP_SAMPLES, 2)
+    samples = _significance._bootstrap_rmse(y, preds)
+    assert samples.shape == (_significance.BOOTSTRAP_SAMPLES, 2)
     assert np.allclose(samples[:, 0], 1.0)
-    rng = np.random.default_rng(compare_mod.BOOTSTRAP_SEED)
+    rng = np.random.default_rng(_significance.BOOTSTRAP_SEED)
     idx = rng.integers(0, 50, size=50)
     assert samples[0, 1] == pytest.approx(np.sqrt(np.mean((y[idx] - preds[1][idx]) ** 2)))
