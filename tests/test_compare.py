@@ -13,8 +13,15 @@ import pytest
 
 matplotlib.use("Agg")
 
-from nbmodel.comparison import _progress, _scoring, _significance  # noqa: E402
-from nbmodel.comparison import Comparison, MetricHistory, compare, metric_history  # noqa: E402
+from nbmodel.comparison import (  # noqa: E402  # noqa: E402
+    Comparison,
+    MetricHistory,
+    _progress,
+    _scoring,
+    _significance,
+    compare,
+    metric_history,
+)
 
 SANITIZE = Path(__file__).resolve().parents[1] / "nbmodel" / "nbval_sanitize.cfg"
 
@@ -31,8 +38,9 @@ def sanitize(text: str) -> str:
 def template(build_store, iris, diabetes):
     """A store built once for this module: iris/1 (C=0.01), iris/2 (C=1.0, production),
     diab/1 (Ridge alpha=0.01), diab/2 (alpha=10). Tests that use it get a copy."""
-    import nbmodel
     from sklearn.linear_model import LogisticRegression, Ridge
+
+    import nbmodel
 
     def fill():
         for C in (0.01, 1.0):
@@ -79,8 +87,9 @@ def test_classifiers_table_best_and_test(two, iris):
 
 
 def test_metrics_agree_with_sklearn_and_commit(two, iris):
-    import nbmodel
     from sklearn import metrics as skm
+
+    import nbmodel
 
     c = compare(["iris/1", "iris/2"], iris["X_test"], iris["y_test"], plots=False)
     model = nbmodel.load("iris/1")
@@ -105,8 +114,9 @@ def test_confusion_matrix_metrics_equal_sklearns_on_awkward_labels():
     classes only predicted, classes never predicted."""
     import warnings
 
-    from nbmodel.versions import Version
     from sklearn import metrics as skm
+
+    from nbmodel.versions import Version
 
     rng = np.random.default_rng(1)
     for trial in range(60):
@@ -218,8 +228,9 @@ def test_errors_from_the_api(two, iris):
 
 
 def test_errors_through_the_magic(two, shell, diabetes):
-    import nbmodel
     from sklearn.linear_model import LinearRegression
+
+    import nbmodel
 
     cases = {
         "%model_compare iris/1 --eval X_test y_test": ("bad-reference", "at least two versions"),
@@ -326,8 +337,9 @@ def test_all_plots_stored_metrics_with_aliases(two, commit_iris, shell):
 
 
 def test_all_without_metrics_says_how_to_record_them(iris):
-    import nbmodel
     from sklearn.linear_model import LogisticRegression
+
+    import nbmodel
 
     nbmodel.commit(LogisticRegression(max_iter=300).fit(iris["X_train"], iris["y_train"]), "bare")
     h = compare("bare", all_versions=True)
