@@ -45,14 +45,29 @@ class Figure(Shown):
         return self.png
 
     def to_html(self) -> str:
-        """The figure as an ``<img>`` with the PNG inline."""
+        """The figure as an ``<img>`` with the PNG inline.
+
+        Returns:
+            An HTML fragment.
+
+        Example:
+            >>> Figure("f", "a title", b"png").to_html()[:29]
+            "<div class='nbm-figure'><img "
+        """
         data = base64.b64encode(self.png).decode("ascii")
         alt = html.escape(self.title)
         return (f"<div class='nbm-figure'><img alt='{alt}' title='{alt}' "
                 f"src='data:image/png;base64,{data}'/></div>")
 
     def save(self, path: str) -> None:
-        """Write the PNG to ``path``."""
+        """Write the PNG to ``path``.
+
+        Args:
+            path: the file to write.
+
+        Example:
+            >>> c.figures[0].save("confusion.png")  # doctest: +SKIP
+        """
         with open(path, "wb") as fh:
             fh.write(self.png)
 
@@ -71,7 +86,15 @@ class Significance:
     detail: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-able form."""
+        """A JSON-able form.
+
+        Returns:
+            The fields as plain values.
+
+        Example:
+            >>> c.tests[0].to_dict()["method"]  # doctest: +SKIP
+            'mcnemar'
+        """
         return {"a": self.a, "b": self.b, "method": self.method, "significant": self.significant,
                 "p": self.p, "ci": list(self.ci) if self.ci else None, "sentence": self.sentence,
                 **self.detail}
@@ -88,7 +111,15 @@ class Disagreements:
     rule: str
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-able form."""
+        """A JSON-able form.
+
+        Returns:
+            The fields as plain values.
+
+        Example:
+            >>> c.tests[0].to_dict()["method"]  # doctest: +SKIP
+            'mcnemar'
+        """
         return {"count": self.count, "rows": self.rows, "rule": self.rule, "head": self.head,
                 "table": self.table}
 
