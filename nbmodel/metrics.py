@@ -185,3 +185,31 @@ def regression(sums: dict[str, Any]) -> dict[str, np.ndarray]:
 def as_floats(metrics: dict[str, Any]) -> dict[str, float]:
     """0-d metric arrays as plain floats (NaN kept), for one matrix or one set of sums."""
     return {k: float(v) for k, v in metrics.items()}
+
+
+def class_indices(*arrays: Any) -> tuple[np.ndarray, list[np.ndarray]]:
+    """The classes seen in any of ``arrays``, sorted, and each array as indices into them.
+
+    The indices are what :func:`confusion` counts, so the truth and every prediction share one
+    numbering. Labels of mixed types (numbers beside strings) are compared as text.
+
+    Args:
+        *arrays: label arrays of any type: the truth and one or more predictions.
+
+    Returns:
+        ``(labels, indices)``: the sorted labels and, per array, its integer indices into them.
+
+    Example:
+        >>> labels, (t, p) = class_indices(np.array(["b", "a"]), np.array(["a", "a"]))
+        >>> labels.tolist(), t.tolist(), p.tolist()
+        (['a', 'b'], [1, 0], [0, 0])
+    """
+    import numpy as np
+
+    parts = [np.asarray(a) for a in arrays]
+    try:
+        labels = np.unique(np.concatenate(parts))
+    except TypeError:  # numbers beside strings cannot be sorted: compare their text
+        parts = [np.asarray([str(x) for x in a]) for a in parts]
+        labels = np.unique(np.concatenate(parts))
+    return labels, [np.searchsorted(labels, a) for a in parts]

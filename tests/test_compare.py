@@ -13,8 +13,15 @@ import pytest
 
 matplotlib.use("Agg")
 
-from nbmodel import comparison as compare_mod  # noqa: E402
-from nbmodel.comparison import Comparison, MetricHistory, compare, metric_history  # noqa: E402
+from nbmodel.comparison import (  # noqa: E402  # noqa: E402
+    Comparison,
+    MetricHistory,
+    _progress,
+    _scoring,
+    _significance,
+    compare,
+    metric_history,
+)
 
 SANITIZE = Path(__file__).resolve().parents[1] / "nbmodel" / "nbval_sanitize.cfg"
 
@@ -31,8 +38,9 @@ def sanitize(text: str) -> str:
 def template(build_store, iris, diabetes):
     """A store built once for this module: iris/1 (C=0.01), iris/2 (C=1.0, production),
     diab/1 (Ridge alpha=0.01), diab/2 (alpha=10). Tests that use it get a copy."""
-    import nbmodel
     from sklearn.linear_model import LogisticRegression, Ridge
+
+    import nbmodel
 
     def fill():
         for C in (0.01, 1.0):
@@ -79,8 +87,9 @@ def test_classifiers_table_best_and_test(two, iris):
 
 
 def test_metrics_agree_with_sklearn_and_commit(two, iris):
-    import nbmodel
     from sklearn import metrics as skm
+
+    import nbmodel
 
     c = compare(["iris/1", "iris/2"], iris["X_test"], iris["y_test"], plots=False)
     model = nbmodel.load("iris/1")
@@ -105,8 +114,9 @@ def test_confusion_matrix_metrics_equal_sklearns_on_awkward_labels():
     classes only predicted, classes never predicted."""
     import warnings
 
-    from nbmodel.versions import Version
     from sklearn import metrics as skm
+
+    from nbmodel.versions import Version
 
     rng = np.random.default_rng(1)
     for trial in range(60):
@@ -114,7 +124,7 @@ def test_confusion_matrix_metrics_equal_sklearns_on_awkward_labels():
         y, pred = rng.integers(0, k, n), rng.integers(0, k + 1, n)
         if trial % 2:
             y, pred = np.array([f"c{v}" for v in y]), np.array([f"c{v}" for v in pred])
-        got = compare_mod._classifier_metrics(y, compare_mod._Scored(Version("m", 1), None, pred))
+        got = _scoring._classifier_metrics(y, _scoring._Scored(Version("m", 1), None, pred))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # sklearn warns about classes missing from y
             want = {"accuracy": skm.accuracy_score(y, pred),
@@ -218,8 +228,9 @@ def test_errors_from_the_api(two, iris):
 
 
 def test_errors_through_the_magic(two, shell, diabetes):
-    import nbmodel
     from sklearn.linear_model import LinearRegression
+
+    import nbmodel
 
     cases = {
         "%model_compare iris/1 --eval X_test y_test": ("bad-reference", "at least two versions"),
@@ -326,8 +337,9 @@ def test_all_plots_stored_metrics_with_aliases(two, commit_iris, shell):
 
 
 def test_all_without_metrics_says_how_to_record_them(iris):
-    import nbmodel
     from sklearn.linear_model import LogisticRegression
+
+    import nbmodel
 
     nbmodel.commit(LogisticRegression(max_iter=300).fit(iris["X_train"], iris["y_train"]), "bare")
     h = compare("bare", all_versions=True)
@@ -353,11 +365,11 @@ def test_progress_callback_sees_every_step(two, iris):
 def test_progress_bar_appears_only_after_the_delay_and_leaves_no_text(two, iris, monkeypatch):
     from IPython.utils.capture import capture_output
 
-    monkeypatch.setattr(compare_mod, "_front_end", lambda: "kernel")
+    monkeypatch.setattr(_progress, "_front_end", lambda: "kernel")
     with capture_output() as cap:
         compare(["iris/1", "iris/2"], iris["X_test"], iris["y_test"], plots=False)
     assert cap.outputs == []  # fast: no bar at all
-    monkeypatch.setattr(compare_mod, "PROGRESS_DELAY", 0.0)
+    monkeypatch.setattr(_progress, "PROGRESS_DELAY", 0.0)
     with capture_output() as cap:
         compare(["iris/1", "iris/2"], iris["X_test"], iris["y_test"], plots=False)
     assert len(cap.outputs) == 1
@@ -369,7 +381,7 @@ def test_progress_bar_appears_only_after_the_delay_and_leaves_no_text(two, iris,
 
 
 def test_progress_in_a_terminal_is_one_line_that_clears(capsys):
-    from nbmodel.comparison import Progress
+    from nbmodel.comparison._progress import Progress
 
     bar = Progress(3, delay=0.0)
     bar._show = lambda: setattr(bar, "shown", "text")  # as if stderr were a terminal
@@ -393,9 +405,9 @@ def test_magic_modules_import_nothing_heavy():
 def test_bootstrap_counts_match_index_resampling():
     y = np.arange(50, dtype=float)
     preds = [y + 1.0, y + np.linspace(0, 3, 50)]
-    samples = compare_mod._bootstrap_rmse(y, preds)
-    assert samples.shape == (compare_mod.BOOTSTRAP_SAMPLES, 2)
+    samples = _significance._bootstrap_rmse(y, preds)
+    assert samples.shape == (_significance.BOOTSTRAP_SAMPLES, 2)
     assert np.allclose(samples[:, 0], 1.0)
-    rng = np.random.default_rng(compare_mod.BOOTSTRAP_SEED)
+    rng = np.random.default_rng(_significance.BOOTSTRAP_SEED)
     idx = rng.integers(0, 50, size=50)
     assert samples[0, 1] == pytest.approx(np.sqrt(np.mean((y[idx] - preds[1][idx]) ** 2)))
