@@ -139,7 +139,8 @@ class BackgroundRecorder:
             return None
         import pandas as pd
 
-        return (pd.DataFrame(X, columns=self.columns, copy=False), np.concatenate(preds), np.repeat(np.array(stamps, dtype=np.float64), counts),
+        return (pd.DataFrame(X, columns=self.columns, copy=False), np.concatenate(preds),
+                np.repeat(np.array(stamps, dtype=np.float64), counts),
                 np.repeat(np.array(lats, dtype=np.float32), counts))
 
     def _general(self, items: list[tuple[Any, Any, float, float]]) -> tuple[Any, ...] | None:

@@ -47,7 +47,7 @@ class LiveView:
         self._thread.start()
 
     def _stamp(self) -> tuple[int, int]:
-        from ._record import target
+        from ._schema import target
         from ._storage import BATCHES, LABELS, monitor_run
 
         name, version = target(self.ref)
