@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from ..display import Shown
 from ..errors import BadData, NbmodelError, first_line
 from ..evaluate import as_frame_or_array, as_target
+from ..metrics import REGRESSOR
 from ..refs import Ref, parse_ref
 from ._schema import Schema, schema, target
 from ._storage import BATCHES, LABELS, monitor_run
@@ -122,6 +123,13 @@ def _to_timestamp(t: Any) -> Any:
     return ts.tz_localize("UTC") if ts.tz is None else ts.tz_convert("UTC")
 
 
+def _check_numbers(y: np.ndarray, present: np.ndarray, sch: Schema) -> None:
+    """A regressor's labels must be numbers, or every metric of their window would be wrong."""
+    if sch.task == REGRESSOR and y.dtype.kind not in "iufb" and present.any():
+        example = next(iter(y[present]))
+        raise BadData(f"y_true of {sch.ref}, a regressor, must be numbers, not {example!r}")
+
+
 def prepare_batch(sch: Schema, X: Any, y_pred: Any, y_true: Any = None, *, ids: Any = None,
                   timestamp: Any = None, latency_ms: Any = None) -> dict[str, np.ndarray]:
     """The arrays of one batch file; raises BadData before anything is written."""
@@ -166,6 +174,7 @@ def prepare_batch(sch: Schema, X: Any, y_pred: Any, y_true: Any = None, *, ids: 
         out["cat_cols"] = np.array(cat_cols, dtype=str)
     if y_true is not None:
         y, present = _labels(y_true, n, "y_true (the labels)")
+        _check_numbers(y, present, sch)
         out["y"] = y
         out["has_y"] = present
     if ids is not None:
@@ -268,7 +277,7 @@ def record_labels(name: str | Ref, ids: Any, y_true: Any) -> Recorded:
     y, present = _labels(y_true, len(id_arr), "y_true (the labels)")
     if not present.any():
         raise BadData("y_true has no labels (all missing)")
-    target(r)  # the model must exist
+    _check_numbers(y, present, schema(*target(r)))  # and the model must exist
     run = monitor_run(r.name)
     path = run.write(LABELS, {"ids": id_arr.astype(str)[present], "y": y[present],
                               "ts": np.array([int(_dt.datetime.now(_dt.UTC).timestamp() * 1000)])})

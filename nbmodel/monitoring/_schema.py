@@ -130,15 +130,33 @@ def _signature_columns(model_uri: str) -> list[str] | None:
 
 
 
+def class_name(value: Any) -> str:
+    """A class label as text, the same however it travelled: a whole number written as a float
+    (labels with a missing value among them become floats) reads as the integer, so the label
+    ``2.0`` is the class ``2`` that a classifier predicts.
+
+    Example:
+        >>> class_name(2.0), class_name("2.0"), class_name("setosa"), class_name(0.5)
+        ('2', '2', 'setosa', '0.5')
+    """
+    text = str(value)
+    try:
+        number = float(text)
+    except ValueError:
+        return text
+    return str(int(number)) if number.is_integer() else text
+
+
 def prediction_reference(profile: dict[str, Any], task: str | None) -> dict[str, Any]:
     """What predictions are compared with: the training predictions' statistics when the profile
     has them, else (classifiers only) the training target's class frequencies. A regressor's
     predictions spread less than its target, so the target would show drift that is not there."""
-    if profile.get("prediction_stats"):
-        return profile["prediction_stats"]
-    if task == CLASSIFIER:
-        return profile.get("target_stats") or {}
-    return {}
+    stats = profile.get("prediction_stats") or (profile.get("target_stats") if task == CLASSIFIER else None)
+    if not stats:
+        return {}
+    if stats.get("kind") == "categorical":  # class names as the traffic's classes spell them
+        stats = {**stats, "freq": {class_name(k): v for k, v in stats["freq"].items()}}
+    return stats
 
 
 def clear_caches() -> None:

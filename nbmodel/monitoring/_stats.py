@@ -227,8 +227,7 @@ def _quality(tr: Traffic, win: np.ndarray, W: int, volume: np.ndarray) -> dict[s
         cm = M.confusion(tr.y[lab], tr.pred[lab], max(len(tr.classes), 1), batch=win[lab], n_batches=W)
         scores = M.classification(cm)
     else:
-        # a label that could not be read as a number counts as 0, as it always has
-        sums = M.error_sums(np.nan_to_num(tr.y[lab]), tr.pred[lab], batch=win[lab], n_batches=W)
+        sums = M.error_sums(tr.y[lab], tr.pred[lab], batch=win[lab], n_batches=W)
         scores = M.regression(sums)
     out.update({name: scores[name] for name in QUALITY[tr.task]})
     if tr.task != CLASSIFIER:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from ..metrics import CLASSIFIER, REGRESSOR
 from ..refs import Ref
 from ..store import get_store
-from ._schema import OTHER, Schema, prediction_reference, schema, target
+from ._schema import OTHER, Schema, class_name, prediction_reference, schema, target
 from ._storage import BATCHES, LABELS, MonitorRun, monitor_run
 from ._windows import parse_since
 
@@ -79,7 +79,7 @@ class _Reader:
         if tstats.get("kind") == "categorical" and self.task != REGRESSOR:
             for c in tstats["freq"]:
                 if c != OTHER:
-                    self._class(c)
+                    self._class(class_name(c))
 
     def _class(self, c: str) -> int:
         i = self.class_index.get(c)
@@ -92,7 +92,7 @@ class _Reader:
         import numpy as np
 
         uniq, inv = np.unique(values.astype(str), return_inverse=True)
-        lookup = np.array([self._class(str(u)) for u in uniq], dtype=np.int32)
+        lookup = np.array([self._class(class_name(u)) for u in uniq], dtype=np.int32)
         return lookup[inv.reshape(-1)]
 
     def _guess_task(self, pred: np.ndarray) -> str:
@@ -156,11 +156,9 @@ class _Reader:
             out["pred"] = pred
             y = np.full(n, np.nan)
             if has_y.any():
-                try:
-                    y[has_y] = raw["y"][has_y].astype(np.float64)
-                except ValueError:
-                    pass
+                y[has_y] = _numbers(raw["y"][has_y])
             out["y"] = y
+            out["has_y"] = has_y & ~np.isnan(y)  # a label that is not a number is no label
             tstats = prediction_reference(prof, self.task)
             if tstats.get("kind") == "numeric":
                 edges = np.asarray(tstats["edges"])
@@ -248,7 +246,7 @@ class _Reader:
                               for p in parts])
         label_ids = np.concatenate([lp[1] for lp in sorted(self.label_parts, key=lambda t: t[0])])
         label_y = np.concatenate([np.asarray(lp[2]).astype(str) if task == CLASSIFIER else
-                                  np.asarray(lp[2], dtype=np.float64)
+                                  _numbers(np.asarray(lp[2]))
                                   for lp in sorted(self.label_parts, key=lambda t: t[0])])
         index = pd.Index(label_ids)
         keep = ~index.duplicated(keep="last")  # a later label corrects an earlier one
@@ -263,9 +261,21 @@ class _Reader:
             y[hit] = self._class_codes(label_y[pos[hit]])
         else:
             y = y.astype(np.float64)
-            y[hit] = label_y[pos[hit]]
+            values = label_y[pos[hit]]
+            y[hit] = values
+            hit[hit] = ~np.isnan(values)  # a label that is not a number is no label
         has_y = has_y | hit
         return y, has_y
+
+
+def _numbers(values: np.ndarray) -> np.ndarray:
+    """Regression labels as floats; NaN for any that is not a number."""
+    import numpy as np
+    import pandas as pd
+
+    if values.dtype.kind in "iufb":
+        return values.astype(np.float64)
+    return pd.to_numeric(pd.Series(values), errors="coerce").to_numpy(dtype=np.float64)
 
 
 _readers: dict[tuple[str, str, int], _Reader] = {}
