@@ -108,7 +108,22 @@ def parse_rule(text: str | Rule) -> Rule:
 
 
 def check_rules(rules: list[Rule], sch: Schema, task: str | None) -> None:
-    """Refuse rules that cannot apply to this version, saying why."""
+    """Refuse rules that cannot apply to this version, saying why.
+
+    Args:
+        rules: the parsed rules.
+        sch: the version's schema.
+        task: ``classifier``, ``regressor`` or None (not known yet: task rules pass).
+
+    Raises:
+        BadAlert: a quality metric of the other task, a drift rule without a training
+            reference, or a feature the version does not have.
+
+    Example:
+        >>> check_rules([parse_rule("rmse>5")], schema("iris", 1), "classifier")  # doctest: +SKIP
+        Traceback (most recent call last):
+        BadAlert: rmse is for regressors but iris/1 is a classifier; use accuracy, f1_macro
+    """
     prof = (sch.profile or {}).get("features") or {}
     for r in rules:
         need = METRICS[r.metric]
@@ -182,7 +197,19 @@ def _num(x: float) -> str:
 def evaluate(summary: Summary, rules: list[Rule], model: str, version: int
              ) -> tuple[list[Firing], list[Alert]]:
     """Every (rule, window) that fails, and the alerts open now (failing in the newest window
-    where the metric has a value)."""
+    where the metric has a value).
+
+    Args:
+        summary: the windows' metrics.
+        rules: the rules to check.
+        model, version: what the alerts are about.
+
+    Returns:
+        ``(firings, open alerts)``.
+
+    Example:
+        >>> fired, open_ = evaluate(summary, [parse_rule("volume<100")], "iris", 1)  # doctest: +SKIP
+    """
     import numpy as np
 
     fired: list[Firing] = []
@@ -216,7 +243,18 @@ def _worst(summary: Summary, rule: Rule, w: int) -> str | None:
 
 # -- kept in the registry ----------------------------------------------------------------------
 def stored(name: str) -> tuple[list[str], list[Alert]]:
-    """The model's saved rules and its open alerts."""
+    """The model's saved rules and its open alerts (one registry read).
+
+    Args:
+        name: the registered model.
+
+    Returns:
+        ``(rule texts, open alerts)``.
+
+    Example:
+        >>> stored("iris")  # doctest: +SKIP
+        (['psi>0.2'], [])
+    """
     from ..store import get_store
 
     store = get_store()
@@ -238,7 +276,20 @@ def _from_tags(tags: dict[str, str]) -> tuple[list[str], list[Alert]]:
 
 def save(name: str, *, rules: list[str] | None = None, open_alerts: list[Alert] | None = None,
          before: tuple[list[str], list[Alert]] | None = None) -> None:
-    """Write what changed (one tag write each, none when nothing changed)."""
+    """Write what changed (one tag write each, none when nothing changed).
+
+    Args:
+        name: the registered model.
+        rules: the rule texts to keep (None: leave them).
+        open_alerts: the alerts open now (None: leave them).
+        before: what :func:`stored` returned, to save a read.
+
+    Raises:
+        BadAlert: more rules than a registry tag holds.
+
+    Example:
+        >>> save("iris", rules=["psi>0.2"])  # doctest: +SKIP
+    """
     from ..store import get_store
 
     store = get_store()
@@ -285,7 +336,15 @@ def open_alerts(name: str | None = None) -> list[Alert]:
 
 
 def alert_state() -> tuple[bool, list[Alert]]:
-    """Whether any model has alert rules or open alerts, and the open alerts of every model."""
+    """Whether any model has alert rules or open alerts, and the open alerts of every model.
+
+    Returns:
+        ``(used, alerts)`` from one pass over the registry.
+
+    Example:
+        >>> alert_state()  # doctest: +SKIP
+        (True, [])
+    """
     from ..store import get_store
 
     store = get_store()
@@ -353,6 +412,14 @@ def remove_on_alert(fn: Callable[[Alert], Any]) -> None:
 
 
 def notify(alerts: list[Alert]) -> None:
+    """Call every :func:`on_alert` callback with each alert; a failing callback warns.
+
+    Args:
+        alerts: the alerts that just opened.
+
+    Example:
+        >>> notify(report.new)  # doctest: +SKIP
+    """
     with _callbacks_lock:
         fns = list(_callbacks)
     for alert in alerts:

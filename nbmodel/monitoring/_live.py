@@ -98,7 +98,18 @@ class LiveView:
 
 
 def split_rules(text: str) -> list[str]:
-    """``"accuracy<0.9, psi[a,b]>0.2"`` -> two rules (commas inside [...] are kept)."""
+    """Alert rules typed in one field, split at commas or semicolons (not inside ``[...]``).
+
+    Args:
+        text: the field's text.
+
+    Returns:
+        The rule texts.
+
+    Example:
+        >>> split_rules("accuracy<0.9, psi[a,b]>0.2")
+        ['accuracy<0.9', 'psi[a,b]>0.2']
+    """
     return [p.strip() for p in re.split(r",(?![^\[]*\])|;", text or "") if p.strip()]
 
 

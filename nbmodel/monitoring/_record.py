@@ -132,7 +132,22 @@ def _check_numbers(y: np.ndarray, present: np.ndarray, sch: Schema) -> None:
 
 def prepare_batch(sch: Schema, X: Any, y_pred: Any, y_true: Any = None, *, ids: Any = None,
                   timestamp: Any = None, latency_ms: Any = None) -> dict[str, np.ndarray]:
-    """The arrays of one batch file; raises BadData before anything is written."""
+    """The arrays of one batch file, checked before anything is written.
+
+    Args:
+        sch: the version recorded for.
+        X, y_pred, y_true, ids, timestamp, latency_ms: as for :func:`record`.
+
+    Returns:
+        Named arrays: ``ts``, ``pred``, ``num``/``num_cols``, ``cat``/``cat_cols``, and
+        ``y``/``has_y``, ``ids``, ``lat`` when given.
+
+    Raises:
+        BadData: anything that does not fit the version or the number of rows.
+
+    Example:
+        >>> prepare_batch(schema("iris", 1), X, clf.predict(X))["pred"]  # doctest: +SKIP
+    """
     import numpy as np
     import pandas as pd
 

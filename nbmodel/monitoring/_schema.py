@@ -56,8 +56,22 @@ _schemas_lock = threading.Lock()
 
 
 def target(ref: str | Ref) -> tuple[str, int]:
-    """``(name, version)`` that ``ref`` names now; a plain name means the production alias's
-    holder, else the newest version."""
+    """The version ``ref`` names now.
+
+    Args:
+        ref: ``iris/3``, ``iris@staging``, or ``iris``: the ``production`` alias's holder,
+            else the newest version.
+
+    Returns:
+        ``(name, version)``.
+
+    Raises:
+        ModelNotFound, VersionNotFound, AliasNotFound: naming what does exist.
+
+    Example:
+        >>> target("iris")  # doctest: +SKIP
+        ('iris', 3)
+    """
     from ..errors import AliasNotFound
     from ..versions import resolve
 
@@ -83,6 +97,22 @@ def target(ref: str | Ref) -> tuple[str, int]:
 
 
 def schema(name: str, version: int) -> Schema:
+    """What monitoring needs to know about ``name/version``, read once per process and store.
+
+    Args:
+        name: the model.
+        version: the version number.
+
+    Returns:
+        The :class:`Schema`.
+
+    Raises:
+        VersionNotFound: no such version.
+
+    Example:
+        >>> schema("iris", 1).columns  # doctest: +SKIP
+        ['sepal length (cm)', 'sepal width (cm)', 'petal length (cm)', 'petal width (cm)']
+    """
     store = get_store()
     key = (store.uri, name, int(version))
     with _schemas_lock:
@@ -135,6 +165,12 @@ def class_name(value: Any) -> str:
     (labels with a missing value among them become floats) reads as the integer, so the label
     ``2.0`` is the class ``2`` that a classifier predicts.
 
+    Args:
+        value: a label or a prediction of a classifier.
+
+    Returns:
+        Its text.
+
     Example:
         >>> class_name(2.0), class_name("2.0"), class_name("setosa"), class_name(0.5)
         ('2', '2', 'setosa', '0.5')
@@ -150,7 +186,20 @@ def class_name(value: Any) -> str:
 def prediction_reference(profile: dict[str, Any], task: str | None) -> dict[str, Any]:
     """What predictions are compared with: the training predictions' statistics when the profile
     has them, else (classifiers only) the training target's class frequencies. A regressor's
-    predictions spread less than its target, so the target would show drift that is not there."""
+    predictions spread less than its target, so the target would show drift that is not there.
+
+    Args:
+        profile: the version's training profile.
+        task: ``classifier`` or ``regressor``.
+
+    Returns:
+        Feature statistics (class names as :func:`class_name` spells them), or ``{}`` for none.
+
+    Example:
+        >>> prediction_reference({"target_stats": {"kind": "categorical", "freq": {"1.0": 1.0}}},
+        ...                      "classifier")["freq"]
+        {'1': 1.0}
+    """
     stats = profile.get("prediction_stats") or (profile.get("target_stats") if task == CLASSIFIER else None)
     if not stats:
         return {}

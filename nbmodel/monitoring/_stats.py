@@ -328,6 +328,18 @@ def _categories(st: dict[str, Any]) -> list[str]:
 
 
 def severity(psi: float) -> str:
+    """A PSI in words, by the usual rule of thumb.
+
+    Args:
+        psi: a population stability index (NaN: no value).
+
+    Returns:
+        ``stable``, ``moderate shift``, ``major shift``, or ``""`` for NaN.
+
+    Example:
+        >>> severity(0.3)
+        'major shift'
+    """
     if psi != psi:
         return ""
     if psi >= PSI_MAJOR:

@@ -60,7 +60,15 @@ class MonitorRun:
 
     # -- writing --------------------------------------------------------------------------------
     def write(self, folder: str, arrays: dict[str, np.ndarray]) -> str:
-        """Write one ``.npz`` file under ``folder``; returns its artifact path."""
+        """Write one ``.npz`` file under ``folder``, whole or not at all.
+
+        Args:
+            folder: ``monitor/batches/v<N>`` or ``monitor/labels``.
+            arrays: the named arrays.
+
+        Returns:
+            The file's artifact path.
+        """
         import numpy as np
 
         fname = f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.npz"
@@ -87,7 +95,14 @@ class MonitorRun:
 
     # -- reading --------------------------------------------------------------------------------
     def list(self, folder: str) -> list[str]:
-        """Artifact paths of the finished ``.npz`` files under ``folder``, oldest first."""
+        """Artifact paths of the finished ``.npz`` files under ``folder``, oldest first.
+
+        Args:
+            folder: as for :meth:`write`.
+
+        Returns:
+            The paths (``[]`` for a folder not written yet).
+        """
         if self.local_dir is not None:
             target_dir = os.path.join(self.local_dir, folder)
             try:
@@ -103,6 +118,14 @@ class MonitorRun:
         return sorted(f.path for f in found if not f.is_dir and f.path.endswith(".npz"))
 
     def read(self, path: str) -> dict[str, np.ndarray]:
+        """The arrays of one file.
+
+        Args:
+            path: an artifact path from :meth:`list`.
+
+        Returns:
+            The named arrays.
+        """
         import numpy as np
 
         if self.local_dir is not None:

@@ -283,7 +283,20 @@ _readers_lock = threading.Lock()
 
 
 def traffic(name: str, version: int) -> Traffic:
-    """All recorded traffic of ``name/version``, prepared; new files only are read."""
+    """All recorded traffic of ``name/version``, prepared; only files new since the last call
+    are read.
+
+    Args:
+        name: the model.
+        version: the version number.
+
+    Returns:
+        The :class:`Traffic`, labels given later joined in.
+
+    Example:
+        >>> len(traffic("iris", 1))  # doctest: +SKIP
+        360
+    """
     store = get_store()
     key = (store.uri, name, int(version))
     with _readers_lock:
@@ -298,7 +311,20 @@ def recorded(ref: str | Ref, *, since: Any = None, labelled: bool = False) -> pd
     ``timestamp``, ``y_pred``, ``y_true`` (None where unknown, labels given later included),
     ``id`` and ``latency_ms``.
 
-    Useful to retrain on recent data: ``df = nbmodel.recorded("iris", since="2d", labelled=True)``.
+    Args:
+        ref: the model or version, as for :func:`~nbmodel.monitoring.record`.
+        since: only rows from this time (a date, or ``2d`` ago).
+        labelled: only rows whose true value is known.
+
+    Returns:
+        A pandas DataFrame.
+
+    Raises:
+        BadData: a ``since`` that is not a time.
+
+    Example:
+        >>> df = nbmodel.monitoring.recorded("iris", since="2d", labelled=True)  # doctest: +SKIP
+        >>> clf.fit(df[features], df["y_true"])  # retrain on recent data  # doctest: +SKIP
     """
     import numpy as np
     import pandas as pd

@@ -41,7 +41,21 @@ class WindowSpec:
 
 
 def parse_window(text: str | int | None) -> WindowSpec | None:
-    """``1h``, ``30m``, ``1d``, ``2w``, a number of rows (``500``), or None/``auto``."""
+    """Read a ``--window``.
+
+    Args:
+        text: ``1h``, ``30m``, ``1d``, ``2w``, a number of rows (``500``), or None/``auto``.
+
+    Returns:
+        The :class:`WindowSpec`, or None for the automatic width.
+
+    Raises:
+        BadData: neither a width nor a number of rows.
+
+    Example:
+        >>> parse_window("6h").width_ms, parse_window("500").rows
+        (21600000, 500)
+    """
     if text is None or str(text).strip().lower() in ("", "auto"):
         return None
     s = str(text).strip().lower()
@@ -59,7 +73,22 @@ def parse_window(text: str | int | None) -> WindowSpec | None:
 
 
 def parse_since(text: Any, *, now: _dt.datetime | None = None) -> int:
-    """Milliseconds since the epoch: an ISO date or time, a datetime, or ``7d``/``12h`` ago."""
+    """Read a ``--since`` or ``--until``.
+
+    Args:
+        text: an ISO date or time, a datetime, seconds since the epoch, or ``7d``/``12h`` (ago).
+        now: the time ``7d`` counts back from (default: now).
+
+    Returns:
+        Milliseconds since the epoch.
+
+    Raises:
+        BadData: not a time.
+
+    Example:
+        >>> parse_since("2026-03-01")
+        1772323200000
+    """
     import pandas as pd
 
     if isinstance(text, (int, float)) and not isinstance(text, bool):
@@ -81,7 +110,18 @@ def parse_since(text: Any, *, now: _dt.datetime | None = None) -> int:
 
 
 def auto_spec(ts: np.ndarray) -> WindowSpec:
-    """The narrowest of 1m, 5m, 15m, 1h, 6h, 1d, 1w that cuts at most 30 windows."""
+    """The narrowest of 1m, 5m, 15m, 1h, 6h, 1d, 1w that cuts at most 30 windows.
+
+    Args:
+        ts: the rows' times (int64 ms), at least one.
+
+    Returns:
+        The :class:`WindowSpec`.
+
+    Example:
+        >>> auto_spec(np.array([0, 3_600_000])).text  # doctest: +SKIP
+        '5m'
+    """
     lo, hi = int(ts.min()), int(ts.max())
     for text in _AUTO:
         spec = parse_window(text)
@@ -95,8 +135,19 @@ def auto_spec(ts: np.ndarray) -> WindowSpec:
 def assign(ts: np.ndarray, spec: WindowSpec) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The window of every row, and each window's start and end (int64 ms).
 
+    Args:
+        ts: the rows' times (int64 ms).
+        spec: the width or the number of rows of a window.
+
+    Returns:
+        ``(window index per row, starts, ends)``; windows without rows are left out.
+
     Raises:
         BadData: a width that cuts more than :data:`MAX_WINDOWS` windows.
+
+    Example:
+        >>> assign(np.array([0, 10, 90_000]), parse_window("1m"))[0].tolist()  # doctest: +SKIP
+        [0, 0, 1]
     """
     import numpy as np
 
