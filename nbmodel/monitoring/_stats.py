@@ -86,8 +86,7 @@ class Summary:
         return len(self.starts)
 
     def labels(self) -> list[str]:
-        if self.window.rows is not None:
-            return [f"{self.window.label(int(s))}" for s in self.starts]
+        """Each window's start as text (a date for whole-day widths)."""
         return [self.window.label(int(s)) for s in self.starts]
 
     def metric(self, name: str, feature: str | None = None) -> np.ndarray:
