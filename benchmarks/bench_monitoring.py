@@ -60,8 +60,10 @@ def main() -> None:
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp}/mlflow.db"
 
     import nbmodel
-    from nbmodel.monitoring import _record, monitor, record
-    from nbmodel.monitoring._stats import parse_window, summarise
+    from nbmodel.monitoring import clear_caches, monitor, record
+    from nbmodel.monitoring._stats import summarise
+    from nbmodel.monitoring._traffic import traffic
+    from nbmodel.monitoring._windows import parse_window
 
     rng = np.random.default_rng(0)
     X_train = _frame(rng, 5000)
@@ -109,16 +111,16 @@ def main() -> None:
     print(f"BackgroundRecorder.submit: {per_req * 1e6:.1f} us a request on the request path; "
           f"flushing {n_req:,} one-row requests in its thread: {(time.perf_counter() - t) * 1000:.0f} ms")
 
-    _record.clear_caches()
+    clear_caches()
     t = time.perf_counter()
-    tr = _record.traffic("bench", v.version)
+    tr = traffic("bench", v.version)
     cold_read = time.perf_counter() - t
     print(f"cold read of {len(tr):,} rows from {tr.files:,} files (once per process): {cold_read:.2f} s")
 
     spec = parse_window("1d")
     for label, fn in (
-        ("summary (windows, metrics, drift) of 1d windows", lambda: summarise(_record.traffic("bench", 1), spec)),
-        ("summary, 1h windows", lambda: summarise(_record.traffic("bench", 1), parse_window("1h"))),
+        ("summary (windows, metrics, drift) of 1d windows", lambda: summarise(traffic("bench", 1), spec)),
+        ("summary, 1h windows", lambda: summarise(traffic("bench", 1), parse_window("1h"))),
         ("monitor() warm, 2 alert rules, no plots",
          lambda: monitor("bench", window="1d", alerts=["accuracy<0.85", "psi>0.2"], plots=False,
                          log_metrics=False)),

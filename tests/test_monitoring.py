@@ -6,7 +6,6 @@ import os
 import subprocess
 import sys
 import textwrap
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -74,7 +73,7 @@ def test_psi_and_ks_match_a_direct_computation(model, iris):
     X = _shifted(iris, 1.0, seed=7, n=300)
     record("iris/1", X, clf.predict(X), timestamp=_day(1))
     s = monitor("iris/1", window="1d").summary
-    prof = nbmodel.monitoring._record.schema("iris", 1).profile["features"][PETAL]
+    prof = nbmodel.monitoring._schema.schema("iris", 1).profile["features"][PETAL]
     edges, ref = np.asarray(prof["edges"]), np.asarray(prof["freq"])
     cur = np.bincount(np.searchsorted(edges, X[PETAL].to_numpy(), side="right"), minlength=len(ref)) / len(X)
     c, r = np.clip(cur, 1e-4, None), np.clip(ref, 1e-4, None)
@@ -153,8 +152,8 @@ def _three_days(clf, iris):
     for day, shift in ((1, 0.0), (2, 3.0), (3, 3.0)):
         X = _shifted(iris, shift, seed=day)
         y = iris["y_train"].sample(120, replace=True, random_state=day).to_numpy()
-        record("iris", X, clf.predict(X), y_true=y if shift == 0 else clf.predict(_shifted(iris, 0, seed=day)),
-               timestamp=_day(day))
+        labels = y if shift == 0 else clf.predict(_shifted(iris, 0, seed=day))
+        record("iris", X, clf.predict(X), y_true=labels, timestamp=_day(day))
 
 
 def test_alerts_fire_are_stored_and_clear(model, iris):

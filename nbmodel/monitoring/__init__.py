@@ -8,7 +8,13 @@ reference, and alerts, all kept in the MLflow store.
 Records live in one monitoring run per model (artifacts ``monitor/batches/v<N>/*.npz``), so
 they work alike on a sqlite store and an ``mlflow server``, survive restarts, and show in
 ``mlflow ui`` together with the per-window metrics. Alert rules and open alerts are tags of
-the registered model. See the submodules' docstrings for the statistics.
+the registered model.
+
+The package, by what each module does: ``_storage`` (the monitoring run and its files),
+``_schema`` (the version a reference names and its training reference), ``_record`` (the write
+path), ``_traffic`` (the read path), ``_windows`` (``--window``/``--since`` and cutting windows),
+``_stats`` (metrics and drift per window), ``_alerts`` (rules, open alerts, callbacks),
+``_monitor`` (:func:`monitor`), ``_report`` (what it shows), ``_live`` and ``_background``.
 """
 
 from __future__ import annotations
@@ -19,9 +25,10 @@ from ._alerts import GRAMMAR, Alert, BadAlert, Rule, on_alert, open_alerts, pars
 from ._background import BackgroundRecorder
 from ._live import LiveView, panel_tab
 from ._monitor import monitor
-from ._record import Recorded, record, record_labels, recorded
+from ._record import Recorded, record, record_labels
 from ._report import MonitorReport
 from ._stats import Summary
+from ._traffic import recorded
 
 __all__ = [
     "GRAMMAR", "Alert", "BackgroundRecorder", "BadAlert", "LiveView", "MonitorReport", "Recorded",
@@ -34,6 +41,14 @@ __all__ = [
 def live(ref: str, *, every: float = 5.0, **options: Any) -> LiveView:
     """A widget view of :func:`monitor` that refreshes as new records arrive, until stopped.
 
+    Args:
+        ref: the model or version, as for :func:`monitor`.
+        every: seconds between checks for new records (at least 0.5).
+        **options: what :func:`monitor` takes (``window``, ``since``, ``alerts``...).
+
+    Returns:
+        A :class:`LiveView`; ``.stop()`` stops it, the last view stays.
+
     Example:
         >>> view = nbmodel.monitoring.live("iris", window="1h", every=10)  # doctest: +SKIP
     """
@@ -41,36 +56,35 @@ def live(ref: str, *, every: float = 5.0, **options: Any) -> LiveView:
 
 
 def status_section() -> tuple[str, list[str], list[list[str]]] | None:
-    """Open alerts for ``%model_status`` (None when no model uses alerts)."""
-    from ..store import get_store
-    from ._alerts import T_OPEN, T_RULES, _from_tags, _num
+    """Open alerts for ``%model_status``.
 
-    store = get_store()
-    rows: list[list[str]] = []
-    used = False
-    token = None
-    while True:
-        page = store.retry(store.client.search_registered_models, max_results=1000, page_token=token)
-        for rm in page:
-            tags = dict(rm.tags or {})
-            if T_RULES in tags or T_OPEN in tags:
-                used = True
-                for a in _from_tags(tags)[1]:
-                    where = f" ({a.feature})" if a.feature and "[" not in a.rule else ""
-                    rows.append([a.ref, a.rule, f"{_num(a.value)}{where}", a.window, a.since])
-        token = page.token
-        if not token:
-            break
+    Returns:
+        ``(title, header, rows)``, or None when no model uses alerts.
+
+    Example:
+        >>> nbmodel.monitoring.status_section()  # doctest: +SKIP
+        ('open alerts', ['version', 'rule', 'value', 'window', 'failing since'], [])
+    """
+    from ._alerts import _num, alert_state
+
+    used, alerts = alert_state()
     if not used:
         return None
+    rows = [[a.ref, a.rule, f"{_num(a.value)}{a.where}", a.window, a.since] for a in alerts]
     return ("open alerts", ["version", "rule", "value", "window", "failing since"], rows)
 
 
 def clear_caches() -> None:
-    """Forget what this process read (as after a kernel restart); the store keeps everything."""
-    from . import _record
+    """Forget what this process read (as after a kernel restart); the store keeps everything.
 
-    _record.clear_caches()
+    Example:
+        >>> nbmodel.monitoring.clear_caches()  # doctest: +SKIP
+    """
+    from . import _schema, _storage, _traffic
+
+    _schema.clear_caches()
+    _traffic.clear_caches()
+    _storage.clear_caches()
 
 
 def add_cli(subparsers: Any) -> None:

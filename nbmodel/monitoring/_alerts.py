@@ -18,12 +18,13 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..errors import BadAlert, NbmodelError, NbmodelWarning
-from ..evaluate import CLASSIFIER, REGRESSOR
+from ..metrics import CLASSIFIER, REGRESSOR
+from ._stats import QUALITY
 
 if TYPE_CHECKING:
     import numpy as np
 
-    from ._record import Schema
+    from ._schema import Schema
     from ._stats import Summary
 
 T_RULES = "nbmodel.alert_rules"
@@ -39,9 +40,10 @@ alert rules are METRIC OP NUMBER, or METRIC[FEATURE] OP NUMBER for one feature:
   OP      <  <=  >  >=
   e.g.    "accuracy<0.9"  "psi>0.2"  "psi[petal length (cm)]>0.2"  "rmse>=50"  "volume<100\""""
 
-METRICS = {
+#: Each metric a rule can name -> what it needs: a task, a drift reference ("drift"), or nothing.
+METRICS: dict[str, str | None] = {
     "volume": None, "labelled": None, "latency_p50": None, "latency_p95": None,
-    "accuracy": CLASSIFIER, "f1_macro": CLASSIFIER, "rmse": REGRESSOR, "mae": REGRESSOR,
+    **{m: task for task, names in QUALITY.items() for m in names},
     "psi": "drift", "ks": "drift", "pvalue": "drift", "prediction_psi": "drift",
 }
 _SYNONYMS = {"f1": "f1_macro", "acc": "accuracy", "p_value": "pvalue", "pred_psi": "prediction_psi",
@@ -75,7 +77,21 @@ class Rule:
 
 
 def parse_rule(text: str | Rule) -> Rule:
-    """``"psi[petal length (cm)]>0.2"`` -> Rule; raises BadAlert showing the grammar."""
+    """Read an alert rule (see :data:`GRAMMAR`).
+
+    Args:
+        text: ``METRIC OP NUMBER`` or ``METRIC[FEATURE] OP NUMBER``; a :class:`Rule` is returned as is.
+
+    Returns:
+        The :class:`Rule`.
+
+    Raises:
+        BadAlert: a rule that does not follow the grammar (the message shows it).
+
+    Example:
+        >>> parse_rule("psi[petal length (cm)]>0.2")
+        Rule(metric='psi', op='>', threshold=0.2, feature='petal length (cm)')
+    """
     if isinstance(text, Rule):
         return text
     m = _RULE.match(str(text))
@@ -92,7 +108,22 @@ def parse_rule(text: str | Rule) -> Rule:
 
 
 def check_rules(rules: list[Rule], sch: Schema, task: str | None) -> None:
-    """Refuse rules that cannot apply to this version, saying why."""
+    """Refuse rules that cannot apply to this version, saying why.
+
+    Args:
+        rules: the parsed rules.
+        sch: the version's schema.
+        task: ``classifier``, ``regressor`` or None (not known yet: task rules pass).
+
+    Raises:
+        BadAlert: a quality metric of the other task, a drift rule without a training
+            reference, or a feature the version does not have.
+
+    Example:
+        >>> check_rules([parse_rule("rmse>5")], schema("iris", 1), "classifier")  # doctest: +SKIP
+        Traceback (most recent call last):
+        BadAlert: rmse is for regressors but iris/1 is a classifier; use accuracy, f1_macro
+    """
     prof = (sch.profile or {}).get("features") or {}
     for r in rules:
         need = METRICS[r.metric]
@@ -100,7 +131,7 @@ def check_rules(rules: list[Rule], sch: Schema, task: str | None) -> None:
             raise BadAlert(f"{r.text} needs a drift reference, but {sch.ref} was committed without "
                            "training data; commit with --train X_train y_train to add one")
         if need in (CLASSIFIER, REGRESSOR) and task and need != task:
-            other = "accuracy, f1_macro" if task == CLASSIFIER else "rmse, mae"
+            other = ", ".join(QUALITY[task]) if task in QUALITY else ""
             raise BadAlert(f"{r.metric} is for {need}s but {sch.ref} is a {task}; use {other}")
         if r.feature is not None:
             if r.feature not in prof:
@@ -130,9 +161,13 @@ class Alert:
     def ref(self) -> str:
         return f"{self.model}/{self.version}"
 
+    @property
+    def where(self) -> str:
+        """`` (feature)`` when the rule names no feature but one feature made it fail."""
+        return f" ({self.feature})" if self.feature and "[" not in self.rule else ""
+
     def __str__(self) -> str:
-        where = f" ({self.feature})" if self.feature and "[" not in self.rule else ""
-        return (f"{self.rule} on {self.ref}: {_num(self.value)}{where} in the window {self.window}"
+        return (f"{self.rule} on {self.ref}: {_num(self.value)}{self.where} in the window {self.window}"
                 f" ({self.windows_failed} window{'s' if self.windows_failed != 1 else ''} failed)")
 
     __repr__ = __str__
@@ -162,7 +197,19 @@ def _num(x: float) -> str:
 def evaluate(summary: Summary, rules: list[Rule], model: str, version: int
              ) -> tuple[list[Firing], list[Alert]]:
     """Every (rule, window) that fails, and the alerts open now (failing in the newest window
-    where the metric has a value)."""
+    where the metric has a value).
+
+    Args:
+        summary: the windows' metrics.
+        rules: the rules to check.
+        model, version: what the alerts are about.
+
+    Returns:
+        ``(firings, open alerts)``.
+
+    Example:
+        >>> fired, open_ = evaluate(summary, [parse_rule("volume<100")], "iris", 1)  # doctest: +SKIP
+    """
     import numpy as np
 
     fired: list[Firing] = []
@@ -173,7 +220,7 @@ def evaluate(summary: Summary, rules: list[Rule], model: str, version: int
         values = summary.metric(r.metric, r.feature)
         bad = r.fails(values)
         for w in np.flatnonzero(bad):
-            feat = r.feature or (summary.worst_feature(r.metric, int(w)) if r.metric in ("psi", "ks", "pvalue") else None)
+            feat = r.feature or _worst(summary, r, int(w))
             fired.append(Firing(r, int(w), float(values[w]), feat))
         defined = np.flatnonzero(~np.isnan(values))
         if len(defined) and bad[defined[-1]]:
@@ -183,15 +230,31 @@ def evaluate(summary: Summary, rules: list[Rule], model: str, version: int
                 first -= 1
             while np.isnan(values[first]):
                 first += 1
-            feat = r.feature or (summary.worst_feature(r.metric, last) if r.metric in ("psi", "ks", "pvalue") else None)
+            feat = r.feature or _worst(summary, r, last)
             open_.append(Alert(model, version, r.text, float(values[last]), r.threshold, labels[last],
                                int(bad.sum()), feat, labels[first], now))
     return fired, open_
 
 
+def _worst(summary: Summary, rule: Rule, w: int) -> str | None:
+    """The feature that drifted most in window ``w`` (for a drift rule over every feature)."""
+    return summary.worst_feature(rule.metric, w) if rule.metric in ("psi", "ks", "pvalue") else None
+
+
 # -- kept in the registry ----------------------------------------------------------------------
 def stored(name: str) -> tuple[list[str], list[Alert]]:
-    """The model's saved rules and its open alerts."""
+    """The model's saved rules and its open alerts (one registry read).
+
+    Args:
+        name: the registered model.
+
+    Returns:
+        ``(rule texts, open alerts)``.
+
+    Example:
+        >>> stored("iris")  # doctest: +SKIP
+        (['psi>0.2'], [])
+    """
     from ..store import get_store
 
     store = get_store()
@@ -213,7 +276,20 @@ def _from_tags(tags: dict[str, str]) -> tuple[list[str], list[Alert]]:
 
 def save(name: str, *, rules: list[str] | None = None, open_alerts: list[Alert] | None = None,
          before: tuple[list[str], list[Alert]] | None = None) -> None:
-    """Write what changed (one tag write each, none when nothing changed)."""
+    """Write what changed (one tag write each, none when nothing changed).
+
+    Args:
+        name: the registered model.
+        rules: the rule texts to keep (None: leave them).
+        open_alerts: the alerts open now (None: leave them).
+        before: what :func:`stored` returned, to save a read.
+
+    Raises:
+        BadAlert: more rules than a registry tag holds.
+
+    Example:
+        >>> save("iris", rules=["psi>0.2"])  # doctest: +SKIP
+    """
     from ..store import get_store
 
     store = get_store()
@@ -236,34 +312,56 @@ def save(name: str, *, rules: list[str] | None = None, open_alerts: list[Alert] 
 
 
 def open_alerts(name: str | None = None) -> list[Alert]:
-    """Open alerts of one model, or of every model in the store (one registry query)."""
-    from ..store import get_store
+    """The open alerts of one model, or of every model in the store.
 
+    Args:
+        name: a model (``iris``; a version or alias in the reference is ignored); None for
+            every model (one registry query per 1000 models).
+
+    Returns:
+        The :class:`Alert` objects open now, as the last check of each model left them.
+
+    Raises:
+        ModelNotFound: ``name`` is not a registered model.
+
+    Example:
+        >>> [str(a) for a in nbmodel.monitoring.open_alerts()]  # doctest: +SKIP
+        ['psi>0.2 on iris/3: 0.41 (petal length (cm)) in the window 2026-03-03 (1 window failed)']
+    """
     if name is not None:
         from ..refs import parse_ref
 
         return stored(parse_ref(name).name)[1]
+    return alert_state()[1]
+
+
+def alert_state() -> tuple[bool, list[Alert]]:
+    """Whether any model has alert rules or open alerts, and the open alerts of every model.
+
+    Returns:
+        ``(used, alerts)`` from one pass over the registry.
+
+    Example:
+        >>> alert_state()  # doctest: +SKIP
+        (True, [])
+    """
+    from ..store import get_store
+
     store = get_store()
+    used = False
     out: list[Alert] = []
     token = None
     while True:
         page = store.retry(store.client.search_registered_models, max_results=1000, page_token=token)
         for rm in page:
             tags = dict(rm.tags or {})
-            if T_OPEN in tags:
+            if T_RULES in tags or T_OPEN in tags:
+                used = True
                 out.extend(_from_tags(tags)[1])
         token = page.token
         if not token:
             break
-    return out
-
-
-def has_rules() -> bool:
-    from ..store import get_store
-
-    store = get_store()
-    page = store.retry(store.client.search_registered_models, max_results=1000)
-    return any(T_RULES in dict(rm.tags or {}) or T_OPEN in dict(rm.tags or {}) for rm in page)
+    return used, out
 
 
 # -- callbacks --------------------------------------------------------------------------------
@@ -274,7 +372,17 @@ _callbacks_lock = threading.Lock()
 def on_alert(fn: Callable[[Alert], Any]) -> Callable[[Alert], Any]:
     """Call ``fn(alert)`` each time an alert opens (not again while it stays open).
 
-    Usable as a decorator; returns ``fn``. Remove it with ``nbmodel.monitoring.remove_on_alert(fn)``.
+    Usable as a decorator. Remove it with :func:`remove_on_alert`. A callback that raises
+    is reported with a warning; monitoring goes on.
+
+    Args:
+        fn: a function of one argument, the :class:`Alert`.
+
+    Returns:
+        ``fn`` itself.
+
+    Raises:
+        NbmodelError: ``fn`` is not callable.
 
     Example:
         >>> @nbmodel.on_alert  # doctest: +SKIP
@@ -290,12 +398,28 @@ def on_alert(fn: Callable[[Alert], Any]) -> Callable[[Alert], Any]:
 
 
 def remove_on_alert(fn: Callable[[Alert], Any]) -> None:
+    """Stop calling ``fn`` for new alerts (nothing happens if it was not registered).
+
+    Args:
+        fn: a function given to :func:`on_alert`.
+
+    Example:
+        >>> nbmodel.monitoring.remove_on_alert(notify)  # doctest: +SKIP
+    """
     with _callbacks_lock:
         if fn in _callbacks:
             _callbacks.remove(fn)
 
 
 def notify(alerts: list[Alert]) -> None:
+    """Call every :func:`on_alert` callback with each alert; a failing callback warns.
+
+    Args:
+        alerts: the alerts that just opened.
+
+    Example:
+        >>> notify(report.new)  # doctest: +SKIP
+    """
     with _callbacks_lock:
         fns = list(_callbacks)
     for alert in alerts:

@@ -60,7 +60,14 @@ class BackgroundRecorder:
 
     def submit(self, input_frame: Any, predictions: Any, latency_ms: float = float("nan"),
                timestamp: float | None = None) -> None:
-        """Queue one request's rows; never blocks and never raises for the caller."""
+        """Queue one request's rows; never blocks and never raises for the caller.
+
+        Args:
+            input_frame: the request's rows (a DataFrame, an array, or a list of rows).
+            predictions: one prediction per row.
+            latency_ms: the time taken to answer.
+            timestamp: seconds since the epoch (default: now).
+        """
         if self._closed:
             return
         self._queue.append((input_frame, predictions, latency_ms,
@@ -89,7 +96,11 @@ class BackgroundRecorder:
             self._maybe_check()
 
     def flush(self) -> int:
-        """Record everything queued now; returns the number of rows recorded."""
+        """Record everything queued now.
+
+        Returns:
+            The number of rows recorded (failures are counted in ``dropped``, with ``last_error``).
+        """
         with self._flush_lock:
             items = []
             while self._queue:
@@ -139,7 +150,8 @@ class BackgroundRecorder:
             return None
         import pandas as pd
 
-        return (pd.DataFrame(X, columns=self.columns, copy=False), np.concatenate(preds), np.repeat(np.array(stamps, dtype=np.float64), counts),
+        return (pd.DataFrame(X, columns=self.columns, copy=False), np.concatenate(preds),
+                np.repeat(np.array(stamps, dtype=np.float64), counts),
                 np.repeat(np.array(lats, dtype=np.float32), counts))
 
     def _general(self, items: list[tuple[Any, Any, float, float]]) -> tuple[Any, ...] | None:
@@ -207,7 +219,11 @@ class BackgroundRecorder:
             self.last_error = f"alert check: {exc}"
 
     def close(self, timeout: float = 10.0) -> None:
-        """Flush what is queued and stop the thread."""
+        """Flush what is queued and stop the thread.
+
+        Args:
+            timeout: seconds to wait for the thread.
+        """
         if self._closed:
             return
         self._closed = True

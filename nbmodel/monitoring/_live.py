@@ -47,7 +47,7 @@ class LiveView:
         self._thread.start()
 
     def _stamp(self) -> tuple[int, int]:
-        from ._record import target
+        from ._schema import target
         from ._storage import BATCHES, LABELS, monitor_run
 
         name, version = target(self.ref)
@@ -98,7 +98,18 @@ class LiveView:
 
 
 def split_rules(text: str) -> list[str]:
-    """``"accuracy<0.9, psi[a,b]>0.2"`` -> two rules (commas inside [...] are kept)."""
+    """Alert rules typed in one field, split at commas or semicolons (not inside ``[...]``).
+
+    Args:
+        text: the field's text.
+
+    Returns:
+        The rule texts.
+
+    Example:
+        >>> split_rules("accuracy<0.9, psi[a,b]>0.2")
+        ['accuracy<0.9', 'psi[a,b]>0.2']
+    """
     return [p.strip() for p in re.split(r",(?![^\[]*\])|;", text or "") if p.strip()]
 
 

@@ -7,14 +7,16 @@ import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from ..errors import NbmodelError
+from ..errors import NbmodelError, first_line
 from ..refs import Ref
 from ..store import get_store
 from . import _alerts
-from ._record import schema, target, traffic
 from ._report import MonitorReport
-from ._stats import parse_since, parse_window, summarise
+from ._schema import schema, target
+from ._stats import summarise
 from ._storage import monitor_run
+from ._traffic import traffic
+from ._windows import parse_since, parse_window
 
 if TYPE_CHECKING:
     from ._stats import Summary
@@ -81,7 +83,7 @@ def monitor(ref: str | Ref, *, window: str | int | None = None, since: Any = Non
     except _alerts.BadAlert:
         raise
     except Exception as exc:  # noqa: BLE001
-        raise NbmodelError(f"could not save the alerts of {name}: {str(exc).splitlines()[0]}") from exc
+        raise NbmodelError(f"could not save the alerts of {name}: {first_line(exc)}") from exc
     _alerts.notify(new)
     if log_metrics and summary.total:
         try:

@@ -1,140 +1,27 @@
-"""Recording predictions and labels, and reading them back binned against the reference.
+"""Recording predictions and labels: the write path of monitoring.
 
 Everything a caller can get wrong (columns that do not match the version, lengths that differ,
 timestamps that cannot be read) is checked before anything is written, so bad input records
-nothing. Reading prepares each batch once (numeric features cut into the reference's decile
-bins, categories coded against the reference's categories) and caches it: a summary then only
-counts small integers.
+nothing. Each call writes one immutable batch file (see :mod:`._storage`).
 """
 
 from __future__ import annotations
 
 import datetime as _dt
-import json
-import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..errors import BadData, NbmodelError
-from ..evaluate import CLASSIFIER, REGRESSOR, as_frame_or_array, as_target
+from ..display import Shown
+from ..errors import BadData, NbmodelError, first_line
+from ..evaluate import as_frame_or_array, as_target
+from ..metrics import REGRESSOR
 from ..refs import Ref, parse_ref
-from ..store import get_store
-from ._storage import BATCHES, LABELS, MonitorRun, monitor_run
+from ._schema import Schema, schema, target
+from ._storage import BATCHES, LABELS, monitor_run
 
 if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
-
-DEFAULT_ALIAS = "production"
-OTHER = "__other__"
-
-
-# -- the version a record belongs to -------------------------------------------------------------
-@dataclass
-class Schema:
-    """What monitoring needs to know about one version, read once per process."""
-
-    name: str
-    version: int
-    task: str | None
-    columns: list[str] | None
-    profile: dict[str, Any] | None
-    kinds: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def ref(self) -> str:
-        return f"{self.name}/{self.version}"
-
-    @property
-    def has_reference(self) -> bool:
-        return bool(self.profile and self.profile.get("features"))
-
-    def kind(self, column: str, series: Any = None) -> str:
-        if column in self.kinds:
-            return self.kinds[column]
-        import pandas as pd
-
-        if series is not None and pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series):
-            return "numeric"
-        return "categorical"
-
-
-_schemas: dict[tuple[str, str, int], Schema] = {}
-_schemas_lock = threading.Lock()
-
-
-def target(ref: str | Ref) -> tuple[str, int]:
-    """``(name, version)`` that ``ref`` names now; a plain name means the production alias's
-    holder, else the newest version."""
-    from ..errors import AliasNotFound
-    from ..versions import resolve
-
-    r = parse_ref(ref)
-    if r.version is not None:
-        return r.name, int(r.version)
-    registry = getattr(get_store(), "registry", None)
-    if r.alias is None and registry is not None and hasattr(registry, "aliases"):
-        aliases = registry.aliases(r.name)  # one query; None: no such model
-        if aliases and DEFAULT_ALIAS in aliases:
-            return r.name, int(aliases[DEFAULT_ALIAS])
-        if aliases is not None:
-            v = resolve(r)
-            return v.name, v.version
-    elif r.alias is None:
-        try:
-            v = resolve(Ref(r.name, alias=DEFAULT_ALIAS))
-            return v.name, v.version
-        except AliasNotFound:
-            pass
-    v = resolve(r)  # raises the error that names what exists
-    return v.name, v.version
-
-
-def schema(name: str, version: int) -> Schema:
-    store = get_store()
-    key = (store.uri, name, int(version))
-    with _schemas_lock:
-        found = _schemas.get(key)
-    if found is not None:
-        return found
-    from ..versions import resolve
-
-    v = resolve(f"{name}/{version}")
-    profile = _load_profile(v.run_id) if v.data else None
-    columns = list(v.data["columns"]) if v.data and v.data.get("columns") else _signature_columns(v.uri)
-    kinds = {c: f.get("kind", "numeric") for c, f in (profile or {}).get("features", {}).items()}
-    found = Schema(v.name, v.version, v.task, columns, profile, kinds)
-    with _schemas_lock:
-        _schemas[key] = found
-    return found
-
-
-def _load_profile(run_id: str | None) -> dict[str, Any] | None:
-    if not run_id:
-        return None
-    import tempfile
-
-    from ..versions import PROFILE_ARTIFACT
-
-    store = get_store()
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            path = store.retry(store.client.download_artifacts, run_id, PROFILE_ARTIFACT, tmp)
-            with open(path, encoding="utf-8") as fh:
-                return json.load(fh)
-    except Exception:  # noqa: BLE001 - a version without a profile has no drift reference
-        return None
-
-
-def _signature_columns(model_uri: str) -> list[str] | None:
-    try:
-        import mlflow
-
-        sig = mlflow.models.get_model_info(model_uri).signature
-        names = sig.inputs.input_names() if sig is not None and sig.inputs is not None else None
-        return [str(n) for n in names] if names and all(isinstance(n, str) for n in names) else None
-    except Exception:  # noqa: BLE001 - no signature: any columns are accepted
-        return None
 
 
 # -- checking a batch --------------------------------------------------------------------------
@@ -236,9 +123,31 @@ def _to_timestamp(t: Any) -> Any:
     return ts.tz_localize("UTC") if ts.tz is None else ts.tz_convert("UTC")
 
 
+def _check_numbers(y: np.ndarray, present: np.ndarray, sch: Schema) -> None:
+    """A regressor's labels must be numbers, or every metric of their window would be wrong."""
+    if sch.task == REGRESSOR and y.dtype.kind not in "iufb" and present.any():
+        example = next(iter(y[present]))
+        raise BadData(f"y_true of {sch.ref}, a regressor, must be numbers, not {example!r}")
+
+
 def prepare_batch(sch: Schema, X: Any, y_pred: Any, y_true: Any = None, *, ids: Any = None,
                   timestamp: Any = None, latency_ms: Any = None) -> dict[str, np.ndarray]:
-    """The arrays of one batch file; raises BadData before anything is written."""
+    """The arrays of one batch file, checked before anything is written.
+
+    Args:
+        sch: the version recorded for.
+        X, y_pred, y_true, ids, timestamp, latency_ms: as for :func:`record`.
+
+    Returns:
+        Named arrays: ``ts``, ``pred``, ``num``/``num_cols``, ``cat``/``cat_cols``, and
+        ``y``/``has_y``, ``ids``, ``lat`` when given.
+
+    Raises:
+        BadData: anything that does not fit the version or the number of rows.
+
+    Example:
+        >>> prepare_batch(schema("iris", 1), X, clf.predict(X))["pred"]  # doctest: +SKIP
+    """
     import numpy as np
     import pandas as pd
 
@@ -280,6 +189,7 @@ def prepare_batch(sch: Schema, X: Any, y_pred: Any, y_true: Any = None, *, ids: 
         out["cat_cols"] = np.array(cat_cols, dtype=str)
     if y_true is not None:
         y, present = _labels(y_true, n, "y_true (the labels)")
+        _check_numbers(y, present, sch)
         out["y"] = y
         out["has_y"] = present
     if ids is not None:
@@ -297,8 +207,8 @@ def prepare_batch(sch: Schema, X: Any, y_pred: Any, y_true: Any = None, *, ids: 
     return out
 
 
-@dataclass
-class Recorded:
+@dataclass(repr=False)  # Shown's repr: the text form
+class Recorded(Shown):
     """What one record() call stored."""
 
     ref: str
@@ -309,11 +219,6 @@ class Recorded:
     def __str__(self) -> str:
         labels = f", {self.labelled} with labels" if self.labelled else ""
         return f"recorded {self.rows} prediction{'s' if self.rows != 1 else ''} for {self.ref}{labels}"
-
-    __repr__ = __str__
-
-    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
-        p.text(str(self))
 
 
 def record(ref: str | Ref, X: Any, y_pred: Any, y_true: Any = None, *, ids: Any = None,
@@ -351,7 +256,7 @@ def record(ref: str | Ref, X: Any, y_pred: Any, y_true: Any = None, *, ids: Any 
     except NbmodelError:
         raise
     except Exception as exc:  # noqa: BLE001
-        raise NbmodelError(f"could not record for {sch.ref}: {str(exc).splitlines()[0]}") from exc
+        raise NbmodelError(f"could not record for {sch.ref}: {first_line(exc)}") from exc
     labelled = int(arrays["has_y"].sum()) if "has_y" in arrays else 0
     return Recorded(sch.ref, len(arrays["ts"]), labelled, path)
 
@@ -359,363 +264,37 @@ def record(ref: str | Ref, X: Any, y_pred: Any, y_true: Any = None, *, ids: Any 
 def record_labels(name: str | Ref, ids: Any, y_true: Any) -> Recorded:
     """Attach true values that arrived later to predictions recorded with ``ids``.
 
-    Labels belong to the model, not a version: they join whichever version answered.
+    Labels belong to the model, not a version: they join whichever version answered. A later
+    label for the same id corrects an earlier one.
+
+    Args:
+        name: the model (``iris``; a version or alias in the reference is ignored).
+        ids: the ids given to :func:`record`, one per label.
+        y_true: the true values, one per id (None or NaN: no label yet).
+
+    Returns:
+        A :class:`Recorded` summary of the labels stored.
 
     Raises:
-        BadData: ids and y_true of different lengths, or no ids.
+        BadData: ids and y_true of different lengths, no ids, or no labels at all.
+        ModelNotFound: no model of that name.
 
     Example:
         >>> nbmodel.record_labels("iris", ["a1", "a2"], [0, 2])  # doctest: +SKIP
+        recorded 2 predictions for iris, 2 with labels
     """
     import numpy as np
 
-    r = parse_ref(name)
+    r = name if isinstance(name, Ref) else parse_ref(name)
     id_arr = np.asarray(ids)
     if id_arr.ndim != 1 or len(id_arr) == 0:
         raise BadData("ids must be a list of the ids given to nbmodel.record, one per label")
     y, present = _labels(y_true, len(id_arr), "y_true (the labels)")
     if not present.any():
         raise BadData("y_true has no labels (all missing)")
-    target(r)  # the model must exist
+    _check_numbers(y, present, schema(*target(r)))  # and the model must exist
     run = monitor_run(r.name)
     path = run.write(LABELS, {"ids": id_arr.astype(str)[present], "y": y[present],
                               "ts": np.array([int(_dt.datetime.now(_dt.UTC).timestamp() * 1000)])})
     return Recorded(r.name, int(present.sum()), int(present.sum()), path)
 
-
-# -- reading back ----------------------------------------------------------------------------
-@dataclass
-class Traffic:
-    """Everything recorded for one version, as flat arrays (row order = file order)."""
-
-    schema: Schema
-    ts: np.ndarray                 # int64 ms
-    codes: np.ndarray              # (features, n) int16 bin / category codes; n_bins[f] = missing
-    features: list[str]
-    n_bins: list[int]                # bins per feature (without the missing code)
-    pred: np.ndarray               # classifier: class codes (int32); regressor: float64
-    pred_bin: np.ndarray | None    # regressor: bin of each prediction against the target
-    y: np.ndarray                  # like pred; only meaningful where has_y
-    has_y: np.ndarray
-    lat: np.ndarray | None
-    classes: list[str]
-    task: str
-    files: int
-
-    def __len__(self) -> int:
-        return len(self.ts)
-
-
-class _Reader:
-    """Per version: the files read so far and their prepared arrays."""
-
-    def __init__(self, sch: Schema) -> None:
-        self.schema = sch
-        self.lock = threading.Lock()
-        self.files: list[str] = []
-        self.seen: set[str] = set()
-        self.parts: list[dict[str, Any]] = []
-        self.label_files: set[str] = set()
-        self.label_parts: list[tuple[str, Any, Any]] = []
-        self.classes: list[str] = []
-        self.class_index: dict[str, int] = {}
-        self.task: str | None = sch.task
-        self.joined: tuple[int, int, Traffic] | None = None
-        prof = sch.profile or {}
-        self.features = list((prof.get("features") or {}).keys())
-        self.cat_index: dict[str, dict[str, int]] = {}
-        self.n_bins: list[int] = []
-        for f in self.features:
-            st = prof["features"][f]
-            if st.get("kind") == "categorical":
-                cats = list(st["freq"])
-                if OTHER not in cats:
-                    cats.append(OTHER)
-                self.cat_index[f] = {c: i for i, c in enumerate(cats)}
-                self.n_bins.append(len(cats))
-            else:
-                self.n_bins.append(len(st["edges"]) + 1)
-        tstats = prof.get("target_stats") or {}
-        if tstats.get("kind") == "categorical" and self.task != REGRESSOR:
-            for c in tstats["freq"]:
-                if c != OTHER:
-                    self._class(c)
-
-    def _class(self, c: str) -> int:
-        i = self.class_index.get(c)
-        if i is None:
-            i = self.class_index[c] = len(self.classes)
-            self.classes.append(c)
-        return i
-
-    def _class_codes(self, values: np.ndarray) -> np.ndarray:
-        import numpy as np
-
-        uniq, inv = np.unique(values.astype(str), return_inverse=True)
-        lookup = np.array([self._class(str(u)) for u in uniq], dtype=np.int32)
-        return lookup[inv.reshape(-1)]
-
-    def _guess_task(self, pred: np.ndarray) -> str:
-        import numpy as np
-
-        if pred.dtype.kind in "OUSb":
-            return CLASSIFIER
-        if pred.dtype.kind in "iu":
-            return CLASSIFIER
-        if pred.dtype.kind == "f" and np.all(np.mod(pred[np.isfinite(pred)], 1) == 0) \
-                and len(np.unique(pred)) <= 20:
-            return CLASSIFIER
-        return REGRESSOR
-
-    def _prepare(self, raw: dict[str, Any]) -> dict[str, Any]:
-        import numpy as np
-
-        n = len(raw["ts"])
-        prof = self.schema.profile or {}
-        feats = prof.get("features") or {}
-        # one contiguous row per feature; a missing value takes the slot after the last bin
-        codes = np.empty((len(self.features), n), dtype=np.int16)
-        codes[:] = np.asarray(self.n_bins, dtype=np.int16)[:, None]
-        num_cols = {str(c): j for j, c in enumerate(raw.get("num_cols", []))}
-        cat_cols = {str(c): j for j, c in enumerate(raw.get("cat_cols", []))}
-        for k, f in enumerate(self.features):
-            st = feats[f]
-            if st.get("kind") == "categorical":
-                if f in cat_cols:
-                    col = raw["cat"][:, cat_cols[f]]
-                elif f in num_cols:
-                    col = raw["num"][:, num_cols[f]].astype(str)
-                else:
-                    continue
-                index = self.cat_index[f]
-                other = index[OTHER]
-                uniq, inv = np.unique(col, return_inverse=True)
-                lookup = np.array([self.n_bins[k] if u in ("", "nan", "None") else index.get(str(u), other)
-                                   for u in uniq], dtype=np.int16)
-                codes[k] = lookup[inv.reshape(-1)]
-            elif f in num_cols:
-                x = raw["num"][:, num_cols[f]]
-                b = np.searchsorted(np.asarray(st["edges"]), x, side="right").astype(np.int16)
-                b[np.isnan(x)] = self.n_bins[k]
-                codes[k] = b
-        pred = raw["pred"]
-        if self.task is None:
-            self.task = self._guess_task(pred)
-        has_y = raw["has_y"] if "has_y" in raw else np.zeros(n, dtype=bool)
-        out: dict[str, Any] = {"ts": raw["ts"].astype(np.int64), "codes": codes, "has_y": has_y,
-                               "ids": raw.get("ids"), "lat": raw.get("lat")}
-        if self.task == CLASSIFIER:
-            out["pred"] = self._class_codes(pred)
-            y = np.full(n, -1, dtype=np.int32)
-            if has_y.any():
-                y[has_y] = self._class_codes(raw["y"][has_y])
-            out["y"] = y
-            out["pred_bin"] = None
-        else:
-            pred = pred.astype(np.float64)
-            out["pred"] = pred
-            y = np.full(n, np.nan)
-            if has_y.any():
-                try:
-                    y[has_y] = raw["y"][has_y].astype(np.float64)
-                except ValueError:
-                    pass
-            out["y"] = y
-            tstats = _prediction_reference(prof, self.task)
-            if tstats.get("kind") == "numeric":
-                out["pred_bin"] = np.searchsorted(np.asarray(tstats["edges"]), pred, side="right").astype(np.int16)
-            else:
-                out["pred_bin"] = None
-        return out
-
-    def refresh(self, run: MonitorRun) -> Traffic:
-
-        with self.lock:
-            folder = f"{BATCHES}/v{self.schema.version}"
-            for path in run.list(folder):
-                if path not in self.seen:
-                    self.parts.append(self._prepare(run.read(path)))
-                    self.files.append(path)
-                    self.seen.add(path)
-            for path in run.list(LABELS):
-                if path not in self.label_files:
-                    raw = run.read(path)
-                    self.label_files.add(path)
-                    self.label_parts.append((path, raw["ids"], raw["y"]))
-            stamp = (len(self.files), len(self.label_files))
-            if self.joined is not None and self.joined[:2] == stamp:
-                return self.joined[2]
-            traffic = self._join()
-            self.joined = (*stamp, traffic)
-            return traffic
-
-    def _merge(self) -> None:
-        """Fold every part read so far into one, so that a new batch costs one concatenation
-        of the arrays rather than one per file ever read."""
-        import numpy as np
-
-        parts = self.parts
-        if len(parts) < 2:
-            return
-        n = [len(p["ts"]) for p in parts]
-        merged: dict[str, Any] = {
-            k: np.concatenate([p[k] for p in parts]) for k in ("ts", "pred", "y", "has_y")}
-        merged["codes"] = np.concatenate([p["codes"] for p in parts], axis=1)
-        merged["pred_bin"] = np.concatenate([p["pred_bin"] for p in parts]) \
-            if all(p["pred_bin"] is not None for p in parts) else None
-        merged["lat"] = np.concatenate([p["lat"] if p["lat"] is not None else np.full(k, np.nan, np.float32)
-                                        for p, k in zip(parts, n)]) \
-            if any(p["lat"] is not None for p in parts) else None
-        merged["ids"] = np.concatenate([p["ids"] if p["ids"] is not None else np.full(k, "", dtype=str)
-                                        for p, k in zip(parts, n)]) \
-            if any(p["ids"] is not None for p in parts) else None
-        self.parts = [merged]
-
-    def _join(self) -> Traffic:
-        import numpy as np
-
-        self._merge()
-        parts = self.parts
-        task = self.task or CLASSIFIER
-
-        def cat(key: str, empty: Any) -> Any:
-            if len(parts) == 1:
-                return parts[0][key]
-            return np.concatenate([p[key] for p in parts]) if parts else empty
-
-        ts = cat("ts", np.zeros(0, dtype=np.int64))
-        codes = parts[0]["codes"] if parts else np.zeros((len(self.features), 0), dtype=np.int16)
-        pred = cat("pred", np.zeros(0, dtype=np.int32 if task == CLASSIFIER else np.float64))
-        y = cat("y", np.zeros(0, dtype=np.int32 if task == CLASSIFIER else np.float64)).copy()
-        has_y = cat("has_y", np.zeros(0, dtype=bool)).copy()
-        pred_bin = np.concatenate([p["pred_bin"] for p in parts]) \
-            if parts and all(p["pred_bin"] is not None for p in parts) else None
-        lat = None
-        if any(p["lat"] is not None for p in parts):
-            lat = np.concatenate([p["lat"] if p["lat"] is not None else np.full(len(p["ts"]), np.nan, np.float32)
-                                  for p in parts])
-        if self.label_parts and any(p["ids"] is not None for p in parts):
-            y, has_y = self._apply_labels(parts, y, has_y, task)
-        return Traffic(self.schema, ts, codes, list(self.features), list(self.n_bins), pred, pred_bin,
-                       y, has_y, lat, list(self.classes), task, len(self.files))
-
-    def _apply_labels(self, parts: list[dict[str, Any]], y: Any, has_y: Any, task: str) -> tuple[Any, Any]:
-        import numpy as np
-        import pandas as pd
-
-        ids = np.concatenate([p["ids"] if p["ids"] is not None else np.full(len(p["ts"]), "", dtype=str)
-                              for p in parts])
-        label_ids = np.concatenate([lp[1] for lp in sorted(self.label_parts, key=lambda t: t[0])])
-        label_y = np.concatenate([np.asarray(lp[2]).astype(str) if task == CLASSIFIER else
-                                  np.asarray(lp[2], dtype=np.float64)
-                                  for lp in sorted(self.label_parts, key=lambda t: t[0])])
-        index = pd.Index(label_ids)
-        keep = ~index.duplicated(keep="last")  # a later label corrects an earlier one
-        index = index[keep]
-        label_y = label_y[keep]
-        pos = index.get_indexer(ids)
-        hit = (pos >= 0) & (ids != "")
-        if not hit.any():
-            return y, has_y
-        if task == CLASSIFIER:
-            y = y.astype(np.int32)
-            y[hit] = self._class_codes(label_y[pos[hit]])
-        else:
-            y = y.astype(np.float64)
-            y[hit] = label_y[pos[hit]]
-        has_y = has_y | hit
-        return y, has_y
-
-
-def _prediction_reference(prof: dict[str, Any], task: str | None) -> dict[str, Any]:
-    """What predictions are compared with: the training predictions' statistics when the profile
-    has them, else (classifiers only) the training target's class frequencies. A regressor's
-    predictions spread less than its target, so the target would show drift that is not there."""
-    if prof.get("prediction_stats"):
-        return prof["prediction_stats"]
-    if task == CLASSIFIER:
-        return prof.get("target_stats") or {}
-    return {}
-
-
-_readers: dict[tuple[str, str, int], _Reader] = {}
-_readers_lock = threading.Lock()
-
-
-def traffic(name: str, version: int) -> Traffic:
-    """All recorded traffic of ``name/version``, prepared; new files only are read."""
-    store = get_store()
-    key = (store.uri, name, int(version))
-    with _readers_lock:
-        reader = _readers.get(key)
-        if reader is None:
-            reader = _readers[key] = _Reader(schema(name, version))
-    return reader.refresh(monitor_run(name))
-
-
-def recorded(ref: str | Ref, *, since: Any = None, labelled: bool = False) -> pd.DataFrame:
-    """The recorded traffic of a version as a DataFrame, oldest first: the features, then
-    ``timestamp``, ``y_pred``, ``y_true`` (None where unknown, labels given later included),
-    ``id`` and ``latency_ms``.
-
-    Useful to retrain on recent data: ``df = nbmodel.recorded("iris", since="2d", labelled=True)``.
-    """
-    import numpy as np
-    import pandas as pd
-
-    name, version = target(ref)
-    sch = schema(name, version)
-    tr = traffic(name, version)
-    reader = _readers[(get_store().uri, name, int(version))]
-    run = monitor_run(name)
-    frames = []
-    for path in reader.files[: tr.files]:
-        raw = run.read(path)
-        cols: dict[str, Any] = {}
-        for j, c in enumerate(raw.get("num_cols", [])):
-            cols[str(c)] = raw["num"][:, j]
-        for j, c in enumerate(raw.get("cat_cols", [])):
-            cols[str(c)] = raw["cat"][:, j]
-        df = pd.DataFrame(cols)
-        if sch.columns:
-            df = df[[c for c in sch.columns if c in df.columns]]
-        df["timestamp"] = pd.to_datetime(raw["ts"], unit="ms", utc=True)
-        df["y_pred"] = raw["pred"]
-        df["id"] = raw["ids"] if "ids" in raw else None
-        df["latency_ms"] = raw["lat"] if "lat" in raw else np.nan
-        frames.append(df)
-    columns = [*(sch.columns or []), "timestamp", "y_pred", "y_true", "id", "latency_ms"]
-    if not frames:
-        return pd.DataFrame(columns=columns)
-    df = pd.concat(frames, ignore_index=True)
-    if tr.task == CLASSIFIER:
-        classes = np.array(tr.classes + [""], dtype=object)
-        values = classes[np.where(tr.has_y, tr.y, len(tr.classes))]
-        kind = df["y_pred"].dtype.kind
-        if kind in "iu":
-            values = [int(v) if v != "" else None for v in values]
-        elif kind == "f":
-            values = [float(v) if v != "" else None for v in values]
-        else:
-            values = [v if v != "" else None for v in values]
-        df["y_true"] = pd.Series(values, dtype=object)
-    else:
-        df["y_true"] = np.where(tr.has_y, tr.y, np.nan)
-    df = df[columns].sort_values("timestamp", kind="stable")
-    if since is not None:
-        from ._stats import parse_since
-
-        df = df[df["timestamp"] >= pd.Timestamp(parse_since(since), unit="ms", tz="UTC")]
-    if labelled:
-        df = df[df["y_true"].notna()]
-    return df.reset_index(drop=True)
-
-
-def clear_caches() -> None:
-    from . import _storage
-
-    with _schemas_lock:
-        _schemas.clear()
-    with _readers_lock:
-        _readers.clear()
-    _storage.clear_caches()

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import base64
+import functools
 import html
 import io
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..display import STYLE, html_table, text_table
-from ..evaluate import CLASSIFIER
+from ..display import STYLE, Shown, html_table, text_table
+from ..metrics import CLASSIFIER
 from ._alerts import Alert, Firing, Rule, _num
-from ._stats import Summary, severity
+from ._stats import QUALITY, Summary, severity
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -27,7 +28,8 @@ _CSS = """<style>
 </style>"""
 
 
-def _f(x: float, digits: int = 3) -> str:
+def _f(value: Any, digits: int = 3) -> str:
+    x = float(value)
     if x != x:
         return ""
     if abs(x) >= 1000:
@@ -49,8 +51,8 @@ def _class_key(c: str) -> tuple[int, float, str]:
         return (1, 0.0, c)
 
 
-@dataclass
-class MonitorReport:
+@dataclass(repr=False)  # Shown's repr: the text form
+class MonitorReport(Shown):
     """The result of :func:`nbmodel.monitor`: a summary per window, drift, and alerts.
 
     Attributes:
@@ -80,7 +82,9 @@ class MonitorReport:
     def _title(self) -> str:
         s = self.summary
         if not s.total:
-            return f"{s.ref}: no predictions recorded yet; record some with nbmodel.record({s.ref.split('/')[0]!r}, X, y_pred)"
+            name = s.ref.split("/")[0]
+            return (f"{s.ref}: no predictions recorded yet; "
+                    f"record some with nbmodel.record({name!r}, X, y_pred)")
         labels = s.labels()
         span = labels[0] if len(labels) == 1 else f"{labels[0]} to {labels[-1]}"
         width = f"{s.window.rows} rows" if s.window.rows else s.window.text
@@ -91,7 +95,7 @@ class MonitorReport:
     def _window_rows(self) -> tuple[list[str], list[list[str]], list[list[bool]]]:
         s = self.summary
         m = s.metrics
-        quality = ["accuracy", "f1_macro"] if s.task == CLASSIFIER else ["rmse", "mae"]
+        quality = list(QUALITY.get(s.task, ()))
         head = ["window", "volume"]
         cols: list[tuple[str, Any]] = [("volume", lambda w: f"{int(m['volume'][w]):,}")]
         if "latency_p50" in m:
@@ -101,7 +105,7 @@ class MonitorReport:
         if s.labelled:
             head += ["labelled", *quality]
             cols += [("labelled", lambda w: f"{int(m['labelled'][w]):,}")]
-            cols += [(q, (lambda q: lambda w: _f(m[q][w]))(q)) for q in quality]
+            cols += [(q, functools.partial(lambda q, w: _f(m[q][w]), q)) for q in quality]
         if s.has_reference:
             head += ["psi (worst feature)", "prediction psi"]
             psi = s.metric("psi")
@@ -167,8 +171,7 @@ class MonitorReport:
             a = open_by_rule.get(r.text)
             labels = self.summary.labels()
             if a is not None:
-                where = f" ({a.feature})" if a.feature and not r.feature else ""
-                out.append((f"{r.text}: OPEN, {_num(a.value)}{where} in {a.window}; failed in "
+                out.append((f"{r.text}: OPEN, {_num(a.value)}{a.where} in {a.window}; failed in "
                             f"{len(fired)} window{'s' if len(fired) != 1 else ''} since {a.since}", True))
             elif fired:
                 out.append((f"{r.text}: ok now; failed in {len(fired)} earlier window"
@@ -195,12 +198,6 @@ class MonitorReport:
             lines.append(f"alerts: {n_open} open" if n_open else "alerts: none open")
             lines += ["  " + t for t, _ in self._alert_lines()]
         return "\n".join(line for line in lines if line)
-
-    def __repr__(self) -> str:
-        return str(self)
-
-    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
-        p.text(str(self))
 
     # -- HTML -----------------------------------------------------------------------------------
     def _repr_html_(self) -> str:
@@ -234,8 +231,8 @@ class MonitorReport:
         start = max(0, s.n_windows - 30)
         labels = s.labels()[start:]
         order = np.argsort(-np.nan_to_num(s.psi_all, nan=-1.0), kind="stable")[:MAX_FEATURES_SHOWN]
-        head = "<tr><th>PSI</th>" + "".join(f"<th>{html.escape(l[5:] if len(l) >= 10 else l)}</th>"
-                                          for l in labels) + "</tr>"
+        head = "<tr><th>PSI</th>" + "".join(f"<th>{html.escape(t[5:] if len(t) >= 10 else t)}</th>"
+                                          for t in labels) + "</tr>"
         body = []
         for j in order:
             tds = []
@@ -267,14 +264,15 @@ class MonitorReport:
         s = self.summary
         x = np.arange(s.n_windows)
         labels = s.labels()
-        quality = "accuracy" if s.task == CLASSIFIER else "rmse"
+        quality = QUALITY[s.task][0]
         panels = ["volume"]
         if s.labelled:
             panels.append(quality)
         if s.has_reference:
             panels += ["psi", "heatmap"]
-        fig = Figure(figsize=(9, 2.2 * len(panels) + (0.15 * min(len(s.features), 20) if s.has_reference else 0)))
-        heights = [1] * len(panels)
+        heatmap_rows = min(len(s.features), 20) if s.has_reference else 0
+        fig = Figure(figsize=(9, 2.2 * len(panels) + 0.15 * heatmap_rows))
+        heights: list[float] = [1.0] * len(panels)
         if s.has_reference:
             heights[-1] = max(1.0, min(len(s.features), 20) / 6)
         axes = fig.subplots(len(panels), 1, sharex=False, gridspec_kw={"height_ratios": heights})

@@ -1,8 +1,9 @@
-"""Windows, metrics and drift, computed by counting.
+"""Metrics and drift per window, computed by counting.
 
 Every statistic here is a ``numpy.bincount`` over small integer codes: the window of each row,
 the reference bin of each feature value, the class of each prediction. No loop runs per row;
-the loops run per feature or per window.
+the loops run per feature or per window. Quality metrics (accuracy, F1, RMSE, MAE) come from
+:mod:`nbmodel.metrics`, one confusion matrix or one set of error sums per window.
 
 Drift against the training reference (the decile bins and category frequencies saved at
 commit):
@@ -14,97 +15,31 @@ commit):
   bound of the exact statistic); p-value from the asymptotic two-sample distribution.
 - **chi-square** for categorical features: observed counts against the reference's
   frequencies (categories never seen in training are pooled as ``__other__``).
-- **prediction drift**: PSI of the predictions against the training target's distribution.
+- **prediction drift**: PSI of the predictions against the training predictions'
+  distribution (classifiers without it: the training target's).
 """
 
 from __future__ import annotations
 
-import datetime as _dt
-import re
+import dataclasses
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-from ..errors import BadData
-from ..evaluate import CLASSIFIER
+from .. import metrics as M
+from ..metrics import CLASSIFIER, REGRESSOR
+from ._schema import OTHER, prediction_reference
+from ._windows import WindowSpec, assign, auto_spec
 
 if TYPE_CHECKING:
     import numpy as np
 
-    from ._record import Traffic
+    from ._traffic import Traffic
 
 EPS = 1e-4
 PSI_MODERATE = 0.1
 PSI_MAJOR = 0.25
-_UNITS = {"s": 1_000, "m": 60_000, "min": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
-_AUTO = ("1m", "5m", "15m", "1h", "6h", "1d", "1w")
-MAX_AUTO_WINDOWS = 30
-MAX_WINDOWS = 5000
-
-
-@dataclass(frozen=True)
-class WindowSpec:
-    """A time width (``1h``, ``1d``) or a number of rows per window (``500``)."""
-
-    text: str
-    width_ms: int | None = None
-    rows: int | None = None
-
-    def label(self, start_ms: int) -> str:
-        t = _dt.datetime.fromtimestamp(start_ms / 1000, _dt.UTC)
-        if self.width_ms is not None and self.width_ms % 86_400_000 == 0:
-            return f"{t:%Y-%m-%d}"
-        if self.width_ms is not None and self.width_ms % 60_000 == 0:
-            return f"{t:%Y-%m-%d %H:%M}"
-        return f"{t:%Y-%m-%d %H:%M:%S}"
-
-
-def parse_window(text: str | int | None) -> WindowSpec | None:
-    """``1h``, ``30m``, ``1d``, ``2w``, a number of rows (``500``), or None/``auto``."""
-    if text is None or str(text).strip().lower() in ("", "auto"):
-        return None
-    s = str(text).strip().lower()
-    if s.isdigit():
-        rows = int(s)
-        if rows < 1:
-            raise BadData("--window in rows must be at least 1")
-        return WindowSpec(s, rows=rows)
-    m = re.fullmatch(r"(\d+)\s*(s|m|min|h|d|w)", s)
-    if not m or int(m.group(1)) < 1:
-        raise BadData(f"--window {text!r} is not a width: use 15m, 1h, 6h, 1d, 1w (time) "
-                      "or a number of rows such as 500")
-    return WindowSpec(f"{int(m.group(1))}{m.group(2) if m.group(2) != 'min' else 'm'}",
-                      width_ms=int(m.group(1)) * _UNITS[m.group(2)])
-
-
-def parse_since(text: Any, *, now: _dt.datetime | None = None) -> int:
-    """Milliseconds since the epoch: an ISO date or time, a datetime, or ``7d``/``12h`` ago."""
-    import pandas as pd
-
-    if isinstance(text, (int, float)) and not isinstance(text, bool):
-        return int(float(text) * 1000)
-    if isinstance(text, str):
-        m = re.fullmatch(r"(\d+)\s*(s|m|min|h|d|w)(\s+ago)?", text.strip().lower())
-        if m:
-            now = now or _dt.datetime.now(_dt.UTC)
-            return int(now.timestamp() * 1000) - int(m.group(1)) * _UNITS[m.group(2)]
-    try:
-        ts = pd.Timestamp(text)
-    except Exception as exc:  # noqa: BLE001
-        raise BadData(f"--since {text!r} is not a time: give a date (2026-03-01), a time "
-                      "(2026-03-01 12:00) or a duration ago (7d, 12h)") from exc
-    ts = ts.tz_localize("UTC") if ts.tz is None else ts.tz_convert("UTC")
-    return int(ts.value // 1_000_000)
-
-
-def _auto_spec(ts: np.ndarray) -> WindowSpec:
-    """The narrowest of 1m, 5m, 15m, 1h, 6h, 1d, 1w that cuts at most 30 windows."""
-    lo, hi = int(ts.min()), int(ts.max())
-    for text in _AUTO:
-        spec = parse_window(text)
-        assert spec is not None and spec.width_ms is not None
-        if hi // spec.width_ms - lo // spec.width_ms + 1 <= MAX_AUTO_WINDOWS:
-            return spec
-    return parse_window(_AUTO[-1])  # type: ignore[return-value]
+#: The quality metrics of each task, per window (alert rules and reports use these names).
+QUALITY = {CLASSIFIER: ("accuracy", "f1_macro"), REGRESSOR: ("rmse", "mae")}
 
 
 def _psi(cur: np.ndarray, ref: np.ndarray) -> np.ndarray:
@@ -151,8 +86,7 @@ class Summary:
         return len(self.starts)
 
     def labels(self) -> list[str]:
-        if self.window.rows is not None:
-            return [f"{self.window.label(int(s))}" for s in self.starts]
+        """Each window's start as text (a date for whole-day widths)."""
         return [self.window.label(int(s)) for s in self.starts]
 
     def metric(self, name: str, feature: str | None = None) -> np.ndarray:
@@ -163,7 +97,9 @@ class Summary:
         if name in ("psi", "ks", "pvalue"):
             table = {"psi": self.psi, "ks": self.ks, "pvalue": self.pvalue}[name]
             if feature is not None:
-                return table[:, self.features.index(feature)] if feature in self.features else np.full(W, np.nan)
+                if feature not in self.features:
+                    return np.full(W, np.nan)
+                return table[:, self.features.index(feature)]
             if table.shape[1] == 0:
                 return np.full(W, np.nan)
             with np.errstate(all="ignore"):
@@ -200,111 +136,118 @@ class Summary:
         return pd.DataFrame(self.psi.T, index=self.features, columns=self.labels())
 
 
+
 def summarise(tr: Traffic, spec: WindowSpec | None = None, *, since_ms: int | None = None,
               until_ms: int | None = None) -> Summary:
-    """Windows, metrics and drift of ``tr`` (see the module docstring)."""
+    """Windows, metrics and drift of ``tr`` (see the module docstring).
+
+    Args:
+        tr: a version's recorded traffic (:func:`~nbmodel.monitoring._traffic.traffic`).
+        spec: the window; None for the narrowest width that cuts at most 30 windows.
+        since_ms, until_ms: only rows from / before this time (ms since the epoch).
+
+    Returns:
+        A :class:`Summary`.
+
+    Raises:
+        BadData: a window that cuts too many windows.
+
+    Example:
+        >>> summarise(traffic("iris", 1), parse_window("1d")).metrics["accuracy"]  # doctest: +SKIP
+    """
     import numpy as np
-    from scipy import stats
 
-    sch = tr.schema
-    ts = tr.ts
-    sel = None
-    if since_ms is not None or until_ms is not None:
-        sel = np.ones(len(ts), dtype=bool)
-        if since_ms is not None:
-            sel &= ts >= since_ms
-        if until_ms is not None:
-            sel &= ts < until_ms
-        ts = ts[sel]
-
-    def pick(a: Any) -> Any:
-        return a if a is None or sel is None else a[sel]
-
-    codes = tr.codes if sel is None else tr.codes[:, sel]
-    pred, pred_bin, y, has_y, lat = (pick(tr.pred), pick(tr.pred_bin), pick(tr.y), pick(tr.has_y),
-                                     pick(tr.lat))
-    n = len(ts)
+    tr = _between(tr, since_ms, until_ms)
     if spec is None:
-        spec = _auto_spec(ts) if n else WindowSpec("1d", width_ms=86_400_000)
-
-    # 1. the window of every row
-    if n == 0:
-        win = np.zeros(0, dtype=np.int64)
-        starts = ends = np.zeros(0, dtype=np.int64)
-    elif spec.rows is not None:
-        order = np.argsort(ts, kind="stable")
-        win = np.empty(n, dtype=np.int64)
-        win[order] = np.arange(n, dtype=np.int64) // spec.rows
-        sorted_ts = ts[order]
-        starts = sorted_ts[:: spec.rows].astype(np.int64)
-        last = np.minimum(np.arange(len(starts)) * spec.rows + spec.rows - 1, n - 1)
-        ends = sorted_ts[last].astype(np.int64) + 1
-    else:
-        w = spec.width_ms
-        k = ts // w
-        k0 = int(k.min())
-        rel = k - k0
-        span = int(rel.max()) + 1
-        if span > 50_000_000:
-            raise BadData(f"--window {spec.text} cuts {span:,} windows; choose a wider one")
-        present = np.bincount(rel, minlength=span) > 0
-        slots = np.flatnonzero(present)
-        if len(slots) > MAX_WINDOWS:
-            raise BadData(f"--window {spec.text} gives {len(slots):,} windows; choose a wider one "
-                          f"or --since to look at fewer (at most {MAX_WINDOWS})")
-        remap = np.full(span, -1, dtype=np.int64)
-        remap[slots] = np.arange(len(slots))
-        win = remap[rel]
-        starts = (slots + k0) * w
-        ends = starts + w
+        spec = auto_spec(tr.ts) if len(tr) else WindowSpec("1d", width_ms=86_400_000)
+    win, starts, ends = assign(tr.ts, spec)
     W = len(starts)
     volume = np.bincount(win, minlength=W).astype(float)
     metrics: dict[str, np.ndarray] = {"volume": volume}
+    metrics.update(_latency(tr, win, W))
+    metrics.update(_quality(tr, win, W, volume))
+    drift = _feature_drift(tr, win, W)
+    pred_dist, metrics["prediction_psi"] = _prediction_drift(tr, win, W, volume)
+    sch = tr.schema
+    notes = []
+    if not sch.has_reference:
+        notes.append(f"no drift: {sch.ref} has no training reference; commit with "
+                     "--train X_train y_train (nbmodel.commit(..., train=(X_train, y_train))) to add one")
+    return Summary(sch.ref, tr.task, spec, starts, ends, metrics, list(tr.features), drift.kinds, drift.psi,
+                   drift.ks, drift.pvalue, drift.psi_all, list(tr.classes), pred_dist, sch.has_reference,
+                   len(tr), int(tr.has_y.sum()), notes)
 
-    # 2. latency of served traffic
-    if lat is not None and np.isfinite(lat).any():
-        order = np.argsort(win, kind="stable")
-        bounds = np.cumsum(np.bincount(win, minlength=W))[:-1]
-        p50 = np.full(W, np.nan)
-        p95 = np.full(W, np.nan)
-        for i, chunk in enumerate(np.split(lat[order], bounds)):
-            chunk = chunk[np.isfinite(chunk)]
-            if len(chunk):
-                p50[i], p95[i] = np.percentile(chunk, [50, 95])
-        metrics["latency_p50"] = p50
-        metrics["latency_p95"] = p95
 
-    # 3. quality where labels exist
-    lab = has_y.astype(bool)
-    nlab = np.bincount(win[lab], minlength=W).astype(float)
-    metrics["labelled"] = nlab
-    classes = list(tr.classes)
-    pred_dist = None
-    with np.errstate(invalid="ignore", divide="ignore"):
-        if tr.task == CLASSIFIER:
-            C = max(len(classes), 1)
-            pc_all = np.bincount(win * C + pred, minlength=W * C).reshape(W, C)
-            pred_dist = pc_all / np.maximum(volume, 1)[:, None]
-            correct = lab & (pred == y)
-            metrics["accuracy"] = np.where(nlab > 0, np.bincount(win[correct], minlength=W) / nlab, np.nan)
-            tp = np.bincount(win[correct] * C + y[correct], minlength=W * C).reshape(W, C)
-            pc = np.bincount(win[lab] * C + pred[lab], minlength=W * C).reshape(W, C)
-            tc = np.bincount(win[lab] * C + y[lab], minlength=W * C).reshape(W, C)
-            denom = pc + tc
-            f1 = np.where(denom > 0, 2 * tp / np.maximum(denom, 1), np.nan)
-            present = denom > 0
-            f1_macro = np.where(present.any(axis=1),
-                                np.nansum(np.where(present, f1, 0), axis=1) / np.maximum(present.sum(axis=1), 1),
-                                np.nan)
-            metrics["f1_macro"] = np.where(nlab > 0, f1_macro, np.nan)
-        else:
-            err = np.where(lab, pred - np.nan_to_num(y), 0.0)
-            metrics["rmse"] = np.where(nlab > 0, np.sqrt(np.bincount(win, err ** 2, minlength=W) / nlab), np.nan)
-            metrics["mae"] = np.where(nlab > 0, np.bincount(win, np.abs(err), minlength=W) / nlab, np.nan)
-            metrics["prediction_mean"] = np.bincount(win, pred, minlength=W) / np.maximum(volume, 1)
+def _between(tr: Traffic, since_ms: int | None, until_ms: int | None) -> Traffic:
+    """The rows of ``tr`` from ``since_ms`` and before ``until_ms``."""
+    import numpy as np
 
-    # 4. drift per feature against the reference
-    prof = sch.profile or {}
+    if since_ms is None and until_ms is None:
+        return tr
+    sel = np.ones(len(tr.ts), dtype=bool)
+    if since_ms is not None:
+        sel &= tr.ts >= since_ms
+    if until_ms is not None:
+        sel &= tr.ts < until_ms
+
+    def pick(a: Any) -> Any:
+        return None if a is None else a[sel]
+
+    return dataclasses.replace(tr, ts=tr.ts[sel], codes=tr.codes[:, sel], pred=tr.pred[sel],
+                               pred_bin=pick(tr.pred_bin), y=tr.y[sel], has_y=tr.has_y[sel], lat=pick(tr.lat))
+
+
+def _latency(tr: Traffic, win: np.ndarray, W: int) -> dict[str, np.ndarray]:
+    """The median and 95th percentile latency of served traffic per window."""
+    import numpy as np
+
+    lat = tr.lat
+    if lat is None or not np.isfinite(lat).any():
+        return {}
+    order = np.argsort(win, kind="stable")
+    bounds = np.cumsum(np.bincount(win, minlength=W))[:-1]
+    p50 = np.full(W, np.nan)
+    p95 = np.full(W, np.nan)
+    for i, chunk in enumerate(np.split(lat[order], bounds)):
+        chunk = chunk[np.isfinite(chunk)]
+        if len(chunk):
+            p50[i], p95[i] = np.percentile(chunk, [50, 95])
+    return {"latency_p50": p50, "latency_p95": p95}
+
+
+def _quality(tr: Traffic, win: np.ndarray, W: int, volume: np.ndarray) -> dict[str, np.ndarray]:
+    """Quality where labels exist: one confusion matrix (classifier) or one set of
+    error sums (regressor) per window, scored by :mod:`nbmodel.metrics`."""
+    import numpy as np
+
+    lab = tr.has_y.astype(bool)
+    out: dict[str, np.ndarray] = {"labelled": np.bincount(win[lab], minlength=W).astype(float)}
+    if tr.task == CLASSIFIER:
+        cm = M.confusion(tr.y[lab], tr.pred[lab], max(len(tr.classes), 1), batch=win[lab], n_batches=W)
+        scores = M.classification(cm)
+    else:
+        sums = M.error_sums(tr.y[lab], tr.pred[lab], batch=win[lab], n_batches=W)
+        scores = M.regression(sums)
+    out.update({name: scores[name] for name in QUALITY[tr.task]})
+    if tr.task != CLASSIFIER:
+        out["prediction_mean"] = np.bincount(win, tr.pred, minlength=W) / np.maximum(volume, 1)
+    return out
+
+
+class _Drift(NamedTuple):
+    kinds: list[str]
+    psi: np.ndarray        # (W, F)
+    ks: np.ndarray         # (W, F)
+    pvalue: np.ndarray     # (W, F)
+    psi_all: np.ndarray    # (F,)
+
+
+def _feature_drift(tr: Traffic, win: np.ndarray, W: int) -> _Drift:
+    """PSI, KS and p-values of every feature per window against the reference."""
+    import numpy as np
+    from scipy import stats
+
+    prof = tr.schema.profile or {}
     feats = prof.get("features") or {}
     F = len(tr.features)
     psi = np.full((W, F), np.nan)
@@ -317,7 +260,7 @@ def summarise(tr: Traffic, spec: WindowSpec | None = None, *, since_ms: int | No
     for j, f in enumerate(tr.features):
         st = feats[f]
         B = tr.n_bins[j]
-        counts = np.bincount(base + codes[j], minlength=W * S).reshape(W, S)[:, :B].astype(float)
+        counts = np.bincount(base + tr.codes[j], minlength=W * S).reshape(W, S)[:, :B].astype(float)
         cur, m = _fractions(counts)
         kinds.append(st.get("kind", "numeric"))
         if st.get("kind") == "categorical":
@@ -345,39 +288,57 @@ def summarise(tr: Traffic, spec: WindowSpec | None = None, *, since_ms: int | No
             ks[has, j] = d[has]
             n_eff = m * ref_rows / (m + ref_rows)
             pval[has, j] = stats.kstwobign.sf(d[has] * np.sqrt(n_eff[has]))
+    return _Drift(kinds, psi, ks, pval, psi_all)
 
-    # 5. prediction drift against the training target
-    from ._record import _prediction_reference
 
-    tstats = _prediction_reference(prof, tr.task)
+def _prediction_drift(tr: Traffic, win: np.ndarray, W: int, volume: np.ndarray
+                      ) -> tuple[np.ndarray | None, np.ndarray]:
+    """The classes predicted per window (classifiers) and the PSI of the predictions
+    against the training predictions (or, for a classifier without them, the target)."""
+    import numpy as np
+
+    pred_dist = None
+    if tr.task == CLASSIFIER:
+        C = max(len(tr.classes), 1)
+        counts = np.bincount(win * C + tr.pred, minlength=W * C).reshape(W, C)
+        pred_dist = counts / np.maximum(volume, 1)[:, None]
+    tstats = prediction_reference(tr.schema.profile or {}, tr.task)
     pred_psi = np.full(W, np.nan)
-    if n and tstats:
-        if tr.task == CLASSIFIER and tstats.get("kind") == "categorical" and pred_dist is not None:
-            ref = np.array([tstats["freq"].get(k, 0.0) for k in classes], dtype=float)
-            pred_psi = np.where(volume > 0, _psi(pred_dist, ref), np.nan)
-        elif pred_bin is not None and tstats.get("kind") == "numeric":
-            B = len(tstats["edges"]) + 1
-            counts = np.bincount(win * B + pred_bin.astype(np.int64), minlength=W * B).reshape(W, B)
-            cur, m = _fractions(counts.astype(float))
-            pred_psi = np.where(m > 0, _psi(np.nan_to_num(cur), np.asarray(tstats["freq"], dtype=float)), np.nan)
-    metrics["prediction_psi"] = pred_psi
-
-    notes = []
-    if not sch.has_reference:
-        notes.append(f"no drift: {sch.ref} has no training reference; commit with "
-                     "--train X_train y_train (nbmodel.commit(..., train=(X_train, y_train))) to add one")
-    return Summary(sch.ref, tr.task, spec, starts, ends, metrics, list(tr.features), kinds, psi, ks, pval,
-                   psi_all, classes, pred_dist, sch.has_reference, n, int(lab.sum()), notes)
+    if not len(tr) or not tstats:
+        return pred_dist, pred_psi
+    if pred_dist is not None and tstats.get("kind") == "categorical":
+        ref = np.array([tstats["freq"].get(k, 0.0) for k in tr.classes], dtype=float)
+        pred_psi = np.where(volume > 0, _psi(pred_dist, ref), np.nan)
+    elif tr.pred_bin is not None and tstats.get("kind") == "numeric":
+        B = len(tstats["edges"]) + 1
+        counts = np.bincount(win * B + tr.pred_bin.astype(np.int64), minlength=W * B).reshape(W, B)
+        cur, m = _fractions(counts.astype(float))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            ref = np.asarray(tstats["freq"], dtype=float)
+            pred_psi = np.where(m > 0, _psi(np.nan_to_num(cur), ref), np.nan)
+    return pred_dist, pred_psi
 
 
 def _categories(st: dict[str, Any]) -> list[str]:
     cats = list(st["freq"])
-    if "__other__" not in cats:
-        cats.append("__other__")
+    if OTHER not in cats:
+        cats.append(OTHER)
     return cats
 
 
 def severity(psi: float) -> str:
+    """A PSI in words, by the usual rule of thumb.
+
+    Args:
+        psi: a population stability index (NaN: no value).
+
+    Returns:
+        ``stable``, ``moderate shift``, ``major shift``, or ``""`` for NaN.
+
+    Example:
+        >>> severity(0.3)
+        'major shift'
+    """
     if psi != psi:
         return ""
     if psi >= PSI_MAJOR:

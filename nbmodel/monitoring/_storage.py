@@ -25,7 +25,6 @@ import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..errors import NbmodelError
 from ..store import Store, get_store
 
 if TYPE_CHECKING:
@@ -61,12 +60,21 @@ class MonitorRun:
 
     # -- writing --------------------------------------------------------------------------------
     def write(self, folder: str, arrays: dict[str, np.ndarray]) -> str:
-        """Write one ``.npz`` file under ``folder``; returns its artifact path."""
+        """Write one ``.npz`` file under ``folder``, whole or not at all.
+
+        Args:
+            folder: ``monitor/batches/v<N>`` or ``monitor/labels``.
+            arrays: the named arrays.
+
+        Returns:
+            The file's artifact path.
+        """
         import numpy as np
 
         fname = f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.npz"
         buf = io.BytesIO()
-        np.savez(buf, **arrays)
+        named: dict[str, Any] = dict(arrays)
+        np.savez(buf, **named)
         data = buf.getvalue()
         if self.local_dir is not None:
             target_dir = os.path.join(self.local_dir, folder)
@@ -87,7 +95,14 @@ class MonitorRun:
 
     # -- reading --------------------------------------------------------------------------------
     def list(self, folder: str) -> list[str]:
-        """Artifact paths of the finished ``.npz`` files under ``folder``, oldest first."""
+        """Artifact paths of the finished ``.npz`` files under ``folder``, oldest first.
+
+        Args:
+            folder: as for :meth:`write`.
+
+        Returns:
+            The paths (``[]`` for a folder not written yet).
+        """
         if self.local_dir is not None:
             target_dir = os.path.join(self.local_dir, folder)
             try:
@@ -102,19 +117,15 @@ class MonitorRun:
             return []
         return sorted(f.path for f in found if not f.is_dir and f.path.endswith(".npz"))
 
-    def subfolders(self, folder: str) -> list[str]:
-        if self.local_dir is not None:
-            try:
-                return sorted(e.name for e in os.scandir(os.path.join(self.local_dir, folder)) if e.is_dir())
-            except FileNotFoundError:
-                return []
-        try:
-            found = get_store().retry(self.repo.list_artifacts, folder)
-        except Exception:  # noqa: BLE001
-            return []
-        return sorted(f.path.rsplit("/", 1)[-1] for f in found if f.is_dir)
-
     def read(self, path: str) -> dict[str, np.ndarray]:
+        """The arrays of one file.
+
+        Args:
+            path: an artifact path from :meth:`list`.
+
+        Returns:
+            The named arrays.
+        """
         import numpy as np
 
         if self.local_dir is not None:
@@ -139,8 +150,20 @@ def _local_dir(artifact_uri: str) -> str | None:
     return None
 
 
-def monitor_run(name: str, *, create: bool = True, store: Store | None = None) -> MonitorRun | None:
-    """The monitoring run of model ``name`` (created on first use when ``create``)."""
+def monitor_run(name: str, *, store: Store | None = None) -> MonitorRun:
+    """The monitoring run of model ``name``, created on first use.
+
+    Args:
+        name: the registered model.
+        store: the store (default: the current one).
+
+    Returns:
+        The :class:`MonitorRun`, cached per store and model for the life of the process.
+
+    Example:
+        >>> monitor_run("iris").list("monitor/batches/v1")  # doctest: +SKIP
+        ['monitor/batches/v1/01772358000000000000-1a2b3c4d.npz']
+    """
     store = store or get_store()
     key = (store.uri, name)
     with _runs_lock:
@@ -150,8 +173,6 @@ def monitor_run(name: str, *, create: bool = True, store: Store | None = None) -
     exp_id = store.experiment_id(name)
     run = _find(store, exp_id)
     if run is None:
-        if not create:
-            return None
         with store.write_lock():
             run = _find(store, exp_id)
             if run is None:
@@ -178,7 +199,3 @@ def clear_caches() -> None:
     with _runs_lock:
         _runs.clear()
 
-
-def store_error(exc: BaseException, what: str) -> NbmodelError:
-    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    return NbmodelError(f"could not {what}: {text}")

@@ -1,0 +1,382 @@
+"""Reading recorded traffic back: the read path of monitoring.
+
+Reading prepares each batch once (numeric features cut into the reference's decile bins,
+categories coded against the reference's categories, labels given later joined by id) and
+caches it per process: a summary then only counts small integers, and a later read costs only
+the files that are new.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ..metrics import CLASSIFIER, REGRESSOR
+from ..refs import Ref
+from ..store import get_store
+from ._schema import OTHER, Schema, class_name, prediction_reference, schema, target
+from ._storage import BATCHES, LABELS, MonitorRun, monitor_run
+from ._windows import parse_since
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+
+
+@dataclass
+class Traffic:
+    """Everything recorded for one version, as flat arrays (row order = file order)."""
+
+    schema: Schema
+    ts: np.ndarray                 # int64 ms
+    codes: np.ndarray              # (features, n) int16 bin / category codes; n_bins[f] = missing
+    features: list[str]
+    n_bins: list[int]                # bins per feature (without the missing code)
+    pred: np.ndarray               # classifier: class codes (int32); regressor: float64
+    pred_bin: np.ndarray | None    # regressor: bin of each prediction against the target
+    y: np.ndarray                  # like pred; only meaningful where has_y
+    has_y: np.ndarray
+    lat: np.ndarray | None
+    classes: list[str]
+    task: str
+    files: int
+
+    def __len__(self) -> int:
+        return len(self.ts)
+
+
+class _Reader:
+    """Per version: the files read so far and their prepared arrays."""
+
+    def __init__(self, sch: Schema) -> None:
+        self.schema = sch
+        self.lock = threading.Lock()
+        self.files: list[str] = []
+        self.seen: set[str] = set()
+        self.parts: list[dict[str, Any]] = []
+        self.label_files: set[str] = set()
+        self.label_parts: list[tuple[str, Any, Any]] = []
+        self.classes: list[str] = []
+        self.class_index: dict[str, int] = {}
+        self.task: str | None = sch.task
+        self.joined: tuple[int, int, Traffic] | None = None
+        prof = sch.profile or {}
+        self.features = list((prof.get("features") or {}).keys())
+        self.cat_index: dict[str, dict[str, int]] = {}
+        self.n_bins: list[int] = []
+        for f in self.features:
+            st = prof["features"][f]
+            if st.get("kind") == "categorical":
+                cats = list(st["freq"])
+                if OTHER not in cats:
+                    cats.append(OTHER)
+                self.cat_index[f] = {c: i for i, c in enumerate(cats)}
+                self.n_bins.append(len(cats))
+            else:
+                self.n_bins.append(len(st["edges"]) + 1)
+        tstats = prof.get("target_stats") or {}
+        if tstats.get("kind") == "categorical" and self.task != REGRESSOR:
+            for c in tstats["freq"]:
+                if c != OTHER:
+                    self._class(class_name(c))
+
+    def _class(self, c: str) -> int:
+        i = self.class_index.get(c)
+        if i is None:
+            i = self.class_index[c] = len(self.classes)
+            self.classes.append(c)
+        return i
+
+    def _class_codes(self, values: np.ndarray) -> np.ndarray:
+        import numpy as np
+
+        uniq, inv = np.unique(values.astype(str), return_inverse=True)
+        lookup = np.array([self._class(class_name(u)) for u in uniq], dtype=np.int32)
+        return lookup[inv.reshape(-1)]
+
+    def _guess_task(self, pred: np.ndarray) -> str:
+        import numpy as np
+
+        if pred.dtype.kind in "OUSb":
+            return CLASSIFIER
+        if pred.dtype.kind in "iu":
+            return CLASSIFIER
+        if pred.dtype.kind == "f" and np.all(np.mod(pred[np.isfinite(pred)], 1) == 0) \
+                and len(np.unique(pred)) <= 20:
+            return CLASSIFIER
+        return REGRESSOR
+
+    def _prepare(self, raw: dict[str, Any]) -> dict[str, Any]:
+        import numpy as np
+
+        n = len(raw["ts"])
+        prof = self.schema.profile or {}
+        feats = prof.get("features") or {}
+        # one contiguous row per feature; a missing value takes the slot after the last bin
+        codes = np.empty((len(self.features), n), dtype=np.int16)
+        codes[:] = np.asarray(self.n_bins, dtype=np.int16)[:, None]
+        num_cols = {str(c): j for j, c in enumerate(raw.get("num_cols", []))}
+        cat_cols = {str(c): j for j, c in enumerate(raw.get("cat_cols", []))}
+        for k, f in enumerate(self.features):
+            st = feats[f]
+            if st.get("kind") == "categorical":
+                if f in cat_cols:
+                    col = raw["cat"][:, cat_cols[f]]
+                elif f in num_cols:
+                    col = raw["num"][:, num_cols[f]].astype(str)
+                else:
+                    continue
+                index = self.cat_index[f]
+                other = index[OTHER]
+                uniq, inv = np.unique(col, return_inverse=True)
+                lookup = np.array([self.n_bins[k] if u in ("", "nan", "None") else index.get(str(u), other)
+                                   for u in uniq], dtype=np.int16)
+                codes[k] = lookup[inv.reshape(-1)]
+            elif f in num_cols:
+                x = raw["num"][:, num_cols[f]]
+                b = np.searchsorted(np.asarray(st["edges"]), x, side="right").astype(np.int16)
+                b[np.isnan(x)] = self.n_bins[k]
+                codes[k] = b
+        pred = raw["pred"]
+        if self.task is None:
+            self.task = self._guess_task(pred)
+        has_y = raw["has_y"] if "has_y" in raw else np.zeros(n, dtype=bool)
+        out: dict[str, Any] = {"ts": raw["ts"].astype(np.int64), "codes": codes, "has_y": has_y,
+                               "ids": raw.get("ids"), "lat": raw.get("lat")}
+        if self.task == CLASSIFIER:
+            out["pred"] = self._class_codes(pred)
+            y = np.full(n, -1, dtype=np.int32)
+            if has_y.any():
+                y[has_y] = self._class_codes(raw["y"][has_y])
+            out["y"] = y
+            out["pred_bin"] = None
+        else:
+            pred = pred.astype(np.float64)
+            out["pred"] = pred
+            y = np.full(n, np.nan)
+            if has_y.any():
+                y[has_y] = _numbers(raw["y"][has_y])
+            out["y"] = y
+            out["has_y"] = has_y & ~np.isnan(y)  # a label that is not a number is no label
+            tstats = prediction_reference(prof, self.task)
+            if tstats.get("kind") == "numeric":
+                edges = np.asarray(tstats["edges"])
+                out["pred_bin"] = np.searchsorted(edges, pred, side="right").astype(np.int16)
+            else:
+                out["pred_bin"] = None
+        return out
+
+    def refresh(self, run: MonitorRun) -> Traffic:
+
+        with self.lock:
+            folder = f"{BATCHES}/v{self.schema.version}"
+            for path in run.list(folder):
+                if path not in self.seen:
+                    self.parts.append(self._prepare(run.read(path)))
+                    self.files.append(path)
+                    self.seen.add(path)
+            for path in run.list(LABELS):
+                if path not in self.label_files:
+                    raw = run.read(path)
+                    self.label_files.add(path)
+                    self.label_parts.append((path, raw["ids"], raw["y"]))
+            stamp = (len(self.files), len(self.label_files))
+            if self.joined is not None and self.joined[:2] == stamp:
+                return self.joined[2]
+            traffic = self._join()
+            self.joined = (*stamp, traffic)
+            return traffic
+
+    def _merge(self) -> None:
+        """Fold every part read so far into one, so that a new batch costs one concatenation
+        of the arrays rather than one per file ever read."""
+        import numpy as np
+
+        parts = self.parts
+        if len(parts) < 2:
+            return
+        n = [len(p["ts"]) for p in parts]
+        merged: dict[str, Any] = {
+            k: np.concatenate([p[k] for p in parts]) for k in ("ts", "pred", "y", "has_y")}
+        merged["codes"] = np.concatenate([p["codes"] for p in parts], axis=1)
+        merged["pred_bin"] = np.concatenate([p["pred_bin"] for p in parts]) \
+            if all(p["pred_bin"] is not None for p in parts) else None
+        merged["lat"] = np.concatenate([p["lat"] if p["lat"] is not None else np.full(k, np.nan, np.float32)
+                                        for p, k in zip(parts, n)]) \
+            if any(p["lat"] is not None for p in parts) else None
+        merged["ids"] = np.concatenate([p["ids"] if p["ids"] is not None else np.full(k, "", dtype=str)
+                                        for p, k in zip(parts, n)]) \
+            if any(p["ids"] is not None for p in parts) else None
+        self.parts = [merged]
+
+    def _join(self) -> Traffic:
+        import numpy as np
+
+        self._merge()
+        parts = self.parts
+        task = self.task or CLASSIFIER
+
+        def cat(key: str, empty: Any) -> Any:
+            if len(parts) == 1:
+                return parts[0][key]
+            return np.concatenate([p[key] for p in parts]) if parts else empty
+
+        ts = cat("ts", np.zeros(0, dtype=np.int64))
+        codes = parts[0]["codes"] if parts else np.zeros((len(self.features), 0), dtype=np.int16)
+        pred = cat("pred", np.zeros(0, dtype=np.int32 if task == CLASSIFIER else np.float64))
+        y = cat("y", np.zeros(0, dtype=np.int32 if task == CLASSIFIER else np.float64)).copy()
+        has_y = cat("has_y", np.zeros(0, dtype=bool)).copy()
+        pred_bin = np.concatenate([p["pred_bin"] for p in parts]) \
+            if parts and all(p["pred_bin"] is not None for p in parts) else None
+        lat = None
+        if any(p["lat"] is not None for p in parts):
+            lat = np.concatenate([p["lat"] if p["lat"] is not None
+                                  else np.full(len(p["ts"]), np.nan, np.float32) for p in parts])
+        if self.label_parts and any(p["ids"] is not None for p in parts):
+            y, has_y = self._apply_labels(parts, y, has_y, task)
+        return Traffic(self.schema, ts, codes, list(self.features), list(self.n_bins), pred, pred_bin,
+                       y, has_y, lat, list(self.classes), task, len(self.files))
+
+    def _apply_labels(self, parts: list[dict[str, Any]], y: Any, has_y: Any, task: str) -> tuple[Any, Any]:
+        import numpy as np
+        import pandas as pd
+
+        ids = np.concatenate([p["ids"] if p["ids"] is not None else np.full(len(p["ts"]), "", dtype=str)
+                              for p in parts])
+        label_ids = np.concatenate([lp[1] for lp in sorted(self.label_parts, key=lambda t: t[0])])
+        label_y = np.concatenate([np.asarray(lp[2]).astype(str) if task == CLASSIFIER else
+                                  _numbers(np.asarray(lp[2]))
+                                  for lp in sorted(self.label_parts, key=lambda t: t[0])])
+        index = pd.Index(label_ids)
+        keep = ~index.duplicated(keep="last")  # a later label corrects an earlier one
+        index = index[keep]
+        label_y = label_y[keep]
+        pos = index.get_indexer(ids)
+        hit = (pos >= 0) & (ids != "")
+        if not hit.any():
+            return y, has_y
+        if task == CLASSIFIER:
+            y = y.astype(np.int32)
+            y[hit] = self._class_codes(label_y[pos[hit]])
+        else:
+            y = y.astype(np.float64)
+            values = label_y[pos[hit]]
+            y[hit] = values
+            hit[hit] = ~np.isnan(values)  # a label that is not a number is no label
+        has_y = has_y | hit
+        return y, has_y
+
+
+def _numbers(values: np.ndarray) -> np.ndarray:
+    """Regression labels as floats; NaN for any that is not a number."""
+    import numpy as np
+    import pandas as pd
+
+    if values.dtype.kind in "iufb":
+        return values.astype(np.float64)
+    return pd.to_numeric(pd.Series(values), errors="coerce").to_numpy(dtype=np.float64)
+
+
+_readers: dict[tuple[str, str, int], _Reader] = {}
+_readers_lock = threading.Lock()
+
+
+def traffic(name: str, version: int) -> Traffic:
+    """All recorded traffic of ``name/version``, prepared; only files new since the last call
+    are read.
+
+    Args:
+        name: the model.
+        version: the version number.
+
+    Returns:
+        The :class:`Traffic`, labels given later joined in.
+
+    Example:
+        >>> len(traffic("iris", 1))  # doctest: +SKIP
+        360
+    """
+    store = get_store()
+    key = (store.uri, name, int(version))
+    with _readers_lock:
+        reader = _readers.get(key)
+        if reader is None:
+            reader = _readers[key] = _Reader(schema(name, version))
+    return reader.refresh(monitor_run(name))
+
+
+def recorded(ref: str | Ref, *, since: Any = None, labelled: bool = False) -> pd.DataFrame:
+    """The recorded traffic of a version as a DataFrame, oldest first: the features, then
+    ``timestamp``, ``y_pred``, ``y_true`` (None where unknown, labels given later included),
+    ``id`` and ``latency_ms``.
+
+    Args:
+        ref: the model or version, as for :func:`~nbmodel.monitoring.record`.
+        since: only rows from this time (a date, or ``2d`` ago).
+        labelled: only rows whose true value is known.
+
+    Returns:
+        A pandas DataFrame.
+
+    Raises:
+        BadData: a ``since`` that is not a time.
+
+    Example:
+        >>> df = nbmodel.monitoring.recorded("iris", since="2d", labelled=True)  # doctest: +SKIP
+        >>> clf.fit(df[features], df["y_true"])  # retrain on recent data  # doctest: +SKIP
+    """
+    import numpy as np
+    import pandas as pd
+
+    name, version = target(ref)
+    sch = schema(name, version)
+    tr = traffic(name, version)
+    reader = _readers[(get_store().uri, name, int(version))]
+    run = monitor_run(name)
+    frames = []
+    for path in reader.files[: tr.files]:
+        raw = run.read(path)
+        cols: dict[str, Any] = {}
+        for j, c in enumerate(raw.get("num_cols", [])):
+            cols[str(c)] = raw["num"][:, j]
+        for j, c in enumerate(raw.get("cat_cols", [])):
+            cols[str(c)] = raw["cat"][:, j]
+        df = pd.DataFrame(cols)
+        if sch.columns:
+            df = df[[c for c in sch.columns if c in df.columns]]
+        df["timestamp"] = pd.to_datetime(raw["ts"], unit="ms", utc=True)
+        df["y_pred"] = raw["pred"]
+        df["id"] = raw["ids"] if "ids" in raw else None
+        df["latency_ms"] = raw["lat"] if "lat" in raw else np.nan
+        frames.append(df)
+    columns = [*(sch.columns or []), "timestamp", "y_pred", "y_true", "id", "latency_ms"]
+    if not frames:
+        return pd.DataFrame(columns=columns)
+    df = pd.concat(frames, ignore_index=True)
+    if tr.task == CLASSIFIER:
+        classes = np.array(tr.classes + [""], dtype=object)
+        names = classes[np.where(tr.has_y, tr.y, len(tr.classes))]
+        kind = df["y_pred"].dtype.kind
+        values: list[Any]
+        if kind in "iu":
+            values = [int(v) if v != "" else None for v in names]
+        elif kind == "f":
+            values = [float(v) if v != "" else None for v in names]
+        else:
+            values = [v if v != "" else None for v in names]
+        df["y_true"] = pd.Series(values, dtype=object)
+    else:
+        df["y_true"] = np.where(tr.has_y, tr.y, np.nan)
+    df = df[columns].sort_values("timestamp", kind="stable")
+    if since is not None:
+        df = df[df["timestamp"] >= pd.Timestamp(parse_since(since), unit="ms", tz="UTC")]
+    if labelled:
+        df = df[df["y_true"].notna()]
+    return df.reset_index(drop=True)
+
+
+def clear_caches() -> None:
+    """Forget the traffic read so far (the files stay in the store)."""
+    with _readers_lock:
+        _readers.clear()
