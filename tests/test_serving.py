@@ -873,3 +873,41 @@ def test_the_record_stays_private_through_deploys_and_updates(commit_iris: Any, 
     assert modes == dict.fromkeys(("deploy", "add", "switch", "drop"), 0o600)
     record = _records.read(path)
     assert record.names == ["iris"] and record.models[0].version == 2
+
+
+def test_records_read_what_earlier_kernels_wrote(tmp_path: Path) -> None:
+    """A record as earlier versions wrote it (missing keys, unknown keys) reads as the typed
+    record, and writing it back keeps the JSON form that older readers expect."""
+    from nbmodel.serving import _records
+
+    path = tmp_path / "5001.json"
+    path.write_text(json.dumps({
+        "host": "127.0.0.1", "port": "5001", "pid": 42, "store": "sqlite:///m.db", "token": "",
+        "models": [{"name": "iris", "alias": "production", "version": 3, "path": None,
+                    "example": None, "future": 1}],
+        "detached": 0, "max_body": None, "workers": None, "something_new": True}))
+    record = _records.read(path)
+    assert (record.port, record.pid, record.token, record.workers, record.max_body) == (
+        5001, 42, None, 1, _records.DEFAULT_MAX_BODY)
+    assert record.monitor and not record.detached and record.path == path
+    assert record.models == [_records.ModelSpec("iris", "production", 3)]
+    assert record.models[0].ref == "iris@production" and record.model("iris") is record.models[0]
+    record.pid = 43
+    _records.write(record)
+    data = json.loads(path.read_text())
+    assert data["pid"] == 43 and data["models"][0]["name"] == "iris" and "path" in data["models"][0]
+    assert "path" not in data  # where the record lives is not part of it
+    assert _records.read_all(tmp_path) == [record]
+    (tmp_path / "7.json").write_text("{not json")
+    assert [r.port for r in _records.read_all(tmp_path)] == [5001]
+
+
+def test_deployments_show_as_their_text() -> None:
+    from IPython.lib.pretty import pretty
+
+    from nbmodel.serving import Deployment, Deployments
+
+    d = Deployment(name="iris", alias="production", host="127.0.0.1", port=5001, pid=1, version=3)
+    table = Deployments([d])
+    assert repr(table) == str(table) == pretty(table) and "iris@production" in str(table)
+    assert pretty(d) == str(d) and repr(d) == "<Deployment iris@production at http://127.0.0.1:5001/invocations>"

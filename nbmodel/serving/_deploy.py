@@ -190,6 +190,11 @@ class Deployment(Shown):
     def __repr__(self) -> str:
         return f"<Deployment {self.ref} at {self.url}>"
 
+    # IPython's printer takes the first class in the MRO that defines either __repr__ or
+    # _repr_pretty_: with its own __repr__ here, Shown's printer is only reached when this
+    # class names it too (it prints str(self), the card with the curl line).
+    _repr_pretty_ = Shown._repr_pretty_
+
     def _repr_html_(self) -> str:
         from ..display import badge, card
 
