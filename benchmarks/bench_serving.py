@@ -146,9 +146,10 @@ def cpu_seconds(pid: int) -> float:
 
 
 def make_store(folder: Path) -> tuple[str, bytes]:
-    import nbmodel
     from sklearn.datasets import load_iris
     from sklearn.linear_model import LogisticRegression
+
+    import nbmodel
 
     uri = f"sqlite:///{folder / 'mlflow.db'}"
     nbmodel.set_store(uri)
@@ -164,7 +165,8 @@ def start_nbmodel(store_uri: str, folder: Path, *, monitor: bool,
                   warm: object = None) -> tuple[Any, int, float]:
     """A server process serving iris@production, as a fresh process, or forked by ``warm`` (a
     ready warm starter) as ``%model_deploy`` does in a notebook."""
-    from nbmodel.serving import _deploy
+    from nbmodel.serving import _deploy, _process
+    from nbmodel.serving import _records as R
     from nbmodel.store import get_store
     from nbmodel.versions import resolve
 
@@ -172,21 +174,21 @@ def start_nbmodel(store_uri: str, folder: Path, *, monitor: bool,
     v = resolve("iris@production")
     path = _deploy._local_dir(store, v.name, v.version)
     port = free_port()
-    record = {"host": "127.0.0.1", "port": port, "pid": None, "store": store_uri, "token": None,
-              "models": [{"name": "iris", "alias": "production", "version": v.version, "path": path}],
-              "detached": True, "monitor": monitor, "max_body": 10 * 2**20}
     rec = folder / f"bench-{port}.json"
-    rec.write_text(json.dumps(record))
-    env = _deploy.server_env(store_uri)
+    record = R.DeploymentRecord(host="127.0.0.1", port=port, store=store_uri,
+                                models=[R.ModelSpec("iris", "production", v.version, path)],
+                                detached=True, monitor=monitor, max_body=10 * 2**20, path=rec)
+    R.write(record)
+    env = _process.server_env(store_uri)
     log = folder / f"bench-{port}.log"
     t0 = time.perf_counter()
     if warm is not None:
-        proc: Any = _deploy.Forked(warm.spawn(_deploy.server_args(rec), env, str(log)))
+        proc: Any = _process.Forked(warm.spawn(_process.server_args(rec), env, str(log)))
     else:
-        proc = subprocess.Popen(_deploy.server_command(rec), env=env, stdout=open(log, "ab"),
+        proc = subprocess.Popen(_process.server_command(rec), env=env, stdout=open(log, "ab"),
                                 stderr=subprocess.STDOUT, start_new_session=True)
-    record["pid"] = proc.pid
-    rec.write_text(json.dumps(record))
+    record.pid = proc.pid
+    R.write(record)
     return proc, port, t0
 
 
@@ -195,8 +197,9 @@ def start_mlflow(store_uri: str, folder: Path) -> tuple[subprocess.Popen, int, f
     env = {**os.environ, "MLFLOW_TRACKING_URI": store_uri,
            "PATH": str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", "")}
     t0 = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "mlflow", "models", "serve", "-m", "models:/iris@production",
-                             "-h", "127.0.0.1", "-p", str(port), "--env-manager", "local", "-w", "1"],
+    proc = subprocess.Popen([sys.executable, "-m", "mlflow", "models", "serve",
+                             "-m", "models:/iris@production", "-h", "127.0.0.1", "-p", str(port),
+                             "--env-manager", "local", "-w", "1"],
                             env=env, stdout=open(folder / "mlflow-serve.log", "ab"),
                             stderr=subprocess.STDOUT, start_new_session=True)
     return proc, port, t0
@@ -225,10 +228,10 @@ def warm_startups(store_uri: str, folder: Path, body: bytes, load: Any, seconds:
     the starter took to be ready (``ready``) and the memory it holds of its own, anonymous
     RSS (``mb``); and the load run's figures on the last server it forked."""
     import nbmodel
-    from nbmodel.serving import _deploy, _warm
+    from nbmodel.serving import _process, _warm
 
     t = time.perf_counter()
-    starter = _warm.WarmStarter(_deploy.server_env())
+    starter = _warm.WarmStarter(_process.server_env())
     try:
         if "ready" not in starter._read(120):
             raise RuntimeError("the warm starter did not start")
@@ -254,7 +257,7 @@ def warm_startups(store_uri: str, folder: Path, body: bytes, load: Any, seconds:
             for i in range(rounds):
                 t0 = time.perf_counter()
                 dep = nbmodel.deploy("iris/1", alias=f"bench{i}")
-                wait_answering(_deploy.Forked(dep.pid), dep.port, body, t0)
+                wait_answering(_process.Forked(dep.pid), dep.port, body, t0)
                 deploys.append(time.perf_counter() - t0)
                 nbmodel.undeploy(f"iris@bench{i}")
         finally:

@@ -76,11 +76,13 @@ async def asgi_post(app: Any, body: bytes) -> tuple[int, bytes]:
 def in_process_app(store: Any, version: Any) -> Any:
     """The server's App serving ``version`` of iris, without a process or a socket."""
     from nbmodel.serving import _deploy, _server
+    from nbmodel.serving._records import DeploymentRecord, ModelSpec
 
     path = _deploy._local_dir(store, "iris", version.version)
-    record = {"host": "127.0.0.1", "port": 0, "store": store.uri, "token": None,
-              "models": [{"name": "iris", "alias": None, "version": version.version, "path": path}]}
-    app = _server.App("/nonexistent.json", record)
+    record = DeploymentRecord(host="127.0.0.1", port=0, store=store.uri,
+                              models=[ModelSpec("iris", None, version.version, path)],
+                              path=Path("/nonexistent.json"))
+    app = _server.App(record)
     return app, record
 
 
@@ -292,7 +294,7 @@ class SteadyLoad:
                 else:
                     self.seen.append((time.time(), self.answers[r.text]))
 
-    def __enter__(self) -> "SteadyLoad":
+    def __enter__(self) -> SteadyLoad:
         for t in self._threads:
             t.start()
         return self
@@ -356,8 +358,9 @@ def test_killed_server_shows_down_and_comes_back_on_its_port(shell: Any, commit_
 @pytest.mark.slow
 def test_several_models_on_one_port(shell: Any, commit_iris: Any, iris: Any, diabetes: Any,
                                     servers: Any) -> None:
-    import nbmodel
     from sklearn.linear_model import Ridge
+
+    import nbmodel
 
     commit_iris(C=1.0)
     reg = Ridge().fit(diabetes["X_train"], diabetes["y_train"])
@@ -400,8 +403,9 @@ def test_if_better_refuses_a_worse_version(shell: Any, commit_iris: Any, servers
 @pytest.mark.slow
 def test_a_version_that_fails_to_load_never_replaces_the_serving_one(commit_iris: Any, iris: Any,
                                                                      servers: Any) -> None:
-    import nbmodel
     from mlflow import MlflowClient
+
+    import nbmodel
 
     commit_iris(C=1.0)
     v2 = commit_iris(C=0.01)
@@ -444,10 +448,10 @@ def test_server_ends_with_the_kernel_that_started_it(commit_iris: Any, isolated_
 
 def gone(pid: int, timeout: float = 10.0) -> bool:
     """Wait until process ``pid`` has ended (a zombie not yet reaped counts as ended)."""
-    from nbmodel.serving import _deploy
+    from nbmodel.serving import _process
 
     deadline = time.monotonic() + timeout
-    while _deploy._pid_alive(pid):
+    while _process.pid_alive(pid):
         if time.monotonic() > deadline:
             return False
         time.sleep(0.05)
@@ -462,7 +466,7 @@ def parent_pid(pid: int) -> int:
 @pytest.mark.slow
 def test_servers_fork_from_the_warm_starter_else_start_afresh(shell: Any, commit_iris: Any, iris: Any,
                                                              servers: Any, monkeypatch: Any) -> None:
-    from nbmodel.serving import _deploy, _warm
+    from nbmodel.serving import _process, _warm
 
     commit_iris(C=1.0)
     starter = _warm.current()
@@ -491,7 +495,7 @@ def test_servers_fork_from_the_warm_starter_else_start_afresh(shell: Any, commit
         servers.stop("all")
 
     # a helper that hangs is given up on, and the server starts afresh
-    stuck = _warm.WarmStarter(_deploy.server_env())
+    stuck = _warm.WarmStarter(_process.server_env())
     os.kill(stuck.pid, signal.SIGSTOP)
     monkeypatch.setattr(_warm, "READY_TIMEOUT", 0.5)
     monkeypatch.setattr(_warm, "_starter", stuck)
@@ -504,11 +508,11 @@ def test_servers_fork_from_the_warm_starter_else_start_afresh(shell: Any, commit
 @pytest.mark.slow
 def test_the_warm_starter_stays_while_used_and_leaves_when_idle(shell: Any, warm_starter: Any,
                                                                 monkeypatch: Any) -> None:
-    from nbmodel.serving import _deploy, _warm
+    from nbmodel.serving import _process, _warm
 
     monkeypatch.setenv("NBMODEL_WARM_SERVER", "1")
 
-    short = _warm.WarmStarter(_deploy.server_env(), idle_seconds=3.0)
+    short = _warm.WarmStarter(_process.server_env(), idle_seconds=3.0)
     monkeypatch.setattr(_warm, "_starter", short)
     try:
         assert "ready" in short._read(120)
@@ -630,7 +634,7 @@ def test_every_answer_goes_to_the_monitoring_recorder(commit_iris: Any, iris: An
 
     app, record = in_process_app(isolated_store, v)
     app.recorder_cls = Recorder
-    app.add_slot(record["models"][0], with_pyfunc=False)
+    app.add_slot(record.models[0], with_pyfunc=False)
     X = iris["X_test"].iloc[:3]
     status, out = asyncio.run(asgi_post(app, json.dumps(split(X)).encode()))
     assert status == 200
@@ -656,7 +660,7 @@ def test_requests_waiting_together_share_one_predict_call(commit_iris: Any, iris
 
     v = commit_iris(C=1.0)
     app, record = in_process_app(isolated_store, v)
-    app.add_slot(record["models"][0], with_pyfunc=False)
+    app.add_slot(record.models[0], with_pyfunc=False)
     handle = app.slots["iris"].handle
     assert handle.fast and handle.batch and handle.batcher is not None
     X = iris["X_test"]
@@ -806,3 +810,104 @@ def test_sqlite_registry_reads_what_mlflow_reads(commit_iris: Any, isolated_stor
         assert reg.model_dir("iris", v) == client.get_model_version_download_uri("iris", str(v)).removeprefix("file://")
     assert reg.model_dir("iris", 9) is None
     assert SqliteRegistry.of("http://127.0.0.1:5000") is None
+
+
+def test_the_record_stays_private_whoever_writes_it(commit_iris: Any, isolated_store: Any,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """The record holds the server's token: ``serve()`` and the server saying why it stopped
+    both leave it readable by its owner only (0o600), whatever the umask."""
+    import nbmodel.serving as serving
+    from nbmodel.serving import _server
+
+    commit_iris(C=1.0)
+    modes: dict[str, int] = {}
+
+    def no_exec(executable: str, argv: list[str], env: dict[str, str]) -> None:
+        record = Path(argv[argv.index("--record") + 1])
+        modes["serve"] = record.stat().st_mode & 0o777
+        raise OSError("exec refused by the test")
+
+    monkeypatch.setattr(os, "execve", no_exec)
+    old = os.umask(0o022)
+    try:
+        with pytest.raises(OSError, match="refused by the test"):
+            serving.serve("iris/1", token="s3cret")
+        path = serving.state_dir() / "1.json"
+        path.write_text(json.dumps({"host": "127.0.0.1", "port": 1, "pid": os.getpid(),
+                                    "store": isolated_store.uri, "token": "s3cret", "models": []}))
+        path.chmod(0o600)
+        _server.R.mark_stopped(path, os.getpid(), "stopped", time.time())
+        modes["server"] = path.stat().st_mode & 0o777
+        assert json.loads(path.read_text())["stopped"] == "stopped"
+    finally:
+        os.umask(old)
+    assert modes == {"serve": 0o600, "server": 0o600}
+
+
+@pytest.mark.slow
+def test_the_record_stays_private_through_deploys_and_updates(commit_iris: Any, diabetes: Any,
+                                                              servers: Any) -> None:
+    """Starting a server, adding a model to its port, switching a version and dropping one
+    model all rewrite the record; each leaves it 0o600."""
+    from sklearn.linear_model import Ridge
+
+    import nbmodel
+    from nbmodel.serving import _records
+
+    commit_iris(C=1.0)
+    commit_iris(C=0.01)
+    nbmodel.commit(Ridge().fit(diabetes["X_train"], diabetes["y_train"]), "dia")
+    old = os.umask(0o022)
+    try:
+        first = servers.deploy("iris/1")
+        path = Path(first.record)
+        modes = {"deploy": path.stat().st_mode & 0o777}
+        servers.deploy("dia/1", port=first.port)
+        modes["add"] = path.stat().st_mode & 0o777
+        servers.deploy("iris/2")
+        modes["switch"] = path.stat().st_mode & 0o777
+        servers.stop("dia")
+        modes["drop"] = path.stat().st_mode & 0o777
+    finally:
+        os.umask(old)
+    assert modes == dict.fromkeys(("deploy", "add", "switch", "drop"), 0o600)
+    record = _records.read(path)
+    assert record.names == ["iris"] and record.models[0].version == 2
+
+
+def test_records_read_what_earlier_kernels_wrote(tmp_path: Path) -> None:
+    """A record as earlier versions wrote it (missing keys, unknown keys) reads as the typed
+    record, and writing it back keeps the JSON form that older readers expect."""
+    from nbmodel.serving import _records
+
+    path = tmp_path / "5001.json"
+    path.write_text(json.dumps({
+        "host": "127.0.0.1", "port": "5001", "pid": 42, "store": "sqlite:///m.db", "token": "",
+        "models": [{"name": "iris", "alias": "production", "version": 3, "path": None,
+                    "example": None, "future": 1}],
+        "detached": 0, "max_body": None, "workers": None, "something_new": True}))
+    record = _records.read(path)
+    assert (record.port, record.pid, record.token, record.workers, record.max_body) == (
+        5001, 42, None, 1, _records.DEFAULT_MAX_BODY)
+    assert record.monitor and not record.detached and record.path == path
+    assert record.models == [_records.ModelSpec("iris", "production", 3)]
+    assert record.models[0].ref == "iris@production" and record.model("iris") is record.models[0]
+    record.pid = 43
+    _records.write(record)
+    data = json.loads(path.read_text())
+    assert data["pid"] == 43 and data["models"][0]["name"] == "iris" and "path" in data["models"][0]
+    assert "path" not in data  # where the record lives is not part of it
+    assert _records.read_all(tmp_path) == [record]
+    (tmp_path / "7.json").write_text("{not json")
+    assert [r.port for r in _records.read_all(tmp_path)] == [5001]
+
+
+def test_deployments_show_as_their_text() -> None:
+    from IPython.lib.pretty import pretty
+
+    from nbmodel.serving import Deployment, Deployments
+
+    d = Deployment(name="iris", alias="production", host="127.0.0.1", port=5001, pid=1, version=3)
+    table = Deployments([d])
+    assert repr(table) == str(table) == pretty(table) and "iris@production" in str(table)
+    assert pretty(d) == str(d) and repr(d) == "<Deployment iris@production at http://127.0.0.1:5001/invocations>"

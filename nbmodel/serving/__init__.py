@@ -5,8 +5,10 @@ A deployment is a separate server process that speaks MLflow's scoring protocol
 ``inputs``, JSON or CSV; ``GET /ping``, ``/health``, ``/version``), adds ``GET /metrics`` in
 Prometheus format, serves several models on one port (``/models/NAME/invocations``), and
 follows its alias: after a rollback it loads the new version beside the old one and swaps
-atomically. See ``_server`` for the process, ``_models`` for the request path and ``_deploy``
-for starting, listing and stopping from a kernel.
+atomically. See ``_server`` for the process, ``_models`` for the request path, ``_deploy``
+for starting, listing and stopping from a kernel, ``_records`` for the record a kernel and its
+server share, ``_process`` for starting and checking processes, and ``_warm`` for the helper
+that forks servers with their imports done.
 
 Importing this package imports nothing heavy.
 """
@@ -14,6 +16,7 @@ Importing this package imports nothing heavy.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 from typing import Any
@@ -43,13 +46,35 @@ def serve(ref: str, *, port: int | None = None, host: str = "127.0.0.1", token: 
     ``iris@production`` follows the alias; ``iris/3`` serves that version and moves no alias.
     The server is listed by ``%model_deployments`` while it runs. This process becomes the
     server (``exec``), so the server starts without the registry client this process opened.
+
+    Args:
+        ref: ``iris@production`` (follows the alias) or ``iris/3`` (that version).
+        port: the port (default: a free one).
+        host: the address; anything but loopback needs a token (made if not given).
+        token: require ``Authorization: Bearer TOKEN`` on every request.
+        alias: the alias to follow when ``ref`` names neither a version nor an alias.
+        max_body: the largest request body in bytes (413 above it).
+        workers: worker processes sharing the port.
+
+    Returns:
+        Nothing in practice: this process becomes the server.
+
+    Raises:
+        RetiredVersion: ``ref`` names a retired version.
+        DeployError: a bad worker count, or the port is taken.
+
+    Example:
+        >>> nbmodel.serving.serve("iris@production", port=5001)  # doctest: +SKIP
+        serving iris@production (iris/3) at http://127.0.0.1:5001/invocations
     """
     import secrets
+    import time
 
     from ..refs import parse_ref
     from ..store import get_store
     from ..versions import resolve
-    from . import _deploy
+    from . import _deploy, _process
+    from . import _records as R
 
     r = parse_ref(ref)
     if alias and r.version is None and r.alias is None:
@@ -64,32 +89,32 @@ def serve(ref: str, *, port: int | None = None, host: str = "127.0.0.1", token: 
     if host not in _deploy.LOOPBACK and not token:
         token = secrets.token_urlsafe(24)
     store = get_store()
-    port = port or _deploy.free_port(host if ":" not in host else "::1")
+    port = port or _process.free_port(host if ":" not in host else "::1")
     folder = _deploy.state_dir(store)
     path = folder / f"{port}.json"
-    with _deploy._locked(folder):
-        if path.exists() and _deploy._pid_alive(_deploy._records_one(path).get("pid")):
-            raise DeployError(f"port {port} already serves nbmodel models; stop them first "
-                              f"(%model_deploy --stop {port}) or choose another --port")
-        if not _deploy._port_free(host, port):
-            raise DeployError(f"port {port} on {host} is in use by another program; choose another with --port")
+    with R.locked(folder):
+        with contextlib.suppress(OSError, ValueError):
+            if _process.pid_alive(R.read(path).pid):
+                raise DeployError(f"port {port} already serves nbmodel models; stop them first "
+                                  f"(%model_deploy --stop {port}) or choose another --port")
+        if not _process.port_free(host, port):
+            raise DeployError(f"port {port} on {host} is in use by another program; "
+                              "choose another with --port")
         local = _deploy._local_dir(store, v.name, v.version)
-        spec = {"name": v.name, "alias": r.alias, "version": v.version, "path": local,
-                "example": _deploy._serving_example(local)}
-        record = {"host": host, "port": port, "pid": os.getpid(), "store": store.uri,
-                  "models": [spec], "token": token, "detached": True,
-                  "max_body": max_body or _deploy.DEFAULT_MAX_BODY, "workers": workers}
-        import time
-
-        record["started"] = time.time()
-        _deploy._write(path, record)
-    d = _deploy._deployments_of(path, record, None)[0]
+        spec = R.ModelSpec(name=v.name, alias=r.alias, version=v.version, path=local,
+                           example=_deploy._serving_example(local))
+        record = R.DeploymentRecord(host=host, port=port, store=store.uri, models=[spec],
+                                    pid=os.getpid(), token=token, detached=True,
+                                    max_body=max_body or R.DEFAULT_MAX_BODY, workers=workers,
+                                    started=time.time(), path=path)
+        R.write(record)
+    d = _deploy._deployments_of(record, None)[0]
     d.version = v.version
     print(f"serving {d.ref} ({v.ref}) at {d.url}" + (f"\n  token: {token}" if token else ""), flush=True)
     sys.stderr.flush()
     try:
-        os.execve(sys.executable, _deploy.server_command(path, "--remove-record"),
-                  _deploy.server_env(store.uri))
+        os.execve(sys.executable, _process.server_command(path, "--remove-record"),
+                  _process.server_env(store.uri))
     except OSError:
         path.unlink(missing_ok=True)
         raise

@@ -1,10 +1,11 @@
 """Deploying from a kernel: point the alias, start (or reuse) a server process, list and stop
 what runs.
 
-Each running server has a record, ``<port>.json`` in the store's deployments folder (beside a
-sqlite store's file, or a per-user folder for an ``http://`` store), so a new kernel lists what
-runs and brings back a server that died on the same port. The record is also how a kernel adds
-a model to a running server: the server re-reads it when it changes.
+Each running server has a record (:class:`~._records.DeploymentRecord`) in the store's
+deployments folder (beside a sqlite store's file, or a per-user folder for an ``http://``
+store), so a new kernel lists what runs and brings back a server that died on the same port.
+The record is also how a kernel adds a model to a running server: the server re-reads it when
+it changes. How a server process is started and checked is in ``_process``.
 """
 
 from __future__ import annotations
@@ -15,35 +16,48 @@ import html
 import json
 import os
 import secrets
-import signal
-import socket
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..display import Shown
 from ..errors import AliasNotFound, DeployError, NotBetter, RetiredVersion
 from ..refs import parse_ref
-from . import _warm
+from . import _process, _warm
+from . import _records as R
+from ._process import Forked, free_port, server_args, server_command, server_env
+from ._records import DEFAULT_MAX_BODY, DeploymentRecord, ModelSpec
+
+__all__ = ["DEFAULT_MAX_BODY", "LOOPBACK", "MAX_WORKERS", "Deployment", "Deployments", "Forked",
+           "check_better", "deploy", "deployments", "dockerfile", "free_port", "server_args",
+           "server_command", "server_env", "state_dir", "status_section", "stop"]
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
-DEFAULT_MAX_BODY = 10 * 1024 * 1024
 START_TIMEOUT = 90.0
 SWITCH_TIMEOUT = 30.0
 MAX_WORKERS = 64
 
-#: Server processes this kernel started, so that stopping them also reaps them.
-_children: dict[int, subprocess.Popen] = {}
-
 
 # -- where records live ----------------------------------------------------------------------
 def state_dir(store: Any = None) -> Path:
-    """The deployments folder of a store."""
+    """The deployments folder of a store (made if missing).
+
+    Args:
+        store: the store (default: the one in use).
+
+    Returns:
+        ``.nbmodel/deployments`` beside a sqlite store's file, else a per-user cache folder
+        named after the store's URI.
+
+    Example:
+        >>> nbmodel.serving.state_dir()  # doctest: +SKIP
+        PosixPath('/home/me/project/.nbmodel/deployments')
+    """
     from ..store import get_store
 
     store = store or get_store()
@@ -56,39 +70,6 @@ def state_dir(store: Any = None) -> Path:
         folder = base / "nbmodel" / "deployments" / digest
     folder.mkdir(parents=True, exist_ok=True)
     return folder
-
-
-@contextlib.contextmanager
-def _locked(folder: Path) -> Iterator[None]:
-    from filelock import FileLock
-
-    with FileLock(str(folder / ".lock")):
-        yield
-
-
-def _write(path: Path, record: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # it holds the token
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump(record, f, indent=1)
-    os.replace(tmp, path)
-
-
-def _records_one(path: Path) -> dict[str, Any]:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-
-
-def _records(folder: Path) -> list[tuple[Path, dict[str, Any]]]:
-    out = []
-    for path in sorted(folder.glob("*.json"), key=lambda p: int(p.stem) if p.stem.isdigit() else 0):
-        try:
-            out.append((path, json.loads(path.read_text(encoding="utf-8"))))
-        except (OSError, ValueError):
-            continue
-    return out
 
 
 # -- probing a server ------------------------------------------------------------------------
@@ -105,11 +86,11 @@ def _base(host: str, port: int) -> str:
     return f"http://[{h}]:{port}" if ":" in h else f"http://{h}:{port}"
 
 
-def _health(record: dict[str, Any], timeout: float = 3.0) -> dict[str, Any] | None:
+def _health(record: DeploymentRecord, timeout: float = 3.0) -> dict[str, Any] | None:
     """The server's /health answer if the record's own process answers, else None."""
-    req = urllib.request.Request(_base(record["host"], record["port"]) + "/health")
-    if record.get("token"):
-        req.add_header("Authorization", f"Bearer {record['token']}")
+    req = urllib.request.Request(_base(record.host, record.port) + "/health")
+    if record.token:
+        req.add_header("Authorization", f"Bearer {record.token}")
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:
             body = json.loads(resp.read())
@@ -120,61 +101,20 @@ def _health(record: dict[str, Any], timeout: float = 3.0) -> dict[str, Any] | No
             return None
     except (OSError, ValueError):
         return None
-    if not isinstance(body, dict) or body.get("pid") != record.get("pid"):
+    if not isinstance(body, dict) or body.get("pid") != record.pid:
         return None  # another program (or another server) on that port
     return body
 
 
-def _pid_alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    child = _children.get(pid)
-    if child is not None and child.poll() is not None:
-        _children.pop(pid, None)
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie is not alive
-        with open(f"/proc/{pid}/stat", encoding="utf-8") as f:
-            return f.read().rsplit(")", 1)[-1].split()[0] != "Z"
-    except OSError:
-        return True
-
-
-def _is_our_server(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            return b"nbmodel" in f.read()
-    except OSError:
-        return False
-
-
-def _port_free(host: str, port: int) -> bool:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((host, port))
-        except OSError:
-            return False
-    return True
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
-
-
 # -- what deploy returns ---------------------------------------------------------------------
 @dataclass
-class Deployment:
-    """One model served by one server process (``iris@production`` on a port)."""
+class Deployment(Shown):
+    """One model served by one server process (``iris@production`` on a port).
+
+    Example:
+        >>> nbmodel.deploy("iris/3").url  # doctest: +SKIP
+        'http://127.0.0.1:5001/invocations'
+    """
 
     name: str
     alias: str | None
@@ -196,11 +136,16 @@ class Deployment:
 
     @property
     def ref(self) -> str:
+        """``name@alias``, or the bare name for a version served without an alias."""
         return f"{self.name}@{self.alias}" if self.alias else self.name
 
     @property
     def base_url(self) -> str:
-        return _base(self.host, self.port) if self.host not in LOOPBACK else f"http://{'127.0.0.1' if self.host == 'localhost' else self.host}:{self.port}"
+        """The server's address, without a route."""
+        if self.host not in LOOPBACK:
+            return _base(self.host, self.port)
+        host = "127.0.0.1" if self.host == "localhost" else self.host
+        return f"http://{host}:{self.port}"
 
     @property
     def url(self) -> str:
@@ -213,12 +158,15 @@ class Deployment:
 
     @property
     def curl(self) -> str:
+        """A ``curl`` command line that asks for a prediction (with the token if needed)."""
         auth = f" -H 'Authorization: Bearer {self.token}'" if self.token else ""
         data = self.example or '{"dataframe_split": {"columns": [...], "data": [[...]]}}'
         return (f"curl -s {self.url} -H 'Content-Type: application/json'{auth} "
                 f"-d '{data}'")
 
     def to_dict(self) -> dict[str, Any]:
+        """The deployment as JSON-ready values (the REST routes answer with it; the token
+        itself is left out)."""
         return {
             "ref": self.ref, "name": self.name, "alias": self.alias, "version": self.version,
             "url": self.url, "host": self.host, "port": self.port, "pid": self.pid,
@@ -242,8 +190,10 @@ class Deployment:
     def __repr__(self) -> str:
         return f"<Deployment {self.ref} at {self.url}>"
 
-    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
-        p.text(str(self))
+    # IPython's printer takes the first class in the MRO that defines either __repr__ or
+    # _repr_pretty_: with its own __repr__ here, Shown's printer is only reached when this
+    # class names it too (it prints str(self), the card with the curl line).
+    _repr_pretty_ = Shown._repr_pretty_
 
     def _repr_html_(self) -> str:
         from ..display import badge, card
@@ -259,14 +209,20 @@ class Deployment:
         return card(html.escape(self.ref) + badge("deployed"), rows)
 
 
-class Deployments(list):
-    """What runs, as a table (``%model_deployments``)."""
+class Deployments(Shown, list):
+    """What runs, as a table (``%model_deployments``).
+
+    Example:
+        >>> print(nbmodel.deployments())  # doctest: +SKIP
+        ref              serving  url  ...
+    """
 
     # uptime last: the text table pads every column but the last, and an uptime's width
     # changes from run to run (notebooks compare this text under nbval)
     head = ["ref", "serving", "url", "requests", "errors", "health", "uptime"]
 
     def rows(self) -> list[list[str]]:
+        """The table's rows, as text cells under :attr:`head`."""
         out = []
         for d in self:
             out.append([d.ref, d._version_text(), d.url,
@@ -281,12 +237,6 @@ class Deployments(list):
         if not self:
             return "no deployments; start one with %model_deploy NAME/VERSION"
         return text_table(self.head, self.rows())
-
-    def __repr__(self) -> str:
-        return str(self)
-
-    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
-        p.text(str(self))
 
     def _repr_html_(self) -> str:
         from ..display import html_table
@@ -309,18 +259,20 @@ def _age(seconds: float | None) -> str:
     return f"{s // 86400} d {s % 86400 // 3600} h"
 
 
-def _deployments_of(path: Path, record: dict[str, Any], health: dict[str, Any] | None) -> list[Deployment]:
+def _deployments_of(record: DeploymentRecord, health: dict[str, Any] | None) -> list[Deployment]:
+    """The record's models as deployments, with the server's ``/health`` answer (None: it is
+    not answering)."""
     live = {m["name"]: m for m in (health or {}).get("models", [])}
     out = []
-    for i, spec in enumerate(record.get("models", [])):
-        d = Deployment(name=spec["name"], alias=spec.get("alias"), host=record["host"],
-                       port=int(record["port"]), pid=record.get("pid"), primary=i == 0,
-                       token=record.get("token"), detached=bool(record.get("detached")),
-                       started=record.get("started"), example=spec.get("example"), record=str(path))
+    for i, spec in enumerate(record.models):
+        d = Deployment(name=spec.name, alias=spec.alias, host=record.host, port=record.port,
+                       pid=record.pid, primary=i == 0, token=record.token, detached=record.detached,
+                       started=record.started, example=spec.example,
+                       record=str(record.path) if record.path is not None else None)
         m = live.get(d.name)
         if health is None:
-            d.health = "down" if not record.get("stopped") else f"stopped ({record['stopped']})"
-            d.version = spec.get("version")
+            d.health = "down" if not record.stopped else f"stopped ({record.stopped})"
+            d.version = spec.version
         elif m is None:
             d.health = "starting"
         else:
@@ -338,14 +290,20 @@ def deployments(name: str | None = None) -> Deployments:
     """Every deployment of the store in use, with its live state (``down`` when its process
     is gone).
 
+    Args:
+        name: only this model's deployments (``iris`` or ``iris@production``: by name).
+
+    Returns:
+        The :class:`Deployments` table.
+
     Example:
         >>> nbmodel.deployments()  # doctest: +SKIP
     """
     folder = state_dir()
     out = Deployments()
-    for path, record in _records(folder):
-        health = _health(record) if _pid_alive(record.get("pid")) else None
-        for d in _deployments_of(path, record, health):
+    for record in R.read_all(folder):
+        health = _health(record) if _process.pid_alive(record.pid) else None
+        for d in _deployments_of(record, health):
             if name is None or d.name == parse_ref(name).name:
                 out.append(d)
     return out
@@ -382,7 +340,24 @@ def _local_dir(store: Any, name: str, version: int) -> str | None:
 
 
 def check_better(candidate: Any, alias: str, X: Any, y: Any) -> tuple[bool, str]:
-    """Score the candidate and the alias's holder on ``(X, y)``: (at least as good, summary)."""
+    """Score the candidate and the alias's holder on ``(X, y)`` by the task's key metric.
+
+    Args:
+        candidate: the version that would take the alias.
+        alias: the alias whose current holder it must match or beat.
+        X: the evaluation features.
+        y: the evaluation labels or targets.
+
+    Returns:
+        ``(at least as good, a one-line summary)``; True when the alias is not set yet.
+
+    Raises:
+        NotBetter: the two versions share no metric to compare on.
+
+    Example:
+        >>> check_better(nbmodel.resolve("iris/4"), "production", X_test, y_test)  # doctest: +SKIP
+        (True, 'iris/4 accuracy 0.9667 >= iris/3 (iris@production) 0.9333 on the eval data')
+    """
     from ..evaluate import KEY_METRICS, LOWER_IS_BETTER, score
     from ..versions import load, resolve
 
@@ -459,9 +434,9 @@ def deploy(ref: str, *, alias: str | None = None, port: int | None = None,
         raise DeployError(f"--port takes a TCP port from 1 to 65535, not {port}")
     folder = state_dir(store)
     # what would refuse the deployment is checked before the alias moves
-    target = _target(_records(folder), v.name, alias, port)
+    target = _target(R.read_all(folder), v.name, alias, port)
     if target is not None:
-        _check_target(target[1], token, workers)
+        _check_target(target, token, workers)
     note = None
     if r.alias is None:
         if if_better is not None and not force:
@@ -476,12 +451,12 @@ def deploy(ref: str, *, alias: str | None = None, port: int | None = None,
         if v.retired and not force:
             raise RetiredVersion(f"{ref} points to {v.ref}, which is retired; move the alias "
                                  "first, or pass --force to serve it anyway")
-    if host not in LOOPBACK and not token and not (target is not None and target[1].get("token")):
+    if host not in LOOPBACK and not token and not (target is not None and target.token):
         token = secrets.token_urlsafe(24)  # a running server's own token is kept
     path = _local_dir(store, v.name, v.version)
-    spec = {"name": v.name, "alias": alias, "version": v.version, "path": path,
-            "example": _serving_example(path)}
-    with _locked(folder):
+    spec = ModelSpec(name=v.name, alias=alias, version=v.version, path=path,
+                     example=_serving_example(path))
+    with R.locked(folder):
         dep = _place(folder, store, spec, port=port, host=host, token=token, detach=detach,
                      max_body=max_body, workers=workers)
     dep = _wait_for_version(dep, v.version)
@@ -491,172 +466,151 @@ def deploy(ref: str, *, alias: str | None = None, port: int | None = None,
     return dep
 
 
-def _place(folder: Path, store: Any, spec: dict[str, Any], *, port: int | None, host: str,
+def _place(folder: Path, store: Any, spec: ModelSpec, *, port: int | None, host: str,
            token: str | None, detach: bool, max_body: int | None,
            workers: int | None) -> Deployment:
     """Add ``spec`` to a running server, restart a dead one, or start a new one."""
-    target = _target(_records(folder), spec["name"], spec["alias"], port)
-    if target is not None:
-        path, record = target
-        alive = _check_target(record, token, workers)
-        models = [m for m in record.get("models", []) if m["name"] != spec["name"]]
-        index = next((i for i, m in enumerate(record.get("models", [])) if m["name"] == spec["name"]), None)
-        models.insert(index if index is not None else len(models), spec)
-        record["models"] = models
-        if alive:
-            _write(path, record)
-            return _find(path, record, spec["name"])
-        record.pop("stopped", None)
-        record.pop("stopped_at", None)
-        record["detached"] = detach
-        if token:
-            record["token"] = token
-        if workers is not None:
-            record["workers"] = int(workers)
-        return _start(path, record, store)
-    port = int(port) if port is not None else free_port(host if ":" not in host else "::1")
-    record = {
-        "host": host, "port": port, "pid": None, "store": store.uri, "models": [spec],
-        "token": token, "detached": detach, "max_body": max_body or DEFAULT_MAX_BODY,
-        "workers": int(workers or 1),
-    }
-    return _start(folder / f"{port}.json", record, store)
+    record = _target(R.read_all(folder), spec.name, spec.alias, port)
+    if record is None:
+        port = int(port) if port is not None else free_port(host if ":" not in host else "::1")
+        record = DeploymentRecord(host=host, port=port, store=store.uri, models=[spec], token=token,
+                                  detached=detach, max_body=max_body or DEFAULT_MAX_BODY,
+                                  workers=int(workers or 1), path=folder / f"{port}.json")
+        return _start(record, store)
+    alive = _check_target(record, token, workers)
+    names = record.names
+    if spec.name in names:
+        record.models[names.index(spec.name)] = spec
+    else:
+        record.models.append(spec)
+    if alive:
+        R.write(record)
+        return _find(record, spec.name)
+    record.stopped = record.stopped_at = None
+    record.detached = detach
+    if token:
+        record.token = token
+    if workers is not None:
+        record.workers = int(workers)
+    return _start(record, store)
 
 
-def _target(records: list[tuple[Path, dict[str, Any]]], name: str, alias: str,
-            port: int | None) -> tuple[Path, dict[str, Any]] | None:
+def _target(records: list[DeploymentRecord], name: str, alias: str | None,
+            port: int | None) -> DeploymentRecord | None:
     """The server a deployment goes to: the one on ``port``, else the one already serving
     ``name@alias``; None for a new server."""
     if port is not None:
-        return next(((p, r) for p, r in records if int(r["port"]) == int(port)), None)
-    for p, r in records:
-        if any(m["name"] == name and m.get("alias") == alias for m in r.get("models", [])):
-            return p, r
-    return None
+        return next((r for r in records if r.port == int(port)), None)
+    return next((r for r in records if any(m.name == name and m.alias == alias for m in r.models)),
+                None)
 
 
-def _check_target(record: dict[str, Any], token: str | None, workers: int | None) -> bool:
+def _check_target(record: DeploymentRecord, token: str | None, workers: int | None) -> bool:
     """Whether the record's server runs; refuses options a running server cannot take.
 
     Raises:
         DeployError: another token, or another worker count, than the running server's.
     """
-    if token and record.get("token") and token != record["token"]:
-        raise DeployError(f"port {record['port']} already serves with another token; "
+    if token and record.token and token != record.token:
+        raise DeployError(f"port {record.port} already serves with another token; "
                           "leave --token out to use the server's own")
-    alive = _pid_alive(record.get("pid")) and _health(record) is not None
-    running = int(record.get("workers") or 1)
+    alive = _process.pid_alive(record.pid) and _health(record) is not None
+    running = record.workers
     if alive and workers is not None and int(workers) != running:
         raise DeployError(
-            f"port {record['port']} already runs {running} worker{'s' if running > 1 else ''}; "
-            f"stop it first (%model_deploy --stop {record['port']}) to change --workers")
+            f"port {record.port} already runs {running} worker{'s' if running > 1 else ''}; "
+            f"stop it first (%model_deploy --stop {record.port}) to change --workers")
     return alive
 
 
-def _find(path: Path, record: dict[str, Any], name: str) -> Deployment:
-    for d in _deployments_of(path, record, _health(record)):
+def _find(record: DeploymentRecord, name: str) -> Deployment:
+    for d in _deployments_of(record, _health(record)):
         if d.name == name:
             return d
-    raise DeployError(f"{name} is not in {path}")
+    raise DeployError(f"{name} is not in {record.path}")
 
 
-def server_env(store_uri: str | None = None) -> dict[str, str]:
-    """The environment of a server process: the store, no telemetry, this nbmodel importable."""
-    env = dict(os.environ)
-    if store_uri is not None:
-        env["MLFLOW_TRACKING_URI"] = store_uri
-    env["MLFLOW_DISABLE_TELEMETRY"] = "true"
-    root = str(Path(__file__).resolve().parents[2])
-    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    return env
+def _start(record: DeploymentRecord, store: Any) -> Deployment:
+    """Start the record's server and return its first model once the server answers.
+
+    Raises:
+        DeployError: the port is taken, or the server died or stayed silent.
+    """
+    _wait_for_port(record)
+    assert record.path is not None
+    record.started = time.time()
+    record.pid = None
+    record.log = str(record.path.with_suffix(".log"))
+    record.store = store.uri
+    R.write(record)
+    proc = _launch(record, server_env(store.uri))
+    record.pid = proc.pid
+    R.write(record)
+    return _await_answer(record, proc)
 
 
-def server_command(record: Path, *args: str) -> list[str]:
-    """The command line of a server process serving ``record``."""
-    return [sys.executable, "-m", "nbmodel.serving._server", *server_args(record, *args)]
+def _wait_for_port(record: DeploymentRecord) -> None:
+    """Return once the record's port is free (a server that just died can hold it a moment).
 
-
-def server_args(record: Path, *args: str) -> list[str]:
-    """The arguments of ``python -m nbmodel.serving._server`` serving ``record``."""
-    return ["--record", str(record), *args]
-
-
-class Forked:
-    """A server forked by the kernel's warm starter (which reaps it): enough of Popen for
-    :func:`_start` and the benchmark."""
-
-    def __init__(self, pid: int) -> None:
-        self.pid = pid
-        self.returncode: int | None = None  # its exit code is the helper's to read: 1 once gone
-
-    def poll(self) -> int | None:
-        if self.returncode is None and not _pid_alive(self.pid):
-            self.returncode = 1
-        return self.returncode
-
-    def wait(self, timeout: float) -> int:
-        deadline = time.monotonic() + timeout
-        while self.poll() is None:
-            if time.monotonic() > deadline:
-                raise subprocess.TimeoutExpired(str(self.pid), timeout)
-            time.sleep(0.02)
-        return 1
-
-
-def _start(path: Path, record: dict[str, Any], store: Any) -> Deployment:
-    host, port = record["host"], int(record["port"])
-    deadline = time.monotonic() + (5.0 if record.get("pid") else 0.0)
-    while not _port_free(host, port) and time.monotonic() < deadline:
-        time.sleep(0.05)  # a server that just died can hold its port for a moment
-    if not _port_free(host, port):
+    Raises:
+        DeployError: another program holds it.
+    """
+    deadline = time.monotonic() + (5.0 if record.pid else 0.0)
+    while not _process.port_free(record.host, record.port) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if not _process.port_free(record.host, record.port):
         raise DeployError(
-            f"port {port} on {host} is in use by another program; choose another with --port "
-            "(or leave --port out for a free one)")
-    record["started"] = time.time()
-    record["pid"] = None
-    record["log"] = str(path.with_suffix(".log"))
-    record["store"] = store.uri
-    _write(path, record)
-    env = server_env(store.uri)
-    extra = [] if record.get("detached") else ["--parent", str(os.getpid())]
-    warm = _warm.current()  # a server forked by it skips seconds of imports
-    pid = warm.spawn(server_args(path, *extra), env, record["log"]) if warm is not None else None
-    proc: subprocess.Popen | Forked
+            f"port {record.port} on {record.host} is in use by another program; choose another "
+            "with --port (or leave --port out for a free one)")
+
+
+def _launch(record: DeploymentRecord, env: dict[str, str]) -> subprocess.Popen | Forked:
+    """The server process: forked by the kernel's warm starter (which skips seconds of
+    imports), else a fresh one; it watches this kernel unless detached."""
+    assert record.path is not None and record.log is not None
+    extra = [] if record.detached else ["--parent", str(os.getpid())]
+    warm = _warm.current()
+    pid = warm.spawn(server_args(record.path, *extra), env, record.log) if warm is not None else None
     if pid:
-        proc = Forked(pid)
-    else:
-        with open(record["log"], "ab") as logf:
-            proc = subprocess.Popen(server_command(path, *extra), stdin=subprocess.DEVNULL,
-                                    stdout=logf, stderr=subprocess.STDOUT, env=env,
-                                    start_new_session=True, close_fds=True)
-        _children[proc.pid] = proc
-    record["pid"] = proc.pid
-    _write(path, record)
+        return Forked(pid)
+    with open(record.log, "ab") as logf:
+        proc = subprocess.Popen(server_command(record.path, *extra), stdin=subprocess.DEVNULL,
+                                stdout=logf, stderr=subprocess.STDOUT, env=env,
+                                start_new_session=True, close_fds=True)
+    _process.children[proc.pid] = proc
+    return proc
+
+
+def _await_answer(record: DeploymentRecord, proc: subprocess.Popen | Forked) -> Deployment:
+    """Return once the server answers and follows its alias (at once for a sqlite store; other
+    stores wait for MLflow's import in the server), so no alias move is missed.
+
+    Raises:
+        DeployError: the server ended, or did not answer within ``START_TIMEOUT``.
+    """
     deadline = time.monotonic() + START_TIMEOUT
     while True:
-        code = proc.poll()
-        if code is not None:
-            _children.pop(proc.pid, None)
-            record["stopped"] = "failed to start"
-            _write(path, record)
-            raise DeployError(f"the server for {record['models'][0]['name']} did not start: "
-                              f"{_last_line(record['log'])}")
+        if proc.poll() is not None:
+            _process.children.pop(proc.pid, None)
+            record.stopped = "failed to start"
+            R.write(record)
+            raise DeployError(f"the server for {record.models[0].name} did not start: "
+                              f"{_last_line(record.log or '')}")
         health = _health(record, timeout=1.0)
-        # Return once the server answers and follows its alias (at once for a sqlite store;
-        # other stores wait for MLflow's import in the server), so no alias move is missed.
         if health is not None and health.get("following", health.get("mlflow_ready")):
-            return _deployments_of(path, record, health)[-1]
+            return _deployments_of(record, health)[-1]
         if time.monotonic() > deadline:
-            _terminate(proc.pid)
-            raise DeployError(f"the server did not answer within {START_TIMEOUT:.0f} s; see {record['log']}")
+            _process.terminate(proc.pid)
+            raise DeployError(f"the server did not answer within {START_TIMEOUT:.0f} s; see {record.log}")
         time.sleep(0.02)
 
 
 def _last_line(log_path: str) -> str:
     try:
-        lines = [ln for ln in Path(log_path).read_text(encoding="utf-8", errors="replace").splitlines() if ln.strip()]
+        text = Path(log_path).read_text(encoding="utf-8", errors="replace")
     except OSError:
         return "no log"
+    lines = [ln for ln in text.splitlines() if ln.strip()]
     for ln in reversed(lines):
         if ln.startswith("nbmodel serve:"):
             return ln[len("nbmodel serve:"):].strip()
@@ -666,11 +620,12 @@ def _last_line(log_path: str) -> str:
 def _wait_for_version(dep: Deployment, version: int) -> Deployment:
     """Return once the server answers with ``version`` (or says why it cannot)."""
     deadline = time.monotonic() + SWITCH_TIMEOUT
-    record = json.loads(Path(dep.record).read_text(encoding="utf-8"))  # type: ignore[arg-type]
+    assert dep.record is not None
+    record = R.read(dep.record)
     while True:
         health = _health(record)
         if health is not None:
-            for d in _deployments_of(Path(dep.record), record, health):  # type: ignore[arg-type]
+            for d in _deployments_of(record, health):
                 if d.name != dep.name:
                     continue
                 if d.version == version:
@@ -684,28 +639,14 @@ def _wait_for_version(dep: Deployment, version: int) -> Deployment:
 
 
 # -- stop ------------------------------------------------------------------------------------
-def _terminate(pid: int | None, timeout: float = 10.0) -> None:
-    if not pid or not _pid_alive(pid) or not _is_our_server(pid):
-        _children.pop(pid or 0, None)
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while _pid_alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.02)
-    if _pid_alive(pid):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-    child = _children.pop(pid, None)
-    if child is not None:
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            child.wait(timeout=5)
-
-
 def stop(target: str | int | None = None) -> list[str]:
     """Stop serving: ``"iris"`` or ``"iris@production"`` (that model, on every server), a port,
     or ``None``/``"all"`` (everything this store runs). A server that still serves other models
     keeps running without this one.
+
+    Args:
+        target: a model (``iris``), a model and alias (``iris@production``), a port, or
+            ``None``/``"all"``.
 
     Returns:
         What was stopped (``["iris@production at http://127.0.0.1:5001"]``).
@@ -722,39 +663,43 @@ def stop(target: str | int | None = None) -> list[str]:
     everything = target is None or str(target) == "all"
     by_port = not everything and str(target).isdigit()
     ref = None if everything or by_port else parse_ref(str(target))
-    with _locked(folder):
-        for path, record in _records(folder):
-            models = record.get("models", [])
-            if everything or (by_port and int(record["port"]) == int(target)):  # type: ignore[arg-type]
-                drop = models
+    with R.locked(folder):
+        for record in R.read_all(folder):
+            if everything or (by_port and record.port == int(target)):  # type: ignore[arg-type]
+                drop = record.models
             else:
-                drop = [m for m in models if m["name"] == ref.name  # type: ignore[union-attr]
-                        and (ref.alias is None or m.get("alias") == ref.alias)]  # type: ignore[union-attr]
+                drop = [m for m in record.models if m.name == ref.name  # type: ignore[union-attr]
+                        and (ref.alias is None or m.alias == ref.alias)]  # type: ignore[union-attr]
             if not drop:
                 continue
-            stopped += [f"{_ref_of(m)} at {_base(record['host'], int(record['port']))}" for m in drop]
-            keep = [m for m in models if m not in drop]
-            if keep and _pid_alive(record.get("pid")):
-                record["models"] = keep
-                _write(path, record)
+            stopped += [f"{m.ref} at {_base(record.host, record.port)}" for m in drop]
+            keep = [m for m in record.models if m not in drop]
+            if keep and _process.pid_alive(record.pid):
+                record.models = keep
+                R.write(record)
                 continue
-            _terminate(record.get("pid"))
+            _process.terminate(record.pid)
+            assert record.path is not None
             with contextlib.suppress(FileNotFoundError):
-                path.unlink()
+                record.path.unlink()
             with contextlib.suppress(FileNotFoundError):
-                path.with_suffix(".log").unlink()
+                record.path.with_suffix(".log").unlink()
     if not stopped and not everything:
         running = ", ".join(sorted({d.ref for d in deployments()})) or "nothing"
         raise DeployError(f"nothing serves {target}; what runs: {running}")
     return stopped
 
 
-def _ref_of(spec: dict[str, Any]) -> str:
-    return f"{spec['name']}@{spec['alias']}" if spec.get("alias") else spec["name"]
-
-
 def status_section() -> tuple[str, list[str], list[list[str]]] | None:
-    """The deployments part of ``%model_status``."""
+    """The deployments part of ``%model_status``.
+
+    Returns:
+        ``("deployments", head, rows)``, or None when nothing is deployed.
+
+    Example:
+        >>> status_section()  # doctest: +SKIP
+        ('deployments', ['ref', 'serving', ...], [['iris@production', 'iris/3', ...]])
+    """
     deps = deployments()
     if not deps:
         return None
@@ -765,8 +710,19 @@ def dockerfile(ref: str, directory: str | os.PathLike[str]) -> Path:
     """Write a folder that builds a container image serving the version, with MLflow's own
     ``mlflow models generate-dockerfile`` (nothing is built or run here).
 
+    Args:
+        ref: the version to package (``iris/3``, ``iris@production``).
+        directory: the folder to write (made if missing).
+
     Returns:
         The folder, holding ``Dockerfile`` and ``model_dir``.
+
+    Raises:
+        DeployError: MLflow could not write it.
+
+    Example:
+        >>> nbmodel.serving.dockerfile("iris/3", "image")  # doctest: +SKIP
+        PosixPath('/home/me/project/image')
     """
     from ..store import get_store
     from ..versions import resolve

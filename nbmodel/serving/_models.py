@@ -33,6 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..errors import first_line
+
 log = logging.getLogger("nbmodel.serving")
 
 DF_SPLIT = "dataframe_split"
@@ -117,6 +119,7 @@ class Handle:
 
 
 def read_mlmodel(path: str) -> dict[str, Any]:
+    """The ``MLmodel`` file of a model folder, as a dict (without importing MLflow)."""
     import yaml
 
     with open(os.path.join(path, "MLmodel"), encoding="utf-8") as f:
@@ -269,9 +272,9 @@ def _frame(h: Handle, rows: list[list[Any]]) -> Any:
     import numpy as np
     import pandas as pd
 
-    names = h.names
-    cols = list(zip(*rows)) if rows else [[] for _ in names]  # type: ignore[union-attr]
-    return pd.DataFrame({n: np.array(c, dtype=d) for n, c, d in zip(names, cols, _dtypes(h))})  # type: ignore[arg-type]
+    names = h.names or []
+    cols: list[Any] = list(zip(*rows)) if rows else [[] for _ in names]
+    return pd.DataFrame({n: np.array(c, dtype=d) for n, c, d in zip(names, cols, _dtypes(h))})
 
 
 # -- answering -------------------------------------------------------------------------------
@@ -328,6 +331,7 @@ def parse_json(h: Handle, body: bytes) -> tuple[Any, list[list[Any]] | None]:
 
 
 def fast_rows(h: Handle, payload: dict[str, Any], fmt: str) -> list[list[Any]] | None:
+    """The payload's rows when the fast path can answer them, else None."""
     if h.fast and PARAMS not in payload:
         return _fast_rows(h, fmt, payload[fmt])
     return None
@@ -339,7 +343,7 @@ def _fast_rows(h: Handle, fmt: str, data: Any) -> list[list[Any]] | None:
     Missing or unknown columns are named here; anything unusual (strings, nulls, nested
     values) is left to the slow path, which gives MLflow's own answer or error.
     """
-    names = h.names
+    names = h.names or []
     if fmt == DF_SPLIT:
         if not isinstance(data, dict) or not set(data) <= {"columns", "data", "index"}:
             return None
@@ -348,12 +352,12 @@ def _fast_rows(h: Handle, fmt: str, data: Any) -> list[list[Any]] | None:
             return None
         if cols != names:
             _check_names(h, cols)
-            if len(cols) != len(names) or set(cols) != set(names):  # type: ignore[arg-type]
+            if len(cols) != len(names) or set(cols) != set(names):
                 return None
-            order = [cols.index(n) for n in names]  # type: ignore[union-attr]
+            order = [cols.index(n) for n in names]
             rows = [[r[i] for i in order] if isinstance(r, list) and len(r) == len(cols) else r
                     for r in rows]
-        width = len(names)  # type: ignore[arg-type]
+        width = len(names)
         for r in rows:
             if type(r) is not list or len(r) != width:
                 return None
@@ -368,10 +372,10 @@ def _fast_rows(h: Handle, fmt: str, data: Any) -> list[list[Any]] | None:
         for rec in data:
             if type(rec) is not dict:
                 return None
-            if len(rec) != len(names) or any(n not in rec for n in names):  # type: ignore[arg-type]
+            if len(rec) != len(names) or any(n not in rec for n in names):
                 _check_names(h, list(rec))
                 return None
-            row = [rec[n] for n in names]  # type: ignore[union-attr]
+            row = [rec[n] for n in names]
             for x in row:
                 if type(x) is not float and type(x) is not int:
                     return None
@@ -411,10 +415,15 @@ def _predict_native(h: Handle, rows: list[list[Any]]) -> Any:
 
 
 def predict_rows(h: Handle, rows: list[list[Any]]) -> Any:
+    """The native estimator's predictions for ``rows``.
+
+    Raises:
+        RequestError: the model could not predict (its own message, first line).
+    """
     try:
         return _predict_native(h, rows)
     except Exception as exc:  # noqa: BLE001 - the model's own message says what is wrong
-        raise RequestError(f"{h.name} version {h.version} could not predict: {_first_line(exc)}") from None
+        raise RequestError(f"{h.name} version {h.version} could not predict: {first_line(exc)}") from None
 
 
 class Batcher:
@@ -485,6 +494,7 @@ class Batcher:
 
 
 def dump(predictions: Any) -> bytes:
+    """The response body ``{"predictions": ...}``, as MLflow's scoring server writes it."""
     tolist = getattr(predictions, "tolist", None)
     value = tolist() if callable(tolist) else predictions
     try:
@@ -506,11 +516,6 @@ def _type_error(h: Handle, col: Column, value: Any, row: int) -> RequestError:
     return RequestError(
         f"column {col.name!r} of {h.name} version {h.version} takes {col.type} values; "
         f"row {row} has {value!r} ({kind})")
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(getattr(exc, "message", None) or exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
 
 
 def predict_slow(h: Handle, body: bytes, content_type: str, payload: Any = None) -> tuple[bytes, Any, Any]:
@@ -546,7 +551,7 @@ def _slow(h: Handle, payload: Any, body: bytes, content_type: str) -> tuple[byte
         else:
             data, params = ss.parse_parquet_input(BytesIO(body)), None
     except MlflowException as exc:
-        raise RequestError(_first_line(exc)) from None
+        raise RequestError(first_line(exc)) from None
     _check_frame(h, data)
     try:
         import inspect
@@ -556,9 +561,10 @@ def _slow(h: Handle, payload: Any, body: bytes, content_type: str) -> tuple[byte
         else:
             out = model.predict(data)
     except MlflowException as exc:
-        raise RequestError(f"{h.name} version {h.version} could not predict: {_schema_message(exc)}") from None
+        raise RequestError(f"{h.name} version {h.version} could not predict: "
+                           f"{_schema_message(exc)}") from None
     except Exception as exc:  # noqa: BLE001
-        raise RequestError(f"{h.name} version {h.version} could not predict: {_first_line(exc)}") from None
+        raise RequestError(f"{h.name} version {h.version} could not predict: {first_line(exc)}") from None
     buf = StringIO()
     ss.predictions_to_json(out, buf)
     return buf.getvalue().encode(), data, out
@@ -593,7 +599,8 @@ def _check_values(h: Handle, payload: dict[str, Any]) -> None:
     types = {c.name: c for c in h.columns if c.type in _NUMERIC}
     split, records = payload.get(DF_SPLIT), payload.get(DF_RECORDS)
     rows: list[dict[str, Any]] = []
-    if isinstance(split, dict) and isinstance(split.get("columns"), list) and isinstance(split.get("data"), list):
+    if (isinstance(split, dict) and isinstance(split.get("columns"), list)
+            and isinstance(split.get("data"), list)):
         cols = split["columns"]
         _check_names(h, cols)
         rows = [dict(zip(cols, r)) for r in split["data"] if isinstance(r, list)]

@@ -21,11 +21,9 @@ import asyncio
 import contextlib
 import gc
 import hmac
-import importlib.util
 import json
 import logging
 import os
-import select
 import shutil
 import signal
 import socket
@@ -33,11 +31,14 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
 from typing import Any
 
+from ..errors import first_line
 from . import _models as M
+from . import _records as R
 from ._models import RequestError, Slot
+from ._process import parent_alive
+from ._records import DeploymentRecord, ModelSpec
 
 log = logging.getLogger("nbmodel.serving")
 
@@ -51,11 +52,6 @@ RETRY_FAILED_SECONDS = 30.0
 RECORD_ROWS = 10_000
 
 _JSON = [(b"content-type", b"application/json")]
-
-
-def read_record(path: str) -> dict[str, Any]:
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
 
 
 class Metrics:
@@ -170,16 +166,16 @@ class App:
     """The ASGI application. Requests run on the event loop thread; the follower thread only
     ever replaces ``slot.handle`` (one assignment) and ``self.slots`` (a new dict)."""
 
-    def __init__(self, record_path: str, record: dict[str, Any]) -> None:
-        self.record_path = record_path
+    def __init__(self, record: DeploymentRecord) -> None:
+        self.record_path = str(record.path)
         self.record = record
-        self.token: str | None = record.get("token") or None
-        self.max_body = int(record.get("max_body") or 10 * 1024 * 1024)
+        self.token = record.token
+        self.max_body = record.max_body
         self.slots: dict[str, Slot] = {}
         self.metrics = Metrics()
         self.started = time.time()
         self.pid = os.getpid()  # the server's pid: with workers, the supervisor's
-        self.workers = max(1, int(record.get("workers") or 1))
+        self.workers = record.workers
         self.stopping = threading.Event()
         self.wake = threading.Event()
         self.mlflow_ready = threading.Event()
@@ -191,20 +187,23 @@ class App:
         self._to_close: list[tuple[float, Any]] = []
         self._attach_lock = threading.Lock()
         self.importer: threading.Thread | None = None  # the thread importing MLflow
-        self.sqlite = SqliteRegistry.of(record.get("store") or "")
+        self.sqlite = SqliteRegistry.of(record.store)
         self.stop_reason = "stopped"
         from importlib.metadata import version
 
         self.mlflow_version = version("mlflow").encode()
 
     # -- models ---------------------------------------------------------------------------
-    def add_slot(self, spec: dict[str, Any], *, with_pyfunc: bool) -> Slot:
+    def add_slot(self, spec: ModelSpec, *, with_pyfunc: bool) -> Slot:
         """Load a model named by the record (from the kernel's hints, else the registry)."""
-        slot = Slot(name=spec["name"], alias=spec.get("alias"))
-        version, path = spec.get("version"), spec.get("path")
+        slot = Slot(name=spec.name, alias=spec.alias)
+        version, path = spec.version, spec.path
         if version is None or not path or not os.path.isfile(os.path.join(path, "MLmodel")):
-            version = self.wanted(slot) if slot.alias else version
-            path = self.model_dir(slot.name, int(version))
+            if slot.alias:
+                version = self.wanted(slot)
+            if version is None:
+                raise ValueError(f"{slot.ref} names no version to serve")
+            path = self.model_dir(slot.name, version)
         handle = M.load_handle(slot.name, int(version), path, with_pyfunc=with_pyfunc)
         self._attach_recorder(handle)
         slot.handle = handle
@@ -219,7 +218,7 @@ class App:
         if self.client is None:
             from ..store import set_store
 
-            self.client = set_store(self.record["store"]).client
+            self.client = set_store(self.record.store).client
         return self.client
 
     def _mlflow_client(self) -> Any:
@@ -267,7 +266,7 @@ class App:
                 want = self.wanted(slot)
             except Exception as exc:  # noqa: BLE001
                 serving = slot.handle.version if slot.handle else None
-                slot.error = (f"cannot read {slot.ref} from the registry ({M._first_line(exc)}); "
+                slot.error = (f"cannot read {slot.ref} from the registry ({first_line(exc)}); "
                               f"still serving version {serving}")
                 continue
             current = slot.handle.version if slot.handle else None
@@ -296,7 +295,7 @@ class App:
             new = M.load_handle(slot.name, want, path, with_pyfunc=False)
         except Exception as exc:  # noqa: BLE001 - a broken version never replaces a working one
             slot.failed_version, slot.failed_at = want, time.time()
-            slot.error = (f"version {want} failed to load ({M._first_line(exc)}); "
+            slot.error = (f"version {want} failed to load ({first_line(exc)}); "
                           f"still serving version {old.version if old else None}")
             self.metrics.load_failures.labels(slot.name).inc()
             log.warning("%s: %s", slot.ref, slot.error)
@@ -313,7 +312,7 @@ class App:
             try:
                 new.pyfunc()
             except Exception as exc:  # noqa: BLE001 - the fast path serves; other forms will say why
-                log.warning("%s: version %s answers only the fast path: %s", slot.ref, want, M._first_line(exc))
+                log.warning("%s: version %s answers only the fast path: %s", slot.ref, want, first_line(exc))
         if old is not None and old.recorder is not None:
             # Requests that read the old handle just before the swap may still submit to it.
             self._to_close.append((time.monotonic() + 5.0, old.recorder))
@@ -327,21 +326,21 @@ class App:
             return
         self.record_mtime = mtime
         try:
-            record = read_record(self.record_path)
+            record = R.read(self.record_path)
         except (OSError, ValueError):
             return
         self.record = record
-        names = [m["name"] for m in record.get("models", [])]
-        for spec in record.get("models", []):
-            slot = self.slots.get(spec["name"])
-            if slot is not None and slot.alias != spec.get("alias"):
-                slot.alias = spec.get("alias")
+        names = record.names
+        for spec in record.models:
+            slot = self.slots.get(spec.name)
+            if slot is not None and slot.alias != spec.alias:
+                slot.alias = spec.alias
             if slot is None:
                 try:
                     self.add_slot(spec, with_pyfunc=True)
                 except Exception as exc:  # noqa: BLE001
-                    failed = Slot(name=spec["name"], alias=spec.get("alias"),
-                                  error=f"failed to load ({M._first_line(exc)})")
+                    failed = Slot(name=spec.name, alias=spec.alias,
+                                  error=f"failed to load ({first_line(exc)})")
                     failed.failed_at = time.time()
                     self.slots = {**self.slots, failed.name: failed}
                     log.warning("%s: %s", failed.ref, failed.error)
@@ -370,12 +369,12 @@ class App:
             self.registry_client()
             # Every answered request goes to monitoring (off the request path) unless the
             # record says "monitor": false.
-            if self.record.get("monitor", True) and importlib.util.find_spec("nbmodel.monitoring") is not None:
-                import nbmodel.monitoring as monitoring
+            if self.record.monitor:
+                from ..monitoring import BackgroundRecorder
 
-                self.recorder_cls = getattr(monitoring, "BackgroundRecorder", None)
+                self.recorder_cls = BackgroundRecorder
         except Exception as exc:  # noqa: BLE001
-            log.warning("the registry cannot be read: %s", M._first_line(exc))
+            log.warning("the registry cannot be read: %s", first_line(exc))
         # Set before the loop below: a version swapped in from now on loads its own pyfunc
         # and recorder; one swapped in earlier is covered by the loop.
         self.mlflow_ready.set()
@@ -387,7 +386,7 @@ class App:
                     handle.pyfunc()  # ready for the request forms the fast path leaves
                 except Exception as exc:  # noqa: BLE001 - the fast path serves; other forms say why
                     log.warning("%s: version %s answers only the fast path: %s", slot.ref,
-                                handle.version, M._first_line(exc))
+                                handle.version, first_line(exc))
         # Everything loaded so far (MLflow, pandas, scikit-learn: a large heap) lives as long
         # as the server: keep it out of the garbage collector's full passes, which otherwise
         # walk all of it every time recent objects (requests queued for monitoring) age.
@@ -403,7 +402,7 @@ class App:
             try:
                 self.follow_once()
             except Exception as exc:  # noqa: BLE001 - keep following whatever happens
-                log.warning("following the aliases failed: %s", M._first_line(exc))
+                log.warning("following the aliases failed: %s", first_line(exc))
             self.wake.wait(POLL_SECONDS)
             self.wake.clear()
 
@@ -428,7 +427,7 @@ class App:
         status = "ok" if serving and not degraded else ("degraded" if serving else "down")
         body = {
             "status": status, "pid": self.pid, "workers": self.workers, "worker_pid": os.getpid(),
-            "port": self.record.get("port"),
+            "port": self.record.port,
             "uptime_s": round(time.time() - self.started, 3), "following": self.following,
             "mlflow_ready": self.mlflow_ready.is_set(), "warm": self.warm.is_set(),
             "models": models,
@@ -448,7 +447,7 @@ class App:
             log.exception("unexpected error")
             status, headers = 500, _JSON
             body = json.dumps({"error_code": "INTERNAL_ERROR",
-                               "message": f"the server failed: {M._first_line(exc)}"}).encode()
+                               "message": f"the server failed: {first_line(exc)}"}).encode()
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
@@ -618,31 +617,6 @@ def _close(recorder: Any) -> None:
         log.warning("closing a monitoring recorder failed: %s", exc)
 
 
-def parent_alive(parent: int) -> Callable[[], bool]:
-    """A check that says whether the process ``parent`` still runs: the kernel that started
-    this server is its parent process, or (forked by the kernel's warm starter) is watched
-    through a pidfd, which becomes readable when that process ends."""
-    if os.getppid() == parent:
-        return lambda: os.getppid() == parent
-    try:
-        fd = os.pidfd_open(parent)
-    except ProcessLookupError:
-        return lambda: False
-    except (AttributeError, OSError):  # no pidfd here (macOS): whether the pid still exists
-        return lambda: _pid_exists(parent)
-    return lambda: not select.select([fd], [], [], 0)[0]
-
-
-def _pid_exists(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    return True
-
-
 def _watch_parent(app: App, parent: int) -> None:
     """End the server when the kernel that started it is gone (no orphans)."""
     alive = parent_alive(parent)
@@ -653,23 +627,6 @@ def _watch_parent(app: App, parent: int) -> None:
             if app.server is not None:
                 app.server.should_exit = True
             return
-
-
-def _mark_stopped(path: str, reason: str) -> None:
-    """Say in the record why this server ended (kept for %model_deployments), unless the
-    kernel already removed it or another server took its port since."""
-    try:
-        record = read_record(path)
-    except (OSError, ValueError):
-        return
-    if record.get("pid") != os.getpid():
-        return
-    record["stopped"] = reason
-    record["stopped_at"] = time.time()
-    tmp = f"{path}.{os.getpid()}.tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(record, f)
-    os.replace(tmp, path)
 
 
 def serve(record_path: str, *, parent: int | None = None, sock: socket.socket | None = None,
@@ -684,8 +641,8 @@ def serve(record_path: str, *, parent: int | None = None, sock: socket.socket | 
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s", stream=sys.stdout)
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     M.quiet_sklearn()
-    record = read_record(record_path)
-    workers = max(1, int(record.get("workers") or 1))
+    record = R.read(record_path)
+    workers = record.workers
     metrics_dir = None
     if workers > 1:
         # prometheus_client picks its value store at import, by this variable; a server forked
@@ -694,34 +651,35 @@ def serve(record_path: str, *, parent: int | None = None, sock: socket.socket | 
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
         values = sys.modules.get("prometheus_client.values")
         if values is not None:
-            values.ValueClass = values.get_value_class()
+            values.ValueClass = values.get_value_class()  # type: ignore[attr-defined]
     try:
-        return _serve(record_path, record, workers, parent, sock, remove_record)
+        return _serve(record, workers, parent, sock, remove_record)
     finally:
         if metrics_dir:
             shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
-def _serve(record_path: str, record: dict[str, Any], workers: int, parent: int | None,
+def _serve(record: DeploymentRecord, workers: int, parent: int | None,
            sock: socket.socket | None, remove_record: bool) -> int:
-    app = App(record_path, record)
-    host, port = record["host"], int(record["port"])
+    app = App(record)
+    record_path = app.record_path
+    host, port = record.host, record.port
     if sock is None:
         try:
             sock = bind(host, port)
         except OSError as exc:
             print(f"nbmodel serve: cannot listen on {host}:{port}: {exc.strerror or exc}", flush=True)
             return 3
-    spec: dict[str, Any] = {}
+    spec: ModelSpec | None = None
     try:
         app.record_mtime = os.stat(record_path).st_mtime_ns
-        for spec in record.get("models", []):
+        for spec in record.models:
             if workers == 1:
                 app.add_slot(spec, with_pyfunc=False)
             else:
                 _preload(app, spec)
     except Exception as exc:  # noqa: BLE001 - nothing to serve: say why and exit
-        print(f"nbmodel serve: cannot load {spec.get('name')}: {M._first_line(exc)}", flush=True)
+        print(f"nbmodel serve: cannot load {spec.name if spec else '?'}: {first_line(exc)}", flush=True)
         return 4
     many = f", {workers} workers" if workers > 1 else ""
     print(f"nbmodel serve: listening on http://{_url_host(host)}:{port} (pid {os.getpid()}{many})",
@@ -738,7 +696,9 @@ def _serve(record_path: str, record: dict[str, Any], workers: int, parent: int |
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(record_path)
         else:
-            _mark_stopped(record_path, app.stop_reason)
+            # kept for %model_deployments, unless the kernel removed the record or another
+            # server took the port since
+            R.mark_stopped(record_path, os.getpid(), app.stop_reason, time.time())
     return 0
 
 
@@ -766,11 +726,11 @@ def _run(app: App, sock: socket.socket, parent: int | None) -> None:
         pass
 
 
-def _preload(app: App, spec: dict[str, Any]) -> None:
+def _preload(app: App, spec: ModelSpec) -> None:
     """The supervisor reads each model once, so its imports (scikit-learn's above all) are
     done before the fork; it runs no prediction, so no thread pool (OpenMP's, which does not
     survive a fork) starts before the workers do."""
-    path = spec.get("path")
+    path = spec.path
     if not path or not os.path.isfile(os.path.join(path, "MLmodel")):
         return  # the workers resolve it from the registry
     M._load_native(path, M.read_mlmodel(path))
@@ -853,16 +813,17 @@ def _fork_worker(app: App, sock: socket.socket, *, replacement: bool) -> int:
     try:  # the worker: never returns into the supervisor's code
         signal.signal(signal.SIGINT, signal.default_int_handler)
         signal.signal(signal.SIGTERM, _exit_on_sigterm)
-        spec: dict[str, Any] = {}
+        spec: ModelSpec | None = None
         if replacement:  # the kernel may have added models or versions since the start
             with contextlib.suppress(OSError, ValueError):
                 app.record_mtime = os.stat(app.record_path).st_mtime_ns
-                app.record = read_record(app.record_path)
+                app.record = R.read(app.record_path)
         try:
-            for spec in app.record.get("models", []):
+            for spec in app.record.models:
                 app.add_slot(spec, with_pyfunc=False)
         except Exception as exc:  # noqa: BLE001
-            log.warning("worker %s cannot load %s: %s", os.getpid(), spec.get("name"), M._first_line(exc))
+            log.warning("worker %s cannot load %s: %s", os.getpid(), spec.name if spec else "?",
+                        first_line(exc))
             code = WORKER_CANNOT_LOAD
             raise
         if replacement:
@@ -871,7 +832,7 @@ def _fork_worker(app: App, sock: socket.socket, *, replacement: bool) -> int:
             try:
                 app.follow_once()
             except Exception as exc:  # noqa: BLE001 - the follower thread tries again
-                log.warning("worker %s could not check the aliases: %s", os.getpid(), M._first_line(exc))
+                log.warning("worker %s could not check the aliases: %s", os.getpid(), first_line(exc))
         _run(app, sock, parent=app.pid)  # ends when the supervisor is gone
     except BaseException:  # noqa: BLE001
         code = code or 1
@@ -888,6 +849,11 @@ def _exit_on_sigterm(signum: int, frame: Any) -> None:
 
 
 def bind(host: str, port: int) -> socket.socket:
+    """The listening TCP socket on ``host:port``, inheritable by forked workers.
+
+    Raises:
+        OSError: the address cannot be bound.
+    """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     # proto=IPPROTO_TCP matters: asyncio turns on TCP_NODELAY for accepted connections only
     # when the listening socket says TCP, and without it every answer waits ~40 ms for
@@ -905,6 +871,11 @@ def _url_host(host: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``python -m nbmodel.serving._server --record FILE``: serve until stopped.
+
+    Returns:
+        The exit code (see :func:`serve`).
+    """
     p = argparse.ArgumentParser(prog="python -m nbmodel.serving._server")
     p.add_argument("--record", required=True)
     p.add_argument("--parent", type=int, default=None, help="end when this parent pid exits")

@@ -41,6 +41,8 @@ import time
 import traceback
 from typing import Any
 
+from ._process import server_env
+
 #: Set to 0 (or false, no, off) to start every server as a fresh process.
 ENV_SWITCH = "NBMODEL_WARM_SERVER"
 #: How long a deploy waits for a helper that is still importing; past it, a fresh process.
@@ -56,6 +58,7 @@ IMPORT_TIME_VARS = ("OMP_", "OPENBLAS_", "MKL_", "VECLIB_", "NUMEXPR_", "SKLEARN
 
 
 def enabled() -> bool:
+    """Whether servers may fork from a warm starter (``NBMODEL_WARM_SERVER`` is not off)."""
     return os.environ.get(ENV_SWITCH, "1").strip().lower() not in ("0", "false", "no", "off")
 
 
@@ -166,8 +169,6 @@ def prestart() -> WarmStarter | None:
     _wanted = True
     with _starter_lock:
         if _starter is None or not _starter.alive():
-            from ._deploy import server_env
-
             _starter = WarmStarter(server_env())
     return _starter
 
@@ -191,6 +192,7 @@ def current() -> WarmStarter | None:
 
 
 def shutdown() -> None:
+    """End this process's helper, if any (at exit; the servers it started keep running)."""
     global _starter
     with _starter_lock:
         if _starter is not None:
@@ -232,8 +234,7 @@ def _import_mlflow() -> None:
     import mlflow.store.tracking.sqlalchemy_store  # noqa: F401
     import sqlalchemy.dialects.sqlite  # noqa: F401
 
-    with contextlib.suppress(ImportError):
-        import nbmodel.monitoring  # noqa: F401
+    import nbmodel.monitoring  # noqa: F401
 
 
 def _say(message: dict[str, Any]) -> None:
@@ -287,6 +288,11 @@ def _reap() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The helper's loop (``python -m nbmodel.serving._warm``): import, then fork on request.
+
+    Returns:
+        The exit code: 0 when the kernel is gone or the helper was idle too long.
+    """
     import argparse
 
     p = argparse.ArgumentParser(prog="python -m nbmodel.serving._warm")

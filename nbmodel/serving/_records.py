@@ -1,0 +1,221 @@
+"""The deployment record: what a kernel and its server process share about one server.
+
+Each running server has one, ``<port>.json`` in the store's deployments folder: where it
+listens, which models it serves, its token. The kernel writes it to start a server, to add a
+model to a running one or to switch one, and the server reads it (again whenever it changes)
+and writes it once, to say why it stopped. Every write goes through :func:`write`, which owns
+the file format, the atomic replace and the owner-only permission (0o600) the token needs;
+changes made under the folder's lock (:func:`locked`) never cross.
+
+Only the standard library is imported here (``filelock`` when a lock is taken): the server
+reads its record on its start-up path.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import threading
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+DEFAULT_MAX_BODY = 10 * 1024 * 1024
+#: The record holds the token: nobody but its owner may read it.
+MODE = 0o600
+
+
+@dataclass
+class ModelSpec:
+    """One model a server serves, with the kernel's hints for loading it fast.
+
+    Example:
+        >>> ModelSpec("iris", "production", 3).ref
+        'iris@production'
+    """
+
+    name: str
+    alias: str | None = None
+    #: the version the kernel resolved (the server follows ``alias`` from there)
+    version: int | None = None
+    #: the version's local model folder, when the kernel found one
+    path: str | None = None
+    #: a one-row request body for the ``curl`` line
+    example: str | None = None
+
+    @property
+    def ref(self) -> str:
+        """``name@alias``, or the bare name for a version served without an alias."""
+        return f"{self.name}@{self.alias}" if self.alias else self.name
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ModelSpec:
+        """The spec of a record's ``models`` entry (unknown keys are ignored)."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+@dataclass
+class DeploymentRecord:
+    """One server: where it listens, what it serves, its process and why it stopped.
+
+    ``path`` is the file the record lives in; it is not part of the JSON.
+
+    Example:
+        >>> rec = DeploymentRecord(host="127.0.0.1", port=5001, store="sqlite:///m.db",
+        ...                        models=[ModelSpec("iris", "production")])
+        >>> rec.names
+        ['iris']
+    """
+
+    host: str
+    port: int
+    store: str
+    models: list[ModelSpec] = field(default_factory=list)
+    pid: int | None = None
+    token: str | None = None
+    #: the server outlives the kernel that started it
+    detached: bool = False
+    max_body: int = DEFAULT_MAX_BODY
+    workers: int = 1
+    started: float | None = None
+    log: str | None = None
+    #: why the server ended, when it said so
+    stopped: str | None = None
+    stopped_at: float | None = None
+    #: every answered request goes to monitoring
+    monitor: bool = True
+    path: Path | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def names(self) -> list[str]:
+        """The names of the models served, in order (the first answers ``/invocations``)."""
+        return [m.name for m in self.models]
+
+    def model(self, name: str) -> ModelSpec | None:
+        """The spec of model ``name``, if this server serves it."""
+        return next((m for m in self.models if m.name == name), None)
+
+    def to_json(self) -> dict[str, Any]:
+        """The record as stored (``path`` left out)."""
+        data = asdict(self)
+        data.pop("path")
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any], path: Path | str | None = None) -> DeploymentRecord:
+        """A record from its stored form (unknown keys are ignored, missing ones defaulted).
+
+        Raises:
+            ValueError: not an object, or without host, port or store.
+        """
+        if not isinstance(data, dict) or not all(k in data for k in ("host", "port")):
+            raise ValueError("not a deployment record")
+        known = {f.name for f in fields(cls)} - {"models", "path"}
+        values = {k: v for k, v in data.items() if k in known}
+        values["port"] = int(values["port"])
+        values.setdefault("store", "")
+        values["max_body"] = int(values.get("max_body") or DEFAULT_MAX_BODY)
+        values["workers"] = max(1, int(values.get("workers") or 1))
+        values["detached"] = bool(values.get("detached"))
+        values["monitor"] = values.get("monitor") is not False
+        values["token"] = values.get("token") or None
+        models = [ModelSpec.from_json(m) for m in data.get("models") or [] if isinstance(m, dict)]
+        return cls(**values, models=models, path=Path(path) if path is not None else None)
+
+
+# -- reading ---------------------------------------------------------------------------------
+def read(path: Path | str) -> DeploymentRecord:
+    """The record in ``path``.
+
+    Raises:
+        OSError: the file cannot be read.
+        ValueError: it holds no record.
+
+    Example:
+        >>> read(state_dir / "5001.json").port  # doctest: +SKIP
+        5001
+    """
+    with open(path, encoding="utf-8") as f:
+        return DeploymentRecord.from_json(json.load(f), path)
+
+
+def read_all(folder: Path) -> list[DeploymentRecord]:
+    """Every readable record in ``folder``, by port.
+
+    Example:
+        >>> [r.port for r in read_all(state_dir)]  # doctest: +SKIP
+        [5001, 5002]
+    """
+    out = []
+    for path in sorted(folder.glob("*.json"), key=lambda p: int(p.stem) if p.stem.isdigit() else 0):
+        with contextlib.suppress(OSError, ValueError):
+            out.append(read(path))
+    return out
+
+
+# -- writing ---------------------------------------------------------------------------------
+def write(record: DeploymentRecord) -> None:
+    """Write ``record`` to its ``path``: atomically (a reader sees the old or the new record,
+    never half of one) and readable by its owner only, whatever the umask or the file's mode
+    before.
+
+    Raises:
+        ValueError: the record has no path.
+
+    Example:
+        >>> write(record)  # doctest: +SKIP
+    """
+    if record.path is None:
+        raise ValueError("the record has no file to go to")
+    path = record.path
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, MODE)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            os.fchmod(f.fileno(), MODE)  # a stale temporary file keeps its mode through O_CREAT
+            json.dump(record.to_json(), f, indent=1)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+@contextlib.contextmanager
+def locked(folder: Path) -> Iterator[None]:
+    """Hold the deployments folder's lock: what is read and written under it is one change.
+
+    Example:
+        >>> with locked(state_dir):  # doctest: +SKIP
+        ...     write(record)
+    """
+    from filelock import FileLock
+
+    with FileLock(str(folder / ".lock")):
+        yield
+
+
+def mark_stopped(path: Path | str, pid: int, reason: str, at: float) -> bool:
+    """Say in the record why server ``pid`` ended (kept for ``%model_deployments``), unless
+    the kernel removed the record or another server took its port since. Takes no lock: the
+    kernel may hold it while it waits for this server to end.
+
+    Returns:
+        Whether the record was written.
+
+    Example:
+        >>> mark_stopped(record.path, os.getpid(), "its kernel exited", time.time())  # doctest: +SKIP
+        True
+    """
+    try:
+        record = read(path)
+    except (OSError, ValueError):
+        return False
+    if record.pid != pid:
+        return False
+    record.stopped, record.stopped_at = reason, at
+    write(record)
+    return True
