@@ -147,10 +147,11 @@ class DeploymentsTab(ActionTab):
         for v in hist.versions:
             if not v.retired:
                 options.append((v.ref + (f"  [{', '.join(v.aliases)}]" if v.aliases else ""), v.ref))
+        values = [value for _, value in options]
         current = self.target.value
         self.target.options = options
-        if current in [value for _, value in options]:
-            self.target.value = current
+        # the alias as it stands first (a redeploy), else the newest version
+        self.target.value = current if current in values else (values[0] if values else None)
 
     def text(self) -> str:
         """The deployments as a table, or "no deployments of NAME".
