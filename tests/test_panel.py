@@ -4,9 +4,6 @@ messages), then assert on the widgets' state, on what the kernel sent, and on th
 
 from __future__ import annotations
 
-import importlib.machinery
-import sys
-import types
 import uuid
 
 import matplotlib
@@ -78,8 +75,9 @@ def sent_values(widget):
 @pytest.fixture(scope="module")
 def template(build_store, iris):
     """iris/1 (C=0.01) and iris/2 (C=1.0); production moved 1 -> 2. Built once."""
-    import nbmodel
     from sklearn.linear_model import LogisticRegression
+
+    import nbmodel
 
     def fill():
         for C in (0.01, 1.0):

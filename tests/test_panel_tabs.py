@@ -8,7 +8,6 @@ import os
 import time
 
 import pytest
-
 from test_panel import click, front_end, ns, template, update  # noqa: F401 - fixtures
 
 
