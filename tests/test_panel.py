@@ -4,9 +4,6 @@ messages), then assert on the widgets' state, on what the kernel sent, and on th
 
 from __future__ import annotations
 
-import importlib.machinery
-import sys
-import types
 import uuid
 
 import matplotlib
@@ -78,8 +75,9 @@ def sent_values(widget):
 @pytest.fixture(scope="module")
 def template(build_store, iris):
     """iris/1 (C=0.01) and iris/2 (C=1.0); production moved 1 -> 2. Built once."""
-    import nbmodel
     from sklearn.linear_model import LogisticRegression
+
+    import nbmodel
 
     def fill():
         for C in (0.01, 1.0):
@@ -118,11 +116,7 @@ def aliases(store):
 # -- structure ------------------------------------------------------------------------------
 def test_tabs_and_what_the_front_end_receives(p, front_end):
     titles = [t.title for t in p.tabs]
-    assert titles[:2] == ["History", "Compare"]
-    import nbmodel.monitoring
-
-    if hasattr(nbmodel.monitoring, "panel_tab"):
-        assert "Monitor" in titles  # contributed by the monitoring module's panel_tab(name)
+    assert titles == ["History", "Compare", "Monitor", "Deployments"]  # every tab promised
     assert list(p.widget.titles) == titles
     bundle = p._repr_mimebundle_()
     assert bundle["application/vnd.jupyter.widget-view+json"]["model_id"] == p.widget.model_id
@@ -138,6 +132,13 @@ def test_text_fallback_where_widgets_cannot_render(p):
     text = p._repr_mimebundle_()["text/plain"]
     assert text.startswith("iris: 2 versions, newest first")
     assert "production" in text and "%model_rollback" in text and "JupyterLab" in text
+
+
+def test_repr_and_pretty_print_are_the_text_form(p):
+    from IPython.lib.pretty import pretty
+
+    assert repr(p) == str(p) == pretty(p)
+    assert "ModelPanel(" not in repr(p)
 
 
 # -- History --------------------------------------------------------------------------------
@@ -300,23 +301,21 @@ def test_register_tab_adds_a_tab_and_a_broken_tab_does_not_break_the_panel(store
     finally:
         widgets.unregister_tab("Notes")
         widgets.unregister_tab("Broken")
-    assert [t for t, _ in widgets._TABS] == ["History", "Compare"]
+    assert [t for t, _ in widgets._TABS] == ["History", "Compare", "Monitor", "Deployments"]
 
 
-def test_feature_modules_contribute_tabs_through_panel_tab(store, ns, monkeypatch):
-    import ipywidgets as w
-
+def test_built_in_tabs_can_be_removed_and_put_back(store, ns):
     from nbmodel import widgets
 
-    fake = types.ModuleType("nbmodel_fake_feature")
-    fake.__spec__ = importlib.machinery.ModuleSpec("nbmodel_fake_feature", None)
-    fake.panel_tab = lambda name: w.Label(f"deployments of {name}")
-    monkeypatch.setitem(sys.modules, "nbmodel_fake_feature", fake)
-    monkeypatch.setattr(widgets, "EXTERNAL_TABS",
-                        [("Deployments", "nbmodel_fake_feature"), ("Missing", "nbmodel_not_here")])
-    made = widgets.panel("iris", namespace=ns)
-    assert [t.title for t in made.tabs] == ["History", "Compare", "Deployments"]
-    assert made.tab("Deployments").widget.value == "deployments of iris"
+    factories = dict(widgets.tab_factories())
+    widgets.unregister_tab("Deployments")
+    try:
+        made = widgets.panel("iris", namespace=ns)
+        assert [t.title for t in made.tabs] == ["History", "Compare", "Monitor"]
+        made.close()
+    finally:
+        widgets.register_tab("Deployments", factories["Deployments"])
+    assert [t for t, _ in widgets.tab_factories()] == ["History", "Compare", "Monitor", "Deployments"]
 
 
 # -- the magic ------------------------------------------------------------------------------

@@ -1,9 +1,8 @@
-"""Widgets: ``%model_monitor --live`` and the panel's Monitor tab."""
+"""The widget of ``%model_monitor --live``: a view that refreshes while new records arrive."""
 
 from __future__ import annotations
 
 import html
-import re
 import threading
 import time
 from typing import Any
@@ -95,85 +94,3 @@ class LiveView:
 
     def __repr__(self) -> str:
         return f"live monitor of {self.ref}: refreshing every {self.every:g} s; stop it with .stop()"
-
-
-def split_rules(text: str) -> list[str]:
-    """Alert rules typed in one field, split at commas or semicolons (not inside ``[...]``).
-
-    Args:
-        text: the field's text.
-
-    Returns:
-        The rule texts.
-
-    Example:
-        >>> split_rules("accuracy<0.9, psi[a,b]>0.2")
-        ['accuracy<0.9', 'psi[a,b]>0.2']
-    """
-    return [p.strip() for p in re.split(r",(?![^\[]*\])|;", text or "") if p.strip()]
-
-
-def panel_tab(name: str) -> Any:
-    """The Monitor tab of ``%model_panel``: window and alert fields, Refresh and Live buttons,
-    and the same view as %model_monitor.
-
-    Returns:
-        An ``ipywidgets.VBox``.
-    """
-    import ipywidgets as w
-
-    window = w.Text(value="", placeholder="auto, 1h, 1d or rows", description="window",
-                    layout=w.Layout(width="16em"))
-    rules = w.Text(value="", placeholder="accuracy<0.9, psi>0.2 (saved rules if empty)",
-                   description="alerts", layout=w.Layout(width="30em"))
-    refresh = w.Button(description="Refresh", icon="refresh")
-    live = w.ToggleButton(value=False, description="Live", icon="play",
-                          tooltip="refresh while new records arrive")
-    view = w.HTML(value="")
-    state: dict[str, Any] = {"thread": None, "stop": threading.Event(), "stamp": None}
-
-    def options() -> dict[str, Any]:
-        opts: dict[str, Any] = {"window": window.value.strip() or None}
-        if rules.value.strip():
-            opts["alerts"] = split_rules(rules.value)
-        return opts
-
-    def render(_b: Any = None) -> None:
-        from ._monitor import monitor
-
-        try:
-            view.value = monitor(name, **options())._repr_html_()
-        except NbmodelError as exc:
-            view.value = _error_html(exc)
-
-    def loop(stop: threading.Event) -> None:
-        from ._record import target
-        from ._storage import BATCHES, LABELS, monitor_run
-
-        while not stop.wait(5.0):
-            try:
-                n, v = target(name)
-                run = monitor_run(n)
-                stamp = (v, len(run.list(f"{BATCHES}/v{v}")), len(run.list(LABELS)))
-                if stamp != state["stamp"]:
-                    state["stamp"] = stamp
-                    render()
-            except Exception:  # noqa: BLE001
-                continue
-
-    def toggle(change: dict[str, Any]) -> None:
-        if change["new"]:
-            state["stop"] = threading.Event()
-            state["thread"] = threading.Thread(target=loop, args=(state["stop"],), daemon=True)
-            state["thread"].start()
-            live.icon = "pause"
-        else:
-            state["stop"].set()
-            live.icon = "play"
-
-    refresh.on_click(render)
-    live.observe(toggle, names="value")
-    render()
-    box = w.VBox([w.HBox([window, rules, refresh, live]), view])
-    box.refresh = render  # type: ignore[attr-defined]
-    return box
