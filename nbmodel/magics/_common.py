@@ -1,5 +1,5 @@
-"""What every nbmodel magic shares: turning nbmodel's errors into one-line UsageErrors,
-looking up variables, and reading ``key=value`` arguments."""
+"""What every nbmodel magic shares: its arguments from :mod:`nbmodel.commands`, nbmodel's
+errors as one-line UsageErrors, and looking up the user's variables."""
 
 from __future__ import annotations
 
@@ -7,11 +7,16 @@ import functools
 import shlex
 import sys
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from IPython.core.error import UsageError
+from IPython.core.magic_arguments import argument, magic_arguments
 
+from ..commands import MAGIC, MAGICS
 from ..errors import NbmodelError
+
+if TYPE_CHECKING:
+    from IPython.core.interactiveshell import InteractiveShell
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -25,6 +30,52 @@ def NbmodelUsageError(message: str, kind: str = "usage") -> UsageError:  # noqa:
     err = UsageError(message)
     err.kind = kind  # type: ignore[attr-defined]
     return err
+
+
+def declared(fn: F) -> F:
+    """Give a magic the arguments :mod:`nbmodel.commands` declares for it.
+
+    The magic's ``parser`` and its help (``%model_log?``, ``--help``) are IPython's
+    ``magic_arguments``, built from the one declaration the CLI is built from too.
+
+    Args:
+        fn: the magic method, named as its command's ``magic`` (``model_log``).
+
+    Returns:
+        The method, with ``parser`` and the full help as its docstring.
+
+    Raises:
+        KeyError: no command declares a magic of that name.
+
+    Example:
+        >>> @declared  # doctest: +SKIP
+        ... def model_log(self, line=""): ...
+    """
+    command = MAGICS[fn.__name__]
+    for a in reversed(command.args_for(MAGIC)):
+        fn = argument(*a.flags, help=a.help, **dict(a.options))(fn)
+    return magic_arguments()(fn)  # type: ignore[no-any-return]
+
+
+def shell_of(magics: Any) -> InteractiveShell:
+    """The shell a Magics instance belongs to (IPython types it as optional).
+
+    Args:
+        magics: the ``Magics`` instance.
+
+    Returns:
+        Its shell.
+
+    Raises:
+        UsageError: the magics were made without a shell.
+
+    Example:
+        >>> shell_of(self).user_ns  # doctest: +SKIP
+    """
+    shell = magics.shell
+    if shell is None:
+        raise NbmodelUsageError("nbmodel's magics need an IPython shell", "usage")
+    return shell  # type: ignore[no-any-return]
 
 
 def usage_errors(fn: F) -> F:
@@ -76,17 +127,6 @@ def lookup(shell: Any, name: str, what: str = "variable") -> Any:
             hint = f"; did you mean {', '.join(close)}?"
         raise NbmodelUsageError(f"no {what} named {name!r} in this notebook{hint}", "unknown-variable")
     return ns[name]
-
-
-def parse_pairs(items: list[str] | None, what: str = "tag") -> dict[str, str]:
-    """``["k=v", "a=b c"]`` -> ``{"k": "v", "a": "b c"}``."""
-    out = {}
-    for item in items or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise NbmodelUsageError(f"{what} {item!r} is not key=value (for example stage=candidate)", "usage")
-        out[key.strip()] = value.strip()
-    return out
 
 
 class HelpShown(Exception):

@@ -6,16 +6,14 @@ from __future__ import annotations
 from typing import Any
 
 from IPython.core.magic import Magics, line_magic, magics_class
-from IPython.core.magic_arguments import argument, magic_arguments
 
-from ._common import parse, usage_errors
+from ._common import declared, parse, shell_of, usage_errors
 
 
 @magics_class
 class PanelMagics(Magics):
-    @magic_arguments()
-    @argument("name", help="the model (iris)")
     @line_magic
+    @declared
     @usage_errors
     def model_panel(self, line: str = "") -> Any:
         """A panel of the model whose buttons do what the magics do: History (card, diff,
@@ -26,4 +24,4 @@ class PanelMagics(Magics):
         from ..widgets import panel
 
         args = parse(self.model_panel, line)
-        return panel(args.name, namespace=self.shell.user_ns)
+        return panel(args.name, namespace=shell_of(self).user_ns)
