@@ -102,4 +102,4 @@ def _jupyter_labextension_paths() -> list[dict[str, str]]:
 
 
 def _jupyter_server_extension_points() -> list[dict[str, str]]:
-    return [{"module": "nbmodel.server"}]
+    return [{"module": "nbmodel.handlers"}]

@@ -98,12 +98,24 @@ class Route:
     """A REST route that runs the same command: its method, path and body or query fields.
 
     ``fields`` map each field of the request to the argument (dest) it stands for; the REST
-    tests check them against the command's arguments and against ``openapi.yaml``.
+    tests check them against the command's arguments and against ``openapi.yaml``. A field is
+    named as the option it stands for, except the parts of a REF (``name``, ``version``,
+    ``target``), which routes carry in their path or, for an alias, as ``version``.
     """
 
     method: str
     path: str
     fields: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def body_fields(self) -> list[str]:
+        """The fields of the request body or query: those not in the path.
+
+        Example:
+            >>> COMMANDS["rollback"].routes[0].body_fields
+            ['alias', 'to', 'message']
+        """
+        return [f for f in self.fields if "{" + f + "}" not in self.path]
 
 
 @dataclass(frozen=True)
