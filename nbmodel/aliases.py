@@ -182,6 +182,27 @@ def rollback(name: str | Ref, *, alias: str | None = None, to: int | str | None 
         raise RollbackError(
             f"roll back a model's alias, not a version: %model_rollback {r.name} --to {r.version}")
     alias = check_alias(alias or r.alias or "production")
+    to_version = None
+    if to is not None:
+        # One reading of --to for the magic, the CLI and the REST route: a number, or a
+        # reference to a version of this same model.
+        text = str(to).strip()
+        not_a_version = f"--to takes a version: 2, {r.name}/2 or models:/{r.name}/2, not {to!r}"
+        if isinstance(to, bool) or not text:
+            raise BadReference(not_a_version)
+        if not text.isdigit():
+            try:
+                named = parse_ref(text)
+            except BadReference:
+                named = None
+            if named is None or named.version is None:
+                raise BadReference(not_a_version)
+            if named.name != r.name:
+                raise BadReference(
+                    f"--to {text} is a version of {named.name!r}, not of {r.name!r}; "
+                    f"name a version of {r.name}, such as {r.name}/{named.version}")
+            text = str(named.version)
+        to_version = int(text)
     store = get_store()
     with store.write_lock():
         aliases = model_aliases(store, r.name)
@@ -192,25 +213,7 @@ def rollback(name: str | Ref, *, alias: str | None = None, to: int | str | None 
                 f"{r.name} has no alias {alias!r} to roll back; "
                 + (f"its aliases are {known}" if known else f"set one with %model_alias {r.name}/N {alias}"))
         if to is not None:
-            # One reading of --to for the magic, the CLI and the REST route: a number, or a
-            # reference to a version of this same model.
-            text = str(to).strip()
-            if isinstance(to, bool) or not text:
-                raise BadReference(f"--to takes a version: 2, {r.name}/2 or models:/{r.name}/2, not {to!r}")
-            if not text.isdigit():
-                try:
-                    named = parse_ref(text)
-                except BadReference:
-                    named = None
-                if named is None or named.version is None:
-                    raise BadReference(
-                        f"--to takes a version: 2, {r.name}/2 or models:/{r.name}/2, not {to!r}")
-                if named.name != r.name:
-                    raise BadReference(
-                        f"--to {text} is a version of {named.name!r}, not of {r.name!r}; "
-                        f"name a version of {r.name}, such as {r.name}/{named.version}")
-                text = str(named.version)
-            target = resolve(f"{r.name}/{int(text)}")
+            target = resolve(f"{r.name}/{to_version}")
             if target.version == current:
                 raise RollbackError(f"{r.name}@{alias} already points to {target.ref}")
         else:

@@ -3,11 +3,12 @@ errors as one-line UsageErrors, and looking up the user's variables."""
 
 from __future__ import annotations
 
+import argparse
 import functools
 import shlex
 import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from IPython.core.error import UsageError
 from IPython.core.magic_arguments import argument, magic_arguments
@@ -17,9 +18,6 @@ from ..errors import NbmodelError
 
 if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell
-
-F = TypeVar("F", bound=Callable[..., Any])
-
 
 def NbmodelUsageError(message: str, kind: str = "usage") -> UsageError:  # noqa: N802
     """A UsageError carrying the kind of mistake behind it (tests assert on the kind).
@@ -32,29 +30,42 @@ def NbmodelUsageError(message: str, kind: str = "usage") -> UsageError:  # noqa:
     return err
 
 
-def declared(fn: F) -> F:
-    """Give a magic the arguments :mod:`nbmodel.commands` declares for it.
+def declared(fn: Callable[[Any, argparse.Namespace], Any]) -> Callable[[Any, str], Any]:
+    """Make a line magic of a method that takes its parsed arguments.
 
-    The magic's ``parser`` and its help (``%model_log?``, ``--help``) are IPython's
-    ``magic_arguments``, built from the one declaration the CLI is built from too.
+    The arguments are those :mod:`nbmodel.commands` declares for the magic of the method's
+    name, as IPython's ``magic_arguments`` (so ``%model_log?`` and ``--help`` show them): the
+    same declaration the CLI is built from. The magic parses its line, keeps the warm starter
+    running, and turns nbmodel's errors (and argparse's) into a one-line UsageError.
 
     Args:
-        fn: the magic method, named as its command's ``magic`` (``model_log``).
+        fn: ``method(self, args)``, named as its command's ``magic`` (``model_log``).
 
     Returns:
-        The method, with ``parser`` and the full help as its docstring.
+        ``magic(self, line)``, with ``parser`` and the full help as its docstring.
 
     Raises:
         KeyError: no command declares a magic of that name.
 
     Example:
-        >>> @declared  # doctest: +SKIP
-        ... def model_log(self, line=""): ...
+        >>> @line_magic  # doctest: +SKIP
+        ... @declared
+        ... def model_log(self, args): ...
     """
-    command = MAGICS[fn.__name__]
-    for a in reversed(command.args_for(MAGIC)):
-        fn = argument(*a.flags, help=a.help, **dict(a.options))(fn)
-    return magic_arguments()(fn)  # type: ignore[no-any-return]
+
+    @functools.wraps(fn)
+    def magic(self: Any, line: str = "") -> Any:
+        _keep_warm()
+        try:
+            return fn(self, parse(magic, line))
+        except HelpShown:
+            return None
+        except NbmodelError as exc:
+            raise NbmodelUsageError(str(exc), exc.kind) from None
+
+    for a in reversed(MAGICS[fn.__name__].args_for(MAGIC)):
+        magic = argument(*a.flags, help=a.help, **dict(a.options))(magic)
+    return magic_arguments()(magic)
 
 
 def shell_of(magics: Any) -> InteractiveShell:
@@ -75,23 +86,7 @@ def shell_of(magics: Any) -> InteractiveShell:
     shell = magics.shell
     if shell is None:
         raise NbmodelUsageError("nbmodel's magics need an IPython shell", "usage")
-    return shell  # type: ignore[no-any-return]
-
-
-def usage_errors(fn: F) -> F:
-    """Run a magic; nbmodel's errors (and argparse's) become a short UsageError."""
-
-    @functools.wraps(fn)
-    def wrapper(self: Any, line: str = "", *args: Any, **kwargs: Any) -> Any:
-        _keep_warm()
-        try:
-            return fn(self, line, *args, **kwargs)
-        except HelpShown:
-            return None
-        except NbmodelError as exc:
-            raise NbmodelUsageError(str(exc), exc.kind) from None
-
-    return wrapper  # type: ignore[return-value]
+    return shell
 
 
 def _keep_warm() -> None:

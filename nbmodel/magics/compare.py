@@ -6,19 +6,19 @@ result (an HTML table and figures in a notebook, text elsewhere).
 
 from __future__ import annotations
 
+import argparse
 from typing import Any
 
 from IPython.core.magic import Magics, line_magic, magics_class
 
-from ._common import NbmodelUsageError, declared, lookup, parse, shell_of, usage_errors
+from ._common import NbmodelUsageError, declared, lookup, shell_of
 
 
 @magics_class
 class CompareMagics(Magics):
     @line_magic
     @declared
-    @usage_errors
-    def model_compare(self, line: str = "") -> Any:
+    def model_compare(self, args: argparse.Namespace) -> Any:
         """Compare versions side by side on the same data.
 
         A metrics table with the best value of each row marked, confusion matrices and ROC
@@ -32,7 +32,6 @@ class CompareMagics(Magics):
         """
         from ..comparison import _check_refs, compare, metric_history
 
-        args = parse(self.model_compare, line)
         if args.all_versions:
             if len(args.refs) != 1:
                 raise NbmodelUsageError("--all takes one model name: %model_compare iris --all",

@@ -3,20 +3,20 @@
 
 from __future__ import annotations
 
+import argparse
 from typing import Any
 
 from IPython.core.magic import Magics, line_magic, magics_class
 
 from ..commands import run
-from ._common import NbmodelUsageError, declared, lookup, parse, shell_of, usage_errors
+from ._common import NbmodelUsageError, declared, lookup, shell_of
 
 
 @magics_class
 class DeployMagics(Magics):
     @line_magic
     @declared
-    @usage_errors
-    def model_deploy(self, line: str = "") -> Any:
+    def model_deploy(self, args: argparse.Namespace) -> Any:
         """Serve a version over MLflow's scoring protocol, following NAME@ALIAS.
 
         Points the alias at the version (kept in the audit trail), starts a server process (or
@@ -28,7 +28,6 @@ class DeployMagics(Magics):
         """
         from .. import serving
 
-        args = parse(self.model_deploy, line)
         if args.stop:
             stopped = serving.stop(args.ref)
             print("stopped " + (", ".join(stopped) if stopped else "nothing (no deployments)"))
@@ -51,11 +50,10 @@ class DeployMagics(Magics):
 
     @line_magic
     @declared
-    @usage_errors
-    def model_deployments(self, line: str = "") -> Any:
+    def model_deployments(self, args: argparse.Namespace) -> Any:
         """What runs: ref, version now served, URL, uptime, requests, errors, health (also the
         servers started by other kernels, and those that died). Example: %model_deployments"""
-        return run("deployments", parse(self.model_deployments, line))
+        return run("deployments", args)
 
 
 def _image(ref: str) -> str:

@@ -8,15 +8,14 @@ from typing import Any
 from IPython.core.magic import Magics, line_magic, magics_class
 
 from ..commands import run
-from ._common import NbmodelUsageError, declared, parse, usage_errors
+from ._common import NbmodelUsageError, declared
 
 
 @magics_class
 class MonitorMagics(Magics):
     @line_magic
     @declared
-    @usage_errors
-    def model_monitor(self, line: str = "") -> Any:
+    def model_monitor(self, args: argparse.Namespace) -> Any:
         """Volume, latency and predictions per time window; accuracy/F1 or RMSE/MAE where labels
         exist; drift of every feature and of the predictions against the training reference
         (PSI, KS, chi-square); alert rules checked per window, open alerts kept in the store.
@@ -26,7 +25,6 @@ class MonitorMagics(Magics):
         """
         from ..monitoring import live
 
-        args = parse(self.model_monitor, line)
         if not args.live:
             return run("monitor", args)
         if args.every <= 0:

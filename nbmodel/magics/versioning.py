@@ -4,13 +4,14 @@ store. Each parses its line, calls the core function of the same name, and retur
 
 from __future__ import annotations
 
+import argparse
 import re
 from typing import Any
 
 from IPython.core.magic import Magics, line_magic, magics_class
 
 from ..commands import parse_pairs, run
-from ._common import NbmodelUsageError, declared, lookup, parse, shell_of, usage_errors
+from ._common import NbmodelUsageError, declared, lookup, shell_of
 
 
 def _summary(v: Any) -> str:
@@ -34,8 +35,7 @@ def _var_name_for(name: str) -> str:
 class VersioningMagics(Magics):
     @line_magic
     @declared
-    @usage_errors
-    def model_commit(self, line: str = "") -> Any:
+    def model_commit(self, args: argparse.Namespace) -> Any:
         """Register the model in VAR as a new version, fully described.
 
         Records hyper-parameters, metrics on --eval, signature and input example, pinned
@@ -48,7 +48,6 @@ class VersioningMagics(Magics):
         from ..lineage import head_of
         from ..refs import parse_ref
 
-        args = parse(self.model_commit, line)
         model = lookup(shell_of(self), args.var, "variable")
         eval_ = train = None
         if args.eval:
@@ -70,41 +69,36 @@ class VersioningMagics(Magics):
 
     @line_magic
     @declared
-    @usage_errors
-    def model_log(self, line: str = "") -> Any:
+    def model_log(self, args: argparse.Namespace) -> Any:
         """A model's history, newest first: version, aliases, age, message, key metrics, parent.
 
         Where versions branch, a lineage graph like `git log --graph`.
         Example: %model_log iris -n 10      %model_log iris --aliases
         """
-        return run("log", parse(self.model_log, line))
+        return run("log", args)
 
     @line_magic
     @declared
-    @usage_errors
-    def model_show(self, line: str = "") -> Any:
+    def model_show(self, args: argparse.Namespace) -> Any:
         """One version's card. Example: %model_show iris@production"""
-        return run("show", parse(self.model_show, line))
+        return run("show", args)
 
     @line_magic
     @declared
-    @usage_errors
-    def model_diff(self, line: str = "") -> Any:
+    def model_diff(self, args: argparse.Namespace) -> Any:
         """What changed between two versions: params, metrics with deltas, tags, training data,
         signature and the source cells. Example: %model_diff iris/2 iris/3"""
-        return run("diff", parse(self.model_diff, line))
+        return run("diff", args)
 
     @line_magic
     @declared
-    @usage_errors
-    def model_checkout(self, line: str = "") -> None:
+    def model_checkout(self, args: argparse.Namespace) -> None:
         """Load a version's model into a variable; its next commit records that version as parent.
 
         Example: %model_checkout iris/2 --as clf
         """
         from ..versions import checkout, resolve
 
-        args = parse(self.model_checkout, line)
         if args.var is not None and not args.var.isidentifier():
             raise NbmodelUsageError(f"{args.var!r} is not a valid variable name", "usage")
         v = resolve(args.ref)
@@ -114,58 +108,51 @@ class VersioningMagics(Magics):
 
     @line_magic
     @declared
-    @usage_errors
-    def model_tag(self, line: str = "") -> None:
+    def model_tag(self, args: argparse.Namespace) -> None:
         """Set tags on a version. Example: %model_tag iris/3 stage=candidate owner=ana"""
-        print(run("tag", parse(self.model_tag, line)))
+        print(run("tag", args))
 
     @line_magic
     @declared
-    @usage_errors
-    def model_alias(self, line: str = "") -> Any:
+    def model_alias(self, args: argparse.Namespace) -> Any:
         """Point an alias at a version; every move is kept in an audit trail
         (%model_log NAME --aliases). Example: %model_alias iris/3 production -m "best on holdout"
         """
-        return run("alias", parse(self.model_alias, line))
+        return run("alias", args)
 
     @line_magic
     @declared
-    @usage_errors
-    def model_rollback(self, line: str = "") -> Any:
+    def model_rollback(self, args: argparse.Namespace) -> Any:
         """Move an alias back to the version that held it before, or to --to VERSION.
 
         Example: %model_rollback iris      %model_rollback iris --to 2 --alias staging
         """
-        return run("rollback", parse(self.model_rollback, line))
+        return run("rollback", args)
 
     @line_magic
     @declared
-    @usage_errors
-    def model_retire(self, line: str = "") -> None:
+    def model_retire(self, args: argparse.Namespace) -> None:
         """Archive a version: kept in history, refused by deploy and alias unless forced.
 
         Example: %model_retire iris/1 -m "trained on the old data"
         """
-        print(run("retire", parse(self.model_retire, line)))
+        print(run("retire", args))
 
     @line_magic
     @declared
-    @usage_errors
-    def model_status(self, line: str = "") -> Any:
+    def model_status(self, args: argparse.Namespace) -> Any:
         """The store in use, its models with their newest version and aliases, and what runs."""
-        return run("status", parse(self.model_status, line))
+        return run("status", args)
 
     @line_magic
     @declared
-    @usage_errors
-    def model_store(self, line: str = "") -> None:
+    def model_store(self, args: argparse.Namespace) -> None:
         """Show or set the store this session uses.
 
         Example: %model_store sqlite:///course.db      %model_store http://127.0.0.1:5000
         """
         from ..store import resolve_uri, set_store
 
-        args = parse(self.model_store, line)
         if args.uri:
             store = set_store(None if args.uri == "default" else args.uri)
             print(f"store: {store.uri}")
