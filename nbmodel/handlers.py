@@ -86,7 +86,19 @@ class NbmodelHandler(APIHandler):
     """Base of every route: JSON in, JSON out, nbmodel's errors as 4xx JSON."""
 
     async def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        """Run a blocking core function in a thread."""
+        """Run a blocking core function in a thread, so the server keeps answering.
+
+        Args:
+            fn: the core function.
+            *args: its positional arguments.
+            **kwargs: its keyword arguments.
+
+        Returns:
+            What ``fn`` returned.
+
+        Example:
+            >>> await self.call(show, "iris/2")  # doctest: +SKIP
+        """
         return await asyncio.to_thread(fn, *args, **kwargs)
 
     def body(self, command: str | None = None) -> dict[str, Any]:
@@ -94,6 +106,19 @@ class NbmodelHandler(APIHandler):
 
         With ``command``, a field that the command's route does not declare is refused: a
         misspelt ``{"version": 1}`` to rollback must not roll back to the previous holder.
+
+        Args:
+            command: the command in :data:`nbmodel.commands.COMMANDS` whose routes declare the
+                fields this request may carry.
+
+        Returns:
+            The body's fields.
+
+        Raises:
+            BadRequest: the body is not a JSON object, or has a field the route does not take.
+
+        Example:
+            >>> data = self.body("rollback")  # doctest: +SKIP
         """
         data = self._json()
         if command is not None:
@@ -118,7 +143,24 @@ class NbmodelHandler(APIHandler):
 
     def field(self, data: dict[str, Any], key: str, kind: type | tuple[type, ...],
               default: Any = ..., *, required: bool = False) -> Any:
-        """Read ``data[key]``, checking its JSON type; a missing optional key gives ``default``."""
+        """Read ``data[key]``, checking its JSON type; a missing optional key gives ``default``.
+
+        Args:
+            data: the request's body.
+            key: the field.
+            kind: the Python type(s) the JSON value must have (``true`` is no ``int``).
+            default: the value of a missing or null field.
+            required: refuse a missing field instead.
+
+        Returns:
+            The value.
+
+        Raises:
+            BadRequest: the field is missing but required, or of another type.
+
+        Example:
+            >>> force = self.field(data, "force", bool, False)  # doctest: +SKIP
+        """
         if key not in data or data[key] is None:
             if required:
                 raise BadRequest(f"the request needs the field {key!r}")
@@ -133,6 +175,23 @@ class NbmodelHandler(APIHandler):
         return value
 
     def int_arg(self, key: str, default: int, *, low: int = 0, high: int | None = None) -> int:
+        """A whole-number query parameter within ``[low, high]``.
+
+        Args:
+            key: the parameter.
+            default: its value when absent or empty.
+            low: the smallest value taken.
+            high: the largest value taken (None: no limit).
+
+        Returns:
+            The value.
+
+        Raises:
+            BadRequest: not a whole number, or out of range.
+
+        Example:
+            >>> limit = self.int_arg("limit", 50, low=1, high=500)  # doctest: +SKIP
+        """
         text = self.get_query_argument(key, None)
         if text is None or text == "":
             return default
@@ -146,11 +205,22 @@ class NbmodelHandler(APIHandler):
         return value
 
     def reply(self, data: Any, status: int = 200) -> None:
+        """Answer with ``data`` as JSON (see :func:`jsonable`).
+
+        Args:
+            data: a core result.
+            status: the HTTP status.
+
+        Example:
+            >>> self.reply({"deployment": d}, status=201)  # doctest: +SKIP
+        """
         self.set_status(status)
         self.set_header("Content-Type", "application/json")
         self.finish(json.dumps(jsonable(data)))
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
+        """Every route's errors as ``{"error": {"kind", "message"}}``: nbmodel's with their
+        status, jupyter_server's (403...) as they are, anything else as a 500 of one line."""
         exc = kwargs.get("exc_info", (None, None, None))[1]
         if isinstance(exc, NbmodelError):
             self.set_status(exc.status)
@@ -426,6 +496,14 @@ ROUTES: list[tuple[str, type[NbmodelHandler]]] = [
 
 
 def setup_handlers(web_app: Any) -> None:
+    """Add the routes under ``{base_url}nbmodel/api/`` (and a JSON 404 for the rest).
+
+    Args:
+        web_app: jupyter_server's tornado application.
+
+    Example:
+        >>> setup_handlers(serverapp.web_app)  # doctest: +SKIP
+    """
     base = url_path_join(web_app.settings["base_url"], "nbmodel", "api")
     handlers: list[tuple[str, Any]] = [
         (url_path_join(base, pattern) + "/?", handler) for pattern, handler in ROUTES
