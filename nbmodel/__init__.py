@@ -102,4 +102,13 @@ def _jupyter_labextension_paths() -> list[dict[str, str]]:
 
 
 def _jupyter_server_extension_points() -> list[dict[str, str]]:
-    return [{"module": "nbmodel.server"}]
+    """Where jupyter-server finds the Models sidebar's routes: :mod:`nbmodel.handlers`.
+
+    Returns:
+        The extension points.
+
+    Example:
+        >>> _jupyter_server_extension_points()
+        [{'module': 'nbmodel.handlers'}]
+    """
+    return [{"module": "nbmodel.handlers"}]

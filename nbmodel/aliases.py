@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .display import Shown
-from .errors import AliasNotFound, RetiredVersion, RollbackError
+from .errors import AliasNotFound, BadReference, RetiredVersion, RollbackError
 from .refs import Ref, check_alias, parse_ref
 from .store import get_store
 from .versions import _user, model_aliases, resolve
@@ -176,11 +176,13 @@ def rollback(name: str | Ref, *, alias: str | None = None, to: int | str | None 
     Args:
         name: the model (``iris``; ``iris@staging`` names the alias too).
         alias: the alias to move back; ``production`` unless the reference names one.
-        to: the version to move it to, instead of the previous holder.
+        to: the version to move it to, instead of the previous holder: ``2``, ``"2"``,
+            ``"iris/2"`` or ``"models:/iris/2"``.
         message: why, kept in the audit trail.
 
     Raises:
         AliasNotFound: the alias is not set. RollbackError: no earlier holder.
+        BadReference: ``to`` is not a version of this model.
         RetiredVersion, VersionNotFound: the target cannot take the alias. Nothing changes.
 
     Example:
@@ -192,6 +194,27 @@ def rollback(name: str | Ref, *, alias: str | None = None, to: int | str | None 
         raise RollbackError(
             f"roll back a model's alias, not a version: %model_rollback {r.name} --to {r.version}")
     alias = check_alias(alias or r.alias or "production")
+    to_version = None
+    if to is not None:
+        # One reading of --to for the magic, the CLI and the REST route: a number, or a
+        # reference to a version of this same model.
+        text = str(to).strip()
+        not_a_version = f"--to takes a version: 2, {r.name}/2 or models:/{r.name}/2, not {to!r}"
+        if isinstance(to, bool) or not text:
+            raise BadReference(not_a_version)
+        if not text.isdigit():
+            try:
+                named = parse_ref(text)
+            except BadReference:
+                named = None
+            if named is None or named.version is None:
+                raise BadReference(not_a_version)
+            if named.name != r.name:
+                raise BadReference(
+                    f"--to {text} is a version of {named.name!r}, not of {r.name!r}; "
+                    f"name a version of {r.name}, such as {r.name}/{named.version}")
+            text = str(named.version)
+        to_version = int(text)
     store = get_store()
     with store.write_lock():
         aliases = model_aliases(store, r.name)
@@ -202,7 +225,7 @@ def rollback(name: str | Ref, *, alias: str | None = None, to: int | str | None 
                 f"{r.name} has no alias {alias!r} to roll back; "
                 + (f"its aliases are {known}" if known else f"set one with %model_alias {r.name}/N {alias}"))
         if to is not None:
-            target = resolve(f"{r.name}/{str(to).strip()}")
+            target = resolve(f"{r.name}/{to_version}")
             if target.version == current:
                 raise RollbackError(f"{r.name}@{alias} already points to {target.ref}")
         else:

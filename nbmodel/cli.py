@@ -5,101 +5,73 @@
     nbmodel show iris@production
     nbmodel diff iris/2 iris/3
     nbmodel rollback iris [--to 2] [--alias production]
+    nbmodel serve iris@production [--port 5001]
+    nbmodel monitor iris [--window 1d]
     nbmodel sanitize-file
 
-Feature modules add subcommands through ``SUBCOMMANDS`` ("module:function" that receives the
-argparse subparsers object).
+Every subcommand and its options come from :mod:`nbmodel.commands`, where the magics' come
+from too: ``nbmodel X`` takes what ``%model_X`` takes, less what needs a kernel.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
-import importlib.util
 import sys
 from collections.abc import Sequence
 
-SUBCOMMANDS: list[str] = [
-    "nbmodel.serving:add_cli",
-    "nbmodel.monitoring:add_cli",
-]
+from .commands import CLI, COMMANDS, run
 
 
-def _build() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
+    """The ``nbmodel`` parser, one subcommand per command declared for the CLI.
+
+    Returns:
+        The parser; the chosen subcommand's name lands in ``command``.
+
+    Example:
+        >>> build_parser().parse_args(["log", "iris", "-n", "10"]).limit
+        10
+    """
     parser = argparse.ArgumentParser(prog="nbmodel", description="the model lifecycle over MLflow")
     parser.add_argument("--store", help="the store URI (default: the usual resolution order)")
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("status", help="the store, models, aliases")
-    p = sub.add_parser("log", help="a model's history")
-    p.add_argument("name", nargs="?")
-    p.add_argument("-n", "--max-count", type=int, dest="limit")
-    p.add_argument("--aliases", action="store_true")
-    p = sub.add_parser("show", help="one version's card")
-    p.add_argument("ref")
-    p = sub.add_parser("diff", help="what changed between two versions")
-    p.add_argument("a")
-    p.add_argument("b")
-    p = sub.add_parser("alias", help="point an alias at a version")
-    p.add_argument("ref")
-    p.add_argument("alias")
-    p.add_argument("-m", "--message", default="")
-    p.add_argument("--force", action="store_true")
-    p = sub.add_parser("rollback", help="move an alias back")
-    p.add_argument("name")
-    p.add_argument("--to")
-    p.add_argument("--alias")
-    p.add_argument("-m", "--message", default="")
-    sub.add_parser("sanitize-file", help="print the path of nbmodel's nbval sanitize file")
-    for spec in SUBCOMMANDS:
-        module, fn = spec.split(":")
-        if importlib.util.find_spec(module) is None:
+    for command in COMMANDS.values():
+        if not command.cli:
             continue
-        add = getattr(importlib.import_module(module), fn, None)
-        if add is not None:
-            add(sub)
+        p = sub.add_parser(command.name, help=command.help, description=command.help)
+        for a in command.args_for(CLI):
+            a.add_to(p)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``nbmodel ARGS``: print the result, or nbmodel's error on one line.
+
+    Args:
+        argv: the arguments (default: ``sys.argv[1:]``).
+
+    Returns:
+        0 on success, 2 when nbmodel refused (the message is on stderr).
+
+    Example:
+        >>> main(["log", "iris", "-n", "10"])  # doctest: +SKIP
+        0
+    """
     from .errors import NbmodelError
 
-    args = _build().parse_args(argv)
+    args = build_parser().parse_args(argv)
     try:
         if args.store:
             from .store import set_store
 
             set_store(args.store)
-        result = _run(args)
+        result = run(args.command, args)
     except NbmodelError as exc:
         print(f"nbmodel: {exc}", file=sys.stderr)
         return 2
     if result is not None:
         print(result)
     return 0
-
-
-def _run(args: argparse.Namespace) -> object:
-    import nbmodel
-
-    cmd = args.command
-    if cmd == "status":
-        return nbmodel.status()
-    if cmd == "log":
-        return nbmodel.alias_history(args.name) if args.aliases else nbmodel.log(args.name, limit=args.limit)
-    if cmd == "show":
-        return nbmodel.show(args.ref)
-    if cmd == "diff":
-        return nbmodel.diff(args.a, args.b)
-    if cmd == "alias":
-        return nbmodel.alias(args.ref, args.alias, message=args.message, force=args.force)
-    if cmd == "rollback":
-        return nbmodel.rollback(args.name, alias=args.alias, to=args.to, message=args.message)
-    if cmd == "sanitize-file":
-        return nbmodel.sanitize_file()
-    handler = getattr(args, "handler", None)
-    if handler is not None:
-        return handler(args)
-    raise SystemExit(f"unknown command {cmd}")
 
 
 if __name__ == "__main__":

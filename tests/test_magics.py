@@ -27,10 +27,25 @@ def test_load_ext_imports_nothing_heavy():
         assert f"'{magic}'" in names
 
 
-@pytest.mark.parametrize("magic", MAGICS)
+def _all_magics() -> list[str]:
+    from nbmodel.commands import MAGICS as DECLARED
+
+    return sorted(DECLARED)
+
+
+@pytest.mark.parametrize("magic", _all_magics())
 def test_every_magic_has_help(shell, magic):
+    """--help and %magic? show the arguments declared in nbmodel.commands."""
+    from nbmodel.commands import MAGIC
+    from nbmodel.commands import MAGICS as DECLARED
+
     assert shell.run(f"%{magic} --help") is None
-    assert "usage" in shell.stdout.lower() or f"%{magic}" in shell.stdout
+    assert f"%{magic}" in shell.stdout
+    doc = shell.ip.find_line_magic(magic).__doc__
+    for a in DECLARED[magic].args_for(MAGIC):
+        flag = a.flags[-1]
+        assert (flag if flag.startswith("-") else a.options.get("metavar", flag)) in shell.stdout
+        assert a.help.split()[0] in doc
 
 
 def test_commit_log_show_diff_checkout(shell, isolated_store):
@@ -125,7 +140,9 @@ def test_tag_alias_rollback_retire_status(shell, commit_iris, isolated_store):
     ("%model_show iris/x", "bad-reference", "NAME/VERSION"),
     ("%model_show iris@gold", "alias-not-found", "no aliases yet"),
     ("%model_rollback iris", "alias-not-found", "no alias 'production'"),
-    ("%model_rollback iris --to two", "usage", "--to takes a version number"),
+    ("%model_rollback iris --to two", "bad-reference", "--to takes a version"),
+    ("%model_rollback iris --to wine/1", "bad-reference", "a version of 'wine', not of 'iris'"),
+    ("%model_log iris -n 0", "usage", "-n takes a number of versions from 1"),
     ("%model_tag iris/1 novalue", "usage", "key=value"),
     ("%model_diff iris/1", "usage", "--help"),
     ("%model_store /tmp/not-a-store", "store", "not a store URI"),

@@ -86,8 +86,10 @@ def empty_store(tmp_path, monkeypatch):
 
 
 @pytest.fixture
-def jp_server_config():
-    return {"ServerApp": {"jpserver_extensions": {"nbmodel.server": True}}}
+def jp_server_config(request):
+    """The extension enabled under its name (a test may ask for the old name, nbmodel.server)."""
+    module = getattr(request, "param", "nbmodel.handlers")
+    return {"ServerApp": {"jpserver_extensions": {module: True}}}
 
 
 @pytest.fixture
@@ -206,6 +208,12 @@ def test_rollback_to_named_version(api, store_uri):
     assert code == 200 and body["to"] == 2
 
 
+@pytest.mark.parametrize("to", ["1", "iris/1", "models:/iris/1"])
+def test_rollback_to_a_version_written_as_the_magic_takes_it(api, store_uri, to):
+    code, body = api("POST", "models", "iris", "rollback", body={"to": to})
+    assert code == 200 and body["to"] == 1, body
+
+
 def test_retire(api, store_uri):
     code, body = api("POST", "models", "iris", "versions", "1", "retire",
                            body={"message": "superseded"})
@@ -282,7 +290,12 @@ def test_bad_alias_requests(api, store_uri, body, kind):
     ({"alias": "staging"}, 404, "alias-not-found"),
     ({"to": 9}, 404, "version-not-found"),
     ({"to": 2}, 409, "rollback"),              # already there
-    ({"to": "one"}, 400, "bad-request"),
+    ({"to": "one"}, 400, "bad-reference"),
+    ({"to": "wine/1"}, 400, "bad-reference"),   # a version of another model
+    ({"to": True}, 400, "bad-request"),
+    # A field the route does not take is refused, not ignored: {"version": 1} used to roll
+    # back to the previous holder as if the body were empty.
+    ({"version": 1}, 400, "bad-request"),
 ])
 def test_bad_rollbacks(api, store_uri, body, code_, kind):
     code, reply = api("POST", "models", "iris", "rollback", body=body)
@@ -341,31 +354,16 @@ def test_unknown_route(api, store_uri):
 # -- deployments and alerts: shown only where the features exist -------------------------------
 
 
-def _has(module: str) -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec(module) is not None
-
-
 def test_features_match_their_routes(api, store_uri):
-    """A section the sidebar shows answers; one it hides says it is not available."""
+    """Every nbmodel has deployments and alerts, and both routes answer."""
     code, features = api("GET", "features")
-    assert code == 200
-    if not _has("nbmodel.serving"):
-        assert features["deployments"] is False
-    if not _has("nbmodel.monitoring"):
-        assert features["alerts"] is False
-    for feature, route, key in [("deployments", "deployments", "deployments"),
-                                ("alerts", "alerts", "alerts")]:
+    assert code == 200 and features == {"deployments": True, "alerts": True}
+    for route in ("deployments", "alerts"):
         code, body = api("GET", route)
-        if features[feature]:
-            assert code == 200 and isinstance(body[key], list), body
-        else:
-            assert code == 501 and _kind(body) == "not-available", body
+        assert code == 200 and isinstance(body[route], list), body
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not _has("nbmodel.serving"), reason="nbmodel.serving not written yet")
 def test_deploy_and_stop(api, store_uri):
     import urllib.request
 
@@ -392,13 +390,11 @@ def test_deploy_and_stop(api, store_uri):
     assert not [d for d in body["deployments"] if d["health"] in ("ok", "starting")]
 
 
-@pytest.mark.skipif(not _has("nbmodel.serving"), reason="nbmodel.serving not written yet")
 def test_stop_unknown_deployment(api, store_uri):
     code, reply = api("DELETE", "deployments", "iris@nothing")
     assert 400 <= code < 500, reply
 
 
-@pytest.mark.skipif(not _has("nbmodel.serving"), reason="nbmodel.serving not written yet")
 @pytest.mark.parametrize("body", [{}, {"ref": "iris/x"}, {"ref": "iris/1", "port": -1},
                                   {"ref": "iris/1", "port": "80"}, {"ref": 3}])
 def test_bad_deploy_requests(api, store_uri, body):
@@ -430,37 +426,94 @@ def test_requests_without_token_are_refused(jp_serverapp, jp_base_url, http_serv
 # -- the OpenAPI file describes every route ----------------------------------------------------
 
 
-def test_openapi_lists_every_route():
-    import re
+def _openapi() -> dict:
     from pathlib import Path
 
     import yaml
 
-    import nbmodel.server as server
+    import nbmodel.handlers as handlers
 
-    spec = yaml.safe_load(Path(server.__file__).with_name("openapi.yaml").read_text())
+    return yaml.safe_load(Path(handlers.__file__).with_name("openapi.yaml").read_text())
+
+
+def test_openapi_lists_every_route():
+    import re
+
+    import nbmodel.handlers as handlers
+
     documented = {path: set(ops) & {"get", "post", "put", "delete"}
-                  for path, ops in spec["paths"].items()}
+                  for path, ops in _openapi()["paths"].items()}
     served = {}
-    for pattern, handler in server.ROUTES:
+    for pattern, handler in handlers.ROUTES:
         path = "/" + re.sub(r"\(\?P<(\w+)>[^)]*\)", r"{\1}", pattern)
         served[path] = {m for m in ("get", "post", "put", "delete")
                         if m in vars(handler)}
     assert documented == served
 
 
-def test_enabling_the_extension_imports_no_mlflow():
+def _declared_routes():
+    from nbmodel.commands import COMMANDS
+
+    return [(c, r) for c in COMMANDS.values() for r in c.routes]
+
+
+@pytest.mark.parametrize("command, route", _declared_routes(),
+                         ids=lambda x: getattr(x, "name", None) or f"{x.method} {x.path}")
+def test_routes_take_the_declared_fields(command, route):
+    """A route's fields are the command's arguments: the same names as the magic's options
+    (a path holds the model, and the version of a REF), and openapi.yaml documents exactly them."""
+    dests = {a.dest for a in command.args}
+    for field, dest in route.fields.items():
+        assert dest in dests, (field, dest)
+        # A REF travels as its parts (the model in the path, the version in the path or body);
+        # every other field is named as the magic's option.
+        if not (dest == "ref" and field in ("name", "version", "target")):
+            assert field == dest, f"{route.path} calls {dest!r} {field!r}"
+    op = _openapi()["paths"]["/" + route.path][route.method.lower()]
+    documented = set(op.get("requestBody", {}).get("content", {}).get("application/json", {})
+                     .get("schema", {}).get("properties", {}))
+    documented |= {p["name"] for p in op.get("parameters", []) if "name" in p and p.get("in") == "query"}
+    documented |= {p.split("/")[-1] for p in (x.get("$ref", "") for x in op.get("parameters", []))}
+    assert set(route.body_fields) <= documented
+    if route.method in ("POST", "PUT"):
+        in_path = {f for f in documented if "{" + f + "}" in route.path}
+        assert documented - in_path == set(route.body_fields)
+
+
+@pytest.mark.parametrize("module", ["nbmodel.handlers", "nbmodel.server"])
+def test_enabling_the_extension_imports_no_mlflow(module):
     """`jupyter lab` must not pay for MLflow until the sidebar asks for something."""
     import subprocess
     import sys
 
-    code = ("import sys, nbmodel.server as s; "
+    code = (f"import sys, {module} as s; "
             "assert callable(s._load_jupyter_server_extension); "
+            "assert s._jupyter_server_extension_points() == [{'module': 'nbmodel.handlers'}]; "
             "print(sorted(m for m in sys.modules if m.split('.')[0] in "
             "('mlflow', 'sklearn', 'pandas')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout.strip()
     assert out == "[]"
+
+
+@pytest.mark.parametrize("jp_server_config", ["nbmodel.handlers", "nbmodel.server"], indirect=True)
+def test_both_extension_names_serve_the_routes(api, store_uri, jp_serverapp, jp_server_config):
+    """Configs written for the old module name keep the sidebar working."""
+    assert jp_serverapp.extension_manager.extensions[next(iter(
+        jp_server_config["ServerApp"]["jpserver_extensions"]))].enabled
+    code, body = api("GET", "models", "iris")
+    assert code == 200 and body["aliases"] == {"production": 2}
+
+
+def test_package_points_jupyter_at_the_handlers():
+    import json as _json
+    from pathlib import Path
+
+    import nbmodel
+
+    assert nbmodel._jupyter_server_extension_points() == [{"module": "nbmodel.handlers"}]
+    config = Path(nbmodel.__file__).parent.parent / "jupyter-config" / "server-config" / "nbmodel.json"
+    assert _json.loads(config.read_text())["ServerApp"]["jpserver_extensions"] == {"nbmodel.handlers": True}
 
 
 def test_names_are_url_decoded(api, store_uri):

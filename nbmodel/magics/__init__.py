@@ -1,49 +1,64 @@
 """IPython magics: thin layers that parse arguments, call the core and display the result.
 
-Each feature keeps its magics in its own module here; ``MAGIC_CLASSES`` lists them. Modules
-in this package import nothing heavy at import time, so ``%load_ext nbmodel`` stays instant.
+Each feature keeps its magics in its own module here; their arguments are declared once, in
+:mod:`nbmodel.commands`, with the CLI's. Modules in this package import nothing heavy at import
+time, so ``%load_ext nbmodel`` stays instant.
 """
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 from typing import Any
 
-#: "module:Class" of every Magics class to register.
-MAGIC_CLASSES = [
-    "nbmodel.magics.versioning:VersioningMagics",
-    "nbmodel.magics.compare:CompareMagics",
-    "nbmodel.magics.deploy:DeployMagics",
-    "nbmodel.magics.monitor:MonitorMagics",
-    "nbmodel.magics.panel:PanelMagics",
-]
 
+def magic_classes() -> list[type]:
+    """Every Magics class nbmodel registers.
 
-def _classes() -> list[type]:
-    out = []
-    for spec in MAGIC_CLASSES:
-        module, cls = spec.split(":")
-        if importlib.util.find_spec(module) is None:
-            continue  # a feature not installed in this build
-        out.append(getattr(importlib.import_module(module), cls))
-    return out
+    Returns:
+        The classes, versioning first.
+
+    Example:
+        >>> [c.__name__ for c in magic_classes()][:2]
+        ['VersioningMagics', 'CompareMagics']
+    """
+    from .compare import CompareMagics
+    from .deploy import DeployMagics
+    from .monitor import MonitorMagics
+    from .panel import PanelMagics
+    from .versioning import VersioningMagics
+
+    return [VersioningMagics, CompareMagics, DeployMagics, MonitorMagics, PanelMagics]
 
 
 def register(ipython: Any) -> None:
+    """Register nbmodel's magics and the cell-source recorder with a shell.
+
+    Args:
+        ipython: the ``InteractiveShell``.
+
+    Example:
+        >>> register(get_ipython())  # doctest: +SKIP
+    """
     from ..source import install
 
-    for cls in _classes():
+    for cls in magic_classes():
         ipython.register_magics(cls)
     install(ipython)
 
 
 def unregister(ipython: Any) -> None:
+    """Remove what :func:`register` added.
+
+    Args:
+        ipython: the ``InteractiveShell``.
+
+    Example:
+        >>> unregister(get_ipython())  # doctest: +SKIP
+    """
     from ..source import uninstall
 
     uninstall(ipython)
     manager = ipython.magics_manager
-    for cls in _classes():
-        for kind, names in cls.magics.items():
+    for cls in magic_classes():
+        for kind, names in cls.magics.items():  # type: ignore[attr-defined]
             for name in names:
                 manager.magics[kind].pop(name, None)

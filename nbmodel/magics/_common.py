@@ -1,20 +1,23 @@
-"""What every nbmodel magic shares: turning nbmodel's errors into one-line UsageErrors,
-looking up variables, and reading ``key=value`` arguments."""
+"""What every nbmodel magic shares: its arguments from :mod:`nbmodel.commands`, nbmodel's
+errors as one-line UsageErrors, and looking up the user's variables."""
 
 from __future__ import annotations
 
+import argparse
 import functools
 import shlex
 import sys
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from IPython.core.error import UsageError
+from IPython.core.magic_arguments import argument, magic_arguments
 
+from ..commands import MAGIC, MAGICS
 from ..errors import NbmodelError
 
-F = TypeVar("F", bound=Callable[..., Any])
-
+if TYPE_CHECKING:
+    from IPython.core.interactiveshell import InteractiveShell
 
 def NbmodelUsageError(message: str, kind: str = "usage") -> UsageError:  # noqa: N802
     """A UsageError carrying the kind of mistake behind it (tests assert on the kind).
@@ -27,20 +30,63 @@ def NbmodelUsageError(message: str, kind: str = "usage") -> UsageError:  # noqa:
     return err
 
 
-def usage_errors(fn: F) -> F:
-    """Run a magic; nbmodel's errors (and argparse's) become a short UsageError."""
+def declared(fn: Callable[[Any, argparse.Namespace], Any]) -> Callable[[Any, str], Any]:
+    """Make a line magic of a method that takes its parsed arguments.
+
+    The arguments are those :mod:`nbmodel.commands` declares for the magic of the method's
+    name, as IPython's ``magic_arguments`` (so ``%model_log?`` and ``--help`` show them): the
+    same declaration the CLI is built from. The magic parses its line, keeps the warm starter
+    running, and turns nbmodel's errors (and argparse's) into a one-line UsageError.
+
+    Args:
+        fn: ``method(self, args)``, named as its command's ``magic`` (``model_log``).
+
+    Returns:
+        ``magic(self, line)``, with ``parser`` and the full help as its docstring.
+
+    Raises:
+        KeyError: no command declares a magic of that name.
+
+    Example:
+        >>> @line_magic  # doctest: +SKIP
+        ... @declared
+        ... def model_log(self, args): ...
+    """
 
     @functools.wraps(fn)
-    def wrapper(self: Any, line: str = "", *args: Any, **kwargs: Any) -> Any:
+    def magic(self: Any, line: str = "") -> Any:
         _keep_warm()
         try:
-            return fn(self, line, *args, **kwargs)
+            return fn(self, parse(magic, line))
         except HelpShown:
             return None
         except NbmodelError as exc:
             raise NbmodelUsageError(str(exc), exc.kind) from None
 
-    return wrapper  # type: ignore[return-value]
+    for a in reversed(MAGICS[fn.__name__].args_for(MAGIC)):
+        magic = argument(*a.flags, help=a.help, **dict(a.options))(magic)
+    return magic_arguments()(magic)
+
+
+def shell_of(magics: Any) -> InteractiveShell:
+    """The shell a Magics instance belongs to (IPython types it as optional).
+
+    Args:
+        magics: the ``Magics`` instance.
+
+    Returns:
+        Its shell.
+
+    Raises:
+        UsageError: the magics were made without a shell.
+
+    Example:
+        >>> shell_of(self).user_ns  # doctest: +SKIP
+    """
+    shell = magics.shell
+    if shell is None:
+        raise NbmodelUsageError("nbmodel's magics need an IPython shell", "usage")
+    return shell
 
 
 def _keep_warm() -> None:
@@ -76,17 +122,6 @@ def lookup(shell: Any, name: str, what: str = "variable") -> Any:
             hint = f"; did you mean {', '.join(close)}?"
         raise NbmodelUsageError(f"no {what} named {name!r} in this notebook{hint}", "unknown-variable")
     return ns[name]
-
-
-def parse_pairs(items: list[str] | None, what: str = "tag") -> dict[str, str]:
-    """``["k=v", "a=b c"]`` -> ``{"k": "v", "a": "b c"}``."""
-    out = {}
-    for item in items or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise NbmodelUsageError(f"{what} {item!r} is not key=value (for example stage=candidate)", "usage")
-        out[key.strip()] = value.strip()
-    return out
 
 
 class HelpShown(Exception):

@@ -6,28 +6,19 @@ result (an HTML table and figures in a notebook, text elsewhere).
 
 from __future__ import annotations
 
+import argparse
 from typing import Any
 
 from IPython.core.magic import Magics, line_magic, magics_class
-from IPython.core.magic_arguments import argument, magic_arguments
 
-from ._common import NbmodelUsageError, lookup, parse, usage_errors
+from ._common import NbmodelUsageError, declared, lookup, shell_of
 
 
 @magics_class
 class CompareMagics(Magics):
-    @magic_arguments()
-    @argument("refs", nargs="+", metavar="REF",
-              help="2 to 8 versions: iris/2, iris@production, iris (the newest)")
-    @argument("--eval", nargs=2, metavar=("X", "y"), help="variables of the eval data")
-    @argument("--all", action="store_true", dest="all_versions",
-              help="plot the stored metrics of every version of one model (no eval data needed)")
-    @argument("--log", action="store_true",
-              help="save the comparison (table and figures) as an MLflow run")
-    @argument("--no-plots", action="store_false", dest="plots", help="the table only, faster")
     @line_magic
-    @usage_errors
-    def model_compare(self, line: str = "") -> Any:
+    @declared
+    def model_compare(self, args: argparse.Namespace) -> Any:
         """Compare versions side by side on the same data.
 
         A metrics table with the best value of each row marked, confusion matrices and ROC
@@ -41,7 +32,6 @@ class CompareMagics(Magics):
         """
         from ..comparison import _check_refs, compare, metric_history
 
-        args = parse(self.model_compare, line)
         if args.all_versions:
             if len(args.refs) != 1:
                 raise NbmodelUsageError("--all takes one model name: %model_compare iris --all",
@@ -55,6 +45,6 @@ class CompareMagics(Magics):
             raise NbmodelUsageError(
                 "give the eval data: %model_compare "
                 f"{' '.join(args.refs)} --eval X_test y_test (or --all for stored metrics)", "usage")
-        X = lookup(self.shell, args.eval[0])
-        y = lookup(self.shell, args.eval[1])
+        X = lookup(shell_of(self), args.eval[0])
+        y = lookup(shell_of(self), args.eval[1])
         return compare(args.refs, X, y, log=args.log, plots=args.plots)

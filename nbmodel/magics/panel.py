@@ -3,21 +3,19 @@ Deployments tabs). ipywidgets is imported only when the magic runs."""
 
 from __future__ import annotations
 
+import argparse
 from typing import Any
 
 from IPython.core.magic import Magics, line_magic, magics_class
-from IPython.core.magic_arguments import argument, magic_arguments
 
-from ._common import parse, usage_errors
+from ._common import declared, shell_of
 
 
 @magics_class
 class PanelMagics(Magics):
-    @magic_arguments()
-    @argument("name", help="the model (iris)")
     @line_magic
-    @usage_errors
-    def model_panel(self, line: str = "") -> Any:
+    @declared
+    def model_panel(self, args: argparse.Namespace) -> Any:
         """A panel of the model whose buttons do what the magics do: History (card, diff,
         checkout, alias, rollback, retire), Compare, Monitor and Deployments.
 
@@ -25,5 +23,4 @@ class PanelMagics(Magics):
         """
         from ..widgets import panel
 
-        args = parse(self.model_panel, line)
-        return panel(args.name, namespace=self.shell.user_ns)
+        return panel(args.name, namespace=shell_of(self).user_ns)

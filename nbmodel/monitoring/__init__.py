@@ -87,17 +87,6 @@ def clear_caches() -> None:
     _storage.clear_caches()
 
 
-def add_cli(subparsers: Any) -> None:
-    """``nbmodel monitor NAME [--window 1d] [--since 7d] [--alert RULE]...``"""
-    p = subparsers.add_parser("monitor", help="metrics, drift and alerts of recorded predictions")
-    p.add_argument("name", help="iris, iris/3 or iris@production")
-    p.add_argument("--window", help="15m, 1h, 1d, 1w or a number of rows (default: auto)")
-    p.add_argument("--since", help="a date, or 7d / 12h ago")
-    p.add_argument("--until", help="a date")
-    p.add_argument("--alert", action="append", metavar="RULE", help=GRAMMAR.splitlines()[0])
-    p.set_defaults(handler=_cli)
-
-
 def _cli(args: Any) -> MonitorReport:
     return monitor(args.name, window=args.window, since=args.since, until=args.until,
                    alerts=args.alert, plots=False)

@@ -120,21 +120,3 @@ def serve(ref: str, *, port: int | None = None, host: str = "127.0.0.1", token: 
         raise
     return 0  # not reached: exec replaced this process
 
-
-def add_cli(sub: Any) -> None:
-    """The ``nbmodel serve`` subcommand."""
-    p = sub.add_parser("serve", help="serve a model over MLflow's scoring protocol (foreground)")
-    p.add_argument("ref", help="iris@production (follows the alias) or iris/3 (that version)")
-    p.add_argument("--port", type=int, default=None, help="the port (default: a free one)")
-    p.add_argument("--host", default="127.0.0.1", help="the address (anything but loopback needs a token)")
-    p.add_argument("--token", default=None, help="require 'Authorization: Bearer TOKEN'")
-    p.add_argument("--max-body", type=int, default=None, help="the largest request body in bytes")
-    p.add_argument("--workers", type=int, default=1, help="worker processes sharing the port")
-    p.set_defaults(handler=_cli_serve)
-
-
-def _cli_serve(args: argparse.Namespace) -> None:
-    code = serve(args.ref, port=args.port, host=args.host, token=args.token, max_body=args.max_body,
-                 workers=args.workers)
-    if code:
-        raise SystemExit(code)

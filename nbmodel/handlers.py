@@ -1,0 +1,521 @@
+"""The jupyter-server extension behind JupyterLab's "Models" sidebar.
+
+Routes live under ``{base_url}nbmodel/api/`` and go through jupyter_server's authentication
+(token or cookie, XSRF for writes). Every handler only parses the request, calls the same core
+function a magic calls, and turns the result into JSON; :class:`NbmodelHandler` maps
+:class:`nbmodel.errors.NbmodelError` to a 4xx JSON body ``{"error": {"kind", "message"}}`` in one
+place. The routes are described in ``nbmodel/openapi.yaml``.
+
+MLflow calls block, so handlers run them in a thread and the server stays responsive while a
+remote store is slow. Nothing here imports MLflow until a route is called: enabling the
+extension must not slow down ``jupyter lab``'s start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as _dt
+import json
+from collections.abc import Callable
+from dataclasses import asdict, is_dataclass
+from typing import TYPE_CHECKING, Any
+
+import tornado.web
+from jupyter_server.base.handlers import APIHandler
+from jupyter_server.utils import url_path_join
+
+from .commands import COMMANDS
+from .errors import NbmodelError, first_line
+
+if TYPE_CHECKING:
+    from jupyter_server.serverapp import ServerApp
+
+#: Versions per page of ``GET /models/{name}``; the sidebar pages past this many.
+PAGE = 50
+MAX_PAGE = 500
+
+
+class BadRequest(NbmodelError):
+    """A request the routes cannot read (malformed JSON, missing or wrong-typed fields)."""
+
+    kind = "bad-request"
+
+
+def features() -> dict[str, bool]:
+    """Which optional sections the sidebar can show: every nbmodel ships them all.
+
+    Returns:
+        ``{"deployments": True, "alerts": True}``.
+
+    Example:
+        >>> features()
+        {'deployments': True, 'alerts': True}
+    """
+    return {"deployments": True, "alerts": True}
+
+
+def jsonable(obj: Any) -> Any:
+    """Turn core results (dataclasses with ``to_dict``, datetimes, lists) into JSON values.
+
+    Args:
+        obj: a core result.
+
+    Returns:
+        Plain JSON values (anything else becomes its ``str``).
+
+    Example:
+        >>> jsonable({"at": _dt.date(2026, 3, 1), "versions": (1, 2)})
+        {'at': '2026-03-01', 'versions': [1, 2]}
+    """
+    if obj is None or isinstance(obj, (str, int, float, bool)):
+        return obj
+    if hasattr(obj, "to_dict") and callable(obj.to_dict):
+        return jsonable(obj.to_dict())
+    if isinstance(obj, dict):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple, set)):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, (_dt.datetime, _dt.date)):
+        return obj.isoformat()
+    if is_dataclass(obj) and not isinstance(obj, type):
+        return jsonable({k: v for k, v in asdict(obj).items() if not k.startswith("_")})
+    return str(obj)
+
+
+class NbmodelHandler(APIHandler):
+    """Base of every route: JSON in, JSON out, nbmodel's errors as 4xx JSON."""
+
+    async def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Run a blocking core function in a thread, so the server keeps answering.
+
+        Args:
+            fn: the core function.
+            *args: its positional arguments.
+            **kwargs: its keyword arguments.
+
+        Returns:
+            What ``fn`` returned.
+
+        Example:
+            >>> await self.call(show, "iris/2")  # doctest: +SKIP
+        """
+        return await asyncio.to_thread(fn, *args, **kwargs)
+
+    def body(self, command: str | None = None) -> dict[str, Any]:
+        """The request's JSON object ({} for an empty body).
+
+        With ``command``, a field that the command's route does not declare is refused: a
+        misspelt ``{"version": 1}`` to rollback must not roll back to the previous holder.
+
+        Args:
+            command: the command in :data:`nbmodel.commands.COMMANDS` whose routes declare the
+                fields this request may carry.
+
+        Returns:
+            The body's fields.
+
+        Raises:
+            BadRequest: the body is not a JSON object, or has a field the route does not take.
+
+        Example:
+            >>> data = self.body("rollback")  # doctest: +SKIP
+        """
+        data = self._json()
+        if command is not None:
+            known = {f for route in COMMANDS[command].routes for f in route.body_fields}
+            unknown = sorted(set(data) - known)
+            if unknown:
+                raise BadRequest(f"unknown field(s) {', '.join(map(repr, unknown))}; "
+                                 f"this route takes {', '.join(sorted(known)) or 'none'}")
+        return data
+
+    def _json(self) -> dict[str, Any]:
+        raw = self.request.body
+        if not raw or not raw.strip():
+            return {}
+        try:
+            data = json.loads(raw)
+        except ValueError as exc:
+            raise BadRequest(f"the request body is not JSON ({exc.args[0]})") from None
+        if not isinstance(data, dict):
+            raise BadRequest("the request body must be a JSON object")
+        return data
+
+    def field(self, data: dict[str, Any], key: str, kind: type | tuple[type, ...],
+              default: Any = ..., *, required: bool = False) -> Any:
+        """Read ``data[key]``, checking its JSON type; a missing optional key gives ``default``.
+
+        Args:
+            data: the request's body.
+            key: the field.
+            kind: the Python type(s) the JSON value must have (``true`` is no ``int``).
+            default: the value of a missing or null field.
+            required: refuse a missing field instead.
+
+        Returns:
+            The value.
+
+        Raises:
+            BadRequest: the field is missing but required, or of another type.
+
+        Example:
+            >>> force = self.field(data, "force", bool, False)  # doctest: +SKIP
+        """
+        if key not in data or data[key] is None:
+            if required:
+                raise BadRequest(f"the request needs the field {key!r}")
+            return None if default is ... else default
+        value = data[key]
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        # bool is an int in Python, but JSON's true is no version number.
+        wrong_bool = isinstance(value, bool) and bool not in kinds
+        if wrong_bool or not isinstance(value, kinds):
+            names = " or ".join(k.__name__ for k in kinds)
+            raise BadRequest(f"the field {key!r} must be a {names}, not {data[key]!r}")
+        return value
+
+    def int_arg(self, key: str, default: int, *, low: int = 0, high: int | None = None) -> int:
+        """A whole-number query parameter within ``[low, high]``.
+
+        Args:
+            key: the parameter.
+            default: its value when absent or empty.
+            low: the smallest value taken.
+            high: the largest value taken (None: no limit).
+
+        Returns:
+            The value.
+
+        Raises:
+            BadRequest: not a whole number, or out of range.
+
+        Example:
+            >>> limit = self.int_arg("limit", 50, low=1, high=500)  # doctest: +SKIP
+        """
+        text = self.get_query_argument(key, None)
+        if text is None or text == "":
+            return default
+        try:
+            value = int(text)
+        except ValueError:
+            raise BadRequest(f"the query parameter {key} must be a whole number, not {text!r}") from None
+        if value < low or (high is not None and value > high):
+            span = f"from {low}" + (f" to {high}" if high is not None else "")
+            raise BadRequest(f"the query parameter {key} must be {span}, not {value}")
+        return value
+
+    def reply(self, data: Any, status: int = 200) -> None:
+        """Answer with ``data`` as JSON (see :func:`jsonable`).
+
+        Args:
+            data: a core result.
+            status: the HTTP status.
+
+        Example:
+            >>> self.reply({"deployment": d}, status=201)  # doctest: +SKIP
+        """
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps(jsonable(data)))
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        """Every route's errors as ``{"error": {"kind", "message"}}``: nbmodel's with their
+        status, jupyter_server's (403...) as they are, anything else as a 500 of one line."""
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(exc, NbmodelError):
+            self.set_status(exc.status)
+            self.set_header("Content-Type", "application/json")
+            self.finish(json.dumps({"error": {"kind": exc.kind, "message": str(exc)}}))
+            return
+        if isinstance(exc, tornado.web.HTTPError):
+            message = exc.log_message or self._reason
+            kind = "forbidden" if exc.status_code == 403 else "http"
+            self.set_header("Content-Type", "application/json")
+            self.finish(json.dumps({"error": {"kind": kind, "message": message}}))
+            return
+        # An nbmodel bug or an MLflow failure: say so without a traceback in the sidebar; the
+        # server log has it.
+        text = first_line(exc) if exc is not None and str(exc).strip() else ""
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps({"error": {
+            "kind": "internal",
+            "message": f"{type(exc).__name__ if exc else 'error'}: {text}".rstrip(": ")
+            + " (the Jupyter server log has the details)",
+        }}))
+
+    def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
+        if isinstance(value, NbmodelError):
+            self.log.info("nbmodel: %s %s -> %s %s", self.request.method, self.request.path,
+                          value.status, value)
+            return
+        super().log_exception(typ, value, tb)
+
+
+def _store_info() -> dict[str, Any]:
+    from .store import get_store
+
+    store = get_store()
+    return {"uri": store.uri, "origin": store.origin, "exists": store.exists}
+
+
+def _models() -> dict[str, Any]:
+    from .store import get_store
+
+    info = _store_info()
+    if not get_store().exists:
+        # Listing must not create an empty sqlite file where the user did not ask for one.
+        return {"store": info, "models": [], "features": features()}
+    from .history import models
+
+    return {"store": info, "models": models(), "features": features()}
+
+
+def _model(name: str, limit: int, offset: int) -> dict[str, Any]:
+    from .history import log
+    from .store import get_store
+    from .versions import model_aliases
+
+    history = log(name, limit=limit, offset=offset)
+    aliases = model_aliases(get_store(), history.name)
+    return {
+        "name": history.name,
+        "versions": history.versions,
+        "total": history.total,
+        "offset": offset,
+        "limit": limit,
+        "aliases": aliases,
+    }
+
+
+def _check_name(name: str) -> str:
+    from .refs import parse_ref
+
+    ref = parse_ref(name)
+    if ref.version is not None or ref.alias is not None or ref.name != name:
+        raise BadRequest(f"{name!r} is not a model name")
+    return name
+
+
+def _version_ref(name: str, version: str) -> str:
+    _check_name(name)
+    if not version.isdigit() or int(version) < 1:
+        raise BadRequest(f"the version must be a whole number from 1, not {version!r}")
+    return f"{name}/{int(version)}"
+
+
+class StoreHandler(NbmodelHandler):
+    """``GET`` the store the server resolves; ``PUT {"uri"}`` switches it (``null`` resets)."""
+
+    @tornado.web.authenticated
+    async def get(self) -> None:
+        self.reply(await self.call(_store_info))
+
+    @tornado.web.authenticated
+    async def put(self) -> None:
+        from .store import set_store
+
+        data = self.body("store")
+        if "uri" not in data:
+            raise BadRequest("the request needs the field 'uri' (a store URI, or null to reset)")
+        uri = self.field(data, "uri", str)
+        await self.call(set_store, uri)
+        self.reply(await self.call(_store_info))
+
+
+class FeaturesHandler(NbmodelHandler):
+    @tornado.web.authenticated
+    async def get(self) -> None:
+        self.reply(await self.call(features))
+
+
+class ModelsHandler(NbmodelHandler):
+    @tornado.web.authenticated
+    async def get(self) -> None:
+        self.reply(await self.call(_models))
+
+
+class ModelHandler(NbmodelHandler):
+    """A model's versions, newest first: ``?limit=50&offset=0``."""
+
+    @tornado.web.authenticated
+    async def get(self, name: str) -> None:
+        _check_name(name)
+        limit = self.int_arg("limit", PAGE, low=1, high=MAX_PAGE)
+        offset = self.int_arg("offset", 0)
+        self.reply(await self.call(_model, name, limit, offset))
+
+
+class VersionHandler(NbmodelHandler):
+    @tornado.web.authenticated
+    async def get(self, name: str, version: str) -> None:
+        from .versions import show
+
+        self.reply(await self.call(show, _version_ref(name, version)))
+
+
+class RetireHandler(NbmodelHandler):
+    """``POST {"force": false, "message": ""}`` retires the version."""
+
+    @tornado.web.authenticated
+    async def post(self, name: str, version: str) -> None:
+        from .versions import retire
+
+        ref = _version_ref(name, version)
+        data = self.body("retire")
+        force = self.field(data, "force", bool, False)
+        message = self.field(data, "message", str, "")
+        self.reply(await self.call(retire, ref, message=message, force=force))
+
+
+class AliasesHandler(NbmodelHandler):
+    """``GET`` the alias audit trail; ``POST {"alias", "version", "message", "force"}`` sets one."""
+
+    @tornado.web.authenticated
+    async def get(self, name: str) -> None:
+        from .aliases import alias_history
+
+        _check_name(name)
+        alias = self.get_query_argument("alias", None) or None
+        trail = await self.call(alias_history, name, alias)
+        self.reply({"name": trail.name, "moves": trail.moves})
+
+    @tornado.web.authenticated
+    async def post(self, name: str) -> None:
+        from .aliases import set_alias
+
+        _check_name(name)
+        data = self.body("alias")
+        alias = self.field(data, "alias", str, required=True)
+        version = self.field(data, "version", int, required=True)
+        if version < 1:
+            raise BadRequest(f"the field 'version' must be a whole number from 1, not {version}")
+        message = self.field(data, "message", str, "")
+        force = self.field(data, "force", bool, False)
+        move = await self.call(set_alias, f"{name}/{version}", alias, message=message, force=force)
+        self.reply(move)
+
+
+class RollbackHandler(NbmodelHandler):
+    """``POST {"alias": "production", "to": null, "message": ""}`` rolls the alias back."""
+
+    @tornado.web.authenticated
+    async def post(self, name: str) -> None:
+        from .aliases import rollback
+
+        _check_name(name)
+        data = self.body("rollback")
+        alias = self.field(data, "alias", str, "production")
+        to = self.field(data, "to", (int, str), None)
+        message = self.field(data, "message", str, "")
+        move = await self.call(rollback, name, alias=alias, to=to, message=message)
+        self.reply(move)
+
+
+class DeploymentsHandler(NbmodelHandler):
+    """``GET`` running deployments; ``POST {"ref", "alias", "port"}`` deploys."""
+
+    @tornado.web.authenticated
+    async def get(self) -> None:
+        from .serving import deployments
+
+        self.reply({"deployments": await self.call(deployments)})
+
+    @tornado.web.authenticated
+    async def post(self) -> None:
+        from .refs import parse_ref
+        from .serving import deploy
+
+        data = self.body("deploy")
+        ref = self.field(data, "ref", str, required=True)
+        parse_ref(ref)
+        kwargs: dict[str, Any] = {}
+        alias = self.field(data, "alias", str, None)
+        if alias is not None:
+            kwargs["alias"] = alias
+        port = self.field(data, "port", int, None)
+        if port is not None:
+            if not 0 <= port <= 65535:
+                raise BadRequest(f"the field 'port' must be a TCP port (0 to 65535), not {port}")
+            kwargs["port"] = port
+        deployment = await self.call(deploy, ref, **kwargs)
+        self.reply({"deployment": deployment}, status=201)
+
+
+class DeploymentHandler(NbmodelHandler):
+    """``DELETE /deployments/{name_or_ref}`` stops a deployment."""
+
+    @tornado.web.authenticated
+    async def delete(self, target: str) -> None:
+        from .refs import parse_ref
+        from .serving import stop
+
+        parse_ref(target)
+        result = await self.call(stop, target)
+        self.reply({"stopped": result if result is not None else target})
+
+
+class AlertsHandler(NbmodelHandler):
+    @tornado.web.authenticated
+    async def get(self) -> None:
+        from .monitoring import open_alerts
+
+        self.reply({"alerts": await self.call(open_alerts)})
+
+
+class _NoRoute(NbmodelError):
+    kind = "no-route"
+    status = 404
+
+
+class NotFoundHandler(NbmodelHandler):
+    """Unknown paths under /nbmodel/api answer in the same JSON form as the others."""
+
+    @tornado.web.authenticated
+    async def get(self, path: str) -> None:
+        raise _NoRoute(f"no nbmodel route {path!r}; the routes are in nbmodel/openapi.yaml")
+
+    post = put = delete = get
+
+
+_NAME = r"(?P<name>[^/]+)"
+_VERSION = r"(?P<version>[^/]+)"
+
+ROUTES: list[tuple[str, type[NbmodelHandler]]] = [
+    (r"store", StoreHandler),
+    (r"features", FeaturesHandler),
+    (r"models", ModelsHandler),
+    (rf"models/{_NAME}", ModelHandler),
+    (rf"models/{_NAME}/versions/{_VERSION}", VersionHandler),
+    (rf"models/{_NAME}/versions/{_VERSION}/retire", RetireHandler),
+    (rf"models/{_NAME}/aliases", AliasesHandler),
+    (rf"models/{_NAME}/rollback", RollbackHandler),
+    (r"deployments", DeploymentsHandler),
+    (r"deployments/(?P<target>[^/]+)", DeploymentHandler),
+    (r"alerts", AlertsHandler),
+]
+
+
+def setup_handlers(web_app: Any) -> None:
+    """Add the routes under ``{base_url}nbmodel/api/`` (and a JSON 404 for the rest).
+
+    Args:
+        web_app: jupyter_server's tornado application.
+
+    Example:
+        >>> setup_handlers(serverapp.web_app)  # doctest: +SKIP
+    """
+    base = url_path_join(web_app.settings["base_url"], "nbmodel", "api")
+    handlers: list[tuple[str, Any]] = [
+        (url_path_join(base, pattern) + "/?", handler) for pattern, handler in ROUTES
+    ]
+    handlers.append((url_path_join(base, r"(?P<path>.*)"), NotFoundHandler))
+    web_app.add_handlers(".*$", handlers)
+
+
+def _jupyter_server_extension_points() -> list[dict[str, str]]:
+    return [{"module": "nbmodel.handlers"}]
+
+
+def _load_jupyter_server_extension(serverapp: ServerApp) -> None:
+    setup_handlers(serverapp.web_app)
+    serverapp.log.info("nbmodel: Models sidebar routes under %snbmodel/api/", serverapp.base_url)
