@@ -22,8 +22,12 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 
 def _models(kind: str) -> list:
-    from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
-    from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
+    from sklearn.ensemble import (
+        HistGradientBoostingClassifier,
+        HistGradientBoostingRegressor,
+        RandomForestClassifier,
+        RandomForestRegressor,
+    )
     from sklearn.linear_model import LogisticRegression, Ridge
     from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
 
@@ -82,7 +86,7 @@ def run(kind: str, rows: int, repeat: int) -> float:
     keys = [k for k in parts[0] if k != "total"]
     for k in keys:
         print(f"    {k:<14} {statistics.median(p.get(k, 0.0) for p in parts):6.3f} s")
-    print(f"    prediction time per 1000 rows: "
+    print("    prediction time per 1000 rows: "
           + ", ".join(f"{r} {ms:.2f} ms" for r, ms in zip(c.refs, c.predict_ms)))
     print(f"  {c.summary.splitlines()[0]}")
     del cold

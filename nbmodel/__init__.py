@@ -17,7 +17,6 @@ no MLflow, pandas, scikit-learn or matplotlib.
 from __future__ import annotations
 
 import importlib
-import importlib.util
 from typing import Any
 
 __version__ = "0.1.0"
@@ -36,7 +35,7 @@ _API = {
     "unretire": ("versions", "unretire"),
     "log": ("history", "log"),
     "models": ("history", "models"),
-    "status": ("history", "status"),
+    "status": ("overview", "status"),
     "diff": ("diffs", "diff"),
     "alias": ("aliases", "set_alias"),
     "set_alias": ("aliases", "set_alias"),
@@ -85,10 +84,9 @@ def load_ipython_extension(ipython: Any) -> None:
     from .magics import register
 
     register(ipython)
-    if importlib.util.find_spec("nbmodel.serving") is not None:
-        from .serving import _warm
+    from .serving import _warm
 
-        _warm.prestart()
+    _warm.prestart()
 
 
 def unload_ipython_extension(ipython: Any) -> None:

@@ -161,7 +161,7 @@ class Command:
 
 
 def _status(a: argparse.Namespace) -> Any:
-    from .history import status
+    from .overview import status
 
     return status()
 

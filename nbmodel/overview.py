@@ -116,7 +116,7 @@ def deployments_section() -> Section | None:
 
 
 def alerts_section() -> Section | None:
-    """The open alerts of every model, from :func:`nbmodel.monitoring.open_alerts`.
+    """The open alerts of every model, from :func:`nbmodel.monitoring.alert_state`.
 
     Returns:
         ``("open alerts", head, rows)`` (rows may be empty: the rules pass), or None when no
@@ -126,14 +126,10 @@ def alerts_section() -> Section | None:
         >>> alerts_section()  # doctest: +SKIP
         ('open alerts', ['version', 'rule', 'value', 'window', 'failing since'], [])
     """
-    from .monitoring import open_alerts
-    from .monitoring._alerts import T_OPEN, T_RULES, _num
+    from .monitoring import alert_state
 
-    store = get_store()
-    if not any(T_RULES in (m.tags or {}) or T_OPEN in (m.tags or {}) for m in store.gateway.list_models()):
+    used, alerts = alert_state()
+    if not used:
         return None
-    rows = []
-    for a in open_alerts():
-        where = f" ({a.feature})" if a.feature and "[" not in a.rule else ""
-        rows.append([a.ref, a.rule, f"{_num(a.value)}{where}", a.window, a.since])
+    rows = [[a.ref, a.rule, a.value_text, a.window, a.since] for a in alerts]
     return ("open alerts", ["version", "rule", "value", "window", "failing since"], rows)

@@ -11,8 +11,9 @@ import os
 import shutil
 import sqlite3
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 
@@ -159,8 +160,9 @@ def shell(iris: dict[str, Any]) -> Shell:
 @pytest.fixture
 def commit_iris(iris: dict[str, Any]) -> Callable[..., Any]:
     """Commit a LogisticRegression with the given C to ``iris``; returns the Version."""
-    import nbmodel
     from sklearn.linear_model import LogisticRegression
+
+    import nbmodel
 
     def _commit(C: float = 1.0, message: str = "", name: str = "iris", **kw: Any) -> Any:
         clf = LogisticRegression(C=C, max_iter=500).fit(iris["X_train"], iris["y_train"])

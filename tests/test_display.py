@@ -14,13 +14,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "nbmodel"
 
 #: Classes in modules other engineers are changing still carry their own copy; empty it after
 #: those land.
-STILL_COPYING = {
-    "nbmodel/comparison.py",
-    "nbmodel/monitoring/_record.py",
-    "nbmodel/monitoring/_report.py",
-    "nbmodel/serving/_deploy.py",
-    "nbmodel/widgets.py",
-}
+STILL_COPYING: set[str] = set()
 
 
 def _copies(path: Path) -> list[str]:

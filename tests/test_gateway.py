@@ -14,18 +14,8 @@ from nbmodel.gateway import Gateway
 
 PACKAGE = Path(__file__).resolve().parents[1] / "nbmodel"
 
-#: Modules that still call MLflow's client themselves; they move to the gateway in a later pass
-#: (monitoring, serving and comparison), after which this list must be empty.
-STILL_ON_THE_CLIENT = {
-    "nbmodel/comparison.py",
-    "nbmodel/monitoring/__init__.py",
-    "nbmodel/monitoring/_alerts.py",
-    "nbmodel/monitoring/_monitor.py",
-    "nbmodel/monitoring/_record.py",
-    "nbmodel/monitoring/_storage.py",
-    "nbmodel/serving/_deploy.py",
-    "nbmodel/serving/_server.py",
-}
+#: Modules that may still call MLflow's client themselves: none (kept so a new exception is explicit).
+STILL_ON_THE_CLIENT: set[str] = set()
 #: The only modules that may hold MLflow's client.
 GATEWAY = {"nbmodel/store.py", "nbmodel/gateway.py"}
 

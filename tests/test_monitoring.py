@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 import nbmodel
+import nbmodel.overview
 from nbmodel.errors import BadData, NbmodelWarning
 from nbmodel.monitoring import BadAlert, monitor, record, record_labels
 from nbmodel.monitoring._storage import BATCHES, monitor_run
@@ -179,7 +180,7 @@ def test_alerts_fire_are_stored_and_clear(model, iris):
     assert rep.open == []
     assert "ok now; failed in 1 earlier window" in str(rep)
     assert nbmodel.monitoring.open_alerts("iris") == []
-    section = nbmodel.monitoring.status_section()
+    section = nbmodel.overview.alerts_section()
     assert section is not None and section[2] == []
 
 
@@ -369,22 +370,6 @@ def test_live_view_refreshes_and_stops(shell, model, iris):
     finally:
         view.stop()
     assert view.button.disabled
-
-
-def test_panel_tab(model, iris):
-    v, clf = model
-    X = iris["X_test"]
-    record("iris", X, clf.predict(X), timestamp=_day(1))
-    tab = nbmodel.monitoring.panel_tab("iris")
-    html = tab.children[1].value
-    assert "iris/1: 38 predictions" in html
-    controls = tab.children[0].children
-    controls[1].value = "psi>5, volume<1000"
-    controls[2].click()
-    assert "alerts</b>: 1 open" in tab.children[1].value
-    controls[1].value = "psi>>"
-    controls[2].click()
-    assert "METRIC OP NUMBER" in tab.children[1].value
 
 
 def test_cli_monitor(model, iris, capsys):

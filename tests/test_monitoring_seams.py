@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 import nbmodel
+import nbmodel.overview
 from nbmodel.monitoring import monitor, record, record_labels
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -113,7 +114,7 @@ def test_results_show_their_text_through_shown(model, iris):
     rep = monitor("iris", window="1d", plots=False)
     for obj in (rec, rep):
         assert isinstance(obj, Shown)
-        assert "_repr_pretty_" not in type(obj).__dict__  # no private copy
+        assert type(obj).__dict__.get("_repr_pretty_", Shown._repr_pretty_) is Shown._repr_pretty_  # no copy
         assert repr(obj) == str(obj) == pretty(obj)
     assert str(rec) == "recorded 38 predictions for iris/1"
 
@@ -173,7 +174,7 @@ def test_open_alerts_of_every_model(model, iris, diabetes):
 
     v, clf = model
     assert nbmodel.monitoring.open_alerts() == []
-    assert nbmodel.monitoring.status_section() is None  # no model uses alerts
+    assert nbmodel.overview.alerts_section() is None  # no model uses alerts
     X = iris["X_test"]
     record("iris", X, clf.predict(X), timestamp=_day(1))
     monitor("iris", window="1d", alerts=["volume<100"])
@@ -184,7 +185,7 @@ def test_open_alerts_of_every_model(model, iris, diabetes):
     monitor("diabetes", window="1d", alerts=["volume<1000"])
     every = nbmodel.monitoring.open_alerts()
     assert sorted((a.ref, a.rule) for a in every) == [("diabetes/1", "volume<1000"), ("iris/1", "volume<100")]
-    title, head, rows = nbmodel.monitoring.status_section()
+    title, head, rows = nbmodel.overview.alerts_section()
     assert title == "open alerts" and sorted(r[:2] for r in rows) == [
         ["diabetes/1", "volume<1000"], ["iris/1", "volume<100"]]
     monitor("iris", window="1d", alerts=[])  # rules removed: the iris alert closes

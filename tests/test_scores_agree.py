@@ -153,7 +153,8 @@ def test_results_show_their_text_through_the_one_display_mixin(store, iris):
     h = nbmodel.metric_history("iris")
     for shown in (c, h, c.figures[0]):
         assert isinstance(shown, Shown)
-        assert "_repr_pretty_" not in type(shown).__dict__ and "__repr__" not in type(shown).__dict__
+        assert type(shown).__dict__.get("_repr_pretty_", Shown._repr_pretty_) is Shown._repr_pretty_
+        assert "__repr__" not in type(shown).__dict__
         assert repr(shown) == str(shown) == pretty(shown)
     assert repr(c.figures[0]) == "<figure: confusion matrices>"
 

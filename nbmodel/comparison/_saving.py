@@ -50,12 +50,12 @@ def log_run(model_name: str, run_name: str, result: Any, data: dict[str, Any]) -
     from ..store import get_store
 
     store = get_store()
-    client = store.client
     exp_id = store.experiment_id(model_name)
     refs = data.get("refs") or [model_name]
     tags = {"nbmodel.kind": "compare", "nbmodel.compare": ",".join(refs),
             "mlflow.note.content": getattr(result, "summary", "") or str(result).partition("\n")[0]}
-    run = store.retry(client.create_run, exp_id, run_name=run_name, tags=tags)
+    gateway = store.gateway
+    run = gateway.create_run(exp_id, run_name=run_name, tags=tags)
     run_id = run.info.run_id
     try:
         from mlflow.entities import Metric
@@ -70,14 +70,14 @@ def log_run(model_name: str, run_name: str, result: Any, data: dict[str, Any]) -
                     if x is not None and x == x:
                         batch.append(Metric(f"{ref}/{metric}", float(x), now, 0))
         if batch:
-            store.retry(client.log_batch, run_id, metrics=batch)
+            gateway.log_batch(run_id, metrics=batch)
         with tempfile.TemporaryDirectory() as tmp:
             _artifacts(result, data, tmp)
-            store.retry(client.log_artifacts, run_id, tmp, "nbmodel")
-        store.retry(client.set_terminated, run_id, "FINISHED")
+            gateway.log_artifacts(run_id, tmp, "nbmodel")
+        gateway.finish_run(run_id)
     except BaseException:
         try:
-            store.retry(client.delete_run, run_id)
+            gateway.delete_run(run_id)
         except Exception:  # noqa: BLE001 - the original error matters more
             pass
         raise

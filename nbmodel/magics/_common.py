@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import functools
 import shlex
-import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -91,9 +90,9 @@ def shell_of(magics: Any) -> InteractiveShell:
 
 def _keep_warm() -> None:
     """Every magic keeps the kernel's warm starter running (see nbmodel.serving._warm)."""
-    warm = sys.modules.get("nbmodel.serving._warm")
-    if warm is not None:  # only when the extension started one
-        warm.keep_warm()
+    from ..serving import _warm  # standard library only: cheap, and a no-op unless started
+
+    _warm.keep_warm()
 
 
 def _asked_for_help(line: str) -> bool:

@@ -21,9 +21,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._alerts import GRAMMAR, Alert, BadAlert, Rule, on_alert, open_alerts, parse_rule, remove_on_alert
+from ._alerts import (
+    GRAMMAR,
+    Alert,
+    BadAlert,
+    Rule,
+    alert_state,
+    on_alert,
+    open_alerts,
+    parse_rule,
+    remove_on_alert,
+)
 from ._background import BackgroundRecorder
-from ._live import LiveView, panel_tab
+from ._live import LiveView
 from ._monitor import monitor
 from ._record import Recorded, record, record_labels
 from ._report import MonitorReport
@@ -32,9 +42,8 @@ from ._traffic import recorded
 
 __all__ = [
     "GRAMMAR", "Alert", "BackgroundRecorder", "BadAlert", "LiveView", "MonitorReport", "Recorded",
-    "Rule", "Summary", "add_cli", "clear_caches", "live", "monitor", "on_alert", "open_alerts",
-    "panel_tab", "parse_rule", "record", "record_labels", "recorded", "remove_on_alert",
-    "status_section",
+    "Rule", "Summary", "alert_state", "clear_caches", "live", "monitor", "on_alert", "open_alerts",
+    "parse_rule", "record", "record_labels", "recorded", "remove_on_alert",
 ]
 
 
@@ -55,25 +64,6 @@ def live(ref: str, *, every: float = 5.0, **options: Any) -> LiveView:
     return LiveView(ref, every=every, **options)
 
 
-def status_section() -> tuple[str, list[str], list[list[str]]] | None:
-    """Open alerts for ``%model_status``.
-
-    Returns:
-        ``(title, header, rows)``, or None when no model uses alerts.
-
-    Example:
-        >>> nbmodel.monitoring.status_section()  # doctest: +SKIP
-        ('open alerts', ['version', 'rule', 'value', 'window', 'failing since'], [])
-    """
-    from ._alerts import _num, alert_state
-
-    used, alerts = alert_state()
-    if not used:
-        return None
-    rows = [[a.ref, a.rule, f"{_num(a.value)}{a.where}", a.window, a.since] for a in alerts]
-    return ("open alerts", ["version", "rule", "value", "window", "failing since"], rows)
-
-
 def clear_caches() -> None:
     """Forget what this process read (as after a kernel restart); the store keeps everything.
 
@@ -86,7 +76,3 @@ def clear_caches() -> None:
     _traffic.clear_caches()
     _storage.clear_caches()
 
-
-def _cli(args: Any) -> MonitorReport:
-    return monitor(args.name, window=args.window, since=args.since, until=args.until,
-                   alerts=args.alert, plots=False)

@@ -166,8 +166,13 @@ class Alert:
         """`` (feature)`` when the rule names no feature but one feature made it fail."""
         return f" ({self.feature})" if self.feature and "[" not in self.rule else ""
 
+    @property
+    def value_text(self) -> str:
+        """The value as tables show it, with the feature it was measured on."""
+        return f"{_num(self.value)}{self.where}"
+
     def __str__(self) -> str:
-        return (f"{self.rule} on {self.ref}: {_num(self.value)}{self.where} in the window {self.window}"
+        return (f"{self.rule} on {self.ref}: {self.value_text} in the window {self.window}"
                 f" ({self.windows_failed} window{'s' if self.windows_failed != 1 else ''} failed)")
 
     __repr__ = __str__
@@ -258,8 +263,8 @@ def stored(name: str) -> tuple[list[str], list[Alert]]:
     from ..store import get_store
 
     store = get_store()
-    rm = store.retry(store.client.get_registered_model, name)
-    return _from_tags(dict(rm.tags or {}))
+    rm = store.gateway.model(name)
+    return _from_tags(dict(rm.tags or {}) if rm is not None else {})
 
 
 def _from_tags(tags: dict[str, str]) -> tuple[list[str], list[Alert]]:
@@ -298,7 +303,7 @@ def save(name: str, *, rules: list[str] | None = None, open_alerts: list[Alert] 
         text = json.dumps(rules)
         if len(text) > MAX_TAG:
             raise BadAlert(f"too many alert rules for {name} ({len(text)} characters; at most {MAX_TAG})")
-        store.retry(store.client.set_registered_model_tag, name, T_RULES, text)
+        store.gateway.set_model_tag(name, T_RULES, text)
     if open_alerts is not None:
         new = [a.to_dict() for a in open_alerts]
         old = [a.to_dict() for a in old_open]
@@ -308,7 +313,7 @@ def save(name: str, *, rules: list[str] | None = None, open_alerts: list[Alert] 
             while len(text) > MAX_TAG and new:
                 new = new[:-1]
                 text = json.dumps(new)
-            store.retry(store.client.set_registered_model_tag, name, T_OPEN, text)
+            store.gateway.set_model_tag(name, T_OPEN, text)
 
 
 def open_alerts(name: str | None = None) -> list[Alert]:
@@ -347,20 +352,13 @@ def alert_state() -> tuple[bool, list[Alert]]:
     """
     from ..store import get_store
 
-    store = get_store()
     used = False
     out: list[Alert] = []
-    token = None
-    while True:
-        page = store.retry(store.client.search_registered_models, max_results=1000, page_token=token)
-        for rm in page:
-            tags = dict(rm.tags or {})
-            if T_RULES in tags or T_OPEN in tags:
-                used = True
-                out.extend(_from_tags(tags)[1])
-        token = page.token
-        if not token:
-            break
+    for rm in get_store().gateway.list_models(order_by=None):
+        tags = dict(rm.tags or {})
+        if T_RULES in tags or T_OPEN in tags:
+            used = True
+            out.extend(_from_tags(tags)[1])
     return used, out
 
 

@@ -144,4 +144,4 @@ def _log_windows(name: str, version: int, s: Summary) -> None:
                 out.append(Metric(full, v, int(s.starts[w]), int(steps[w])))
     store = get_store()
     for i in range(0, len(out), 1000):
-        store.retry(store.client.log_batch, run.run_id, metrics=out[i:i + 1000])
+        store.gateway.log_batch(run.run_id, metrics=out[i:i + 1000])

@@ -141,7 +141,7 @@ def _load_profile(run_id: str | None) -> dict[str, Any] | None:
     store = get_store()
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            path = store.retry(store.client.download_artifacts, run_id, PROFILE_ARTIFACT, tmp)
+            path = store.gateway.download_artifacts(run_id, PROFILE_ARTIFACT, tmp)
             with open(path, encoding="utf-8") as fh:
                 return json.load(fh)
     except Exception:  # noqa: BLE001 - a version without a profile has no drift reference

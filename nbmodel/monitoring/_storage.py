@@ -176,8 +176,8 @@ def monitor_run(name: str, *, store: Store | None = None) -> MonitorRun:
         with store.write_lock():
             run = _find(store, exp_id)
             if run is None:
-                run = store.retry(
-                    store.client.create_run, exp_id, run_name=f"{name} monitor",
+                run = store.gateway.create_run(
+                    exp_id, run_name=f"{name} monitor",
                     tags={MONITOR_TAG: "true",
                           "mlflow.note.content": "Predictions recorded by nbmodel.record and the "
                           "served traffic of every version, with per-window metrics and drift."})
@@ -189,8 +189,8 @@ def monitor_run(name: str, *, store: Store | None = None) -> MonitorRun:
 
 
 def _find(store: Store, exp_id: str) -> Any:
-    runs = store.retry(store.client.search_runs, [exp_id], f"tags.`{MONITOR_TAG}` = 'true'",
-                       max_results=1, order_by=["attributes.start_time ASC"])
+    runs = store.gateway.search_runs([exp_id], f"tags.`{MONITOR_TAG}` = 'true'",
+                                     max_results=1, order_by=["attributes.start_time ASC"])
     return runs[0] if runs else None
 
 

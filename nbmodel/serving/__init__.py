@@ -15,11 +15,9 @@ Importing this package imports nothing heavy.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import os
 import sys
-from typing import Any
 
 from ._deploy import (
     DeployError,
@@ -31,12 +29,11 @@ from ._deploy import (
     deployments,
     dockerfile,
     state_dir,
-    status_section,
     stop,
 )
 
-__all__ = ["Deployment", "Deployments", "DeployError", "NotBetter", "add_cli", "check_better",
-           "deploy", "deployments", "dockerfile", "serve", "state_dir", "status_section", "stop"]
+__all__ = ["Deployment", "Deployments", "DeployError", "NotBetter", "check_better",
+           "deploy", "deployments", "dockerfile", "serve", "state_dir", "stop"]
 
 
 def serve(ref: str, *, port: int | None = None, host: str = "127.0.0.1", token: str | None = None,

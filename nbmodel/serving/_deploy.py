@@ -35,7 +35,7 @@ from ._records import DEFAULT_MAX_BODY, DeploymentRecord, ModelSpec
 
 __all__ = ["DEFAULT_MAX_BODY", "LOOPBACK", "MAX_WORKERS", "Deployment", "Deployments", "Forked",
            "check_better", "deploy", "deployments", "dockerfile", "free_port", "server_args",
-           "server_command", "server_env", "state_dir", "status_section", "stop"]
+           "server_command", "server_env", "state_dir", "stop"]
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 START_TIMEOUT = 90.0
@@ -190,11 +190,6 @@ class Deployment(Shown):
     def __repr__(self) -> str:
         return f"<Deployment {self.ref} at {self.url}>"
 
-    # IPython's printer takes the first class in the MRO that defines either __repr__ or
-    # _repr_pretty_: with its own __repr__ here, Shown's printer is only reached when this
-    # class names it too (it prints str(self), the card with the curl line).
-    _repr_pretty_ = Shown._repr_pretty_
-
     def _repr_html_(self) -> str:
         from ..display import badge, card
 
@@ -331,7 +326,7 @@ def _serving_example(path: str | None) -> str | None:
 
 def _local_dir(store: Any, name: str, version: int) -> str | None:
     try:
-        uri = store.retry(store.client.get_model_version_download_uri, name, str(version))
+        uri = store.gateway.version_download_uri(name, version)
     except Exception:  # noqa: BLE001 - the server resolves it itself
         return None
     if uri.startswith("file://"):
@@ -688,22 +683,6 @@ def stop(target: str | int | None = None) -> list[str]:
         running = ", ".join(sorted({d.ref for d in deployments()})) or "nothing"
         raise DeployError(f"nothing serves {target}; what runs: {running}")
     return stopped
-
-
-def status_section() -> tuple[str, list[str], list[list[str]]] | None:
-    """The deployments part of ``%model_status``.
-
-    Returns:
-        ``("deployments", head, rows)``, or None when nothing is deployed.
-
-    Example:
-        >>> status_section()  # doctest: +SKIP
-        ('deployments', ['ref', 'serving', ...], [['iris@production', 'iris/3', ...]])
-    """
-    deps = deployments()
-    if not deps:
-        return None
-    return ("deployments", Deployments.head, deps.rows())
 
 
 def dockerfile(ref: str, directory: str | os.PathLike[str]) -> Path:

@@ -665,9 +665,9 @@ class Slot:
         }
 
 
-def model_dir(client: Any, name: str, version: int) -> str:
+def model_dir(gateway: Any, name: str, version: int) -> str:
     """A local folder holding the version's model files (downloaded if the store is remote)."""
-    uri = client.get_model_version_download_uri(name, str(version))
+    uri = gateway.version_download_uri(name, version)
     if uri.startswith("file://"):
         uri = uri[len("file://"):]
     if uri.startswith("/") and Path(uri, "MLmodel").is_file():

@@ -182,7 +182,7 @@ class App:
         self.warm = threading.Event()
         self.server: Any = None
         self.recorder_cls: Any = None
-        self.client: Any = None
+        self.gateway: Any = None
         self.record_mtime = 0.0
         self._to_close: list[tuple[float, Any]] = []
         self._attach_lock = threading.Lock()
@@ -214,28 +214,29 @@ class App:
         log.warning("serving %s: version %s", slot.ref, handle.version)
         return slot
 
-    def registry_client(self) -> Any:
-        if self.client is None:
+    def registry_gateway(self) -> Any:
+        """The store's gateway to MLflow (opened on first use)."""
+        if self.gateway is None:
             from ..store import set_store
 
-            self.client = set_store(self.record.store).client
-        return self.client
+            self.gateway = set_store(self.record.store).gateway
+        return self.gateway
 
-    def _mlflow_client(self) -> Any:
-        """MLflow's client, once the import thread (if started) has imported MLflow: two
+    def _mlflow_gateway(self) -> Any:
+        """The store's gateway, once the import thread (if started) has imported MLflow: two
         threads importing it at once break it."""
         importer = self.importer
         if importer is not None and threading.current_thread() is not importer:
             if not self.mlflow_ready.wait(120):
                 raise RuntimeError("MLflow is still being imported")
-        return self.registry_client()
+        return self.registry_gateway()
 
     def wanted(self, slot: Slot) -> int:
         if self.sqlite is not None:
             version = self.sqlite.alias_version(slot.name, slot.alias)  # type: ignore[arg-type]
             if version is not None:
                 return version
-        mv = self._mlflow_client().get_model_version_by_alias(slot.name, slot.alias)
+        mv = self._mlflow_gateway().version_by_alias(slot.name, slot.alias)
         return int(mv.version)
 
     def model_dir(self, name: str, version: int) -> str:
@@ -243,7 +244,7 @@ class App:
             path = self.sqlite.model_dir(name, version)
             if path is not None:
                 return path
-        return M.model_dir(self._mlflow_client(), name, version)
+        return M.model_dir(self._mlflow_gateway(), name, version)
 
     def _attach_recorder(self, handle: M.Handle) -> None:
         with self._attach_lock:  # the MLflow import thread and the follower may both try
@@ -366,7 +367,7 @@ class App:
         while not getattr(self.server, "started", True) and time.monotonic() < deadline:
             time.sleep(0.01)
         try:
-            self.registry_client()
+            self.registry_gateway()
             # Every answered request goes to monitoring (off the request path) unless the
             # record says "monitor": false.
             if self.record.monitor:
