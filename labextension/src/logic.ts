@@ -335,7 +335,7 @@ export function errorAdvice(err: IApiErrorLike): string {
     case 'no-extension':
       return (
         'The nbmodel server extension is not enabled. Run ' +
-        '`jupyter server extension enable nbmodel.server` and restart JupyterLab.'
+        '`jupyter server extension enable nbmodel.handlers` and restart JupyterLab.'
       );
     case 'network':
       return 'The Jupyter server does not answer. Check that it is still running, then refresh.';

@@ -5,17 +5,20 @@ from __future__ import annotations
 import html
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..display import STYLE, Shown, badge, html_table, text_table
 from ..errors import BadReference
 from ..metrics import CLASSIFIER, KEY_METRICS, LOWER_IS_BETTER, REGRESSOR
 from ..refs import Ref
 from ..versions import Version, _fmt
-from ._plots import plot_metric_history, render
+from ._plots import grid, render
 from ._results import Figure
 from ._saving import log_run
 from ._scoring import TABLE_METRICS
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure as MplFigure
 
 #: Columns of the table at most.
 HISTORY_METRICS = 6
@@ -182,3 +185,36 @@ def metric_history(name: str | Ref, *, log: bool = False, plots: bool = True) ->
     if log:
         result.run_id = log_run(r.name, f"metrics of {r.name} by version", result, result.to_dict())
     return result
+
+
+def plot_metric_history(h: MetricHistory) -> MplFigure:
+    """The stored metrics of every version against the version number, aliases marked."""
+    names = h.metric_names
+    fig, axes = grid(len(names), f"stored metrics of {h.name} by version (aliases marked)",
+                      width=3.4, height=2.6)
+    xs_all = [v.version for v in h.versions]
+    for ax, m in zip(axes, names):
+        pts = [(v.version, v.metrics[m], v) for v in h.versions if m in v.metrics]
+        if not pts:
+            continue
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], lw=1, color="#4c72b0", zorder=1)
+        live = [p for p in pts if not p[2].retired]
+        gone = [p for p in pts if p[2].retired]
+        ax.scatter([p[0] for p in live], [p[1] for p in live], s=18, color="#4c72b0", zorder=2)
+        if gone:
+            ax.scatter([p[0] for p in gone], [p[1] for p in gone], s=18, facecolors="white",
+                       edgecolors="grey", zorder=2, label="retired")
+        for x, val, v in pts:
+            if v.aliases:
+                ax.scatter([x], [val], s=60, facecolors="none", edgecolors="#dd8452", lw=1.5, zorder=3)
+                ax.annotate(", ".join(v.aliases), (x, val), textcoords="offset points", xytext=(0, 7),
+                            ha="center", fontsize=7, color="#dd8452")
+        ax.set_title(m + (" (lower is better)" if m in LOWER_IS_BETTER else ""), fontsize=9)
+        ax.set_xlabel("version", fontsize=8)
+        ax.tick_params(labelsize=7)
+        if len(xs_all) <= 20:
+            ax.set_xticks(xs_all)
+        ax.margins(x=0.08, y=0.2)
+        if gone:
+            ax.legend(fontsize=7)
+    return fig

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .. import metrics as M
-from ..metrics import CLASSIFIER, LOWER_IS_BETTER
+from ..metrics import CLASSIFIER
 from ..versions import _fmt
 from ._results import label
 
@@ -18,7 +18,6 @@ if TYPE_CHECKING:
     import numpy as np
     from matplotlib.figure import Figure as MplFigure
 
-    from ._history import MetricHistory
     from ._scoring import _Scored
 
 #: Points drawn per scatter plot; more rows are subsampled (with a fixed seed).
@@ -26,7 +25,7 @@ SCATTER_POINTS = 2000
 FIGURE_DPI = 80
 
 
-def _grid(n: int, title: str, *, width: float = 3.0, height: float = 2.9) -> tuple[MplFigure, list[Any]]:
+def grid(n: int, title: str, *, width: float = 3.0, height: float = 2.9) -> tuple[MplFigure, list[Any]]:
     """A figure with ``n`` panels side by side (four to a row). No pyplot: nothing global.
 
     Margins are fixed in inches rather than computed by a layout engine, which would double
@@ -71,7 +70,7 @@ def _plot_confusion(scored: list[_Scored], y: np.ndarray) -> MplFigure:
     k, n_versions = len(labels), len(scored)
     cms = M.confusion(np.tile(idx[0], n_versions), np.concatenate(idx[1:]), k,
                       batch=np.repeat(np.arange(n_versions), len(y)), n_batches=n_versions)
-    fig, axes = _grid(n_versions, "confusion matrices (rows: truth, columns: predicted)")
+    fig, axes = grid(n_versions, "confusion matrices (rows: truth, columns: predicted)")
     for n, (ax, s, cm) in enumerate(zip(axes, scored, cms)):
         ax.imshow(cm, cmap="Blues", vmin=0)
         if k <= 12:
@@ -95,7 +94,7 @@ def _plot_roc(scored: list[_Scored], y: np.ndarray) -> MplFigure:
     from sklearn.metrics import roc_curve
 
     several = any(s.proba is not None and s.proba.shape[1] > 2 for s in scored)
-    fig, axes = _grid(len(scored), "ROC curves" + (" (one-vs-rest)" if several else ""))
+    fig, axes = grid(len(scored), "ROC curves" + (" (one-vs-rest)" if several else ""))
     for n, (ax, s) in enumerate(zip(axes, scored)):
         ax.plot([0, 1], [0, 1], ls="--", lw=0.8, color="grey")
         auc = s.metrics.get("roc_auc")
@@ -137,7 +136,7 @@ def _plot_predicted(scored: list[_Scored], y: np.ndarray) -> MplFigure:
 
     pick = _sample(len(y))
     shown = "" if len(pick) == len(y) else f", {len(pick)} of {len(y)} rows drawn"
-    fig, axes = _grid(len(scored), f"predicted against true{shown}")
+    fig, axes = grid(len(scored), f"predicted against true{shown}")
     lo = float(min(y.min(), *(s.pred.min() for s in scored)))
     hi = float(max(y.max(), *(s.pred.max() for s in scored)))
     for n, (ax, s) in enumerate(zip(axes, scored)):
@@ -159,7 +158,7 @@ def _plot_residuals(scored: list[_Scored], y: np.ndarray) -> MplFigure:
 
     pick = _sample(len(y))
     shown = "" if len(pick) == len(y) else f", {len(pick)} of {len(y)} rows drawn"
-    fig, axes = _grid(len(scored), f"residuals (true - predicted) against predicted{shown}")
+    fig, axes = grid(len(scored), f"residuals (true - predicted) against predicted{shown}")
     res = [y - s.pred for s in scored]
     bound = float(max(np.abs(r).max() for r in res)) or 1.0
     for n, (ax, s, r) in enumerate(zip(axes, scored, res)):
@@ -183,36 +182,3 @@ def figure_kinds(task: str, scored: list[_Scored]) -> list[tuple[str, str, Calla
         return kinds
     return [("predicted_vs_true", "predicted against true", _plot_predicted),
             ("residuals", "residuals", _plot_residuals)]
-
-
-def plot_metric_history(h: MetricHistory) -> MplFigure:
-    """The stored metrics of every version against the version number, aliases marked."""
-    names = h.metric_names
-    fig, axes = _grid(len(names), f"stored metrics of {h.name} by version (aliases marked)",
-                      width=3.4, height=2.6)
-    xs_all = [v.version for v in h.versions]
-    for ax, m in zip(axes, names):
-        pts = [(v.version, v.metrics[m], v) for v in h.versions if m in v.metrics]
-        if not pts:
-            continue
-        ax.plot([p[0] for p in pts], [p[1] for p in pts], lw=1, color="#4c72b0", zorder=1)
-        live = [p for p in pts if not p[2].retired]
-        gone = [p for p in pts if p[2].retired]
-        ax.scatter([p[0] for p in live], [p[1] for p in live], s=18, color="#4c72b0", zorder=2)
-        if gone:
-            ax.scatter([p[0] for p in gone], [p[1] for p in gone], s=18, facecolors="white",
-                       edgecolors="grey", zorder=2, label="retired")
-        for x, val, v in pts:
-            if v.aliases:
-                ax.scatter([x], [val], s=60, facecolors="none", edgecolors="#dd8452", lw=1.5, zorder=3)
-                ax.annotate(", ".join(v.aliases), (x, val), textcoords="offset points", xytext=(0, 7),
-                            ha="center", fontsize=7, color="#dd8452")
-        ax.set_title(m + (" (lower is better)" if m in LOWER_IS_BETTER else ""), fontsize=9)
-        ax.set_xlabel("version", fontsize=8)
-        ax.tick_params(labelsize=7)
-        if len(xs_all) <= 20:
-            ax.set_xticks(xs_all)
-        ax.margins(x=0.08, y=0.2)
-        if gone:
-            ax.legend(fontsize=7)
-    return fig
