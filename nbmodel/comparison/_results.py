@@ -117,8 +117,8 @@ class Disagreements:
             The fields as plain values.
 
         Example:
-            >>> c.tests[0].to_dict()["method"]  # doctest: +SKIP
-            'mcnemar'
+            >>> c.disagreements.to_dict()["count"]  # doctest: +SKIP
+            3
         """
         return {"count": self.count, "rows": self.rows, "rule": self.rule, "head": self.head,
                 "table": self.table}
