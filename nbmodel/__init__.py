@@ -80,16 +80,31 @@ def __dir__() -> list[str]:
 def load_ipython_extension(ipython: Any) -> None:
     """``%load_ext nbmodel``: register the magics (instant: nothing heavy is imported), and
     start the warm starter in the background so that ``%model_deploy`` answers within a
-    second (``NBMODEL_WARM_SERVER=0`` turns it off; see :mod:`nbmodel.serving._warm`)."""
+    second (``NBMODEL_WARM_SERVER=0`` turns it off; see :mod:`nbmodel.serving._warm`).
+
+    Args:
+        ipython: the running IPython shell.
+
+    Example:
+        >>> %load_ext nbmodel  # doctest: +SKIP
+    """
     from .magics import register
+    from .serving import _warm
 
     register(ipython)
-    from .serving import _warm
 
     _warm.prestart()
 
 
 def unload_ipython_extension(ipython: Any) -> None:
+    """``%unload_ext nbmodel``: remove the magics and the cell-source recorder.
+
+    Args:
+        ipython: the running IPython shell.
+
+    Example:
+        >>> %unload_ext nbmodel  # doctest: +SKIP
+    """
     from .magics import unregister
 
     unregister(ipython)

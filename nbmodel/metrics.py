@@ -183,7 +183,18 @@ def regression(sums: dict[str, Any]) -> dict[str, np.ndarray]:
 
 
 def as_floats(metrics: dict[str, Any]) -> dict[str, float]:
-    """0-d metric arrays as plain floats (NaN kept), for one matrix or one set of sums."""
+    """0-d metric arrays as plain floats (NaN kept), for one matrix or one set of sums.
+
+    Args:
+        metrics: what :func:`classification` or :func:`regression` returned for one batch.
+
+    Returns:
+        The same names with plain floats.
+
+    Example:
+        >>> as_floats({"accuracy": np.asarray(0.5)})
+        {'accuracy': 0.5}
+    """
     return {k: float(v) for k, v in metrics.items()}
 
 
