@@ -162,8 +162,11 @@ def _apply(stack: list[int], e: AliasMove) -> None:
         return
     if e.kind == "delete" or e.to_version is None:
         stack.clear()
-    elif e.kind == "rollback" and e.to_version in stack:
-        del stack[stack.index(e.to_version) + 1:]
+    elif e.kind == "rollback" and e.to_version in stack[:-1]:
+        # Back to the nearest earlier holding: a history that went 1, 2, 1, 2 walks back
+        # through each of them rather than jumping to the first.
+        below = stack[:-1]
+        del stack[len(below) - below[::-1].index(e.to_version):]
     elif not stack or stack[-1] != e.to_version:
         if not stack and e.from_version:
             stack.append(e.from_version)

@@ -22,6 +22,7 @@ import pytest
 import nbmodel
 from nbmodel import aliases
 from nbmodel.aliases import AliasMoved, ProtectedAlias
+from nbmodel.errors import RollbackError
 from nbmodel.gateway import LEASE_PREFIX, LeaseBusy
 from nbmodel.store import Store
 
@@ -340,6 +341,14 @@ def test_the_trail_is_archived_in_pages_none_lost_and_a_move_costs_the_same(
     assert len({m.key for m in every}) == 41
     nbmodel.rollback("iris")  # the stack survived the archiving
     assert store.gateway.aliases("iris") == {"production": 2}
+
+
+def test_rollbacks_walk_back_through_a_history_that_returned_to_a_version(store):
+    for v in (1, 2, 1, 2):
+        nbmodel.alias(f"iris/{v}", "production")
+    assert [nbmodel.rollback("iris").to_version for _ in range(3)] == [1, 2, 1]
+    with pytest.raises(RollbackError):
+        nbmodel.rollback("iris")
 
 
 def test_a_trail_written_before_heads_still_rolls_back(store):
