@@ -13,9 +13,11 @@ A move may name the version it expects to replace (``expected=``, ``--expect``) 
 with :class:`AliasMoved` if another kernel moved the alias first.
 
 The trail stays cheap however long it grows: the newest entries stay tags of the model (where
-they are read), with a head tag ``nbmodel.alias_head`` holding each alias's rollback stack; when
-more than ``LIVE_MAX`` pile up the oldest ``PAGE`` go, as one JSON page, into the artifacts of a
-run "alias trail" in the model's experiment, from where :func:`alias_history` pages them back.
+they are read); when more than ``LIVE_MAX`` pile up the oldest ``PAGE`` go, as one JSON page,
+into the artifacts of a run "alias trail" in the model's experiment, from where
+:func:`alias_history` pages them back. A head tag ``nbmodel.alias_head``, written only when a
+page is archived, holds the pages' run and each alias's rollback stack as of the archived
+entries; the live entries replay on top of it.
 """
 
 from __future__ import annotations
@@ -198,15 +200,21 @@ class _Trail:
         try:
             head = dict(json.loads(tags[HEAD_TAG]))
         except (KeyError, ValueError, TypeError):
-            # No head yet (a new model, or a trail written before heads): build it once.
-            stacks: dict[str, list[int]] = {}
-            for e in _live(name, tags):
-                _apply(stacks.setdefault(e.alias, []), e)
-            head = {"last": 0, "pages": 0, "run": None, "stacks": stacks}
+            head = {}  # nothing archived yet (or a trail written before archiving)
+        head.setdefault("pages", 0)
+        head.setdefault("run", None)
+        head.setdefault("stacks", {})
+        head.setdefault("upto", "")
         return cls(name, tags, head)
+
+    def live(self, alias: str | None = None) -> list[AliasMove]:
+        """Live entries not yet archived, oldest first (a crash mid-archive may leave some)."""
+        return [e for e in _live(self.name, self.tags, alias) if e.key > self.head["upto"]]
 
     def stack(self, alias: str, current: int | None) -> list[int]:
         stack = list(self.head["stacks"].get(alias, []))
+        for e in self.live(alias):
+            _apply(stack, e)
         if current is not None and (not stack or stack[-1] != current):
             stack.append(current)  # moved outside nbmodel: trust the registry
         return stack
@@ -222,15 +230,16 @@ class _Trail:
             return []
 
     def last_move(self, alias: str) -> AliasMove | None:
-        moves = [e for e in _live(self.name, self.tags, alias) if e.kind in _MOVING]
+        moves = [e for e in self.live(alias) if e.kind in _MOVING]
         return moves[-1] if moves else None
 
 
 def _record(store: Any, move: AliasMove, trail: _Trail | None = None) -> None:
     """Append ``move`` to the trail (under the caller's lock), archiving the oldest when due."""
     trail = trail or _Trail.read(store, move.name)
-    head = trail.head
-    ns = max(time.time_ns(), int(head.get("last", 0)) + 1)  # keys stay in order across clocks
+    live = sorted(k for k in trail.tags if k.startswith(LOG_PREFIX))
+    newest = max([0] + [int(k[len(LOG_PREFIX):].split(".")[0]) for k in live[-1:]])
+    ns = max(time.time_ns(), newest + 1)  # keys stay in order even if clocks differ
     key = f"{LOG_PREFIX}{ns:020d}.{secrets.token_hex(3)}"
     value = json.dumps({
         "alias": move.alias, "from": move.from_version, "to": move.to_version,
@@ -240,17 +249,20 @@ def _record(store: Any, move: AliasMove, trail: _Trail | None = None) -> None:
     store.gateway.set_model_tag(move.name, key, value)
     trail.tags[key] = value
     move.key = key
-    head["last"] = ns
-    _apply(head["stacks"].setdefault(move.alias, []), move)
-    live = sorted(k for k in trail.tags if k.startswith(LOG_PREFIX))
-    old = live[:-LIVE_MAX] if len(live) > LIVE_MAX else []
-    if old:
-        old = live[:max(PAGE, len(old))]
-        _archive(store, trail, old)
+    live.append(key)
+    if len(live) <= LIVE_MAX:
+        return
+    old = live[:max(PAGE, len(live) - LIVE_MAX)]
+    head = trail.head
+    for e in trail.live():
+        if e.key <= old[-1]:
+            _apply(head["stacks"].setdefault(e.alias, []), e)
+    _archive(store, trail, old)
+    head["upto"] = old[-1]
     store.gateway.set_model_tag(move.name, HEAD_TAG, json.dumps(head))
     for k in old:
-        # Only once the page and the head that names it are stored: a crash leaves duplicates
-        # (read once), never a gap.
+        # Only once the pages and the head that covers them are stored: a crash leaves entries
+        # both archived and live (read once, replayed once), never a gap.
         store.gateway.delete_model_tag(move.name, k)
         trail.tags.pop(k, None)
 

@@ -326,7 +326,6 @@ def test_the_trail_is_archived_in_pages_none_lost_and_a_move_costs_the_same(
     assert len(live) <= 10
     head = json.loads(store.gateway.model_tags("iris", aliases.HEAD_TAG)[aliases.HEAD_TAG])
     assert head["pages"] >= 7
-    assert head["stacks"]["production"][-2:] == [2, 1]
 
     calls, _ = counter.cost(lambda: nbmodel.alias_history("iris", limit=5))
     recent = nbmodel.alias_history("iris", limit=5)
