@@ -34,6 +34,7 @@ _log = logging.getLogger(__name__)
 
 #: Registered models named so are leases (see :meth:`Gateway.lease`), never listed.
 LEASE_PREFIX = "nbmodel.lock."
+_BREAK_PREFIX = "nbmodel.lockbreak."  # not under LEASE_PREFIX: no model's lease can be named so
 _LEASE_TAG = "nbmodel.lease"
 
 
@@ -299,7 +300,7 @@ class Gateway:
                 kwargs["order_by"] = [order_by]
             page = self._call("search_registered_models", **kwargs)
             # Leases are registered models only so that the server refuses a second one.
-            out.extend(m for m in page if not str(m.name).startswith(LEASE_PREFIX))
+            out.extend(m for m in page if not str(m.name).startswith((LEASE_PREFIX, _BREAK_PREFIX)))
             token = page.token
             if not token or (limit is not None and len(out) >= limit):
                 return out if limit is None else out[:limit]
@@ -399,8 +400,7 @@ class Gateway:
             holder = self._lease_holder(name)
             if holder is None:
                 continue  # released between our attempt and our look
-            if holder.get("expires", 0) < time.time():
-                self._lease_break(name, holder.get("token"), owner)
+            if holder.get("expires", 0) < time.time() and self._lease_break(name, holder.get("token"), owner):
                 continue
             if time.monotonic() > deadline:
                 since = time.strftime("%H:%M:%S", time.gmtime(holder.get("since", 0)))
@@ -449,21 +449,23 @@ class Gateway:
             if code != "RESOURCE_DOES_NOT_EXIST" and "not found" not in str(exc).lower():
                 raise
 
-    def _lease_break(self, name: str, token: Any, owner: str) -> None:
+    def _lease_break(self, name: str, token: Any, owner: str) -> bool:
         # Two kernels may both see a lapsed lease: breaking it under a second lease, and only if
         # it is still the same one, keeps one of them from deleting the other's fresh lease.
-        breaker = name + ".break"
+        breaker = _BREAK_PREFIX + name[len(LEASE_PREFIX):]
         if not self._lease_create(breaker, owner, secrets.token_hex(8), 5.0):
             held = self._lease_holder(breaker)
             if held is not None and held.get("expires", 0) < time.time():
                 self._lease_delete(breaker)
-            return
+                return True
+            return False  # another kernel is breaking it: wait as for a held lease
         try:
             holder = self._lease_holder(name)
             if holder is not None and holder.get("token") == token:
                 self._lease_delete(name)
         finally:
             self._lease_delete(breaker)
+        return True
 
     def delete_model_tag(self, name: str, key: str) -> None:
         """Remove a tag of registered model ``name``.

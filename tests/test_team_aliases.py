@@ -114,6 +114,7 @@ def test_a_lapsed_lease_of_a_dead_kernel_is_broken(store):
     with gw.lease("iris", owner="bob", wait=0.5):
         assert json.loads(gw.model_tags(LEASE_PREFIX + "iris")["nbmodel.lease"])["owner"] == "bob"
     assert gw.model(LEASE_PREFIX + "iris") is None
+    assert gw.model("nbmodel.lockbreak.iris") is None  # nor the lease that broke it
 
 
 def test_leases_never_show_as_models(store, lease_only):
