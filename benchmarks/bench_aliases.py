@@ -17,6 +17,7 @@ import argparse
 import datetime as dt
 import json
 import os
+import shutil
 import sqlite3
 import statistics
 import sys
@@ -127,7 +128,10 @@ def main(argv: list[str] | None = None) -> None:
               f"{cost_all:>7.1f}ms | {old_move:>7.1f}ms {old_read:>7.1f}ms", flush=True)
     every = nbmodel.alias_history("trail", "production")
     assert len(every) == count, (len(every), count)
-    print(f"all {count} entries read back; folder {folder}", file=sys.stderr)
+    print(f"all {count} entries read back", file=sys.stderr)
+    if not a.uri:
+        os.chdir(tempfile.gettempdir())
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 if __name__ == "__main__":
