@@ -226,17 +226,33 @@ def _tag(a: argparse.Namespace) -> str:
 
 
 def _alias(a: argparse.Namespace) -> Any:
-    from .aliases import delete_alias, set_alias
+    from .aliases import ANY, delete_alias, protect, set_alias, unprotect
 
+    expected = ANY if a.expect is None else a.expect
+    if a.protect or a.unprotect:
+        if a.protect and a.unprotect:
+            raise UsageProblem("give --protect or --unprotect, not both")
+        if a.expect is not None or a.delete or a.force:
+            raise UsageProblem("--protect and --unprotect take only --allow and -m")
+        if a.unprotect:
+            if a.allow:
+                raise UsageProblem("--unprotect takes no --allow")
+            return unprotect(a.ref, a.alias, message=a.message)
+        if not a.allow:
+            raise UsageProblem(f"name who may move it: {a.ref} --protect {a.alias} --allow alice,bob")
+        return protect(a.ref, a.alias, a.allow, message=a.message)
+    if a.allow:
+        raise UsageProblem("--allow goes with --protect: iris --protect production --allow alice,bob")
     if a.delete:
-        return delete_alias(a.ref, a.alias, message=a.message)
-    return set_alias(a.ref, a.alias, message=a.message, force=a.force)
+        return delete_alias(a.ref, a.alias, message=a.message, expected=expected)
+    return set_alias(a.ref, a.alias, message=a.message, force=a.force, expected=expected)
 
 
 def _rollback(a: argparse.Namespace) -> Any:
-    from .aliases import rollback
+    from .aliases import ANY, rollback
 
-    return rollback(a.name, alias=a.alias, to=a.to, message=a.message)
+    expected = ANY if a.expect is None else a.expect
+    return rollback(a.name, alias=a.alias, to=a.to, message=a.message, expected=expected)
 
 
 def _retire(a: argparse.Namespace) -> str:
@@ -322,12 +338,19 @@ _DECLARED = [
         arg("ref", help="the version"),
         arg("tags", nargs="+", metavar="KEY=VALUE", help="the tags to set"),
     ), magic="model_tag", run=_tag),
-    Command("alias", "point an alias at a version", (
+    Command("alias", "point an alias at a version, or protect it", (
         arg("ref", help="the version the alias should point to (iris/3)"),
         arg("alias", help="the alias (production)"),
         arg("-m", "--message", default="", help=_MESSAGE),
         arg("--force", action="store_true", help="allow a retired version"),
         arg("--delete", action="store_true", help="remove the alias instead (REF is the model)"),
+        arg("--expect", type=int, default=None, metavar="VERSION",
+            help="refuse if the alias no longer points to VERSION (another kernel moved it)"),
+        arg("--protect", action="store_true",
+            help="only the --allow users may move or roll back ALIAS (REF is the model)"),
+        arg("--allow", default=None, metavar="USERS",
+            help="with --protect: who may move it, as NBMODEL_USER or login names (alice,bob)"),
+        arg("--unprotect", action="store_true", help="let anyone move the alias again"),
     ), magic="model_alias", run=_alias, routes=(
         Route("POST", "models/{name}/aliases", {"name": "ref", "version": "ref", "alias": "alias",
                                                 "message": "message", "force": "force"}),
@@ -338,6 +361,8 @@ _DECLARED = [
             help="the version to move to: 2, iris/2 or models:/iris/2 (default: the previous holder)"),
         arg("--alias", default=None, help="the alias to move back (default: production)"),
         arg("-m", "--message", default="", help=_MESSAGE),
+        arg("--expect", type=int, default=None, metavar="VERSION",
+            help="the version to undo: refuse if another kernel moved the alias away from it"),
     ), magic="model_rollback", run=_rollback, routes=(
         Route("POST", "models/{name}/rollback", {"name": "name", "alias": "alias", "to": "to",
                                                  "message": "message"}),

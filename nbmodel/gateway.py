@@ -15,16 +15,27 @@ or any error on the fast path (a schema MLflow changed), falls back to the publi
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
+import random
 import re
-from collections.abc import Callable
+import secrets
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
+from .errors import NbmodelError
+
 T = TypeVar("T")
 
 _log = logging.getLogger(__name__)
+
+#: Registered models named so are leases (see :meth:`Gateway.lease`), never listed.
+LEASE_PREFIX = "nbmodel.lock."
+_BREAK_PREFIX = "nbmodel.lockbreak."  # not under LEASE_PREFIX: no model's lease can be named so
+_LEASE_TAG = "nbmodel.lease"
 
 
 class Connection(Protocol):
@@ -39,6 +50,13 @@ class Connection(Protocol):
     def retry(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T: ...
 
     def write_lock(self) -> contextlib.AbstractContextManager[None]: ...
+
+
+class LeaseBusy(NbmodelError):
+    """Another kernel holds the lease on what this one wants to change, for too long."""
+
+    kind = "lease-busy"
+    status = 409
 
 
 @dataclass
@@ -281,7 +299,8 @@ class Gateway:
             if order_by:
                 kwargs["order_by"] = [order_by]
             page = self._call("search_registered_models", **kwargs)
-            out.extend(page)
+            # Leases are registered models only so that the server refuses a second one.
+            out.extend(m for m in page if not str(m.name).startswith((LEASE_PREFIX, _BREAK_PREFIX)))
             token = page.token
             if not token or (limit is not None and len(out) >= limit):
                 return out if limit is None else out[:limit]
@@ -347,6 +366,121 @@ class Gateway:
             >>> store.gateway.delete_alias("iris", "staging")  # doctest: +SKIP
         """
         self._call("delete_registered_model_alias", name, alias)
+
+    # -- leases: short exclusive locks any store can hold -----------------------------------
+    # MLflow's REST API has no transactions, but every backend refuses to create a second
+    # registered model of one name: creating ``nbmodel.lock.KEY`` acquires the lease, deleting
+    # it releases it, and a tag holds its owner and expiry so a lease left by a dead kernel
+    # can be broken once it lapses.
+    @contextlib.contextmanager
+    def lease(self, key: str, *, owner: str, ttl: float = 30.0, wait: float = 10.0) -> Iterator[None]:
+        """Hold the lease ``key`` for the block: one holder at a time across kernels and machines.
+
+        Args:
+            key: what is locked (a model's name).
+            owner: who holds it, shown to those who wait.
+            ttl: seconds after which a holder that did not release it may be broken.
+            wait: seconds to wait for a held lease before giving up.
+
+        Returns:
+            A context manager; the lease is released on leaving it.
+
+        Raises:
+            LeaseBusy: another holder kept it for more than ``wait`` seconds.
+
+        Example:
+            >>> with store.gateway.lease("iris", owner="ann"):  # doctest: +SKIP
+            ...     pass
+        """
+        name = LEASE_PREFIX + key
+        token = secrets.token_hex(8)
+        deadline = time.monotonic() + wait
+        delay = 0.01
+        while not self._lease_create(name, owner, token, ttl):
+            holder = self._lease_holder(name)
+            if holder is None:
+                continue  # released between our attempt and our look
+            if holder.get("expires", 0) < time.time() and self._lease_break(name, holder.get("token"), owner):
+                continue
+            if time.monotonic() > deadline:
+                since = time.strftime("%H:%M:%S", time.gmtime(holder.get("since", 0)))
+                raise LeaseBusy(
+                    f"{key} is being changed by {holder.get('owner', 'another kernel')} (since "
+                    f"{since} UTC); try again in a moment (a stuck lease lapses after {ttl:.0f} s)")
+            time.sleep(delay * (1 + random.random()))
+            delay = min(delay * 2, 0.2)
+        try:
+            yield
+        finally:
+            holder = self._lease_holder(name)
+            if holder is not None and holder.get("token") == token:
+                self._lease_delete(name)
+
+    def _lease_create(self, name: str, owner: str, token: str, ttl: float) -> bool:
+        from mlflow.exceptions import MlflowException
+
+        now = time.time()
+        value = json.dumps({"owner": owner, "token": token, "since": now, "expires": now + ttl})
+        try:
+            self._call("create_registered_model", name, description=None, tags={_LEASE_TAG: value})
+        except MlflowException as exc:
+            code = getattr(exc, "error_code", "")
+            if code == "RESOURCE_ALREADY_EXISTS" or "already exists" in str(exc).lower():
+                return False
+            raise
+        return True
+
+    def _lease_holder(self, name: str) -> dict[str, Any] | None:
+        tags = self.model_tags(name, _LEASE_TAG)
+        if tags is None:
+            return None
+        try:
+            return dict(json.loads(tags.get(_LEASE_TAG, "{}")))
+        except ValueError:
+            return {}  # a lease without a readable owner has lapsed
+
+    def _lease_delete(self, name: str) -> None:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            self._call("delete_registered_model", name)
+        except MlflowException as exc:
+            code = getattr(exc, "error_code", "")
+            if code != "RESOURCE_DOES_NOT_EXIST" and "not found" not in str(exc).lower():
+                raise
+
+    def _lease_break(self, name: str, token: Any, owner: str) -> bool:
+        # Two kernels may both see a lapsed lease: breaking it under a second lease, and only if
+        # it is still the same one, keeps one of them from deleting the other's fresh lease.
+        breaker = _BREAK_PREFIX + name[len(LEASE_PREFIX):]
+        if not self._lease_create(breaker, owner, secrets.token_hex(8), 5.0):
+            held = self._lease_holder(breaker)
+            if held is not None and held.get("expires", 0) < time.time():
+                self._lease_delete(breaker)
+                return True
+            return False  # another kernel is breaking it: wait as for a held lease
+        try:
+            holder = self._lease_holder(name)
+            if holder is not None and holder.get("token") == token:
+                self._lease_delete(name)
+        finally:
+            self._lease_delete(breaker)
+        return True
+
+    def delete_model_tag(self, name: str, key: str) -> None:
+        """Remove a tag of registered model ``name``.
+
+        Args:
+            name: the registered model's name.
+            key: the tag's key.
+
+        Example:
+            >>> store.gateway.delete_model_tag("iris", "team")  # doctest: +SKIP
+        """
+        if self._sql() is not None and self._sql_store is not None:
+            self.store.retry(self._sql_store.delete_registered_model_tag, name, key)
+        else:
+            self._call("delete_registered_model_tag", name, key)
 
     def set_model_tag(self, name: str, key: str, value: str) -> None:
         """Set a tag of registered model ``name``.
