@@ -175,7 +175,7 @@ def _log(a: argparse.Namespace) -> Any:
     if a.aliases:
         if not a.name:
             raise UsageProblem("name the model: log NAME --aliases")
-        return alias_history(a.name)
+        return alias_history(a.name, limit=a.limit)
     return log(a.name, limit=a.limit)
 
 
