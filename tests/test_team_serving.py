@@ -1,0 +1,117 @@
+"""A team on one store: monitoring rows from many writers are never lost, deployments started
+anywhere are listed everywhere, and following an alias costs the tracking server little."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import nbmodel
+from nbmodel.monitoring import record
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _clear_monitoring_caches() -> None:
+    from nbmodel.monitoring import _storage, _traffic
+
+    _storage.clear_caches()
+    _traffic.clear_caches()
+
+
+# -- monitoring: one location that every writer agrees on, and readers that read all -----------
+def test_rows_written_to_a_second_monitoring_run_are_read(commit_iris, iris):
+    """Two writers that raced on creating the monitoring run (as on a server, where no lock
+    spans machines) leave two runs: a reader counts the rows of both."""
+    from nbmodel.monitoring._storage import BATCHES, MONITOR_TAG, monitor_run
+
+    commit_iris()
+    X = iris["X_test"].iloc[:10]
+    record("iris/1", X, np.zeros(10, dtype=int))
+    first = monitor_run("iris")
+    store = nbmodel.get_store()
+    # the run a racing writer on another machine created a moment later
+    other = store.gateway.create_run(store.experiment_id("iris"), run_name="iris monitor",
+                                     tags={MONITOR_TAG: "true"})
+    from nbmodel.monitoring._record import prepare_batch
+    from nbmodel.monitoring._schema import schema
+    from nbmodel.monitoring._storage import MonitorRun, _local_dir
+
+    racer = MonitorRun(store.uri, "iris", other.info.run_id, other.info.artifact_uri,
+                       _local_dir(other.info.artifact_uri))
+    racer.write(f"{BATCHES}/v1", prepare_batch(schema("iris", 1), iris["X_test"].iloc[:7],
+                                               np.ones(7, dtype=int)))
+    _clear_monitoring_caches()
+    assert monitor_run("iris").run_id == first.run_id  # writers keep to the oldest
+    assert len(nbmodel.monitoring.recorded("iris/1")) == 17
+
+
+def test_a_writer_that_created_a_run_takes_the_oldest(commit_iris, iris, monkeypatch):
+    """A writer whose creation raced another's (both found none) writes to the older run."""
+    from nbmodel.monitoring import _storage
+
+    commit_iris()
+    store = nbmodel.get_store()
+    exp = store.experiment_id("iris")
+    earlier = store.gateway.create_run(exp, run_name="iris monitor", tags={_storage.MONITOR_TAG: "true"})
+    real_find = _storage._find
+    calls = []
+
+    def blind_first(st, exp_id):  # the first search ran before the other writer's run existed
+        calls.append(exp_id)
+        return None if len(calls) <= 2 else real_find(st, exp_id)
+
+    monkeypatch.setattr(_storage, "_find", blind_first)
+    _clear_monitoring_caches()
+    assert _storage.monitor_run("iris").run_id == earlier.info.run_id
+
+
+WRITER = textwrap.dedent("""
+    import os, sys, time
+    import numpy as np
+    import pandas as pd
+    import nbmodel
+    from nbmodel import store as store_mod
+    if os.environ.get("NO_LOCK"):  # as on a server: no lock spans the writers' machines
+        import contextlib
+        store_mod.Store.write_lock = lambda self: contextlib.nullcontext()
+    go = sys.argv[1]
+    X = pd.read_csv(sys.argv[2])
+    nbmodel.get_store().check()
+    from nbmodel.monitoring import _record, _schema
+    _record.prepare_batch(_schema.schema("iris", 1), X, np.zeros(len(X), dtype=int))
+    nbmodel.get_store().experiment_id("iris")  # ready: the first record() only makes the run
+    while not os.path.exists(go):
+        time.sleep(0.005)
+    for i in range(10):
+        nbmodel.record("iris/1", X, np.zeros(len(X), dtype=int))
+""")
+
+
+@pytest.mark.slow
+def test_eight_writers_at_once_lose_no_row(commit_iris, iris, tmp_path):
+    """8 processes record 300 rows each at once, on a model nobody recorded for yet (they race
+    on creating its monitoring run), without a lock between them: all 2,400 rows read back."""
+    commit_iris()
+    X = iris["X"].iloc[:30]
+    X.to_csv(tmp_path / "x.csv", index=False)
+    go = tmp_path / "go"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "NO_LOCK": "1",
+           "MLFLOW_DISABLE_TELEMETRY": "true"}
+    procs = [subprocess.Popen([sys.executable, "-c", WRITER, str(go), str(tmp_path / "x.csv")],
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+             for _ in range(8)]
+    time.sleep(8)  # let them all import and wait at the start line
+    go.touch()
+    for p in procs:
+        out, _ = p.communicate(timeout=240)
+        assert p.returncode == 0, out.decode()[-2000:]
+    _clear_monitoring_caches()
+    assert len(nbmodel.monitoring.recorded("iris/1")) == 2400
