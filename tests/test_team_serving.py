@@ -115,3 +115,103 @@ def test_eight_writers_at_once_lose_no_row(commit_iris, iris, tmp_path):
         assert p.returncode == 0, out.decode()[-2000:]
     _clear_monitoring_caches()
     assert len(nbmodel.monitoring.recorded("iris/1")) == 2400
+
+
+# -- alias following: few requests to a store over the network, a move seen within a second ----
+class CountingRegistry:
+    """Stands in for the gateway of an ``http://`` store: counts the alias reads."""
+
+    def __init__(self, version: int) -> None:
+        self.version = version
+        self.calls = 0
+
+    def version_by_alias(self, name: str, alias: str) -> object:
+        from types import SimpleNamespace
+
+        self.calls += 1
+        return SimpleNamespace(version=str(self.version))
+
+
+def _worker(record_path: Path, registry: CountingRegistry) -> object:
+    """One worker of a server over an http:// store, following iris@production (version 3)."""
+    from types import SimpleNamespace
+
+    from nbmodel.serving import _records as R
+    from nbmodel.serving._models import Slot
+    from nbmodel.serving._server import App
+
+    app = App(R.read(record_path))
+    app.gateway = registry
+    app.mlflow_ready.set()
+    slot = Slot(name="iris", alias="production")
+    slot.handle = SimpleNamespace(version=3, recorder=None)  # type: ignore[assignment]
+    app.slots = {"iris": slot}
+    app.switched = []  # type: ignore[attr-defined]
+
+    def swap(s: object, want: int) -> None:
+        app.switched.append((time.monotonic(), want))  # type: ignore[attr-defined]
+        slot.handle = SimpleNamespace(version=want, recorder=None)  # type: ignore[assignment]
+
+    app._swap = swap  # type: ignore[method-assign]
+    return app
+
+
+@pytest.fixture
+def http_record(tmp_path):
+    from nbmodel.serving import _records as R
+
+    rec = R.DeploymentRecord(host="127.0.0.1", port=5999, store="http://127.0.0.1:9",
+                             pid=os.getpid(), path=tmp_path / "5999.json")
+    R.write(rec)
+    return rec.path
+
+
+def _follow(apps: list, seconds: float) -> None:
+    import threading
+
+    threads = [threading.Thread(target=a.follower, daemon=True) for a in apps]
+    for t in threads:
+        t.start()
+    time.sleep(seconds)
+    for a in apps:
+        a.stopping.set()
+        a.wake.set()
+    for t in threads:
+        t.join(5)
+
+
+def test_an_idle_deployment_asks_the_registry_about_once_a_second(http_record):
+    registry = CountingRegistry(3)
+    _follow([_worker(http_record, registry)], 3.0)
+    assert 2 <= registry.calls <= 4  # was 12: five polls a second
+
+
+def test_workers_of_one_server_share_one_registry_read(http_record):
+    registry = CountingRegistry(3)
+    _follow([_worker(http_record, registry) for _ in range(4)], 3.0)
+    assert 2 <= registry.calls <= 5  # was 48: five polls a second per worker
+
+
+def test_a_move_is_followed_within_about_a_second(http_record):
+    import threading
+
+    registry = CountingRegistry(3)
+    apps = [_worker(http_record, registry) for _ in range(2)]
+    done = threading.Thread(target=_follow, args=(apps, 4.0))
+    done.start()
+    time.sleep(1.3)
+    moved = time.monotonic()
+    registry.version = 4
+    done.join()
+    for app in apps:
+        assert [w for _, w in app.switched] == [4]  # type: ignore[attr-defined]
+        assert app.switched[0][0] - moved < 1.5  # type: ignore[attr-defined]
+
+
+def test_the_shared_versions_go_when_the_server_stops(http_record):
+    from nbmodel.serving import _records as R
+
+    _follow([_worker(http_record, CountingRegistry(3))], 0.5)
+    assert R.follow_path(http_record).exists()
+    assert R.mark_stopped(http_record, os.getpid(), "stopped", time.time())
+    assert not R.follow_path(http_record).exists()

@@ -213,9 +213,70 @@ def mark_stopped(path: Path | str, pid: int, reason: str, at: float) -> bool:
     try:
         record = read(path)
     except (OSError, ValueError):
-        return False
-    if record.pid != pid:
+        record = None
+    if record is not None and record.pid != pid:
+        return False  # another server's port now, and its shared alias versions
+    with contextlib.suppress(OSError):
+        follow_path(path).unlink()
+    if record is None:
         return False
     record.stopped, record.stopped_at = reason, at
     write(record)
     return True
+
+
+# -- what the workers of one server share about its aliases -------------------------------------
+def follow_path(record_path: Path | str) -> Path:
+    """The file where the workers of the server of ``record_path`` share the versions their
+    aliases name, so that the registry is asked once for all of them (``.5001.follow``).
+
+    Example:
+        >>> follow_path("/tmp/deployments/5001.json").name
+        '.5001.follow'
+    """
+    path = Path(record_path)
+    return path.with_name(f".{path.stem}.follow")
+
+
+@contextlib.contextmanager
+def follow_turn(path: Path) -> Iterator[tuple[dict[str, Any] | None, Any]]:
+    """Read the shared alias versions and, when nobody else is asking the registry right now,
+    take the turn to: yields ``(shared, write)`` where ``write`` is None unless this process
+    holds the turn (then ``write(data)`` replaces the shared data before the turn ends).
+
+    A reader that finds the file half-written (its writer holds the turn) sees None.
+
+    Example:
+        >>> with follow_turn(follow_path(record_path)) as (shared, write):  # doctest: +SKIP
+        ...     if write is not None:
+        ...         write({"pid": 1, "at": time.time(), "versions": {"iris@production": 3}})
+    """
+    import fcntl
+
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, MODE)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield _read_follow(fd), None
+            return
+
+        def write(data: dict[str, Any]) -> None:
+            body = json.dumps(data).encode()
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, body, 0)
+
+        try:
+            yield _read_follow(fd), write
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+def _read_follow(fd: int) -> dict[str, Any] | None:
+    try:
+        data = json.loads(os.pread(fd, 1 << 20, 0) or b"null")
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) else None
