@@ -131,6 +131,10 @@ class CountingRegistry:
         self.calls += 1
         return SimpleNamespace(version=str(self.version))
 
+    def set_model_tag(self, name: str, key: str, value: str) -> None:
+        self.tags = {**getattr(self, "tags", {}), (name, key): value}
+        self.writes = getattr(self, "writes", 0) + 1
+
 
 def _worker(record_path: Path, registry: CountingRegistry) -> object:
     """One worker of a server over an http:// store, following iris@production (version 3)."""
@@ -192,6 +196,25 @@ def test_workers_of_one_server_share_one_registry_read(http_record):
     assert 2 <= registry.calls <= 5  # was 48: five polls a second per worker
 
 
+def test_a_server_on_a_team_store_publishes_itself_once_per_heartbeat(http_record):
+    import json
+
+    from nbmodel.serving import _records as R
+
+    registry = CountingRegistry(3)
+    rec = R.read(http_record)
+    rec.models = [R.ModelSpec("iris", "production", 3)]
+    R.write(rec)
+    _follow([_worker(http_record, registry) for _ in range(2)], 1.5)
+    assert registry.writes == 1  # one worker says it for the server; again in 30 s
+    (key, value), = ((k, v) for (_, k), v in registry.tags.items())
+    entry = R.Published.from_json(json.loads(value))
+    assert key == f"nbmodel.deployment.{R.machine()}.5999"
+    assert (entry.port, entry.pid, [(m.name, m.version) for m in entry.models]) == \
+        (5999, os.getpid(), [("iris", 3)])
+    assert entry.stopped is None and "token" not in value
+
+
 def test_a_move_is_followed_within_about_a_second(http_record):
     import threading
 
@@ -215,3 +238,69 @@ def test_the_shared_versions_go_when_the_server_stops(http_record):
     assert R.follow_path(http_record).exists()
     assert R.mark_stopped(http_record, os.getpid(), "stopped", time.time())
     assert not R.follow_path(http_record).exists()
+
+
+# -- deployments: started anywhere, listed everywhere; the process stays with its machine -------
+def _publish_elsewhere(name: str = "iris", *, seen: float | None = None, port: int = 5001) -> object:
+    from nbmodel.serving import _records as R
+
+    entry = R.Published(machine="gpu-box-2", port=port, host="127.0.0.1", user="alice",
+                        started=time.time() - 120, seen=time.time() if seen is None else seen,
+                        models=[R.ModelSpec(name, "production", 1)], pid=4242)
+    R.publish(nbmodel.get_store().gateway, entry)
+    return entry
+
+
+def test_a_deployment_published_by_another_machine_is_listed(commit_iris):
+    commit_iris()
+    _publish_elsewhere()
+    deps = nbmodel.deployments()
+    assert [(d.ref, d.version, d.port, d.user, d.machine, d.health) for d in deps] == \
+        [("iris@production", 1, 5001, "alice", "gpu-box-2", "ok")]
+    assert deps[0].pid is None  # the process handle stays with its machine
+    assert deps[0].to_dict()["user"] == "alice"
+    assert "gpu-box-2" in str(deps) and "alice" in str(deps)
+    assert [d.ref for d in nbmodel.deployments("iris")] == ["iris@production"]
+    assert nbmodel.deployments("other") == []
+
+
+def test_a_published_deployment_not_heard_of_is_stale_and_a_stopped_one_goes(commit_iris):
+    from nbmodel.serving import _records as R
+
+    commit_iris()
+    entry = _publish_elsewhere(seen=time.time() - 600)
+    assert nbmodel.deployments()[0].health.startswith("stale (last heard 10 min ago)")
+    entry.stopped = time.time()  # type: ignore[attr-defined]
+    R.publish(nbmodel.get_store().gateway, entry)  # type: ignore[arg-type]
+    assert nbmodel.deployments() == []
+
+
+def test_this_machines_server_that_died_unsaid_is_withdrawn(commit_iris):
+    from nbmodel.serving import _records as R
+
+    commit_iris()
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    entry = R.Published(machine=R.machine(), port=5002, host="127.0.0.1", user="me",
+                        started=time.time(), seen=time.time(), pid=gone.pid,
+                        models=[R.ModelSpec("iris", "production", 1)])
+    R.publish(nbmodel.get_store().gateway, entry)
+    assert nbmodel.deployments() == []
+    assert R.published(nbmodel.get_store().gateway) == []
+
+
+@pytest.mark.slow
+def test_a_local_deployment_still_stops_beside_a_published_one(commit_iris, warm_starter, monkeypatch):
+    import nbmodel.serving as serving
+
+    monkeypatch.setenv("NBMODEL_WARM_SERVER", "1")
+    commit_iris()
+    _publish_elsewhere(port=5003)
+    try:
+        dep = nbmodel.deploy("iris/1", alias="staging")
+        listed = {(d.ref, d.machine) for d in nbmodel.deployments()}
+        assert listed == {("iris@staging", None), ("iris@production", "gpu-box-2")}
+        assert serving.stop("iris@staging") == [f"iris@staging at http://127.0.0.1:{dep.port}"]
+        assert [d.machine for d in nbmodel.deployments()] == ["gpu-box-2"]
+    finally:
+        serving.stop("all")

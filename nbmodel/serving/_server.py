@@ -317,18 +317,44 @@ class App:
                 ours = shared is not None and shared.get("pid") == self.pid
                 versions = shared.get("versions") if shared is not None and ours else None
                 at = float(shared.get("at") or 0) if shared is not None and ours else 0.0
+                said = float(shared.get("published") or 0) if shared is not None and ours else 0.0
                 fresh = isinstance(versions, dict) and refs <= set(versions) \
                     and now - at < REGISTRY_SECONDS
-                if fresh or write is None:
+                if write is None:
                     return versions if isinstance(versions, dict) else None
-                versions = self._read_versions(slots)
-                write({"pid": self.pid, "at": time.time(), "versions": versions})
+                due = now - said >= R.HEARTBEAT_SECONDS
+                if fresh and not due:
+                    return versions
+                if not fresh:
+                    versions, at = self._read_versions(slots), time.time()
+                if due:
+                    self._publish()
+                    said = now
+                write({"pid": self.pid, "at": at, "versions": versions, "published": said})
                 return versions
         except OSError:  # the folder cannot hold the shared file: this worker asks alone
             if now - self._alone_at < REGISTRY_SECONDS:
                 return None
             self._alone_at = now
             return self._read_versions(slots)
+
+    def _publish(self, *, stopped: bool = False) -> None:
+        """Tell everyone on the store (a team's server) that this deployment runs, or stopped:
+        a tag on each model served, refreshed every :data:`~._records.HEARTBEAT_SECONDS`."""
+        from ..versions import _user
+
+        now = time.time()
+        entry = R.Published.of(self.record, user=_user(), seen=now)
+        entry.started = entry.started or self.started
+        entry.pid = self.pid
+        serving = {s.name: s.handle.version for s in self.slots.values() if s.handle is not None}
+        for m in entry.models:
+            m.version = serving.get(m.name, m.version)
+        entry.stopped = now if stopped else None
+        try:
+            R.publish(self._mlflow_gateway(), entry)
+        except Exception as exc:  # noqa: BLE001 - being listed elsewhere never stops serving
+            log.warning("could not publish this deployment on the store: %s", first_line(exc))
 
     def _read_versions(self, slots: list[Slot]) -> dict[str, int | str]:
         out: dict[str, int | str] = {}
