@@ -304,3 +304,20 @@ def test_a_local_deployment_still_stops_beside_a_published_one(commit_iris, warm
         assert [d.machine for d in nbmodel.deployments()] == ["gpu-box-2"]
     finally:
         serving.stop("all")
+
+
+def test_copies_of_a_remote_stores_files_are_removed(commit_iris, iris, monkeypatch):
+    """Files read from a store whose artifacts are not local are copied to a temporary folder,
+    which clear_caches (and the end of the process) removes."""
+    from nbmodel.monitoring import _storage
+
+    commit_iris()
+    record("iris/1", iris["X_test"].iloc[:5], np.zeros(5, dtype=int))
+    run = _storage.monitor_run("iris")
+    path = run.list(f"{_storage.BATCHES}/v1")[0]
+    run.local_dir = None  # read as from a served artifact store
+    assert len(run.read(path)["ts"]) == 5
+    copies = run._download_dir
+    assert copies is not None and os.path.isdir(copies)
+    _storage.clear_caches()
+    assert not os.path.exists(copies)

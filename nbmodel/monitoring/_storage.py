@@ -195,7 +195,12 @@ class MonitorRun:
             import tempfile
 
             if self._download_dir is None:
+                import atexit
+                import shutil
+
                 self._download_dir = tempfile.mkdtemp(prefix="nbmodel-monitor-")
+                # the copies of a remote store's files go with the process (or clear_caches)
+                atexit.register(shutil.rmtree, self._download_dir, True)
             full = get_store().retry(self.repo.download_artifacts, path, self._download_dir)
         with np.load(full, allow_pickle=False) as npz:
             return {k: npz[k] for k in npz.files}
@@ -269,6 +274,13 @@ def _find(store: Store, exp_id: str) -> Any:
 
 def clear_caches() -> None:
     """Forget every run and file this process has read (as after a kernel restart)."""
+    import shutil
+
     with _runs_lock:
+        runs = list(_runs.values())
         _runs.clear()
+    for run in [*runs, *(other for mine in runs for other in mine._siblings.values())]:
+        if run._download_dir is not None:
+            shutil.rmtree(run._download_dir, ignore_errors=True)
+            run._download_dir = None
 
