@@ -13,10 +13,18 @@ is known. Files are immutable, so a process caches what it has read and a later 
 only the files that are new (that is what keeps a summary of a million rows under a second).
 Labels are kept per model, not per version: labels that arrive after the alias moved still
 join the traffic of the version that answered.
+
+Many writers (kernels, server workers, on several machines) agree on one run: the oldest run
+tagged ``nbmodel.monitor``. Its creation is under the store's write lock, and a writer that
+creates one reads the tag back and takes the oldest, so two writers racing on a store whose
+lock cannot span machines (an ``http://`` server) end up writing to the same run. Should a race
+still leave two runs, readers read the files of every monitoring run of the model (file names
+are unique, so nothing is counted twice): no recorded row is ever lost.
 """
 
 from __future__ import annotations
 
+import builtins
 import io
 import os
 import threading
@@ -34,6 +42,9 @@ MONITOR_TAG = "nbmodel.monitor"
 BATCHES = "monitor/batches"
 LABELS = "monitor/labels"
 
+#: How long a reader trusts its list of the model's monitoring runs before searching again.
+SIBLINGS_SECONDS = 2.0
+
 _runs: dict[tuple[str, str], MonitorRun] = {}
 _runs_lock = threading.Lock()
 
@@ -47,8 +58,14 @@ class MonitorRun:
     run_id: str
     artifact_uri: str
     local_dir: str | None = None
+    #: the model's experiment, where the other monitoring runs (left by a race) are searched
+    experiment_id: str | None = None
     _repo: Any = field(default=None, repr=False)
     _download_dir: str | None = field(default=None, repr=False)
+    _siblings: dict[str, MonitorRun] = field(default_factory=dict, repr=False)
+    _siblings_at: float = field(default=float("-inf"), repr=False)
+    _where: dict[str, MonitorRun] = field(default_factory=dict, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
     def repo(self) -> Any:
@@ -95,7 +112,8 @@ class MonitorRun:
 
     # -- reading --------------------------------------------------------------------------------
     def list(self, folder: str) -> list[str]:
-        """Artifact paths of the finished ``.npz`` files under ``folder``, oldest first.
+        """Artifact paths of the finished ``.npz`` files under ``folder``, oldest first, in
+        this run and in any other monitoring run of the model.
 
         Args:
             folder: as for :meth:`write`.
@@ -103,6 +121,45 @@ class MonitorRun:
         Returns:
             The paths (``[]`` for a folder not written yet).
         """
+        paths = self._list_own(folder)
+        siblings = self.siblings()
+        if not siblings:
+            return paths
+        for other in siblings:
+            for path in other._list_own(folder):
+                with self._lock:
+                    self._where[path] = other
+                paths.append(path)
+        return sorted(set(paths))
+
+    def siblings(self) -> builtins.list[MonitorRun]:
+        """The model's other monitoring runs (normally none), searched again every
+        :data:`SIBLINGS_SECONDS`."""
+        if self.experiment_id is None:
+            return []
+        now = time.monotonic()
+        with self._lock:
+            fresh = now - self._siblings_at < SIBLINGS_SECONDS
+            known = list(self._siblings.values())
+        if fresh:
+            return known
+        store = get_store()
+        if store.uri != self.store_uri:
+            return known  # a run of a store no longer in use: what was found stays
+        before = {r.run_id: r for r in known}
+        found = {}
+        for run in _all(store, self.experiment_id):
+            info = run.info
+            if info.run_id == self.run_id:
+                continue
+            found[info.run_id] = before.get(info.run_id) or MonitorRun(
+                self.store_uri, self.name, info.run_id, info.artifact_uri, _local_dir(info.artifact_uri))
+        with self._lock:
+            self._siblings = found
+            self._siblings_at = now
+        return list(found.values())
+
+    def _list_own(self, folder: str) -> builtins.list[str]:
         if self.local_dir is not None:
             target_dir = os.path.join(self.local_dir, folder)
             try:
@@ -128,13 +185,22 @@ class MonitorRun:
         """
         import numpy as np
 
+        with self._lock:
+            owner = self._where.get(path)
+        if owner is not None:
+            return owner.read(path)
         if self.local_dir is not None:
             full = os.path.join(self.local_dir, path)
         else:
             import tempfile
 
             if self._download_dir is None:
+                import atexit
+                import shutil
+
                 self._download_dir = tempfile.mkdtemp(prefix="nbmodel-monitor-")
+                # the copies of a remote store's files go with the process (or clear_caches)
+                atexit.register(shutil.rmtree, self._download_dir, True)
             full = get_store().retry(self.repo.download_artifacts, path, self._download_dir)
         with np.load(full, allow_pickle=False) as npz:
             return {k: npz[k] for k in npz.files}
@@ -176,26 +242,45 @@ def monitor_run(name: str, *, store: Store | None = None) -> MonitorRun:
         with store.write_lock():
             run = _find(store, exp_id)
             if run is None:
-                run = store.gateway.create_run(
+                created = store.gateway.create_run(
                     exp_id, run_name=f"{name} monitor",
                     tags={MONITOR_TAG: "true",
                           "mlflow.note.content": "Predictions recorded by nbmodel.record and the "
                           "served traffic of every version, with per-window metrics and drift."})
+                # Another machine may have created one at the same time: every writer takes
+                # the oldest, so all write to one run (readers read any other one too).
+                run = _find(store, exp_id) or created
     info = run.info
-    found = MonitorRun(store.uri, name, info.run_id, info.artifact_uri, _local_dir(info.artifact_uri))
+    found = MonitorRun(store.uri, name, info.run_id, info.artifact_uri, _local_dir(info.artifact_uri),
+                       experiment_id=exp_id)
     with _runs_lock:
         _runs.setdefault(key, found)
         return _runs[key]
 
 
+def _all(store: Store, exp_id: str) -> list[Any]:
+    """Every monitoring run of the experiment, oldest first (ties broken by run id, so that
+    every process orders them alike)."""
+    runs = store.gateway.search_runs([exp_id], f"tags.`{MONITOR_TAG}` = 'true'", max_results=100,
+                                     order_by=["attributes.start_time ASC"])
+    return sorted(runs, key=lambda r: (r.info.start_time or 0, r.info.run_id))
+
+
 def _find(store: Store, exp_id: str) -> Any:
-    runs = store.gateway.search_runs([exp_id], f"tags.`{MONITOR_TAG}` = 'true'",
-                                     max_results=1, order_by=["attributes.start_time ASC"])
+    """The oldest monitoring run: the one every writer agrees on."""
+    runs = _all(store, exp_id)
     return runs[0] if runs else None
 
 
 def clear_caches() -> None:
     """Forget every run and file this process has read (as after a kernel restart)."""
+    import shutil
+
     with _runs_lock:
+        runs = list(_runs.values())
         _runs.clear()
+    for run in [*runs, *(other for mine in runs for other in mine._siblings.values())]:
+        if run._download_dir is not None:
+            shutil.rmtree(run._download_dir, ignore_errors=True)
+            run._download_dir = None
 

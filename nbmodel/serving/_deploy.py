@@ -131,6 +131,9 @@ class Deployment(Shown):
     errors: int | None = None
     uptime_s: float | None = None
     error: str | None = None
+    #: who started it and on which machine, for a deployment published by another machine
+    user: str | None = None
+    machine: str | None = None
     example: str | None = field(default=None, repr=False)
     record: str | None = field(default=None, repr=False)
 
@@ -172,7 +175,8 @@ class Deployment(Shown):
             "url": self.url, "host": self.host, "port": self.port, "pid": self.pid,
             "health": self.health, "requests": self.requests, "errors": self.errors,
             "uptime_s": self.uptime_s, "error": self.error, "detached": self.detached,
-            "token_required": bool(self.token),
+            "token_required": bool(self.token), "started": self.started, "user": self.user,
+            "machine": self.machine,
         }
 
     def _version_text(self) -> str:
@@ -283,7 +287,8 @@ def _deployments_of(record: DeploymentRecord, health: dict[str, Any] | None) -> 
 
 def deployments(name: str | None = None) -> Deployments:
     """Every deployment of the store in use, with its live state (``down`` when its process
-    is gone).
+    is gone): those this machine runs, from their records, then those other machines
+    published on the store (``stale`` when they have not said they are alive for a while).
 
     Args:
         name: only this model's deployments (``iris`` or ``iris@production``: by name).
@@ -295,12 +300,53 @@ def deployments(name: str | None = None) -> Deployments:
         >>> nbmodel.deployments()  # doctest: +SKIP
     """
     folder = state_dir()
+    only = parse_ref(name).name if name is not None else None
     out = Deployments()
+    ports = set()
     for record in R.read_all(folder):
+        ports.add(record.port)
         health = _health(record) if _process.pid_alive(record.pid) else None
         for d in _deployments_of(record, health):
-            if name is None or d.name == parse_ref(name).name:
+            if only is None or d.name == only:
                 out.append(d)
+    out.extend(_published(only, ports))
+    return out
+
+
+def _published(name: str | None, local_ports: set[int]) -> list[Deployment]:
+    """The deployments other machines (or other users of this one) published on the store;
+    this machine's own that ended without saying so are withdrawn on the way."""
+    from ..store import get_store
+
+    store = get_store()
+    if not store.exists:
+        return []  # listing never creates a store
+    try:
+        entries = R.published(store.gateway, name)
+    except Exception:  # noqa: BLE001 - what this machine runs is still listed
+        return []
+    here, now = R.machine(), time.time()
+    out = []
+    for entry in entries:
+        if entry.machine == here:
+            if entry.port in local_ports:
+                continue  # the local record says more (and holds the process)
+            if not _process.pid_alive(entry.pid):
+                with contextlib.suppress(Exception):
+                    entry.stopped = now
+                    R.publish(store.gateway, entry)
+                continue
+        for i, spec in enumerate(entry.models):
+            if name is not None and spec.name != name:
+                continue
+            stale = entry.stale(now)
+            out.append(Deployment(
+                name=spec.name, alias=spec.alias, host=entry.host, port=entry.port, pid=None,
+                primary=i == 0, started=entry.started, version=spec.version,
+                health=f"stale (last heard {_age(now - entry.seen)} ago)" if stale else "ok",
+                uptime_s=None if stale or entry.started is None else now - entry.started,
+                error=f"runs on {entry.machine}, started by {entry.user or 'unknown'}",
+                user=entry.user, machine=entry.machine))
     return out
 
 

@@ -7,8 +7,14 @@ and writes it once, to say why it stopped. Every write goes through :func:`write
 the file format, the atomic replace and the owner-only permission (0o600) the token needs;
 changes made under the folder's lock (:func:`locked`) never cross.
 
-Only the standard library is imported here (``filelock`` when a lock is taken): the server
-reads its record on its start-up path.
+On a team's store (``http://``) the server also publishes itself for every user of the
+store (:class:`Published`: a tag on each model it serves, without the token, refreshed as a
+heartbeat and marked stopped when it ends), while the record and the process stay with the
+machine that runs it. The workers of one server share what they read of the registry in a
+small file beside the record (:func:`follow_turn`).
+
+Only the standard library is imported here (``filelock`` when a lock is taken, the store when
+publishing): the server reads its record on its start-up path.
 """
 
 from __future__ import annotations
@@ -213,9 +219,225 @@ def mark_stopped(path: Path | str, pid: int, reason: str, at: float) -> bool:
     try:
         record = read(path)
     except (OSError, ValueError):
-        return False
-    if record.pid != pid:
+        record = None
+    if record is not None and record.pid != pid:
+        return False  # another server's port now, and its shared alias versions
+    with contextlib.suppress(OSError):
+        follow_path(path).unlink()
+    if record is None:
         return False
     record.stopped, record.stopped_at = reason, at
     write(record)
+    if record.store and not record.store.startswith("sqlite:"):
+        withdraw(record, at)
     return True
+
+
+def withdraw(record: DeploymentRecord, at: float) -> None:
+    """Tell the store's other users that the server of ``record`` stopped (a team's server;
+    beside a sqlite store everyone reads the records folder itself). Best effort: a server
+    that cannot say so is listed as stale once its heartbeat is old.
+
+    Example:
+        >>> withdraw(record, time.time())  # doctest: +SKIP
+    """
+    from ..store import Store
+    from ..versions import _user
+
+    entry = Published.of(record, user=_user(), seen=at)
+    entry.stopped = at
+    with contextlib.suppress(Exception):
+        publish(Store(record.store).gateway, entry)
+
+
+# -- what the workers of one server share about its aliases -------------------------------------
+def follow_path(record_path: Path | str) -> Path:
+    """The file where the workers of the server of ``record_path`` share the versions their
+    aliases name, so that the registry is asked once for all of them (``.5001.follow``).
+
+    Example:
+        >>> follow_path("/tmp/deployments/5001.json").name
+        '.5001.follow'
+    """
+    path = Path(record_path)
+    return path.with_name(f".{path.stem}.follow")
+
+
+@contextlib.contextmanager
+def follow_turn(path: Path) -> Iterator[tuple[dict[str, Any] | None, Any]]:
+    """Read the shared alias versions and, when nobody else is asking the registry right now,
+    take the turn to: yields ``(shared, write)`` where ``write`` is None unless this process
+    holds the turn (then ``write(data)`` replaces the shared data before the turn ends).
+
+    A reader that finds the file half-written (its writer holds the turn) sees None.
+
+    Example:
+        >>> with follow_turn(follow_path(record_path)) as (shared, write):  # doctest: +SKIP
+        ...     if write is not None:
+        ...         write({"pid": 1, "at": time.time(), "versions": {"iris@production": 3}})
+    """
+    import fcntl
+
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, MODE)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield _read_follow(fd), None
+            return
+
+        def write(data: dict[str, Any]) -> None:
+            body = json.dumps(data).encode()
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, body, 0)
+
+        try:
+            yield _read_follow(fd), write
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+def _read_follow(fd: int) -> dict[str, Any] | None:
+    try:
+        data = json.loads(os.pread(fd, 1 << 20, 0) or b"null")
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) else None
+
+
+# -- what everyone on the store sees of a deployment ---------------------------------------------
+#: Published deployments are tags of the models served, ``nbmodel.deployment.<machine>.<port>``.
+PUBLISHED = "nbmodel.deployment."
+#: A running server says it is alive this often ...
+HEARTBEAT_SECONDS = 30.0
+#: ... and one not heard of for this long is listed as stale (it died without saying so).
+STALE_SECONDS = 3 * HEARTBEAT_SECONDS
+
+
+def machine() -> str:
+    """This machine's name, as published deployments name theirs.
+
+    Example:
+        >>> machine() == machine()
+        True
+    """
+    import re
+    import socket
+
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", socket.gethostname()) or "localhost"
+
+
+@dataclass
+class Published:
+    """A deployment as every user of the store sees it: where it runs, who started it, since
+    when, and when it last said it was alive. No token and no local file: the process handle
+    stays with the machine that runs it.
+
+    Example:
+        >>> p = Published(machine="gpu-1", port=5001, host="127.0.0.1", user="alice",
+        ...               started=0.0, seen=0.0, models=[ModelSpec("iris", "production", 3)])
+        >>> p.key
+        'nbmodel.deployment.gpu-1.5001'
+    """
+
+    machine: str
+    port: int
+    host: str
+    user: str
+    started: float | None
+    seen: float
+    models: list[ModelSpec] = field(default_factory=list)
+    pid: int | None = None
+    workers: int = 1
+    #: when the server said it stopped
+    stopped: float | None = None
+
+    @property
+    def key(self) -> str:
+        """The tag it is published under."""
+        return f"{PUBLISHED}{self.machine}.{self.port}"
+
+    def stale(self, now: float) -> bool:
+        """Whether the server has not said it is alive for :data:`STALE_SECONDS`."""
+        return now - self.seen > STALE_SECONDS
+
+    def to_json(self) -> dict[str, Any]:
+        """The published form (the models without their local folders)."""
+        data = asdict(self)
+        data["models"] = [{"name": m.name, "alias": m.alias, "version": m.version} for m in self.models]
+        return data
+
+    @classmethod
+    def from_json(cls, data: Any) -> Published:
+        """A published deployment from its tag's value.
+
+        Raises:
+            ValueError: not a published deployment.
+        """
+        if not isinstance(data, dict) or not all(k in data for k in ("machine", "port", "seen")):
+            raise ValueError("not a published deployment")
+        known = {f.name for f in fields(cls)} - {"models"}
+        values = {k: v for k, v in data.items() if k in known}
+        values["port"] = int(values["port"])
+        values["seen"] = float(values["seen"])
+        values.setdefault("host", "127.0.0.1")
+        values.setdefault("user", "")
+        values.setdefault("started", None)
+        models = [ModelSpec.from_json(m) for m in data.get("models") or [] if isinstance(m, dict)]
+        return cls(**values, models=models)
+
+    @classmethod
+    def of(cls, record: DeploymentRecord, *, user: str, seen: float) -> Published:
+        """What this machine publishes of its record ``record``."""
+        return cls(machine=machine(), port=record.port, host=record.host, user=user,
+                   started=record.started, seen=seen, pid=record.pid, workers=record.workers,
+                   models=[ModelSpec(m.name, m.alias, m.version) for m in record.models])
+
+
+def publish(gateway: Any, entry: Published) -> None:
+    """Publish ``entry`` on every model it serves (again, to say it is alive or stopped).
+
+    Args:
+        gateway: the store's gateway (:mod:`nbmodel.gateway`).
+        entry: the deployment.
+
+    Example:
+        >>> publish(store.gateway, Published.of(record, user="alice", seen=time.time()))  # doctest: +SKIP
+    """
+    value = json.dumps(entry.to_json(), separators=(",", ":"))
+    for name in dict.fromkeys(m.name for m in entry.models):
+        gateway.set_model_tag(name, entry.key, value)
+
+
+def published(gateway: Any, name: str | None = None) -> list[Published]:
+    """The deployments published on the store (of model ``name``), stopped ones left out.
+
+    Args:
+        gateway: the store's gateway.
+        name: only those serving this model.
+
+    Returns:
+        One entry per server, by machine and port.
+
+    Example:
+        >>> [p.key for p in published(store.gateway, "iris")]  # doctest: +SKIP
+        ['nbmodel.deployment.gpu-1.5001']
+    """
+    if name is not None:
+        tag_sets = [gateway.model_tags(name, PUBLISHED) or {}]
+    else:
+        tag_sets = [{k: v for k, v in (rm.tags or {}).items() if k.startswith(PUBLISHED)}
+                    for rm in gateway.list_models()]
+    found: dict[str, Published] = {}
+    for tags in tag_sets:
+        for value in tags.values():
+            try:
+                entry = Published.from_json(json.loads(value))
+            except (ValueError, TypeError):
+                continue
+            have = found.get(entry.key)
+            if have is None or entry.seen > have.seen:  # each model served holds a copy
+                found[entry.key] = entry
+    return sorted((e for e in found.values() if e.stopped is None), key=lambda e: (e.machine, e.port))

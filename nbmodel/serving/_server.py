@@ -42,7 +42,13 @@ from ._records import DeploymentRecord, ModelSpec
 
 log = logging.getLogger("nbmodel.serving")
 
+#: How often the follower looks at a sqlite store's aliases (read straight from its file: free).
 POLL_SECONDS = 0.25
+#: A store over the network (``http://``, a database) is asked at most once per this interval
+#: per served model, for all the workers of a server together; they look at what was read
+#: every :data:`SHARED_POLL_SECONDS`, so a move shows within about a second.
+REGISTRY_SECONDS = 0.9
+SHARED_POLL_SECONDS = 0.1
 #: Bodies larger than this run their prediction off the event loop, so /ping stays quick.
 INLINE_BYTES = 64 * 1024
 RETRY_FAILED_SECONDS = 30.0
@@ -188,6 +194,7 @@ class App:
         self._attach_lock = threading.Lock()
         self.importer: threading.Thread | None = None  # the thread importing MLflow
         self.sqlite = SqliteRegistry.of(record.store)
+        self._alone_at = float("-inf")  # when this worker last asked the registry without the shared file
         self.stop_reason = "stopped"
         from importlib.metadata import version
 
@@ -260,11 +267,22 @@ class App:
         """Re-read the record, then move every slot to the version its alias names."""
         if self.mlflow_ready.is_set():  # a model added later may need MLflow to load
             self._reload_record()
-        for slot in list(self.slots.values()):
+        shared = None
+        slots = list(self.slots.values())
+        if self.sqlite is None:
+            shared = self._shared_versions([s for s in slots if s.alias])
+            if shared is None:
+                slots = []  # nothing read since the last look
+        for slot in slots:
             if not slot.alias or self.stopping.is_set():
                 continue
             try:
-                want = self.wanted(slot)
+                found = shared.get(slot.ref) if shared is not None else self.wanted(slot)
+                if found is None:
+                    continue
+                if isinstance(found, str):
+                    raise RuntimeError(found)
+                want = int(found)
             except Exception as exc:  # noqa: BLE001
                 serving = slot.handle.version if slot.handle else None
                 slot.error = (f"cannot read {slot.ref} from the registry ({first_line(exc)}); "
@@ -286,6 +304,66 @@ class App:
             else:
                 keep.append((due, rec))
         self._to_close = keep
+
+    def _shared_versions(self, slots: list[Slot]) -> dict[str, int | str] | None:
+        """The versions the slots' aliases name (or why they cannot be read), asked of a store
+        over the network at most once per :data:`REGISTRY_SECONDS` for all the workers of this
+        server, which share what was read in a file beside the record. None: nothing new to
+        look at."""
+        refs = {s.ref for s in slots}
+        now = time.time()
+        try:
+            with R.follow_turn(R.follow_path(self.record_path)) as (shared, write):
+                ours = shared is not None and shared.get("pid") == self.pid
+                versions = shared.get("versions") if shared is not None and ours else None
+                at = float(shared.get("at") or 0) if shared is not None and ours else 0.0
+                said = float(shared.get("published") or 0) if shared is not None and ours else 0.0
+                fresh = isinstance(versions, dict) and refs <= set(versions) \
+                    and now - at < REGISTRY_SECONDS
+                if write is None:
+                    return versions if isinstance(versions, dict) else None
+                due = now - said >= R.HEARTBEAT_SECONDS
+                if fresh and not due:
+                    return versions
+                if not fresh:
+                    versions, at = self._read_versions(slots), time.time()
+                if due:
+                    self._publish()
+                    said = now
+                write({"pid": self.pid, "at": at, "versions": versions, "published": said})
+                return versions
+        except OSError:  # the folder cannot hold the shared file: this worker asks alone
+            if now - self._alone_at < REGISTRY_SECONDS:
+                return None
+            self._alone_at = now
+            return self._read_versions(slots)
+
+    def _publish(self, *, stopped: bool = False) -> None:
+        """Tell everyone on the store (a team's server) that this deployment runs, or stopped:
+        a tag on each model served, refreshed every :data:`~._records.HEARTBEAT_SECONDS`."""
+        from ..versions import _user
+
+        now = time.time()
+        entry = R.Published.of(self.record, user=_user(), seen=now)
+        entry.started = entry.started or self.started
+        entry.pid = self.pid
+        serving = {s.name: s.handle.version for s in self.slots.values() if s.handle is not None}
+        for m in entry.models:
+            m.version = serving.get(m.name, m.version)
+        entry.stopped = now if stopped else None
+        try:
+            R.publish(self._mlflow_gateway(), entry)
+        except Exception as exc:  # noqa: BLE001 - being listed elsewhere never stops serving
+            log.warning("could not publish this deployment on the store: %s", first_line(exc))
+
+    def _read_versions(self, slots: list[Slot]) -> dict[str, int | str]:
+        out: dict[str, int | str] = {}
+        for slot in slots:
+            try:
+                out[slot.ref] = self.wanted(slot)
+            except Exception as exc:  # noqa: BLE001 - said on the slot by follow_once
+                out[slot.ref] = first_line(exc)
+        return out
 
     def _swap(self, slot: Slot, want: int) -> None:
         old = slot.handle
@@ -404,7 +482,7 @@ class App:
                 self.follow_once()
             except Exception as exc:  # noqa: BLE001 - keep following whatever happens
                 log.warning("following the aliases failed: %s", first_line(exc))
-            self.wake.wait(POLL_SECONDS)
+            self.wake.wait(POLL_SECONDS if self.sqlite is not None else SHARED_POLL_SECONDS)
             self.wake.clear()
 
     def close(self) -> None:
