@@ -284,6 +284,7 @@ def _write(store: Store, model: Any, name: str, message: str, user_tags: dict[st
         run_tags["mlflow.source.type"] = "NOTEBOOK"
     run = gateway.create_run(store.experiment_id(name), run_name=f"{name} commit", tags=run_tags)
     run_id = run.info.run_id
+    logged: list[str] = []  # the logged models this commit created
     try:
         _log_run(store, run_id, inputs.params, inputs.metrics, inputs.task, model)
         if inputs.source:
@@ -291,20 +292,26 @@ def _write(store: Store, model: Any, name: str, message: str, user_tags: dict[st
         if inputs.profile is not None:
             gateway.log_dict(run_id, inputs.profile, PROFILE_ARTIFACT)
         model_uri, model_id, flavor = _log_model(store, name, model, run_id, inputs.signature,
-                                                 inputs.example, inputs.sklearn_flavor)
+                                                 inputs.example, inputs.sklearn_flavor, logged)
         version_tags = _version_tags(model, inputs, flavor, user, user_tags)
         mv = _register(store, name, model_uri, model_id, run_id, version_tags, message, parent)
     except BaseException as exc:
-        try:
-            gateway.delete_run(run_id)
-        except Exception:  # noqa: BLE001 - the original error matters more
-            pass
+        _discard(store, run_id, logged)
         if isinstance(exc, (NbmodelError, KeyboardInterrupt)):
             raise
         if isinstance(exc, Exception):
             raise NbmodelError(f"could not commit {name}: {first_line(exc)}") from exc
         raise
     return mv, run_id
+
+
+def _discard(store: Store, run_id: str, logged: list[str]) -> None:
+    """Delete what a failed commit wrote: the logged models it created and its run."""
+    _discard_logged(store, logged)
+    try:
+        store.gateway.delete_run(run_id)
+    except Exception:  # noqa: BLE001 - the original error matters more
+        pass
 
 
 def _version_tags(model: Any, inputs: _Inputs, flavor: str, user: str,
@@ -369,17 +376,19 @@ def _pyfunc_wrapper(model: Any) -> Any:
     return NbmodelPredict(model)
 
 
-def _logged_model_id(store: Store, name: str, run_id: str, flavor: str) -> str:
+def _logged_model_id(store: Store, name: str, run_id: str, flavor: str, logged: list[str]) -> str:
     """A logged model in the experiment of model ``name``: left to itself, MLflow puts every
-    logged model in the session's active experiment (Default), not its run's."""
+    logged model in the session's active experiment (Default), not its run's. Its id is added
+    to ``logged``; a format that fails deletes it again."""
     experiment_id = store.experiment_id(name)
-    logged = store.gateway._call("create_logged_model", experiment_id, name=MODEL_ARTIFACT,
-                                 source_run_id=run_id, tags={"mlflow.loggedModel.flavor": flavor})
-    return str(logged.model_id)
+    created = store.gateway._call("create_logged_model", experiment_id, name=MODEL_ARTIFACT,
+                                  source_run_id=run_id, tags={"mlflow.loggedModel.flavor": flavor})
+    logged.append(str(created.model_id))
+    return str(created.model_id)
 
 
 def _log_model(store: Store, name: str, model: Any, run_id: str, signature: Any, example: Any,
-               sklearn_flavor: bool) -> tuple[str, str | None, str]:
+               sklearn_flavor: bool, logged: list[str]) -> tuple[str, str | None, str]:
     import warnings
 
     import mlflow
@@ -405,15 +414,26 @@ def _log_model(store: Store, name: str, model: Any, run_id: str, signature: Any,
                 try:
                     info = Model.log(flavor=mlflow.sklearn, sk_model=model, serialization_format=fmt,
                                      pip_requirements=pinned_requirements(model, serializer=fmt),
-                                     model_id=_logged_model_id(store, name, run_id, "sklearn"),
+                                     model_id=_logged_model_id(store, name, run_id, "sklearn", logged),
                                      **extra, **common)
                 except Exception:  # noqa: BLE001 - try the next format, then the generic wrapper
+                    _discard_logged(store, logged)
                     continue
                 return info.model_uri, info.model_id, "sklearn"
         info = Model.log(flavor=mlflow.pyfunc, python_model=_pyfunc_wrapper(model),
                          pip_requirements=pinned_requirements(model),
-                         model_id=_logged_model_id(store, name, run_id, "python_function"), **common)
+                         model_id=_logged_model_id(store, name, run_id, "python_function", logged),
+                         **common)
         return info.model_uri, info.model_id, "pyfunc"
+
+
+def _discard_logged(store: Store, logged: list[str]) -> None:
+    """Delete the logged models in ``logged`` (of a format or a commit that failed)."""
+    while logged:
+        try:
+            store.gateway._call("delete_logged_model", logged.pop())
+        except Exception:  # noqa: BLE001 - the error that got here matters more
+            pass
 
 
 def _skops_trusted_types(model: Any) -> list[str] | None:

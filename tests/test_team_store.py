@@ -86,6 +86,23 @@ def test_logged_models_live_in_their_models_experiment(commit_iris: Any, isolate
     assert nbmodel.load("wine/1").predict  # still loads
 
 
+def test_a_failed_commit_leaves_no_logged_model(isolated_store: Any, commit_iris: Any) -> None:
+    class Locked:
+        def __init__(self) -> None:
+            self.lock = threading.Lock()  # cannot be pickled
+
+        def predict(self, X: Any) -> Any:
+            return [0] * len(X)
+
+    with pytest.raises(nbmodel.NbmodelError, match="could not commit"):
+        nbmodel.commit(Locked(), "locked")
+    commit_iris(name="wine")  # one logged model, in its own experiment
+    client = MlflowClient(isolated_store.uri, registry_uri=isolated_store.uri)
+    ids = [e.experiment_id for e in client.search_experiments()]
+    assert [m.experiment_id for m in client.search_logged_models(experiment_ids=ids)] == [
+        client.get_experiment_by_name("wine").experiment_id]
+
+
 def test_a_fresh_object_takes_this_kernels_head_not_the_newest(commit_iris: Any, iris: Any) -> None:
     """Another kernel's version (made here by writing the store behind this kernel's back) is
     newer, yet a fresh object's parent is the version this kernel last committed."""
