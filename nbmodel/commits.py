@@ -138,8 +138,9 @@ def commit(
         tags: extra tags for the version and its run.
         source: the code that built the model; in IPython, the cells that built it are found
             in the session's history.
-        parent: the parent version; defaults to the version the object was checked out from,
-            else the newest version of ``name``.
+        parent: the parent version; defaults to the version the object was checked out from
+            or last committed as, else the version this kernel last committed or checked out
+            for ``name`` (its HEAD), else the newest version of ``name`` when the commit began.
         var_names: names the model and data have in the caller's namespace, for slicing cells.
 
     Returns:
@@ -164,11 +165,23 @@ def commit(
         parent = str(parse_ref(parent))
     inputs = _read_inputs(model, eval, train, source, var_names)
     store = get_store()
-    mv, run_id = _write(store, model, name, message, user_tags, parent or head, inputs)
+    parent = _parent(store, name, parent, head)
+    mv, run_id = _write(store, model, name, message, user_tags, parent, inputs)
     ref = f"{name}/{int(mv.version)}"
     _name_run(store, run_id, ref)
     lineage.set_head(model, ref)
     return Version.from_mlflow(mv, aliases=[])
+
+
+def _parent(store: Store, name: str, given: str | None, head: str | None) -> str | None:
+    """The contract's parent: given, else the object's head, else this kernel's HEAD for
+    ``name``, else the newest version now, read before this commit writes anything (a version
+    another kernel registers while this one commits is never its parent)."""
+    own = given or head or lineage.kernel_head(name)
+    if own is not None:
+        return own
+    newest = newest_version(store, name)
+    return f"{name}/{newest}" if newest else None
 
 
 def _model_name(name: str | None, head: str | None) -> str:
@@ -271,27 +284,34 @@ def _write(store: Store, model: Any, name: str, message: str, user_tags: dict[st
         run_tags["mlflow.source.type"] = "NOTEBOOK"
     run = gateway.create_run(store.experiment_id(name), run_name=f"{name} commit", tags=run_tags)
     run_id = run.info.run_id
+    logged: list[str] = []  # the logged models this commit created
     try:
         _log_run(store, run_id, inputs.params, inputs.metrics, inputs.task, model)
         if inputs.source:
             gateway.log_text(run_id, inputs.source, SOURCE_ARTIFACT)
         if inputs.profile is not None:
             gateway.log_dict(run_id, inputs.profile, PROFILE_ARTIFACT)
-        model_uri, model_id, flavor = _log_model(model, run_id, inputs.signature, inputs.example,
-                                                 inputs.sklearn_flavor)
+        model_uri, model_id, flavor = _log_model(store, name, model, run_id, inputs.signature,
+                                                 inputs.example, inputs.sklearn_flavor, logged)
         version_tags = _version_tags(model, inputs, flavor, user, user_tags)
         mv = _register(store, name, model_uri, model_id, run_id, version_tags, message, parent)
     except BaseException as exc:
-        try:
-            gateway.delete_run(run_id)
-        except Exception:  # noqa: BLE001 - the original error matters more
-            pass
+        _discard(store, run_id, logged)
         if isinstance(exc, (NbmodelError, KeyboardInterrupt)):
             raise
         if isinstance(exc, Exception):
             raise NbmodelError(f"could not commit {name}: {first_line(exc)}") from exc
         raise
     return mv, run_id
+
+
+def _discard(store: Store, run_id: str, logged: list[str]) -> None:
+    """Delete what a failed commit wrote: the logged models it created and its run."""
+    _discard_logged(store, logged)
+    try:
+        store.gateway.delete_run(run_id)
+    except Exception:  # noqa: BLE001 - the original error matters more
+        pass
 
 
 def _version_tags(model: Any, inputs: _Inputs, flavor: str, user: str,
@@ -356,20 +376,31 @@ def _pyfunc_wrapper(model: Any) -> Any:
     return NbmodelPredict(model)
 
 
-def _log_model(model: Any, run_id: str, signature: Any, example: Any, sklearn_flavor: bool
-               ) -> tuple[str, str | None, str]:
+def _logged_model_id(store: Store, name: str, run_id: str, flavor: str, logged: list[str]) -> str:
+    """A logged model in the experiment of model ``name``: left to itself, MLflow puts every
+    logged model in the session's active experiment (Default), not its run's. Its id is added
+    to ``logged``; a format that fails deletes it again."""
+    experiment_id = store.experiment_id(name)
+    created = store.gateway._call("create_logged_model", experiment_id, name=MODEL_ARTIFACT,
+                                  source_run_id=run_id, tags={"mlflow.loggedModel.flavor": flavor})
+    logged.append(str(created.model_id))
+    return str(created.model_id)
+
+
+def _log_model(store: Store, name: str, model: Any, run_id: str, signature: Any, example: Any,
+               sklearn_flavor: bool, logged: list[str]) -> tuple[str, str | None, str]:
     import warnings
 
     import mlflow
     from mlflow.models import Model
 
     from .requirements import _modules_in, pinned_requirements
-    from .store import quiet_logs, use_in_mlflow
+    from .store import mlflow_calls, quiet_logs, use_in_mlflow
 
-    use_in_mlflow(get_store().uri)
+    use_in_mlflow(store.uri)
     common = dict(artifact_path=None, name=MODEL_ARTIFACT, run_id=run_id, signature=signature,
                   input_example=example)
-    with warnings.catch_warnings(), quiet_logs("mlflow", level=logging.ERROR):
+    with warnings.catch_warnings(), quiet_logs("mlflow", level=logging.ERROR), mlflow_calls():
         # MLflow warns and logs about its own internals (pydantic, serialisation advice, input
         # validation) on every log; nbmodel chose the format deliberately.
         warnings.simplefilter("ignore")
@@ -383,13 +414,26 @@ def _log_model(model: Any, run_id: str, signature: Any, example: Any, sklearn_fl
                 try:
                     info = Model.log(flavor=mlflow.sklearn, sk_model=model, serialization_format=fmt,
                                      pip_requirements=pinned_requirements(model, serializer=fmt),
+                                     model_id=_logged_model_id(store, name, run_id, "sklearn", logged),
                                      **extra, **common)
                 except Exception:  # noqa: BLE001 - try the next format, then the generic wrapper
+                    _discard_logged(store, logged)
                     continue
                 return info.model_uri, info.model_id, "sklearn"
         info = Model.log(flavor=mlflow.pyfunc, python_model=_pyfunc_wrapper(model),
-                         pip_requirements=pinned_requirements(model), **common)
+                         pip_requirements=pinned_requirements(model),
+                         model_id=_logged_model_id(store, name, run_id, "python_function", logged),
+                         **common)
         return info.model_uri, info.model_id, "pyfunc"
+
+
+def _discard_logged(store: Store, logged: list[str]) -> None:
+    """Delete the logged models in ``logged`` (of a format or a commit that failed)."""
+    while logged:
+        try:
+            store.gateway._call("delete_logged_model", logged.pop())
+        except Exception:  # noqa: BLE001 - the error that got here matters more
+            pass
 
 
 def _skops_trusted_types(model: Any) -> list[str] | None:
@@ -412,12 +456,9 @@ _SKOPS_SAFE = frozenset({"sklearn", "numpy", "scipy"})
 
 def _register(store: Store, name: str, model_uri: str, model_id: str | None, run_id: str,
               tags: dict[str, str], message: str, parent: str | None) -> Any:
-    """Register the version under the store's write lock, so its number and parent agree."""
+    """Register the version under the store's write lock (sqlite numbers never collide)."""
     with store.write_lock():
         store.gateway.create_model(name, {"nbmodel.managed": "true"})
-        if parent is None:
-            newest = newest_version(store, name)
-            parent = f"{name}/{newest}" if newest else None
         tags = {**tags, T_PARENT: parent or ""}
         return store.gateway.create_version(name, model_uri, run_id=run_id, tags=tags,
                                             description=message or None, model_id=model_id)

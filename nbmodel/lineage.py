@@ -2,17 +2,46 @@
 
 Like git's HEAD: ``%model_checkout iris/2 --as clf`` makes iris/2 the head of that object, and
 committing it records iris/2 as the parent; committing makes the new version the head.
+
+A kernel also has a HEAD per model name, like a git working copy: the version this process last
+committed or checked out for that name. A fresh object committed to ``iris`` takes it as parent,
+so two kernels committing at once never record each other's versions as parents.
 """
 
 from __future__ import annotations
 
 import weakref
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 _heads: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
 # Objects that cannot be weakly referenced are kept by id, with the object to keep ids unique.
 _heads_by_id: dict[int, tuple[Any, str]] = {}
+# (store, model name) -> the version this process last committed or checked out for it.
+_kernel_heads: dict[tuple[str, str], str] = {}
+# Which store is in use: told by the store layer (see use_scope), so that a kernel's HEADs of
+# one store never count in another.
+_scope: Callable[[], str] = str
+
+
+def use_scope(scope: Callable[[], str]) -> None:
+    """Tell lineage how to name the store in use (the store layer calls this once).
+
+    Args:
+        scope: returns the current store's URI.
+
+    Example:
+        >>> use_scope(lambda: "sqlite:////tmp/a.db")  # doctest: +SKIP
+    """
+    global _scope
+    _scope = scope
+
+
+def _current_scope() -> str:
+    try:
+        return _scope()
+    except Exception:  # noqa: BLE001 - a store that cannot be named yet has no HEADs
+        return ""
 
 
 def set_head(obj: Any, ref: str) -> None:
@@ -32,6 +61,26 @@ def set_head(obj: Any, ref: str) -> None:
         _heads[obj] = ref
     except TypeError:
         _heads_by_id[id(obj)] = (obj, ref)
+    name, _, version = ref.rpartition("/")
+    if name and version.isdigit():
+        _kernel_heads[(_current_scope(), name)] = ref
+
+
+def kernel_head(name: str) -> str | None:
+    """The version this process last committed or checked out for model ``name``.
+
+    Args:
+        name: the registered model's name.
+
+    Returns:
+        ``iris/3``, or None when this process has not committed or checked out ``name``.
+
+    Example:
+        >>> class Model: ...
+        >>> set_head(Model(), "wine/2"); kernel_head("wine")
+        'wine/2'
+    """
+    return _kernel_heads.get((_current_scope(), name))
 
 
 def head_of(obj: Any) -> str | None:

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from . import lineage
 from .errors import StoreError, first_line
 from .gateway import Gateway
 
@@ -112,6 +113,13 @@ def get_store() -> Store:
     return _open(uri, origin)
 
 
+def _scope() -> str:
+    return resolve_uri()[0]
+
+
+lineage.use_scope(_scope)
+
+
 def _open(uri: str, origin: str) -> Store:
     with _stores_lock:
         store = _stores.get(uri)
@@ -186,6 +194,84 @@ def quiet_logs(*names: str, level: int = logging.WARNING) -> Iterator[None]:
 
 def _quiet_mlflow_logs() -> Any:
     return quiet_logs("mlflow.store.db.utils", "alembic", "alembic.runtime.migration", "mlflow.store")
+
+
+# MLflow's settings for nbmodel's own calls: its REST client otherwise retries for minutes when a
+# server is down, and it prints "View run ..." links a notebook would show. A user's own value of
+# a variable wins.
+CALL_SETTINGS = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER": "0.2",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "4",
+    "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
+}
+# Loggers that report routine steps of a call at INFO ("Waiting up to 300 seconds for model
+# version to finish creation", at every version a server registers).
+QUIET_LOGGERS = ("mlflow.store.model_registry.abstract_store", "mlflow.tracking._model_registry.client")
+
+_calls_lock = threading.Lock()
+_calls_depth = 0
+_calls_saved: list[tuple[str, str | None]] = []
+_calls_levels: list[tuple[logging.Logger, int]] = []
+
+
+@contextlib.contextmanager
+def mlflow_calls() -> Iterator[None]:
+    """Bounded, quiet MLflow calls inside the block: at most one retry and 4 s per request,
+    no "View run" prints, no INFO log lines. The environment and logger levels are restored when
+    the last thread leaves the block, so nothing stays set in the user's session.
+
+    Returns:
+        A context manager (re-entrant and usable from several threads).
+
+    Example:
+        >>> with mlflow_calls():
+        ...     os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"]
+        '1'
+    """
+    global _calls_depth
+    with _calls_lock:
+        if _calls_depth == 0:
+            _calls_saved[:] = [(k, os.environ.get(k)) for k in CALL_SETTINGS]
+            for key, value in CALL_SETTINGS.items():
+                os.environ.setdefault(key, value)
+            loggers = [logging.getLogger(n) for n in QUIET_LOGGERS]
+            _calls_levels[:] = [(lg, lg.level) for lg in loggers]
+            for lg in loggers:
+                lg.setLevel(logging.WARNING)
+        _calls_depth += 1
+    try:
+        yield
+    finally:
+        with _calls_lock:
+            _calls_depth -= 1
+            if _calls_depth == 0:
+                for key, old in _calls_saved:
+                    if old is None:
+                        os.environ.pop(key, None)
+                    else:
+                        os.environ[key] = old
+                for lg, level in _calls_levels:
+                    lg.setLevel(level)
+
+
+def _is_unreachable(exc: BaseException) -> bool:
+    """Whether an error of MLflow's REST client means the server did not answer at all."""
+    text = str(exc)
+    return any(s in text for s in ("Max retries exceeded", "Failed to establish a new connection",
+                                   "Connection refused", "Read timed out", "ConnectionError",
+                                   "RemoteDisconnected", "Connection aborted"))
+
+
+def _unreachable_reason(exc: BaseException) -> str:
+    text = str(exc)
+    for needle, reason in (("Connection refused", "connection refused"), ("timed out", "timed out"),
+                           ("Connection aborted", "connection closed"),
+                           ("RemoteDisconnected", "connection closed")):
+        if needle in text:
+            return reason
+    return first_line(exc)[:120]
 
 
 def _is_locked_error(exc: BaseException) -> bool:
@@ -277,6 +363,8 @@ class Store:
             try:
                 client = MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
                 self.retry(client.search_registered_models, max_results=1)
+            except StoreError:
+                raise
             except Exception as exc:  # noqa: BLE001 - any failure here means "cannot open"
                 raise StoreError(f"cannot open the store {self.uri}: {first_line(exc)}") from exc
         use_in_mlflow(self.uri)
@@ -357,8 +445,33 @@ class Store:
             finally:
                 setattr(_held, self.uri, 0)
 
+    @property
+    def is_server(self) -> bool:
+        return self.uri.startswith(("http://", "https://"))
+
+    def unreachable(self, exc: BaseException) -> StoreError:
+        """The one-line error for a server that did not answer.
+
+        Args:
+            exc: MLflow's error.
+
+        Returns:
+            A :class:`~nbmodel.errors.StoreError` naming the URI.
+
+        Example:
+            >>> Store("http://127.0.0.1:9").unreachable(OSError("Connection refused")).args[0][:44]
+            'cannot reach the store at http://127.0.0.1:9'
+        """
+        return StoreError(
+            f"cannot reach the store at {self.uri} ({_unreachable_reason(exc)}); start the server "
+            "or choose another store with %model_store"
+        )
+
     def retry(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Call ``fn``, retrying for up to 30 seconds while sqlite says "database is locked".
+
+        The call runs inside :func:`mlflow_calls` (bounded and quiet); a server that does not
+        answer raises :class:`~nbmodel.errors.StoreError` within seconds.
 
         Args:
             fn: the function to call.
@@ -369,6 +482,7 @@ class Store:
             What ``fn`` returns.
 
         Raises:
+            StoreError: a server store did not answer.
             Exception: whatever ``fn`` raised last, when it is not a lock error or time is up.
 
         Example:
@@ -377,14 +491,17 @@ class Store:
         """
         delay = 0.02
         deadline = time.monotonic() + 30
-        while True:
-            try:
-                return fn(*args, **kwargs)
-            except Exception as exc:
-                if not _is_locked_error(exc) or time.monotonic() > deadline:
-                    raise
-                time.sleep(delay)
-                delay = min(delay * 2, 0.5)
+        with mlflow_calls():
+            while True:
+                try:
+                    return fn(*args, **kwargs)
+                except Exception as exc:
+                    if self.is_server and _is_unreachable(exc):
+                        raise self.unreachable(exc) from exc
+                    if not _is_locked_error(exc) or time.monotonic() > deadline:
+                        raise
+                    time.sleep(delay)
+                    delay = min(delay * 2, 0.5)
 
     def experiment_id(self, name: str) -> str:
         """The id of the experiment that holds the runs of model ``name`` (created if needed).

@@ -211,3 +211,55 @@ def use_store_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
 
     yield _use
     _reset_nbmodel()
+
+
+class TeamStore:
+    """The team server as one test's store: ``name("iris")`` is a model name no other test uses."""
+
+    def __init__(self, store: Any, prefix: str) -> None:
+        self.store = store
+        self.uri: str = store.uri
+        self.prefix = prefix
+
+    def name(self, base: str = "iris") -> str:
+        return f"{self.prefix}{base}"
+
+
+@pytest.fixture
+def team_store(isolated_store: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The team server of ``NBMODEL_TEAM_URI`` (``.ci/team-server start``) as this test's store,
+    with a namespace of its own: model names from ``team_store.name(...)`` carry a prefix unique
+    to the test, and every model and experiment under that prefix is deleted afterwards.
+
+    Without ``NBMODEL_TEAM_URI`` the test is skipped, except under ``CI=true``, where the CI
+    script starts the server and a missing one is a failure."""
+    import uuid
+
+    import nbmodel
+    from nbmodel.store import use_in_mlflow
+
+    uri = os.environ.get("NBMODEL_TEAM_URI", "").strip().rstrip("/")
+    if not uri:
+        why = "no team server: run `.ci/team-server start` and set NBMODEL_TEAM_URI to the URI it prints"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(why)
+        pytest.skip(why)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    _reset_nbmodel()
+    use_in_mlflow(uri)
+    team = TeamStore(nbmodel.get_store(), f"t{uuid.uuid4().hex[:10]}-")
+    team.store.check()
+    yield team
+    _delete_namespace(uri, team.prefix)
+    _reset_nbmodel()
+
+
+def _delete_namespace(uri: str, prefix: str) -> None:
+    """Delete the registered models and experiments of one test on the team server."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    for model in client.search_registered_models(f"name LIKE '{prefix}%'", max_results=1000):
+        client.delete_registered_model(model.name)
+    for exp in client.search_experiments(filter_string=f"name LIKE '{prefix}%'", max_results=1000):
+        client.delete_experiment(exp.experiment_id)

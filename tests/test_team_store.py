@@ -1,0 +1,352 @@
+"""nbmodel against a team store: an ``mlflow server`` over PostgreSQL with served artifacts.
+
+Tests marked ``team`` run against the server of ``NBMODEL_TEAM_URI`` (``.ci/team-server start``
+prints it; CI starts one) through the ``team_store`` fixture. The others need no server: they
+check the same behaviour on sqlite or against a small fake server on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from mlflow import MlflowClient
+
+import nbmodel
+from nbmodel import lineage
+from nbmodel.errors import StoreError
+from nbmodel.store import CALL_SETTINGS, mlflow_calls
+
+team = [pytest.mark.team, pytest.mark.slow]
+
+CHATTER = ("Waiting up to", "View run", "View experiment")
+
+
+@contextmanager
+def mlflow_records() -> Iterator[list[logging.LogRecord]]:
+    """Every record MLflow's loggers emit inside the block (what a notebook would show)."""
+    records: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    handler = Keep(level=logging.DEBUG)
+    logger = logging.getLogger("mlflow")
+    logger.addHandler(handler)
+    try:
+        yield records
+    finally:
+        logger.removeHandler(handler)
+
+
+def _chatter(records: list[logging.LogRecord], *texts: str) -> list[str]:
+    lines = [r.getMessage() for r in records if r.levelno >= logging.INFO]
+    lines += [line for text in texts for line in text.splitlines()]
+    return [line for line in lines if any(c in line for c in CHATTER)]
+
+
+# -- store behaviour that needs no server ---------------------------------------------------------
+def test_mlflow_calls_bound_mlflow_and_restore_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for key in CALL_SETTINGS:
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "60")  # the user's own choice wins
+    level = logging.getLogger("mlflow.store.model_registry.abstract_store").level
+    with mlflow_calls():
+        with mlflow_calls():
+            assert os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] == "1"
+        assert os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] == "true"
+        assert os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] == "60"
+        assert not logging.getLogger("mlflow.store.model_registry.abstract_store").isEnabledFor(logging.INFO)
+    assert "MLFLOW_HTTP_REQUEST_MAX_RETRIES" not in os.environ
+    assert "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT" not in os.environ
+    assert os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] == "60"
+    assert logging.getLogger("mlflow.store.model_registry.abstract_store").level == level
+
+
+def test_logged_models_live_in_their_models_experiment(commit_iris: Any, isolated_store: Any) -> None:
+    v = commit_iris(name="wine")
+    client = MlflowClient(isolated_store.uri, registry_uri=isolated_store.uri)
+    mv = client.get_model_version("wine", str(v.version))
+    logged = client.get_logged_model(mv.model_id or mv.source.removeprefix("models:/"))
+    assert logged.status.name == "READY"
+    assert logged.experiment_id == client.get_experiment_by_name("wine").experiment_id != "0"
+    assert nbmodel.load("wine/1").predict  # still loads
+
+
+def test_a_failed_commit_leaves_no_logged_model(isolated_store: Any, commit_iris: Any) -> None:
+    class Locked:
+        def __init__(self) -> None:
+            self.lock = threading.Lock()  # cannot be pickled
+
+        def predict(self, X: Any) -> Any:
+            return [0] * len(X)
+
+    with pytest.raises(nbmodel.NbmodelError, match="could not commit"):
+        nbmodel.commit(Locked(), "locked")
+    commit_iris(name="wine")  # one logged model, in its own experiment
+    client = MlflowClient(isolated_store.uri, registry_uri=isolated_store.uri)
+    ids = [e.experiment_id for e in client.search_experiments()]
+    assert [m.experiment_id for m in client.search_logged_models(experiment_ids=ids)] == [
+        client.get_experiment_by_name("wine").experiment_id]
+
+
+def test_a_fresh_object_takes_this_kernels_head_not_the_newest(commit_iris: Any, iris: Any) -> None:
+    """Another kernel's version (made here by writing the store behind this kernel's back) is
+    newer, yet a fresh object's parent is the version this kernel last committed."""
+    commit_iris(C=1.0)
+    lineage._kernel_heads.clear()
+    commit_iris(C=0.5)  # no HEAD yet: the newest, iris/1
+    assert nbmodel.show("iris/2").parent == "iris/1"
+    other = lineage.kernel_head("iris")
+    v3 = commit_iris(C=0.2)  # this kernel's line: iris/2
+    assert v3.parent == other == "iris/2"
+    lineage._kernel_heads.clear()
+    lineage.set_head(object(), "iris/1")  # as after %model_checkout iris/1 in this kernel
+    assert commit_iris(C=0.3).parent == "iris/1"
+
+
+def test_heads_of_one_store_do_not_count_in_another(commit_iris: Any, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    commit_iris()
+    commit_iris()
+    assert lineage.kernel_head("iris") == "iris/2"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'other.db'}")
+    assert lineage.kernel_head("iris") is None
+
+
+class _FakeServer:
+    """Enough of an mlflow server to open a store: /health, and ``{}`` for every API call.
+    ``freeze()`` makes it hang on every request; ``stop()`` closes its port."""
+
+    def __init__(self) -> None:
+        frozen = self.frozen = threading.Event()
+
+        class Handler(BaseHTTPRequestHandler):
+            def _answer(self) -> None:
+                if frozen.is_set():
+                    time.sleep(30)
+                    return
+                body = b"OK" if self.path.startswith("/health") else b"{}"
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_GET = do_POST = do_PATCH = do_DELETE = _answer
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.uri = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def fake_server() -> Iterator[_FakeServer]:
+    server = _FakeServer()
+    yield server
+    server.frozen.clear()
+    if server.thread.is_alive():
+        server.stop()
+
+
+def _one_line_within(shell: Any, cell: str, uri: str, seconds: float) -> str:
+    start = time.monotonic()
+    err = shell.fails(cell)
+    took = time.monotonic() - start
+    text = str(err)
+    assert took < seconds, f"{cell} took {took:.1f} s"
+    assert "\n" not in text.strip() and uri in text, text
+    assert "Traceback" not in shell.stdout + shell.stderr
+    return text
+
+
+def test_a_server_that_stops_mid_session_fails_the_next_magic_in_one_line(shell: Any,
+                                                                          fake_server: _FakeServer) -> None:
+    shell.run(f"%model_store {fake_server.uri}")
+    fake_server.stop()
+    text = _one_line_within(shell, "%model_log iris", fake_server.uri, 10)
+    assert "cannot reach the store" in text and "connection refused" in text
+
+
+@pytest.mark.slow
+def test_a_server_that_hangs_fails_within_10_seconds(shell: Any, fake_server: _FakeServer) -> None:
+    shell.run(f"%model_store {fake_server.uri}")
+    fake_server.frozen.set()
+    text = _one_line_within(shell, "%model_log iris", fake_server.uri, 10)
+    assert "timed out" in text
+
+
+def test_opening_a_closed_port_fails_in_one_line(shell: Any) -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    uri = f"http://127.0.0.1:{port}"
+    _one_line_within(shell, f"%model_store {uri}", uri, 10)
+    with pytest.raises(StoreError):
+        nbmodel.set_store(uri)
+
+
+# -- concurrent kernels ---------------------------------------------------------------------------
+KERNEL = textwrap.dedent("""
+    import json, sys, time
+    from pathlib import Path
+
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+
+    import nbmodel
+
+    name, k, n, go = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), Path(sys.argv[4])
+    X, y = load_iris(return_X_y=True, as_frame=True)
+    nbmodel.checkout(f"{name}/1")  # this kernel's HEAD for the name
+    models = [LogisticRegression(C=0.1 * (k + 1) + i, max_iter=300).fit(X, y) for i in range(n)]
+    (go.parent / f"ready-{k}").touch()
+    while not go.exists():
+        time.sleep(0.01)
+    out = []
+    for i, clf in enumerate(models):  # fresh objects: the parent comes from the kernel's HEAD
+        v = nbmodel.commit(clf, name, message=f"kernel {k} #{i}")
+        out.append([v.version, v.parent])
+    print(json.dumps(out))
+""")
+
+
+def _kernels_commit(name: str, uri: str, tmp_path: Path, kernels: int, each: int) -> list[list[Any]]:
+    go = tmp_path / "go"
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "NBMODEL_WARM_SERVER": "0"}
+    procs = [subprocess.Popen([sys.executable, "-c", KERNEL, name, str(k), str(each), str(go)],
+                              env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) for k in range(kernels)]
+    try:
+        deadline = time.monotonic() + 180
+        while not all((tmp_path / f"ready-{k}").exists() for k in range(kernels)):
+            assert time.monotonic() < deadline and all(p.poll() is None for p in procs), \
+                [p.communicate()[1][-2000:] for p in procs if p.poll() is not None]
+            time.sleep(0.05)
+        go.touch()
+        results = []
+        for p in procs:
+            out, err = p.communicate(timeout=300)
+            assert p.returncode == 0, err[-3000:]
+            assert not any(c in out + err for c in CHATTER), out + err
+            results.append(json.loads(out.strip().splitlines()[-1]))
+        return results
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+
+
+def _check_lines(name: str, results: list[list[Any]], kernels: int, each: int) -> None:
+    versions = sorted(v for line in results for v, _ in line)
+    assert versions == list(range(2, 2 + kernels * each)), "gaps or duplicates"
+    for line in results:
+        expected = f"{name}/1"
+        for version, parent in line:
+            assert parent == expected, f"{name}/{version} has parent {parent}, not {expected}"
+            expected = f"{name}/{version}"
+
+
+def _base_version(name: str, iris: dict[str, Any]) -> None:
+    from sklearn.linear_model import LogisticRegression
+
+    clf = LogisticRegression(max_iter=300).fit(iris["X_train"], iris["y_train"])
+    nbmodel.commit(clf, name, message="base")
+    lineage._kernel_heads.clear()
+
+
+@pytest.mark.slow
+def test_concurrent_kernels_record_parents_from_their_own_line_on_sqlite(
+        isolated_store: Any, iris: dict[str, Any], tmp_path: Path) -> None:
+    _base_version("iris", iris)
+    results = _kernels_commit("iris", isolated_store.uri, tmp_path, kernels=4, each=3)
+    _check_lines("iris", results, 4, 3)
+
+
+@pytest.mark.team
+@pytest.mark.slow
+def test_concurrent_kernels_record_parents_from_their_own_line_on_the_server(
+        team_store: Any, iris: dict[str, Any], tmp_path: Path) -> None:
+    name = team_store.name("iris")
+    _base_version(name, iris)
+    results = _kernels_commit(name, team_store.uri, tmp_path, kernels=4, each=3)
+    _check_lines(name, results, 4, 3)
+
+
+# -- the contract's operations against the team server --------------------------------------------
+@pytest.mark.team
+@pytest.mark.slow
+def test_every_operation_works_against_the_team_server_quietly(team_store: Any, shell: Any,
+                                                               iris: dict[str, Any]) -> None:
+    import pandas as pd
+    from sklearn.linear_model import LogisticRegression
+
+    name = team_store.name("iris")
+    shell.ns["name"] = name
+    out = []
+    with mlflow_records() as records:
+        for c in (1.0, 0.1):
+            shell.ns["clf"] = LogisticRegression(C=c, max_iter=500).fit(iris["X_train"], iris["y_train"])
+            shell.run(f'%model_commit clf -n {name} -m "C={c}" --eval X_test y_test --train X_train y_train')
+            out.append(shell.stdout)
+        history = shell.run(f"%model_log {name}")
+        assert [v.version for v in history] == [2, 1]
+        assert history.versions[0].parent == f"{name}/1"
+        assert "C=0.1" in str(shell.run(f"%model_show {name}/2"))
+        diff = shell.run(f"%model_diff {name}/1 {name}/2")
+        assert "C" in str(diff)
+        shell.run(f"%model_alias {name}/1 production")
+        shell.run(f"%model_alias {name}/2 production")
+        back = shell.run(f"%model_rollback {name}")
+        assert str(back) == f"{name}@production rolled back from {name}/2 to {name}/1"
+        out.append(shell.stdout)
+        compared = shell.run(f"%model_compare {name}/1 {name}/2 --eval X_test y_test --no-plots --log")
+        assert compared.run_id
+        out.append(shell.stdout)
+        X = pd.concat([iris["X_test"]] * 2)
+        nbmodel.record(name, X, nbmodel.load(f"{name}/1").predict(X), y_true=pd.concat([iris["y_test"]] * 2))
+        report = shell.run(f"%model_monitor {name} --no-plots")
+        assert report is not None
+        out.append(shell.stdout)
+    assert _chatter(records, *out) == []
+
+    client = MlflowClient(team_store.uri, registry_uri=team_store.uri)
+    exp = client.get_experiment_by_name(name)
+    for v in (1, 2):
+        mv = client.get_model_version(name, str(v))
+        model_id = mv.model_id or mv.source.removeprefix("models:/")
+        assert client.get_logged_model(model_id).experiment_id == exp.experiment_id
+    assert int(client.get_model_version_by_alias(name, "production").version) == 1
+
+
+@pytest.mark.team
+@pytest.mark.slow
+def test_the_team_store_fixture_gives_each_test_its_own_names(team_store: Any) -> None:
+    assert nbmodel.get_store().uri == team_store.uri.rstrip("/")
+    assert team_store.name("iris").startswith(team_store.prefix) and team_store.prefix != "t"
+    assert nbmodel.get_store().gateway.aliases(team_store.name("iris")) is None
