@@ -53,8 +53,15 @@ def test_four_processes_commit_fifty_versions_each_to_a_fresh_store(tmp_path):
     client = MlflowClient(uri, registry_uri=uri)
     versions = sorted(int(v.version) for v in client.search_model_versions("name = 'iris'"))
     assert versions == list(range(1, 201))  # no gaps, no duplicates
-    parents = {v.tags["nbmodel.parent"] for v in client.search_model_versions("name = 'iris'")}
-    assert len(parents) == 200  # each commit saw the one before it
+    # Each kernel's commits form its own line (DESIGN.md: the parent is this kernel's HEAD),
+    # never another kernel's concurrent version.
+    lines: dict[str, list] = {}
+    for v in sorted(client.search_model_versions("name = 'iris'"), key=lambda v: int(v.version)):
+        lines.setdefault(v.description.split(" #")[0], []).append(v)
+    assert sorted(len(line) for line in lines.values()) == [50, 50, 50, 50]
+    for line in lines.values():
+        for prev, v in zip(line, line[1:]):
+            assert v.tags["nbmodel.parent"] == f"iris/{prev.version}"
 
 
 KILLED = textwrap.dedent("""
