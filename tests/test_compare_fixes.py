@@ -61,8 +61,8 @@ def test_prediction_time_is_the_warm_one(commit_iris, iris):
 
 
 def test_tick_labels_of_side_by_side_plots_are_readable(commit_iris, iris):
-    from nbmodel.comparison._plots import _plot_confusion
     from nbmodel.comparison._compare import _predict_one
+    from nbmodel.comparison._plots import _plot_confusion
     from nbmodel.versions import load
 
     X, y = iris["X_test"], iris["y_test"]
