@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import datetime as _dt
 import json
+import os
 import threading
 from collections.abc import Callable
 from dataclasses import asdict, is_dataclass
@@ -313,8 +314,11 @@ def folder_uri(folder: Path) -> tuple[str, str]:
     from . import store as store_mod
 
     uri, origin = store_mod.resolve_uri()
-    if origin in ("set_store", "MLFLOW_TRACKING_URI"):
+    if origin == "set_store":
         return uri, origin
+    if origin == "MLFLOW_TRACKING_URI":
+        # A relative sqlite path is read from the kernel's folder, as the kernel reads it.
+        return store_mod._normalise(os.environ["MLFLOW_TRACKING_URI"], base=folder), origin
     found = store_mod._pyproject_uri(folder)
     if found:
         return found

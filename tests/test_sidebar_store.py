@@ -94,6 +94,13 @@ def test_tracking_uri_in_the_environment_wins_over_the_folder(api, course, tmp_p
     assert code == 200 and body["uri"] == uri and body["origin"] == "MLFLOW_TRACKING_URI"
 
 
+def test_a_relative_tracking_uri_is_read_from_the_notebooks_folder(api, course, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db")
+    code, body = api("GET", "models", params={"dir": "course"})
+    assert code == 200 and body["store"]["uri"] == f"sqlite:///{course / 'mlflow.db'}"
+    assert [m["name"] for m in body["models"]] == ["iris"]
+
+
 def test_a_pyproject_store_is_read_from_the_notebooks_folder(api, course, jp_root_dir):
     (jp_root_dir / "pyproject.toml").write_text('[tool.nbmodel]\ntracking_uri = "team.db"\n')
     code, body = api("GET", "store", params={"dir": "course"})
