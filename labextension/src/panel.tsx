@@ -462,7 +462,8 @@ function originText(store: IStoreInfo): string {
   const folder = store.folder !== undefined ? ` (notebooks in ${store.folder})` : '';
   switch (store.origin) {
     case 'default':
-      return `mlflow.db of the notebook's folder${folder}`;
+      // The path above already names the folder.
+      return "the default: mlflow.db in the notebook's folder";
     case 'MLFLOW_TRACKING_URI':
       return 'from MLFLOW_TRACKING_URI, for every notebook';
     case 'set_store':
