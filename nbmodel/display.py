@@ -14,13 +14,15 @@ STYLE = """<style>
 .nbm-card,.nbm-table{font-family:var(--jp-ui-font-family,sans-serif);font-size:var(--jp-ui-font-size1,13px);
  color:var(--jp-ui-font-color1,inherit)}
 .nbm-card{border:1px solid var(--jp-border-color2,#ddd);border-radius:4px;padding:6px 10px;\
-margin:2px 0;max-width:60em}
+margin:2px 0;max-width:60em;width:fit-content;box-sizing:border-box}
+.nbm-card table,table.nbm-table{margin-left:0;margin-right:auto}
 .nbm-card h4{margin:2px 0 6px 0;font-size:1.1em}
 .nbm-card table,.nbm-table{border-collapse:collapse}
 .nbm-card td{padding:1px 8px 1px 0;vertical-align:top;text-align:left}
 .nbm-card td.k{color:var(--jp-ui-font-color2,#666);white-space:nowrap}
 .nbm-table th,.nbm-table td{padding:2px 8px;text-align:left;\
 border-bottom:1px solid var(--jp-border-color2,#eee)}
+.nbm-table th,.nbm-badge{white-space:nowrap}
 .nbm-table caption{text-align:left;font-weight:bold;padding:2px 0}
 .nbm-badge{display:inline-block;margin-left:6px;padding:0 6px;border-radius:8px;font-size:.85em;
  background:var(--jp-brand-color3,#d3e5f8);color:var(--jp-ui-font-color1,#000)}

@@ -16,8 +16,11 @@ from __future__ import annotations
 import asyncio
 import datetime as _dt
 import json
+import os
+import threading
 from collections.abc import Callable
 from dataclasses import asdict, is_dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import tornado.web
@@ -99,7 +102,32 @@ class NbmodelHandler(APIHandler):
         Example:
             >>> await self.call(show, "iris/2")  # doctest: +SKIP
         """
-        return await asyncio.to_thread(fn, *args, **kwargs)
+        return await asyncio.to_thread(in_folder, self.folder(), fn, *args, **kwargs)
+
+    def folder(self) -> Path | None:
+        """The folder named by the ``dir`` query parameter (a path under the server's root, as
+        JupyterLab names a notebook's folder), or None when the request names none.
+
+        Returns:
+            The absolute folder.
+
+        Raises:
+            BadRequest: the folder is outside the server's root or is no folder.
+
+        Example:
+            >>> self.folder()  # doctest: +SKIP
+            PosixPath('/home/ann/course/example_notebooks')
+        """
+        text = self.get_query_argument("dir", None)
+        if text is None:
+            return None
+        root = Path(self.settings.get("server_root_dir") or Path.cwd()).expanduser().resolve()
+        folder = (root / text.strip("/")).resolve()
+        if folder != root and root not in folder.parents:
+            raise BadRequest(f"the folder {text!r} is outside the Jupyter server's root")
+        if not folder.is_dir():
+            raise BadRequest(f"{text!r} is not a folder under the Jupyter server's root")
+        return folder
 
     def body(self, command: str | None = None) -> dict[str, Any]:
         """The request's JSON object ({} for an empty body).
@@ -251,17 +279,108 @@ class NbmodelHandler(APIHandler):
         super().log_exception(typ, value, tb)
 
 
-def _store_info() -> dict[str, Any]:
+class NoStoreYet(NbmodelError):
+    """The folder's store has no file yet: nothing to read, and looking must not create one."""
+
+    kind = "no-store"
+    status = 404
+
+
+#: Serialises the routes' calls: the core reads the store from one process-wide setting, which
+#: a route answering for a notebook's folder points at that folder's store while it runs.
+_STORE_SCOPE = threading.RLock()
+#: Where the store of the call in progress came from (the folder's resolution, not set_store).
+_scope = threading.local()
+
+
+def folder_uri(folder: Path) -> tuple[str, str]:
+    """The store a kernel started in ``folder`` uses, by nbmodel's resolution order.
+
+    JupyterLab starts a notebook's kernel in the notebook's folder, with the server's
+    environment, so that kernel resolves ``MLFLOW_TRACKING_URI``, then the nearest
+    ``pyproject.toml``, then ``mlflow.db`` in the folder. A store chosen with
+    ``PUT /nbmodel/api/store`` wins, as ``%model_store`` does in a kernel.
+
+    Args:
+        folder: the notebook's folder, absolute.
+
+    Returns:
+        ``(uri, origin)``, as :func:`nbmodel.store.resolve_uri` gives them.
+
+    Example:
+        >>> folder_uri(Path("/home/ann/course"))  # doctest: +SKIP
+        ('sqlite:////home/ann/course/mlflow.db', 'default')
+    """
+    from . import store as store_mod
+
+    uri, origin = store_mod.resolve_uri()
+    if origin == "set_store":
+        return uri, origin
+    if origin == "MLFLOW_TRACKING_URI":
+        # A relative sqlite path is read from the kernel's folder, as the kernel reads it.
+        return store_mod._normalise(os.environ["MLFLOW_TRACKING_URI"], base=folder), origin
+    found = store_mod._pyproject_uri(folder)
+    if found:
+        return found
+    return store_mod._normalise(store_mod.DEFAULT_URI, base=folder), "default"
+
+
+def in_folder(folder: Path | None, fn: Callable[..., Any], *args: Any,
+              read_only: bool = False, **kwargs: Any) -> Any:
+    """Run a core function against the store of ``folder`` (None: the server's own).
+
+    Args:
+        folder: the notebook's folder whose store the call is about.
+        fn: the core function.
+        *args: its positional arguments.
+        read_only: a missing sqlite store is fine (the function checks ``exists`` itself);
+            otherwise it is refused with :class:`NoStoreYet` before anything opens it.
+        **kwargs: its keyword arguments.
+
+    Returns:
+        What ``fn`` returned.
+
+    Raises:
+        NoStoreYet: the store is a sqlite file that does not exist and the call needs one.
+
+    Example:
+        >>> in_folder(Path("/home/ann/course"), log, "iris")  # doctest: +SKIP
+    """
+    from . import store as store_mod
+
+    with _STORE_SCOPE:
+        saved = store_mod._explicit_uri
+        try:
+            origin = None
+            if folder is not None:
+                uri, origin = folder_uri(folder)
+                store_mod._explicit_uri = uri
+            store = store_mod.get_store()
+            _scope.origin = origin or store.origin
+            if not read_only and not store.exists:
+                raise NoStoreYet(f"no store yet at {store.uri}: commit a model from a notebook "
+                                 "in that folder first (%model_commit VAR)")
+            return fn(*args, **kwargs)
+        finally:
+            store_mod._explicit_uri = saved
+            _scope.origin = None
+
+
+def _store_info(folder: Path | None = None) -> dict[str, Any]:
     from .store import get_store
 
     store = get_store()
-    return {"uri": store.uri, "origin": store.origin, "exists": store.exists}
+    origin = getattr(_scope, "origin", None) or store.origin
+    info: dict[str, Any] = {"uri": store.uri, "origin": origin, "exists": store.exists}
+    if folder is not None:
+        info["folder"] = str(folder)
+    return info
 
 
-def _models() -> dict[str, Any]:
+def _models(folder: Path | None = None) -> dict[str, Any]:
     from .store import get_store
 
-    info = _store_info()
+    info = _store_info(folder)
     if not get_store().exists:
         # Listing must not create an empty sqlite file where the user did not ask for one.
         return {"store": info, "models": [], "features": features()}
@@ -287,6 +406,21 @@ def _model(name: str, limit: int, offset: int) -> dict[str, Any]:
     }
 
 
+def _if_stored(what: str) -> list[Any]:
+    """The running deployments or open alerts; none (and no file created) where no store is."""
+    from .store import get_store
+
+    if not get_store().exists:
+        return []
+    if what == "deployments":
+        from .serving import deployments
+
+        return deployments()
+    from .monitoring import open_alerts
+
+    return open_alerts()
+
+
 def _check_name(name: str) -> str:
     from .refs import parse_ref
 
@@ -303,12 +437,18 @@ def _version_ref(name: str, version: str) -> str:
     return f"{name}/{int(version)}"
 
 
+def _set_store(set_store: Callable[[str | None], Any], uri: str | None) -> None:
+    with _STORE_SCOPE:
+        set_store(uri)
+
+
 class StoreHandler(NbmodelHandler):
     """``GET`` the store the server resolves; ``PUT {"uri"}`` switches it (``null`` resets)."""
 
     @tornado.web.authenticated
     async def get(self) -> None:
-        self.reply(await self.call(_store_info))
+        folder = self.folder()
+        self.reply(await self.call(_store_info, folder, read_only=True))
 
     @tornado.web.authenticated
     async def put(self) -> None:
@@ -318,20 +458,20 @@ class StoreHandler(NbmodelHandler):
         if "uri" not in data:
             raise BadRequest("the request needs the field 'uri' (a store URI, or null to reset)")
         uri = self.field(data, "uri", str)
-        await self.call(set_store, uri)
-        self.reply(await self.call(_store_info))
+        await asyncio.to_thread(_set_store, set_store, uri)
+        self.reply(await self.call(_store_info, self.folder(), read_only=True))
 
 
 class FeaturesHandler(NbmodelHandler):
     @tornado.web.authenticated
     async def get(self) -> None:
-        self.reply(await self.call(features))
+        self.reply(await self.call(features, read_only=True))
 
 
 class ModelsHandler(NbmodelHandler):
     @tornado.web.authenticated
     async def get(self) -> None:
-        self.reply(await self.call(_models))
+        self.reply(await self.call(_models, self.folder(), read_only=True))
 
 
 class ModelHandler(NbmodelHandler):
@@ -416,9 +556,7 @@ class DeploymentsHandler(NbmodelHandler):
 
     @tornado.web.authenticated
     async def get(self) -> None:
-        from .serving import deployments
-
-        self.reply({"deployments": await self.call(deployments)})
+        self.reply({"deployments": await self.call(_if_stored, "deployments", read_only=True)})
 
     @tornado.web.authenticated
     async def post(self) -> None:
@@ -457,9 +595,7 @@ class DeploymentHandler(NbmodelHandler):
 class AlertsHandler(NbmodelHandler):
     @tornado.web.authenticated
     async def get(self) -> None:
-        from .monitoring import open_alerts
-
-        self.reply({"alerts": await self.call(open_alerts)})
+        self.reply({"alerts": await self.call(_if_stored, "alerts", read_only=True)})
 
 
 class _NoRoute(NbmodelError):

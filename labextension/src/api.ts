@@ -7,6 +7,7 @@ import { URLExt } from '@jupyterlab/coreutils';
 import { ServerConnection } from '@jupyterlab/services';
 
 import {
+  folderQuery,
   IAlertLike,
   IApiErrorLike,
   IDeploymentLike,
@@ -27,12 +28,27 @@ export class ApiError extends Error implements IApiErrorLike {
   }
 }
 
+/**
+ * The notebook folder (relative to the server's root) whose store the routes answer about;
+ * null asks for the Jupyter server's own store.
+ */
+let folder: string | null = '';
+
+export function setFolder(dir: string | null): void {
+  folder = dir;
+}
+
+/** `path` with the `dir` query parameter of the folder the sidebar follows. */
+function withFolder(path: string, dir: string | null = folder): string {
+  return folderQuery(path, dir);
+}
+
 export async function requestAPI<T>(
   path: string,
   init: RequestInit = {},
   settings: ServerConnection.ISettings = ServerConnection.makeSettings()
 ): Promise<T> {
-  const url = URLExt.join(settings.baseUrl, 'nbmodel', 'api', path);
+  const url = URLExt.join(settings.baseUrl, 'nbmodel', 'api', withFolder(path));
   let response: Response;
   try {
     response = await ServerConnection.makeRequest(url, init, settings);
@@ -97,6 +113,8 @@ export type IAlert = IAlertLike;
 export const api = {
   models: () => requestAPI<IModelsReply>('models'),
   store: () => requestAPI<IStoreInfo>('store'),
+  /** The store a kernel in `dir` uses, whatever folder the sidebar follows now. */
+  storeOf: (dir: string) => requestAPI<IStoreInfo>(withFolder('store', dir)),
   setStore: (uri: string | null) =>
     requestAPI<IStoreInfo>('store', { method: 'PUT', body: JSON.stringify({ uri }) }),
   model: (name: string, limit: number, offset = 0) =>

@@ -13,6 +13,7 @@ import { INotebookTracker, NotebookActions } from '@jupyterlab/notebook';
 import { LabIcon } from '@jupyterlab/ui-components';
 
 import modelsSvg from '../style/models.svg';
+import { notebookFolder, notebookFolders, withLoadExt } from './logic';
 import { ModelsPanel } from './panel';
 
 export const modelsIcon = new LabIcon({ name: 'nbmodel:models', svgstr: modelsSvg });
@@ -41,14 +42,43 @@ export function insertIntoNotebook(
     return false;
   }
   const notebook = panel.content;
+  // A notebook that never loaded nbmodel would answer "Line magic function not found".
+  const sources = notebook.widgets.map(c => c.model.sharedModel.getSource());
   NotebookActions.insertBelow(notebook);
   const cell = notebook.activeCell;
   if (cell) {
-    cell.model.sharedModel.setSource(text);
+    cell.model.sharedModel.setSource(withLoadExt(text, sources));
   }
   app.shell.activateById(panel.id);
   notebook.mode = 'edit';
   return true;
+}
+
+/**
+ * Keep the sidebar on the store of the active notebook: JupyterLab starts a notebook's kernel in
+ * the notebook's folder, so that folder decides which store its magics use. The open notebooks'
+ * folders feed the sidebar's switch.
+ */
+function followNotebooks(tracker: INotebookTracker, panel: ModelsPanel): void {
+  const folders = () => {
+    const paths: string[] = [];
+    tracker.forEach(nb => paths.push(nb.context.path));
+    void panel.model.setFolders(notebookFolders(paths));
+  };
+  const follow = () => {
+    const current = tracker.currentWidget;
+    if (current) {
+      void panel.model.follow(notebookFolder(current.context.path));
+    }
+    folders();
+  };
+  tracker.currentChanged.connect(follow);
+  tracker.widgetAdded.connect((_, nb) => {
+    nb.disposed.connect(folders);
+    nb.context.pathChanged.connect(follow);
+    folders();
+  });
+  follow();
 }
 
 const plugin: JupyterFrontEndPlugin<void> = {
@@ -67,6 +97,9 @@ const plugin: JupyterFrontEndPlugin<void> = {
         insertIntoNotebook(app, tracker, text);
       }
     });
+    if (tracker) {
+      followNotebooks(tracker, panel);
+    }
     panel.title.icon = modelsIcon;
     panel.title.caption = 'Models';
     app.shell.add(panel, 'left', { rank: 650 });

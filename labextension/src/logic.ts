@@ -32,6 +32,8 @@ export interface IStoreInfo {
   uri: string;
   origin: string;
   exists: boolean;
+  /** The notebook folder the store was resolved for (absent: the Jupyter server's own). */
+  folder?: string;
 }
 
 export interface IFeatures {
@@ -159,11 +161,76 @@ export function deployMagic(name: string, version: number, alias = 'production')
   return text;
 }
 
+/** The eval variables an inserted compare names; the cell says what they must hold. */
+export const COMPARE_EXPECTS =
+  '# X_test: a table of the features the models were trained on; y_test: its true labels.\n' +
+  '# Rename them to your own eval variables before running.';
+
 export function compareMagic(name: string, versions: number[]): string {
   const refs = [...versions]
     .sort((a, b) => a - b)
     .map(v => shellQuote(versionRef(name, v)));
-  return `%model_compare ${refs.join(' ')} --eval X_test y_test`;
+  return `${COMPARE_EXPECTS}\n%model_compare ${refs.join(' ')} --eval X_test y_test`;
+}
+
+/** The line that makes the magics exist in a kernel. */
+export const LOAD_EXT = '%load_ext nbmodel';
+
+/**
+ * Whether a notebook's cells load nbmodel's magics (`%load_ext nbmodel`, `%reload_ext nbmodel`,
+ * or `get_ipython().run_line_magic("load_ext", "nbmodel")`).
+ */
+export function loadsNbmodel(sources: string[]): boolean {
+  const line = /^\s*%(re)?load_ext\s+(\S+\s+)*nbmodel\s*$/m;
+  const call = /run_line_magic\(\s*["'](re)?load_ext["']\s*,\s*["']nbmodel["']/;
+  return sources.some(src => line.test(src) || call.test(src));
+}
+
+/** The text to insert: the magic, after `%load_ext nbmodel` when the notebook lacks it. */
+export function withLoadExt(text: string, sources: string[]): string {
+  return loadsNbmodel(sources) ? text : `${LOAD_EXT}\n${text}`;
+}
+
+// -- which store ----------------------------------------------------------------------------------
+
+/** The folder of a notebook path as JupyterLab names it ("course/01.ipynb" -> "course"). */
+export function notebookFolder(path: string): string {
+  const clean = path.replace(/^\/+/, '');
+  const cut = clean.lastIndexOf('/');
+  return cut < 0 ? '' : clean.slice(0, cut);
+}
+
+/** The distinct folders of the open notebooks, in the order they were opened. */
+export function notebookFolders(paths: string[]): string[] {
+  const seen: string[] = [];
+  for (const p of paths) {
+    const f = notebookFolder(p);
+    if (!seen.includes(f)) {
+      seen.push(f);
+    }
+  }
+  return seen;
+}
+
+/**
+ * A route's path asking about the store of the notebooks in `dir` (null: the server's own).
+ * A path that names its folder already keeps it.
+ */
+export function folderQuery(path: string, dir: string | null): string {
+  if (dir === null || /[?&]dir=/.test(path)) {
+    return path;
+  }
+  return path + (path.includes('?') ? '&' : '?') + `dir=${encodeURIComponent(dir)}`;
+}
+
+/** How the sidebar names a folder in its store switch ("" is the root the server started in). */
+export function folderLabel(folder: string): string {
+  return folder === '' ? 'the folder JupyterLab started in' : `${folder}/`;
+}
+
+/** The store as a path a user can compare with their kernel's (`%model_status`). */
+export function storeLocation(store: IStoreInfo): string {
+  return store.uri.startsWith('sqlite:///') ? store.uri.slice('sqlite:///'.length) : store.uri;
 }
 
 // -- display ------------------------------------------------------------------------------------
@@ -321,8 +388,9 @@ export interface IApiErrorLike {
 /** What the sidebar says when there is nothing to list. */
 export function emptyMessage(store: IStoreInfo | null): string {
   if (store && !store.exists) {
+    const where = store.folder !== undefined ? ', where notebooks of this folder keep their models' : '';
     return (
-      `No store yet at ${store.uri}. Commit a model from a notebook with ` +
+      `No store yet at ${storeLocation(store)}${where}. Commit a model from a notebook with ` +
       '%model_commit VAR (after %load_ext nbmodel) and it will show here.'
     );
   }
@@ -343,6 +411,8 @@ export function errorAdvice(err: IApiErrorLike): string {
       return 'The Jupyter server refused the request. Reload the page to log in again.';
     case 'store':
       return 'Check the store URI below, start the MLflow server it names, or choose another store.';
+    case 'no-store':
+      return 'Commit a model from a notebook in that folder first, or pick another folder above.';
     case 'model-not-found':
       return 'The model may have been deleted. Refresh the list.';
     case 'retired':

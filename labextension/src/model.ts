@@ -5,7 +5,7 @@
  */
 import { ISignal, Signal } from '@lumino/signaling';
 
-import { ApiError, IAlert, IDeployment, api } from './api';
+import { ApiError, IAlert, IDeployment, api, setFolder } from './api';
 import {
   IFeatures,
   IModelSummary,
@@ -48,6 +48,16 @@ export class SidebarModel {
   /** Versions ticked for a diff, per model. */
   readonly selected = new Map<string, number[]>();
 
+  /**
+   * The notebook folder whose store the sidebar shows (relative to the server's root), or null
+   * for the Jupyter server's own. Before a notebook is active: the root JupyterLab shows.
+   */
+  folder: string | null = '';
+  /** The folders of the open notebooks: with more than one, the sidebar offers a switch. */
+  folders: string[] = [];
+  /** The store each of those folders resolves to, once asked. */
+  readonly storesOf = new Map<string, IStoreInfo>();
+
   private _changed = new Signal<this, void>(this);
   private _inFlight: Promise<void> | null = null;
 
@@ -57,6 +67,45 @@ export class SidebarModel {
 
   emit(): void {
     this._changed.emit();
+  }
+
+  /**
+   * Show the store of the notebooks in `folder` (the active notebook's). A new folder clears
+   * what was open: its models live in another store.
+   */
+  follow(folder: string | null): Promise<void> {
+    if (folder === this.folder) {
+      return Promise.resolve();
+    }
+    this.folder = folder;
+    setFolder(folder);
+    this.open.clear();
+    this.selected.clear();
+    this.store = null;
+    this.models = [];
+    this.loading = true;
+    this.emit();
+    // A refresh under way asked about the previous folder: wait for it, then ask again.
+    const running = this._inFlight ?? Promise.resolve();
+    return running.then(() => this.refresh());
+  }
+
+  /** The open notebooks' folders changed: learn each one's store for the switch. */
+  async setFolders(folders: string[]): Promise<void> {
+    this.folders = folders;
+    this.emit();
+    await Promise.all(
+      folders
+        .filter(f => !this.storesOf.has(f))
+        .map(async f => {
+          try {
+            this.storesOf.set(f, await api.storeOf(f));
+          } catch {
+            // The switch shows the folder without its store.
+          }
+        })
+    );
+    this.emit();
   }
 
   /** Reload everything shown; calls made while one is running share it. */
@@ -72,8 +121,15 @@ export class SidebarModel {
   private async _refresh(): Promise<void> {
     this.refreshing = true;
     this.emit();
+    const asked = this.folder;
     try {
       const reply = await api.models();
+      if (asked !== this.folder) {
+        return; // the sidebar moved to another folder meanwhile; its own refresh follows
+      }
+      if (asked !== null) {
+        this.storesOf.set(asked, reply.store);
+      }
       this.store = reply.store;
       this.models = reply.models;
       this.features = reply.features;

@@ -24,6 +24,7 @@ import {
 } from './dialogs';
 import {
   IModelSummary,
+  IStoreInfo,
   IVersion,
   age,
   aliasEntries,
@@ -34,6 +35,7 @@ import {
   emptyMessage,
   errorAdvice,
   firstLine,
+  folderLabel,
   alertText,
   deploymentHealth,
   deploymentLabel,
@@ -42,7 +44,8 @@ import {
   metricsLine,
   pythonName,
   rollbackMagic,
-  showMagic
+  showMagic,
+  storeLocation
 } from './logic';
 import { IOpenModel, SidebarModel } from './model';
 
@@ -454,6 +457,48 @@ function Alerts(props: { model: SidebarModel }): JSX.Element | null {
   );
 }
 
+/** Where the store came from, in words that name the notebooks it serves. */
+function originText(store: IStoreInfo): string {
+  const folder = store.folder !== undefined ? ` (notebooks in ${store.folder})` : '';
+  switch (store.origin) {
+    case 'default':
+      // The path above already names the folder.
+      return "the default: mlflow.db in the notebook's folder";
+    case 'MLFLOW_TRACKING_URI':
+      return 'from MLFLOW_TRACKING_URI, for every notebook';
+    case 'set_store':
+      return 'chosen here with "change", for this sidebar only';
+    default:
+      return `from ${store.origin}${folder}`;
+  }
+}
+
+/** With notebooks open in several folders, which folder's store the sidebar shows. */
+function FolderSwitch(props: { model: SidebarModel }): JSX.Element {
+  const { model } = props;
+  return (
+    <label className="jp-nbmodel-folder-switch">
+      <span>Notebooks in</span>
+      <select
+        className="jp-mod-styled"
+        aria-label="show the store of the notebooks in"
+        value={model.folder ?? ''}
+        onChange={ev => void model.follow(ev.target.value)}
+      >
+        {model.folders.map(f => {
+          const info = model.storesOf.get(f);
+          return (
+            <option key={f} value={f} title={info ? storeLocation(info) : ''}>
+              {folderLabel(f)}
+              {info ? ` → ${storeLocation(info)}` : ''}
+            </option>
+          );
+        })}
+      </select>
+    </label>
+  );
+}
+
 function StoreField(props: { model: SidebarModel }): JSX.Element {
   const { model } = props;
   const [editing, setEditing] = React.useState(false);
@@ -475,8 +520,12 @@ function StoreField(props: { model: SidebarModel }): JSX.Element {
       {!editing ? (
         <div className="jp-nbmodel-store-line">
           <span className="jp-nbmodel-store-label">Store</span>
-          <code className="jp-nbmodel-store-uri" title={store ? `${store.uri} (from ${store.origin})` : ''}>
-            {store ? store.uri : '…'}
+          <code
+            className="jp-nbmodel-store-uri"
+            data-uri={store?.uri ?? ''}
+            title={store ? `${store.uri} (from ${store.origin})` : ''}
+          >
+            {store ? storeLocation(store) : '…'}
           </code>
           <LinkButton
             label="change"
@@ -519,7 +568,12 @@ function StoreField(props: { model: SidebarModel }): JSX.Element {
           </small>
         </form>
       )}
-      {store && !editing && <small className="jp-nbmodel-origin">from {store.origin}</small>}
+      {store && !editing && (
+        <small className="jp-nbmodel-origin">
+          {originText(store)}
+        </small>
+      )}
+      {!editing && model.folders.length > 1 && <FolderSwitch model={model} />}
     </div>
   );
 }

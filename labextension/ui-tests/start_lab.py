@@ -1,5 +1,9 @@
 """Start JupyterLab for the Galata tests on a fresh temporary store holding two versions.
 
+As in the README's quick start, no ``MLFLOW_TRACKING_URI`` is set: each notebook's kernel uses
+``mlflow.db`` in its own folder. The fixture store is the root folder's; lesson 1 is copied to
+``example_notebooks/``, which has no store until the lesson commits.
+
 Playwright's webServer runs this and stops it after the tests. Everything lives under
 ui-tests/.tmp (the store, the notebooks' folder, Jupyter's runtime files), which is emptied
 first so every run starts from the same state; the user's own store is never touched.
@@ -46,13 +50,18 @@ def main() -> None:
     root = TMP / "notebooks"
     root.mkdir(parents=True)
     os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
-    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{TMP / 'models.db'}"
+    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{root / 'mlflow.db'}"
     os.environ["JUPYTER_RUNTIME_DIR"] = str(TMP / "runtime")
     # No user settings, workspaces or config from the machine: the same lab every run.
     os.environ["JUPYTERLAB_SETTINGS_DIR"] = str(TMP / "settings")
     os.environ["JUPYTERLAB_WORKSPACES_DIR"] = str(TMP / "workspaces")
     uri = make_store(TMP)
     print(f"nbmodel ui-tests: store {uri}", flush=True)
+    # From here on, as a user's machine: every kernel resolves the store of its folder.
+    del os.environ["MLFLOW_TRACKING_URI"]
+    course = root / "example_notebooks"
+    course.mkdir()
+    shutil.copy(HERE.parents[1] / "example_notebooks" / "01_versioning.ipynb", course)
     os.chdir(root)
     args = [
         sys.executable, "-m", "jupyterlab",

@@ -23,6 +23,9 @@ if TYPE_CHECKING:
 #: Points drawn per scatter plot; more rows are subsampled (with a fixed seed).
 SCATTER_POINTS = 2000
 FIGURE_DPI = 80
+#: Tick labels in points: four panels to a row are shown about 0.7 times their size in a
+#: notebook, where 7 points read as 6 pixels.
+TICK_SIZE = 9
 
 
 def grid(n: int, title: str, *, width: float = 3.0, height: float = 2.9) -> tuple[MplFigure, list[Any]]:
@@ -81,8 +84,8 @@ def _plot_confusion(scored: list[_Scored], y: np.ndarray) -> MplFigure:
                             color="white" if cm[i, j] > top / 2 else "black")
         if k <= 20:
             names = [_short(c) for c in labels]
-            ax.set_xticks(range(k), names, fontsize=7, rotation=45 if k > 4 else 0)
-            ax.set_yticks(range(k), names, fontsize=7)
+            ax.set_xticks(range(k), names, fontsize=TICK_SIZE, rotation=45 if k > 4 else 0)
+            ax.set_yticks(range(k), names, fontsize=TICK_SIZE)
         ax.set_xlabel("predicted", fontsize=8)
         if n % 4 == 0:
             ax.set_ylabel("true", fontsize=8)
@@ -117,7 +120,7 @@ def _plot_roc(scored: list[_Scored], y: np.ndarray) -> MplFigure:
         ax.set_xlabel("false positive rate", fontsize=8)
         if n % 4 == 0:
             ax.set_ylabel("true positive rate", fontsize=8)
-        ax.tick_params(labelsize=7)
+        ax.tick_params(labelsize=TICK_SIZE)
         title = s.version.ref + (f"\nROC AUC {_fmt(auc)}" if auc is not None else "")
         ax.set_title(title, fontsize=9)
     return fig
@@ -148,7 +151,7 @@ def _plot_predicted(scored: list[_Scored], y: np.ndarray) -> MplFigure:
         ax.set_xlabel("true", fontsize=8)
         if n % 4 == 0:
             ax.set_ylabel("predicted", fontsize=8)
-        ax.tick_params(labelsize=7)
+        ax.tick_params(labelsize=TICK_SIZE)
         ax.set_title(f"{s.version.ref}\nRMSE {_fmt(s.metrics.get('rmse') or float(np.nan))}", fontsize=9)
     return fig
 
@@ -168,7 +171,7 @@ def _plot_residuals(scored: list[_Scored], y: np.ndarray) -> MplFigure:
         ax.set_xlabel("predicted", fontsize=8)
         if n % 4 == 0:
             ax.set_ylabel("residual", fontsize=8)
-        ax.tick_params(labelsize=7)
+        ax.tick_params(labelsize=TICK_SIZE)
         ax.set_title(f"{s.version.ref}\nMAE {_fmt(s.metrics.get('mae') or float(np.nan))}", fontsize=9)
     return fig
 

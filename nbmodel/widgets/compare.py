@@ -106,6 +106,11 @@ class CompareTab(PanelTab):
 
         try:
             refs = list(self.versions.value)
+            if len(refs) < 2:
+                picked = f"only {refs[0]} is selected" if refs else "none is selected"
+                raise NbmodelError(f"compare needs at least two versions of {self.ctx.name}; "
+                                   f"{picked}: select them in the list above "
+                                   "(ctrl-click or shift-click adds one)")
             if self.X.value is None or self.y.value is None:
                 raise NbmodelError("choose the eval data: X and y variables of this notebook "
                                    "(refresh the list after defining them)")

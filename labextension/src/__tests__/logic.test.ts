@@ -11,6 +11,13 @@ import {
   diffBase,
   diffMagic,
   emptyMessage,
+  folderLabel,
+  folderQuery,
+  loadsNbmodel,
+  notebookFolder,
+  notebookFolders,
+  storeLocation,
+  withLoadExt,
   errorAdvice,
   firstLine,
   formatNumber,
@@ -54,7 +61,10 @@ test('magics match the contract', () => {
   assert.equal(rollbackMagic('iris', 'staging'), '%model_rollback iris --alias staging');
   assert.equal(deployMagic('iris', 2), '%model_deploy iris/2');
   assert.equal(deployMagic('iris', 2, 'canary'), '%model_deploy iris/2 --alias canary');
-  assert.equal(compareMagic('iris', [3, 1]), '%model_compare iris/1 iris/3 --eval X_test y_test');
+  assert.equal(
+    compareMagic('iris', [3, 1]).split('\n').pop(),
+    '%model_compare iris/1 iris/3 --eval X_test y_test'
+  );
 });
 
 test('diff puts the older version first', () => {
@@ -171,4 +181,42 @@ test('deployments and alerts read as one line', () => {
   );
   assert.equal(alertText({ model: 'iris', version: 3, rule: 'psi[petal]>0.2', value: 1, feature: 'petal' }),
     'iris/3: psi[petal]>0.2 at 1');
+});
+
+test('an inserted compare says what its eval variables must hold', () => {
+  const lines = compareMagic('iris', [1, 2]).split('\n');
+  assert.ok(lines.slice(0, -1).every(l => l.startsWith('#')));
+  assert.match(lines.join(' '), /X_test: .*features/);
+  assert.match(lines.join(' '), /y_test: .*true labels/);
+});
+
+test('an insert loads nbmodel first where the notebook has not', () => {
+  assert.equal(withLoadExt('%model_log iris', ['import pandas']), '%load_ext nbmodel\n%model_log iris');
+  assert.equal(withLoadExt('%model_log iris', []), '%load_ext nbmodel\n%model_log iris');
+  assert.equal(withLoadExt('%model_log iris', ['x = 1\n%load_ext nbmodel']), '%model_log iris');
+  assert.ok(loadsNbmodel(['%reload_ext nbmodel']));
+  assert.ok(loadsNbmodel(['get_ipython().run_line_magic("load_ext", "nbmodel")']));
+  assert.ok(!loadsNbmodel(['%load_ext autoreload']));
+  assert.ok(!loadsNbmodel(['# %load_ext nbmodel is needed']));
+  assert.ok(!loadsNbmodel(['%load_ext nbmodel_extra']));
+});
+
+test('the store follows the notebook folder', () => {
+  assert.equal(notebookFolder('example_notebooks/01_versioning.ipynb'), 'example_notebooks');
+  assert.equal(notebookFolder('Untitled.ipynb'), '');
+  assert.equal(notebookFolder('/a/b/c.ipynb'), 'a/b');
+  assert.deepEqual(notebookFolders(['a/1.ipynb', 'b/2.ipynb', 'a/3.ipynb', 'x.ipynb']), ['a', 'b', '']);
+  assert.equal(folderQuery('models', 'a b'), 'models?dir=a%20b');
+  assert.equal(folderQuery('models/iris?limit=5', ''), 'models/iris?limit=5&dir=');
+  assert.equal(folderQuery('store?dir=x', 'y'), 'store?dir=x');
+  assert.equal(folderQuery('models', null), 'models');
+  assert.equal(folderLabel(''), 'the folder JupyterLab started in');
+  assert.equal(folderLabel('course'), 'course/');
+  assert.equal(
+    storeLocation({ uri: 'sqlite:////repo/example_notebooks/mlflow.db', origin: 'default', exists: true }),
+    '/repo/example_notebooks/mlflow.db'
+  );
+  assert.equal(storeLocation({ uri: 'http://team:5000', origin: 'x', exists: true }), 'http://team:5000');
+  const missing = { uri: 'sqlite:////r/nb/mlflow.db', origin: 'default', exists: false, folder: '/r/nb' };
+  assert.match(emptyMessage(missing), /No store yet at \/r\/nb\/mlflow\.db, where notebooks of this folder/);
 });

@@ -1,6 +1,7 @@
 /**
  * The Models sidebar in a real JupyterLab, in headless Chromium, on a store that start_lab.py
- * filled with iris/1 and iris/2 (production moved from 1 to 2).
+ * filled with iris/1 and iris/2 (production moved from 1 to 2): the mlflow.db of the folder
+ * JupyterLab started in.
  */
 import { expect, test } from '@jupyterlab/galata';
 import * as fs from 'fs';
@@ -26,7 +27,7 @@ test('the sidebar lists, rolls back and inserts magics', async ({ page }) => {
 
   // The store and its model.
   // The first load starts MLflow in the server: give it time.
-  await expect(panel.locator('.jp-nbmodel-store-uri')).toContainText('models.db', {
+  await expect(panel.locator('.jp-nbmodel-store-uri')).toContainText('notebooks/mlflow.db', {
     timeout: 60000
   });
   const model = panel.locator('[data-model="iris"]');
@@ -77,20 +78,25 @@ test('the sidebar lists, rolls back and inserts magics', async ({ page }) => {
   await expect(v2.locator('.jp-nbmodel-retired')).toHaveCount(0);
 
   // Insert magics into a new notebook's new cells.
+  // In the folder whose store the sidebar shows: the sidebar follows the active notebook's
+  // folder, and Galata's own per-test folder has no store.
+  await page.sidebar.openTab('filebrowser');
+  await page.filebrowser.openHomeDirectory();
   await page.notebook.createNew('sidebar.ipynb');
   await openSidebar(page);
   await v2.locator('button', { hasText: 'diff v1' }).click();
   await expect(page.locator('.jp-NotebookPanel .jp-Cell')).toHaveCount(2);
+  // The new notebook never loaded nbmodel: the insert does it first.
   await expect(page.locator('.jp-NotebookPanel .jp-Cell').nth(1)).toContainText(
-    '%model_diff iris/1 iris/2'
+    '%load_ext nbmodel%model_diff iris/1 iris/2'
   );
 
   await openSidebar(page);
   await v2.locator('button', { hasText: 'checkout' }).click();
   await expect(page.locator('.jp-NotebookPanel .jp-Cell')).toHaveCount(3);
-  await expect(page.locator('.jp-NotebookPanel .jp-Cell').nth(2)).toContainText(
-    '%model_checkout iris/2 --as iris'
-  );
+  const third = page.locator('.jp-NotebookPanel .jp-Cell').nth(2);
+  await expect(third).toContainText('%model_checkout iris/2 --as iris');
+  await expect(third).not.toContainText('%load_ext');
 
   // The whole window, for the README.
   await openSidebar(page);
