@@ -9,6 +9,6 @@ def sanitize_file() -> str:
     """The path of nbmodel's nbval sanitize file (times, ids, ports and paths masked).
 
     Example:
-        pytest --nbval --nbval-sanitize-with "$(nbmodel sanitize-file)" report.ipynb
+        pytest --nbval --nbval-sanitize-with="$(nbmodel sanitize-file)" report.ipynb
     """
     return str(Path(__file__).with_name("nbval_sanitize.cfg"))

@@ -12,7 +12,7 @@ from ..errors import BadReference
 from ..metrics import CLASSIFIER, KEY_METRICS, LOWER_IS_BETTER, REGRESSOR
 from ..refs import Ref
 from ..versions import Version, _fmt
-from ._plots import grid, render
+from ._plots import TICK_SIZE, grid, render
 from ._results import Figure
 from ._saving import log_run
 from ._scoring import TABLE_METRICS
@@ -211,7 +211,7 @@ def plot_metric_history(h: MetricHistory) -> MplFigure:
                             ha="center", fontsize=7, color="#dd8452")
         ax.set_title(m + (" (lower is better)" if m in LOWER_IS_BETTER else ""), fontsize=9)
         ax.set_xlabel("version", fontsize=8)
-        ax.tick_params(labelsize=7)
+        ax.tick_params(labelsize=TICK_SIZE)
         if len(xs_all) <= 20:
             ax.set_xticks(xs_all)
         ax.margins(x=0.08, y=0.2)

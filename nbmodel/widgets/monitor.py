@@ -38,9 +38,10 @@ class MonitorTab(PanelTab):
 
         super().__init__(ctx)
         self.window = w.Text(value="", placeholder="auto, 1h, 1d or rows", description="window",
-                             layout=w.Layout(width="16em"))
+                             layout=w.Layout(width="22em"), style={"description_width": "initial"})
         self.rules = w.Text(value="", placeholder="accuracy<0.9, psi>0.2 (saved rules if empty)",
-                            description="alerts", layout=w.Layout(width="30em"))
+                            description="alerts", layout=w.Layout(width="42em"),
+                            style={"description_width": "initial"})
         self.refresh_btn = w.Button(description="Refresh", icon="refresh")
         self.live_btn = w.ToggleButton(value=False, description="Live", icon="play",
                                        tooltip="refresh while new records arrive")
