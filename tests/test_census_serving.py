@@ -105,6 +105,8 @@ def test_max_body_below_one_is_refused_and_nothing_moves(commit_iris: Any, serve
     for bad in (-1, 0):
         with pytest.raises(servers.DeployError, match="--max-body takes"):
             servers.deploy("iris/1", max_body=bad)
+        with pytest.raises(servers.DeployError, match="--max-body takes"):
+            servers.serve("iris/1", max_body=bad)  # refused before this process becomes the server
     with pytest.raises(nbmodel.errors.AliasNotFound):
         nbmodel.resolve("iris@production")
     assert servers.deployments() == []
