@@ -443,6 +443,7 @@ def deploy(ref: str, *, alias: str | None = None, port: int | None = None,
     host = host or "127.0.0.1"
     note = None
     move = False
+    previous: int | None = None
     if r.alias is None:
         if if_better is not None and not force:
             ok, note = check_better(v, alias, *if_better)
@@ -466,10 +467,12 @@ def deploy(ref: str, *, alias: str | None = None, port: int | None = None,
     if path is not None:
         _check_artifacts(v, path)
     # A server already following NAME@alias switches when the alias moves; any other serves the
-    # version itself first and follows the alias only once that version answers.
+    # version itself first and follows the alias only once that version answers (at once when
+    # the alias is not set yet: there is nothing else it could follow).
     follows = live and target is not None and v.name in target.names
-    spec = ModelSpec(name=v.name, alias=alias if follows or not move else None, version=v.version,
-                     path=path, example=_serving_example(path))
+    unset = r.alias is None and previous is None
+    spec = ModelSpec(name=v.name, alias=alias if follows or not move or unset else None,
+                     version=v.version, path=path, example=_serving_example(path))
     if not move:
         with R.locked(folder):
             dep = _place(folder, store, spec, port=port, host=host, token=token, detach=detach,
