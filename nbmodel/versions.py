@@ -490,13 +490,50 @@ def load(ref: str | Ref | Version, *, fresh: bool = False) -> Any:
     return copy.deepcopy(model) if fresh else model
 
 
+def _verified_copy(v: Version) -> str:
+    """A local copy of the version's model files, checked against the digests recorded at
+    commit (a version committed before they were kept is loaded unchecked, as before).
+
+    Raises:
+        ArtifactMismatch: the files are not the ones it was committed with.
+    """
+    import tempfile
+
+    import mlflow.artifacts
+
+    from .digests import verify
+
+    folder = mlflow.artifacts.download_artifacts(artifact_uri=v.uri,
+                                                 dst_path=tempfile.mkdtemp(prefix="nbmodel-"))
+    verify(folder, all_tags(v), what=v.ref)
+    return folder
+
+
+def all_tags(v: Version) -> dict[str, str]:
+    """Every tag of the version as stored, ``nbmodel.*`` ones included (``Version.tags`` holds
+    the user's only).
+
+    Example:
+        >>> all_tags(nbmodel.resolve("iris/3"))["nbmodel.task"]  # doctest: +SKIP
+        'classification'
+    """
+    rows, _ = get_store().gateway.versions(v.name, version=v.version)
+    return dict(rows[0].tags) if rows else {}
+
+
 def _load_uncached(v: Version) -> Any:
+    import shutil
+
     import mlflow
 
     try:
+        folder = _verified_copy(v)
         if v.flavor == "sklearn" or (v.flavor is None and _has_flavor(v, "sklearn")):
-            return mlflow.sklearn.load_model(v.uri)
-        loaded = mlflow.pyfunc.load_model(v.uri)
+            try:
+                return mlflow.sklearn.load_model(folder)
+            finally:
+                shutil.rmtree(folder, ignore_errors=True)
+        loaded = mlflow.pyfunc.load_model(folder)
         try:
             wrapped = loaded.unwrap_python_model()
             return getattr(wrapped, "model", wrapped)

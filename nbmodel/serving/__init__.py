@@ -58,7 +58,7 @@ def serve(ref: str, *, port: int | None = None, host: str = "127.0.0.1", token: 
 
     Raises:
         RetiredVersion: ``ref`` names a retired version.
-        DeployError: a bad worker count, or the port is taken.
+        DeployError: a bad worker count or body limit, or the port is taken.
 
     Example:
         >>> nbmodel.serving.serve("iris@production", port=5001)  # doctest: +SKIP
@@ -83,6 +83,7 @@ def serve(ref: str, *, port: int | None = None, host: str = "127.0.0.1", token: 
         raise RetiredVersion(f"{v.ref} is retired; serve another version")
     if not 1 <= workers <= _deploy.MAX_WORKERS:
         raise DeployError(f"--workers takes a count from 1 to {_deploy.MAX_WORKERS}, not {workers}")
+    _deploy.check_max_body(max_body)
     if host not in _deploy.LOOPBACK and not token:
         token = secrets.token_urlsafe(24)
     store = get_store()

@@ -425,10 +425,14 @@ def check_better(candidate: Any, alias: str, X: Any, y: Any) -> tuple[bool, str]
 
 
 def deploy(ref: str, *, alias: str | None = None, port: int | None = None,
-           host: str = "127.0.0.1", token: str | None = None, detach: bool = False,
+           host: str | None = None, token: str | None = None, detach: bool = False,
            if_better: tuple[Any, Any] | None = None, force: bool = False, message: str = "",
            max_body: int | None = None, workers: int | None = None) -> Deployment:
     """Point ``alias`` at a version and serve ``NAME@alias`` over MLflow's scoring protocol.
+
+    The alias moves only once the version answers: a deploy that fails (the port is taken,
+    the server does not start, the version does not load) leaves the alias and every running
+    server as they were, and says why.
 
     Args:
         ref: ``iris/3`` (moves the alias to it), ``iris`` (the newest version) or
@@ -437,7 +441,8 @@ def deploy(ref: str, *, alias: str | None = None, port: int | None = None,
         port: the port; a port that already serves nbmodel models gets this one added
             (``/models/NAME/invocations``). Default: the port already serving ``NAME@alias``,
             else a free one.
-        host: the address to bind; anything but loopback needs a token (made if not given).
+        host: the address to bind (default loopback, or the running server's own);
+            anything but loopback needs a token (made if not given).
         token: require ``Authorization: Bearer TOKEN`` on every request.
         detach: keep the server running after this kernel ends.
         if_better: ``(X, y)``: move the alias only if the candidate scores at least as well as
@@ -458,13 +463,13 @@ def deploy(ref: str, *, alias: str | None = None, port: int | None = None,
         >>> nbmodel.deploy("iris/3")  # doctest: +SKIP
         iris@production (iris/3) serving at http://127.0.0.1:5001/invocations
     """
-    from ..aliases import set_alias
     from ..refs import check_alias
     from ..store import get_store
-    from ..versions import resolve
+    from ..versions import model_aliases, resolve
 
     if workers is not None and not 1 <= int(workers) <= MAX_WORKERS:
         raise DeployError(f"--workers takes a count from 1 to {MAX_WORKERS}, not {workers}")
+    check_max_body(max_body)
     r = parse_ref(ref)
     if r.alias and alias and alias != r.alias:
         raise DeployError(f"{ref} names the alias {r.alias!r} but --alias says {alias!r}; give one")
@@ -474,17 +479,27 @@ def deploy(ref: str, *, alias: str | None = None, port: int | None = None,
     if port is not None and not 0 < int(port) < 65536:
         raise DeployError(f"--port takes a TCP port from 1 to 65535, not {port}")
     folder = state_dir(store)
-    # what would refuse the deployment is checked before the alias moves
+    # what would refuse the deployment is checked before anything changes
     target = _target(R.read_all(folder), v.name, alias, port)
+    live = False
     if target is not None:
-        _check_target(target, token, workers)
+        live = _check_target(target, token, workers)
+        _check_same_server(target, v.name, alias, host)
+        host = target.host
+    host = host or "127.0.0.1"
     note = None
+    move = False
+    previous: int | None = None
     if r.alias is None:
         if if_better is not None and not force:
             ok, note = check_better(v, alias, *if_better)
             if not ok:
                 raise NotBetter(f"not deployed: {note}; pass --force to deploy anyway")
-        set_alias(v.ref, alias, message=message or "deployed", force=force, kind="deploy")
+        if v.retired and not force:
+            raise RetiredVersion(f"{v.ref} is retired; choose another version, or pass --force "
+                                 f"to point {alias} at it anyway")
+        previous = model_aliases(store, v.name).get(alias)
+        move = previous != v.version
     else:
         if if_better is not None:
             raise DeployError(f"--if-better compares a new version with {ref}: name it, "
@@ -495,15 +510,149 @@ def deploy(ref: str, *, alias: str | None = None, port: int | None = None,
     if host not in LOOPBACK and not token and not (target is not None and target.token):
         token = secrets.token_urlsafe(24)  # a running server's own token is kept
     path = _local_dir(store, v.name, v.version)
-    spec = ModelSpec(name=v.name, alias=alias, version=v.version, path=path,
-                     example=_serving_example(path))
-    with R.locked(folder):
-        dep = _place(folder, store, spec, port=port, host=host, token=token, detach=detach,
-                     max_body=max_body, workers=workers)
-    dep = _wait_for_version(dep, v.version)
+    if path is not None:
+        _check_artifacts(v, path)
+    # A server already following NAME@alias switches when the alias moves; any other serves the
+    # version itself first and follows the alias only once that version answers (at once when
+    # the alias is not set yet: there is nothing else it could follow).
+    follows = live and target is not None and v.name in target.names
+    unset = r.alias is None and previous is None
+    spec = ModelSpec(name=v.name, alias=alias if follows or not move or unset else None,
+                     version=v.version, path=path, example=_serving_example(path))
+    if not move:
+        with R.locked(folder):
+            dep = _place(folder, store, spec, port=port, host=host, token=token, detach=detach,
+                         max_body=max_body, workers=workers)
+        dep = _wait_for_version(dep, v.version)
+    elif follows:
+        moved = _move_alias(v, alias, message)
+        try:
+            with R.locked(folder):
+                dep = _place(folder, store, spec, port=port, host=host, token=token,
+                             detach=detach, max_body=max_body, workers=workers)
+            dep = _wait_for_version(dep, v.version, strict=True)
+        except BaseException as exc:
+            _restore_alias(v, alias, previous, moved, exc)
+            raise
+    else:
+        with R.locked(folder):
+            dep = _place(folder, store, spec, port=port, host=host, token=token, detach=detach,
+                         max_body=max_body, workers=workers)
+        try:
+            dep = _wait_for_version(dep, v.version, strict=True)
+        except BaseException:
+            _forget(dep, v.name)
+            raise
+        _move_alias(v, alias, message)
+        dep = _follow(dep, alias)
     if note:
-        dep.error = dep.error or None
         print(note)
+    return dep
+
+
+def check_max_body(max_body: int | None) -> None:
+    """Refuse a body limit no request could meet.
+
+    Raises:
+        DeployError: ``max_body`` is below 1.
+    """
+    if max_body is not None and int(max_body) < 1:
+        raise DeployError(f"--max-body takes the largest request size in bytes (1 or more), "
+                          f"not {max_body}; leave it out for {DEFAULT_MAX_BODY} bytes")
+
+
+def _check_same_server(record: DeploymentRecord, name: str, alias: str, host: str | None) -> None:
+    """Refuse what the server on the port cannot do without losing what it serves.
+
+    Raises:
+        DeployError: it follows another alias of the model, or listens on another address.
+    """
+    held = next((m for m in record.models if m.name == name), None)
+    if held is not None and held.alias is not None and held.alias != alias:
+        raise DeployError(
+            f"port {record.port} already serves {held.ref}; one server follows one alias of a "
+            f"model: deploy {name}@{alias} on another port (leave --port out for a free one), or "
+            f"stop {held.ref} first (%model_deploy --stop {held.ref})")
+    if host is not None and _same_host(host) != _same_host(record.host):
+        raise DeployError(
+            f"port {record.port} listens on {record.host}, not {host}; pass --host {record.host} "
+            "to add to it, or choose another --port")
+
+
+def _same_host(host: str) -> str:
+    return "127.0.0.1" if host == "localhost" else host
+
+
+def _check_artifacts(v: Any, path: str) -> None:
+    """Refuse a version whose files no longer match the digests recorded when it was
+    committed, before the alias moves."""
+    from ..digests import verify
+    from ..versions import all_tags
+
+    verify(path, all_tags(v), what=v.ref)
+
+
+def _move_alias(v: Any, alias: str, message: str) -> Any:
+    from ..aliases import set_alias
+
+    return set_alias(v.ref, alias, message=message or "deployed", force=True, kind="deploy")
+
+
+def _restore_alias(v: Any, alias: str, previous: int | None, moved: Any,
+                   exc: BaseException) -> None:
+    """Put the alias back where it was after a deploy that failed once it had moved."""
+    from ..aliases import delete_alias, set_alias
+    from ..errors import first_line
+
+    if not getattr(moved, "changed", True):
+        return
+    why = f"deploy of {v.ref} failed: {first_line(exc)}"
+    with contextlib.suppress(Exception):  # the deploy's own error matters more
+        if previous is None:
+            delete_alias(v.name, alias, message=why)
+        else:
+            set_alias(f"{v.name}/{previous}", alias, message=why, force=True, kind="deploy")
+
+
+def _forget(dep: Deployment, name: str) -> None:
+    """Take a model whose version never answered out of its server's record (and stop a
+    server that served nothing else)."""
+    if dep.record is None:
+        return
+    folder = Path(dep.record).parent
+    with R.locked(folder), contextlib.suppress(OSError, ValueError):
+        record = R.read(dep.record)
+        keep = [m for m in record.models if m.name != name]
+        if keep:
+            record.models = keep
+            R.write(record)
+            return
+        _process.terminate(record.pid)
+        Path(dep.record).unlink(missing_ok=True)
+        record.path.with_suffix(".log").unlink(missing_ok=True)  # type: ignore[union-attr]
+
+
+def _follow(dep: Deployment, alias: str) -> Deployment:
+    """Have the server follow ``alias`` for the model it serves as a version."""
+    assert dep.record is not None
+    folder = Path(dep.record).parent
+    with R.locked(folder):
+        record = R.read(dep.record)
+        for m in record.models:
+            if m.name == dep.name:
+                m.alias = alias
+        R.write(record)
+    dep.alias = alias
+    # so no alias move made after this returns is missed by the server
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        health = _health(record)
+        if health is None:
+            break
+        if any(m.get("name") == dep.name and m.get("alias") == alias
+               for m in health.get("models", [])):
+            break
+        time.sleep(0.02)
     return dep
 
 
@@ -658,8 +807,13 @@ def _last_line(log_path: str) -> str:
     return lines[-1] if lines else "no output"
 
 
-def _wait_for_version(dep: Deployment, version: int) -> Deployment:
-    """Return once the server answers with ``version`` (or says why it cannot)."""
+def _wait_for_version(dep: Deployment, version: int, *, strict: bool = False) -> Deployment:
+    """Return once the server answers with ``version`` (or says why it cannot).
+
+    Raises:
+        DeployError: the server could not load the version; with ``strict``, also when it
+            does not answer with it within ``SWITCH_TIMEOUT``.
+    """
     deadline = time.monotonic() + SWITCH_TIMEOUT
     assert dep.record is not None
     record = R.read(dep.record)
@@ -671,10 +825,14 @@ def _wait_for_version(dep: Deployment, version: int) -> Deployment:
                     continue
                 if d.version == version:
                     return d
-                if d.error and str(version) in d.error and "failed" in d.error:
-                    raise DeployError(f"{d.ref}: {d.error}")
+                failed = d.error and "failed" in d.error
+                if failed and (str(version) in d.error or d.version is None):  # type: ignore[operator]
+                    raise DeployError(f"{dep.name}/{version} was not deployed: {d.error}")
         if time.monotonic() > deadline:
-            dep.error = f"still switching to version {version} after {SWITCH_TIMEOUT:.0f} s"
+            why = f"still switching to version {version} after {SWITCH_TIMEOUT:.0f} s"
+            if strict:
+                raise DeployError(f"{dep.name}/{version} was not deployed: the server is {why}")
+            dep.error = why
             return dep
         time.sleep(0.02)
 
@@ -708,6 +866,8 @@ def stop(target: str | int | None = None) -> list[str]:
         for record in R.read_all(folder):
             if everything or (by_port and record.port == int(target)):  # type: ignore[arg-type]
                 drop = record.models
+            elif by_port:
+                continue  # another port's server
             else:
                 drop = [m for m in record.models if m.name == ref.name  # type: ignore[union-attr]
                         and (ref.alias is None or m.alias == ref.alias)]  # type: ignore[union-attr]

@@ -23,6 +23,7 @@ example, so batching never changes an answer.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -176,12 +177,50 @@ def _example(path: str, meta: dict[str, Any]) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
+def recorded_tags(name: str, version: int) -> dict[str, str] | None:
+    """The version's artifact digests tag, from the store the server serves from.
+
+    A sqlite store is read directly (no MLflow import); another store through its gateway
+    once MLflow is imported (the server imports it in the background, and follows alias moves
+    only after that). None when it cannot be read here: the kernel checked the files before
+    starting the server.
+    """
+    import sys
+
+    from ..digests import TAG
+
+    uri = os.environ.get("MLFLOW_TRACKING_URI", "")
+    if uri.startswith("sqlite:///") and os.path.isabs(uri[len("sqlite:///"):]):
+        import sqlite3
+
+        try:
+            with contextlib.closing(sqlite3.connect(f"file:{uri[len('sqlite:///'):]}?mode=ro",
+                                                    uri=True, timeout=5)) as conn:
+                rows = conn.execute("SELECT value FROM model_version_tags WHERE name = ? AND "
+                                    "version = ? AND key = ?", (name, int(version), TAG)).fetchall()
+        except sqlite3.Error:
+            return None
+        return {TAG: str(rows[0][0])} if len(rows) == 1 else {}
+    if uri and "mlflow.tracking.client" in sys.modules:
+        from ..store import get_store
+
+        rows, _ = get_store().gateway.versions(name, version=int(version))
+        return dict(rows[0].tags) if rows else None
+    return None
+
+
 def load_handle(name: str, version: int, path: str, *, with_pyfunc: bool = False) -> Handle:
     """Load a version from its local model folder and check it answers its input example.
+
+    The folder's files are first checked against the digests recorded at commit, so a
+    tampered version never loads (the caller keeps serving the old one and says why).
 
     Raises:
         Exception: whatever loading or the check raised; the caller keeps the old handle.
     """
+    from ..digests import verify
+
+    verify(path, recorded_tags(name, int(version)), what=f"{name}/{version}")
     meta = read_mlmodel(path)
     h = Handle(name=name, version=int(version), path=path, columns=_columns(meta))
     h.native = _load_native(path, meta)
@@ -315,6 +354,25 @@ def _format(payload: Any) -> str:
     return given[0]
 
 
+def _too_deep() -> RequestError:
+    return RequestError("the body nests its values too deeply to read; send rows of plain values "
+                        "(a list of lists, or a list of objects)")
+
+
+def loads(body: bytes) -> Any:
+    """The JSON body as Python values.
+
+    Raises:
+        RequestError: not JSON, or nested too deeply to read (Python's parser recurses).
+    """
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise RequestError(f"the body is not valid JSON: {first_line(exc)}") from None
+    except RecursionError:
+        raise _too_deep() from None
+
+
 def parse_json(h: Handle, body: bytes) -> tuple[Any, list[list[Any]] | None]:
     """``(payload, rows)``: the body read and checked, with its rows when the fast path can
     answer them (else None: MLflow's parsing answers the payload).
@@ -322,10 +380,7 @@ def parse_json(h: Handle, body: bytes) -> tuple[Any, list[list[Any]] | None]:
     Raises:
         RequestError: the body cannot be read or names columns the model does not take.
     """
-    try:
-        payload = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise RequestError(f"the body is not valid JSON: {exc}") from None
+    payload = loads(body)
     fmt = _format(payload)
     return payload, fast_rows(h, payload, fmt)
 
@@ -521,11 +576,11 @@ def _type_error(h: Handle, col: Column, value: Any, row: int) -> RequestError:
 def predict_slow(h: Handle, body: bytes, content_type: str, payload: Any = None) -> tuple[bytes, Any, Any]:
     """Answer through MLflow's own parsing and pyfunc prediction."""
     if content_type == "application/json" and payload is None:
-        try:
-            payload = json.loads(body)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise RequestError(f"the body is not valid JSON: {exc}") from None
-    return _slow(h, payload, body, content_type)
+        payload = loads(body)
+    try:
+        return _slow(h, payload, body, content_type)
+    except RecursionError:
+        raise _too_deep() from None
 
 
 def _slow(h: Handle, payload: Any, body: bytes, content_type: str) -> tuple[bytes, Any, Any]:
