@@ -34,7 +34,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .display import Shown
-from .errors import AliasNotFound, BadReference, NbmodelError, RetiredVersion, RollbackError
+from .errors import (
+    AliasMoved,
+    AliasNotFound,
+    BadReference,
+    ProtectedAlias,
+    RetiredVersion,
+    RollbackError,
+)
 from .refs import Ref, check_alias, parse_ref
 from .store import Store, get_store
 from .versions import _user, model_aliases, resolve
@@ -53,18 +60,6 @@ PAGE_PATH = "nbmodel/alias_trail/page-{:06d}.json"
 _MOVING = ("set", "deploy", "rollback", "delete")
 
 
-class AliasMoved(NbmodelError):
-    """The alias no longer points where the move expected: another kernel moved it first."""
-
-    kind = "alias-moved"
-    status = 409
-
-
-class ProtectedAlias(NbmodelError):
-    """The alias is protected and this user is not among those allowed to move it."""
-
-    kind = "protected-alias"
-    status = 403
 
 
 class _Any:

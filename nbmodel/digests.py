@@ -20,7 +20,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from .errors import NbmodelError
+from .errors import ArtifactMismatch
 
 __all__ = ["PICKLED", "TAG", "ArtifactMismatch", "fingerprint", "recorded_tags", "serialization", "tag_value",
            "verify"]
@@ -35,12 +35,6 @@ _CHUNK = 1 << 20
 #: Written by MLflow into every download of a model (which version of which name it is).
 _SKIP = frozenset({"registered_model_meta"})
 
-
-class ArtifactMismatch(NbmodelError):
-    """A version's files are not the ones it was committed with."""
-
-    kind = "tampered"
-    status = 409
 
 
 def _sha256(path: str) -> str:

@@ -90,6 +90,31 @@ class BadAlert(NbmodelError):
     kind = "bad-alert"
 
 
+class AliasMoved(NbmodelError):
+    """The alias no longer points where the move expected: another kernel moved it first."""
+
+    kind = "alias-moved"
+    status = 409
+
+class ProtectedAlias(NbmodelError):
+    """The alias is protected and this user is not among those allowed to move it."""
+
+    kind = "protected-alias"
+    status = 403
+
+class LeaseBusy(NbmodelError):
+    """Another kernel holds the lease on what this one wants to change, for too long."""
+
+    kind = "lease-busy"
+    status = 409
+
+class ArtifactMismatch(NbmodelError):
+    """A version's files are not the ones it was committed with."""
+
+    kind = "tampered"
+    status = 409
+
+
 class NbmodelWarning(UserWarning):
     """Warnings nbmodel raises itself (errors in nbmodel's own test run)."""
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-from .errors import NbmodelError
+from .errors import LeaseBusy
 
 T = TypeVar("T")
 
@@ -51,12 +51,6 @@ class Connection(Protocol):
 
     def write_lock(self) -> contextlib.AbstractContextManager[None]: ...
 
-
-class LeaseBusy(NbmodelError):
-    """Another kernel holds the lease on what this one wants to change, for too long."""
-
-    kind = "lease-busy"
-    status = 409
 
 
 @dataclass

@@ -369,3 +369,14 @@ def test_fuzzed_invocation_bodies_never_get_a_5xx(commit_iris: Any, iris: Any, s
     check()
     assert len(seen) >= 50
     assert post(dep.url, split(iris["X_test"].iloc[:2])).status_code == 200
+
+
+# -- defect 11: the server process itself refuses a non-loopback address without a token -----
+def test_the_server_process_refuses_an_open_address_without_a_token(tmp_path: Path) -> None:
+    from nbmodel.serving import _records as R
+    from nbmodel.serving._server import serve
+
+    path = tmp_path / "5998.json"
+    R.write(R.DeploymentRecord(host="0.0.0.0", port=5998, store=f"sqlite:///{tmp_path / 'm.db'}",
+                               models=[R.ModelSpec("iris", "production", 1)], path=path))
+    assert serve(str(path)) == 2  # refused before binding or loading anything

@@ -37,7 +37,7 @@ __all__ = ["DEFAULT_MAX_BODY", "LOOPBACK", "MAX_WORKERS", "Deployment", "Deploym
            "check_better", "deploy", "deployments", "dockerfile", "free_port", "server_args",
            "server_command", "server_env", "state_dir", "stop"]
 
-LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+LOOPBACK = R.LOOPBACK
 START_TIMEOUT = 90.0
 SWITCH_TIMEOUT = 30.0
 MAX_WORKERS = 64
@@ -885,6 +885,11 @@ def stop(target: str | int | None = None) -> list[str]:
                 record.path.unlink()
             with contextlib.suppress(FileNotFoundError):
                 record.path.with_suffix(".log").unlink()
+            with contextlib.suppress(FileNotFoundError):
+                R.follow_path(record.path).unlink()
+            if not record.store.startswith("sqlite:"):
+                # The server may have died without saying so: clear what the team sees now.
+                R.withdraw(record, time.time())
     if not stopped and not everything:
         running = ", ".join(sorted({d.ref for d in deployments()})) or "nothing"
         raise DeployError(f"nothing serves {target}; what runs: {running}")

@@ -63,6 +63,10 @@ class ModelSpec:
         return cls(**{k: v for k, v in data.items() if k in known})
 
 
+#: Addresses a server may listen on without a token.
+LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
 @dataclass
 class DeploymentRecord:
     """One server: where it listens, what it serves, its process and why it stopped.

@@ -721,6 +721,11 @@ def serve(record_path: str, *, parent: int | None = None, sock: socket.socket | 
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     M.quiet_sklearn()
     record = R.read(record_path)
+    if record.host not in R.LOOPBACK and not record.token:
+        # The kernel adds a token off loopback; a record written any other way gets none.
+        print(f"nbmodel serve: refusing to listen on {record.host} without a token; "
+              "give one (--token) or serve on 127.0.0.1", flush=True)
+        return 2
     workers = record.workers
     metrics_dir = None
     if workers > 1:
@@ -774,6 +779,8 @@ def _serve(record: DeploymentRecord, workers: int, parent: int | None,
         if remove_record:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(record_path)
+            with contextlib.suppress(FileNotFoundError):
+                R.follow_path(record_path).unlink()
         else:
             # kept for %model_deployments, unless the kernel removed the record or another
             # server took the port since
