@@ -88,6 +88,12 @@ class AliasMove(Shown):
 
     @property
     def ref(self) -> str:
+        """The alias's reference, ``name@alias``.
+
+        Example:
+            >>> nbmodel.alias("iris/3", "production").ref  # doctest: +SKIP
+            'iris@production'
+        """
         return f"{self.name}@{self.alias}"
 
     def __str__(self) -> str:

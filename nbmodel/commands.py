@@ -53,7 +53,12 @@ class Arg:
 
     @property
     def dest(self) -> str:
-        """The attribute the parsed value lands in, as argparse names it."""
+        """The attribute the parsed value lands in, as argparse names it.
+
+        Example:
+            >>> Arg(("-n", "--max-count")).dest
+            'max_count'
+        """
         if "dest" in self.options:
             return str(self.options["dest"])
         long = [f for f in self.flags if f.startswith("--")]

@@ -67,6 +67,13 @@ class Diff(Shown):
 
     @property
     def same(self) -> bool:
+        """True when nothing differs: no params, tags, data, signature, source or other rows,
+        and every metric equal.
+
+        Example:
+            >>> nbmodel.diff("iris/2", "iris/3").same  # doctest: +SKIP
+            False
+        """
         return not (self.params or self.tags or self.data or self.signature or self.source
                     or self.other or any(x != y for _, x, y in self.metrics))
 

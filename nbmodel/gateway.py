@@ -42,14 +42,50 @@ class Connection(Protocol):
     """What the gateway needs of a store: its MLflow client, retries and the write lock."""
 
     @property
-    def client(self) -> Any: ...
+    def client(self) -> Any:
+        """MLflow's client for the store, opened on first use.
+
+        Example:
+            >>> nbmodel.get_store().client  # doctest: +SKIP
+            <mlflow.tracking.client.MlflowClient object at 0x...>
+        """
+        ...
 
     @property
-    def artifact_root(self) -> str | None: ...
+    def artifact_root(self) -> str | None:
+        """Where new runs keep their artifacts, or ``None`` to let MLflow choose.
 
-    def retry(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T: ...
+        Example:
+            >>> nbmodel.get_store().artifact_root  # doctest: +SKIP
+            '/home/ann/course/mlruns'
+        """
+        ...
 
-    def write_lock(self) -> contextlib.AbstractContextManager[None]: ...
+    def retry(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Call ``fn`` with its arguments, retrying while the store is busy.
+
+        Args:
+            fn: the function to call.
+            *args: its positional arguments.
+            **kwargs: its keyword arguments.
+
+        Returns:
+            What ``fn`` returns.
+
+        Example:
+            >>> nbmodel.get_store().retry(max, 1, 2)  # doctest: +SKIP
+            2
+        """
+        ...
+
+    def write_lock(self) -> contextlib.AbstractContextManager[None]:
+        """A context manager that serialises writes to the store.
+
+        Example:
+            >>> with nbmodel.get_store().write_lock():  # doctest: +SKIP
+            ...     pass
+        """
+        ...
 
 
 

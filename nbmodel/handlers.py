@@ -86,7 +86,11 @@ def jsonable(obj: Any) -> Any:
 
 
 class NbmodelHandler(APIHandler):
-    """Base of every route: JSON in, JSON out, nbmodel's errors as 4xx JSON."""
+    """Base of every route: JSON in, JSON out, nbmodel's errors as 4xx JSON.
+
+    In the routes' examples, ``api`` is the server's ``{base_url}nbmodel/api`` URL and ``auth`` the
+    ``Authorization: token ...`` header of a client of that server.
+    """
 
     async def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Run a blocking core function in a thread, so the server keeps answering.
@@ -248,7 +252,19 @@ class NbmodelHandler(APIHandler):
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         """Every route's errors as ``{"error": {"kind", "message"}}``: nbmodel's with their
-        status, jupyter_server's (403...) as they are, anything else as a 500 of one line."""
+        status, jupyter_server's (403...) as they are, anything else as a 500 of one line.
+
+        Tornado calls it when a route raises; the 500's message names the exception's type and its
+        first line, and points to the server log instead of showing a traceback.
+
+        Args:
+            status_code: the status tornado chose (kept for an HTTP error and a 500).
+            **kwargs: tornado's ``exc_info``, the exception being answered.
+
+        Example:
+            >>> requests.get(f"{api}/models/iris@production", headers=auth).json()  # doctest: +SKIP
+            {'error': {'kind': 'bad-request', 'message': "'iris@production' is not a model name"}}
+        """
         exc = kwargs.get("exc_info", (None, None, None))[1]
         if isinstance(exc, NbmodelError):
             self.set_status(exc.status)
@@ -272,6 +288,19 @@ class NbmodelHandler(APIHandler):
         }}))
 
     def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
+        """Log a route's exception: nbmodel's errors as one info line, anything else as tornado does.
+
+        An :class:`~nbmodel.errors.NbmodelError` is the user's mistake or the store's state, not a
+        server fault, so it is logged without a traceback.
+
+        Args:
+            typ: the exception's type.
+            value: the exception.
+            tb: its traceback.
+
+        Example:
+            >>> handler.log_exception(*sys.exc_info())  # doctest: +SKIP
+        """
         if isinstance(value, NbmodelError):
             self.log.info("nbmodel: %s %s -> %s %s", self.request.method, self.request.path,
                           value.status, value)
@@ -447,11 +476,29 @@ class StoreHandler(NbmodelHandler):
 
     @tornado.web.authenticated
     async def get(self) -> None:
+        """Answer the store of the ``dir`` folder (or the server's): ``uri``, ``origin``, ``exists``.
+
+        Opening nothing: a missing sqlite store answers ``"exists": false``.
+
+        Example:
+            >>> requests.get(f"{api}/store?dir=course", headers=auth).json()["origin"]  # doctest: +SKIP
+            'default'
+        """
         folder = self.folder()
         self.reply(await self.call(_store_info, folder, read_only=True))
 
     @tornado.web.authenticated
     async def put(self) -> None:
+        """Switch the server's store to the body's ``uri`` (``null`` goes back to the resolution order).
+
+        Raises:
+            BadRequest: the body has no ``uri`` field, or it is not a string or null.
+            StoreError: the store cannot be opened or reached; the previous one stays in use.
+
+        Example:
+            >>> requests.put(f"{api}/store", json={"uri": "sqlite:///course.db"},
+            ...              headers=auth)  # doctest: +SKIP
+        """
         from .store import set_store
 
         data = self.body("store")
@@ -465,12 +512,23 @@ class StoreHandler(NbmodelHandler):
 class FeaturesHandler(NbmodelHandler):
     @tornado.web.authenticated
     async def get(self) -> None:
+        """Answer which optional sections the sidebar can show (see :func:`features`).
+
+        Example:
+            >>> requests.get(f"{api}/features", headers=auth).json()  # doctest: +SKIP
+            {'deployments': True, 'alerts': True}
+        """
         self.reply(await self.call(features, read_only=True))
 
 
 class ModelsHandler(NbmodelHandler):
     @tornado.web.authenticated
     async def get(self) -> None:
+        """Answer the store, its models and the features; no models where the store has no file yet.
+
+        Example:
+            >>> requests.get(f"{api}/models?dir=course", headers=auth).json()["models"]  # doctest: +SKIP
+        """
         self.reply(await self.call(_models, self.folder(), read_only=True))
 
 
@@ -479,6 +537,19 @@ class ModelHandler(NbmodelHandler):
 
     @tornado.web.authenticated
     async def get(self, name: str) -> None:
+        """Answer a page of the model's versions, its aliases and its total number of versions.
+
+        Args:
+            name: the model's name.
+
+        Raises:
+            BadRequest: ``name`` is no plain model name, or ``limit``/``offset`` are out of range.
+            NoStoreYet: the folder's store has no file yet.
+
+        Example:
+            >>> requests.get(f"{api}/models/iris?limit=10", headers=auth).json()["total"]  # doctest: +SKIP
+            3
+        """
         _check_name(name)
         limit = self.int_arg("limit", PAGE, low=1, high=MAX_PAGE)
         offset = self.int_arg("offset", 0)
@@ -488,6 +559,21 @@ class ModelHandler(NbmodelHandler):
 class VersionHandler(NbmodelHandler):
     @tornado.web.authenticated
     async def get(self, name: str, version: str) -> None:
+        """Answer one version, as :func:`nbmodel.show` describes it.
+
+        Args:
+            name: the model's name.
+            version: the version number, from the path.
+
+        Raises:
+            BadRequest: ``name`` is no plain model name or ``version`` no whole number from 1.
+            NoStoreYet: the folder's store has no file yet.
+
+        Example:
+            >>> requests.get(f"{api}/models/iris/versions/3",
+            ...              headers=auth).json()["aliases"]  # doctest: +SKIP
+            ['production']
+        """
         from .versions import show
 
         self.reply(await self.call(show, _version_ref(name, version)))
@@ -498,6 +584,20 @@ class RetireHandler(NbmodelHandler):
 
     @tornado.web.authenticated
     async def post(self, name: str, version: str) -> None:
+        """Retire the version, with the body's ``message`` and ``force``, and answer the result.
+
+        Args:
+            name: the model's name.
+            version: the version number, from the path.
+
+        Raises:
+            BadRequest: a bad name, version or body field.
+            NoStoreYet: the folder's store has no file yet.
+
+        Example:
+            >>> requests.post(f"{api}/models/iris/versions/1/retire", json={"message": "leaks"},
+            ...               headers=auth)  # doctest: +SKIP
+        """
         from .versions import retire
 
         ref = _version_ref(name, version)
@@ -512,6 +612,19 @@ class AliasesHandler(NbmodelHandler):
 
     @tornado.web.authenticated
     async def get(self, name: str) -> None:
+        """Answer the model's alias moves, all or (with ``?alias=``) one alias's.
+
+        Args:
+            name: the model's name.
+
+        Raises:
+            BadRequest: ``name`` is no plain model name.
+            NoStoreYet: the folder's store has no file yet.
+
+        Example:
+            >>> requests.get(f"{api}/models/iris/aliases?alias=production",
+            ...              headers=auth).json()  # doctest: +SKIP
+        """
         from .aliases import alias_history
 
         _check_name(name)
@@ -521,6 +634,20 @@ class AliasesHandler(NbmodelHandler):
 
     @tornado.web.authenticated
     async def post(self, name: str) -> None:
+        """Point the body's ``alias`` at its ``version`` and answer the move.
+
+        Args:
+            name: the model's name.
+
+        Raises:
+            BadRequest: a bad name, a missing ``alias`` or ``version``, or a version below 1.
+            NoStoreYet: the folder's store has no file yet.
+
+        Example:
+            >>> requests.post(f"{api}/models/iris/aliases", json={"alias": "production", "version": 3},
+            ...               headers=auth).json()["to"]  # doctest: +SKIP
+            3
+        """
         from .aliases import set_alias
 
         _check_name(name)
@@ -540,6 +667,19 @@ class RollbackHandler(NbmodelHandler):
 
     @tornado.web.authenticated
     async def post(self, name: str) -> None:
+        """Roll the body's ``alias`` (``production`` by default) back, or to ``to``, and answer the move.
+
+        Args:
+            name: the model's name.
+
+        Raises:
+            BadRequest: a bad name or body field.
+            NoStoreYet: the folder's store has no file yet.
+
+        Example:
+            >>> requests.post(f"{api}/models/iris/rollback", json={"alias": "production"},
+            ...               headers=auth).json()  # doctest: +SKIP
+        """
         from .aliases import rollback
 
         _check_name(name)
@@ -556,10 +696,27 @@ class DeploymentsHandler(NbmodelHandler):
 
     @tornado.web.authenticated
     async def get(self) -> None:
+        """Answer the running deployments; none where the store has no file yet.
+
+        Example:
+            >>> requests.get(f"{api}/deployments", headers=auth).json()["deployments"]  # doctest: +SKIP
+        """
         self.reply({"deployments": await self.call(_if_stored, "deployments", read_only=True)})
 
     @tornado.web.authenticated
     async def post(self) -> None:
+        """Deploy the body's ``ref`` (with its optional ``alias`` and ``port``) and answer it, as 201.
+
+        Raises:
+            BadRequest: a missing ``ref``, a bad field, or a port outside 0 to 65535.
+            BadReference: ``ref`` is no model reference.
+            NoStoreYet: the folder's store has no file yet.
+
+        Example:
+            >>> requests.post(f"{api}/deployments", json={"ref": "iris@production"},
+            ...               headers=auth).status_code  # doctest: +SKIP
+            201
+        """
         from .refs import parse_ref
         from .serving import deploy
 
@@ -584,6 +741,18 @@ class DeploymentHandler(NbmodelHandler):
 
     @tornado.web.authenticated
     async def delete(self, target: str) -> None:
+        """Stop the deployments ``target`` names and answer what was stopped.
+
+        Args:
+            target: a model name or reference, from the path.
+
+        Raises:
+            BadReference: ``target`` is no model reference.
+            NoStoreYet: the folder's store has no file yet.
+
+        Example:
+            >>> requests.delete(f"{api}/deployments/iris@production", headers=auth).json()  # doctest: +SKIP
+        """
         from .refs import parse_ref
         from .serving import stop
 
@@ -595,6 +764,11 @@ class DeploymentHandler(NbmodelHandler):
 class AlertsHandler(NbmodelHandler):
     @tornado.web.authenticated
     async def get(self) -> None:
+        """Answer the open monitoring alerts; none where the store has no file yet.
+
+        Example:
+            >>> requests.get(f"{api}/alerts", headers=auth).json()["alerts"]  # doctest: +SKIP
+        """
         self.reply({"alerts": await self.call(_if_stored, "alerts", read_only=True)})
 
 
@@ -608,6 +782,18 @@ class NotFoundHandler(NbmodelHandler):
 
     @tornado.web.authenticated
     async def get(self, path: str) -> None:
+        """Answer any unknown path (for every method) with a JSON 404.
+
+        Args:
+            path: the path after ``nbmodel/api/``.
+
+        Raises:
+            _NoRoute: always.
+
+        Example:
+            >>> requests.get(f"{api}/modles", headers=auth).status_code  # doctest: +SKIP
+            404
+        """
         raise _NoRoute(f"no nbmodel route {path!r}; the routes are in nbmodel/openapi.yaml")
 
     post = put = delete = get

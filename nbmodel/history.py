@@ -47,6 +47,12 @@ class History(Shown):
 
     @property
     def metric_names(self) -> list[str]:
+        """The metric columns of the table: each version's key metrics, first seen first, at most three.
+
+        Example:
+            >>> nbmodel.log("iris").metric_names  # doctest: +SKIP
+            ['accuracy', 'f1_macro', 'roc_auc']
+        """
         names: list[str] = []
         for v in self.versions:
             for k in key_metrics(v.metrics, v.task):

@@ -39,7 +39,12 @@ class Ref:
 
     @property
     def uri(self) -> str:
-        """The MLflow URI (``models:/iris/3``); a bare name means its newest version."""
+        """The MLflow URI (``models:/iris/3``); a bare name means its newest version.
+
+        Example:
+            >>> parse_ref("iris@production").uri
+            'models:/iris@production'
+        """
         return f"models:/{self}"
 
 

@@ -309,38 +309,85 @@ class Store:
 
     @property
     def registry(self) -> Gateway:
-        """The same object as :attr:`gateway` (its older name)."""
+        """The same object as :attr:`gateway` (its older name).
+
+        Example:
+            >>> nbmodel.get_store().registry is nbmodel.get_store().gateway  # doctest: +SKIP
+            True
+        """
         return self.gateway
 
     @property
     def is_sqlite(self) -> bool:
+        """True when the URI is a ``sqlite:`` URI.
+
+        Example:
+            >>> Store("sqlite:///mlflow.db").is_sqlite
+            True
+        """
         return self.uri.startswith("sqlite:")
 
     @property
     def db_path(self) -> Path | None:
+        """The sqlite file of a ``sqlite:///`` URI, or ``None`` for any other store.
+
+        Example:
+            >>> Store("sqlite:////tmp/m.db").db_path
+            PosixPath('/tmp/m.db')
+            >>> Store("http://127.0.0.1:5000").db_path is None
+            True
+        """
         if self.uri.startswith("sqlite:///"):
             return Path(self.uri[len("sqlite:///"):])
         return None
 
     @property
     def artifact_root(self) -> str | None:
-        """Artifacts of a sqlite store live beside its file, wherever the kernel runs."""
+        """The ``mlruns`` folder beside a sqlite store's file, or ``None`` for any other store.
+
+        Artifacts of a sqlite store live beside its file, wherever the kernel runs.
+
+        Example:
+            >>> Store("sqlite:////tmp/m.db").artifact_root
+            '/tmp/mlruns'
+        """
         path = self.db_path
         return str(path.parent / "mlruns") if path else None
 
     @property
     def exists(self) -> bool:
-        """False for a sqlite store whose file has not been created yet."""
+        """False for a sqlite store whose file has not been created yet; True for any other store.
+
+        Example:
+            >>> Store("http://127.0.0.1:5000").exists
+            True
+        """
         path = self.db_path
         return path.exists() if path else True
 
     def check(self) -> None:
-        """Raise StoreError unless the store can be used (creating a sqlite file if needed)."""
+        """Open the store now, creating a sqlite file if needed.
+
+        Raises:
+            StoreError: the store cannot be opened or reached.
+
+        Example:
+            >>> nbmodel.get_store().check()  # doctest: +SKIP
+        """
         self.client  # noqa: B018 - opening is the check
 
     @property
     def client(self) -> MlflowClient:
-        """MLflow's client, opened on first use; everything else reaches it through :attr:`gateway`."""
+        """MLflow's client, opened on first use; everything else reaches it through :attr:`gateway`.
+
+        Raises:
+            StoreError: the store cannot be opened or reached (a file store, which has no model
+                registry, is refused too).
+
+        Example:
+            >>> nbmodel.get_store().client  # doctest: +SKIP
+            <mlflow.tracking.client.MlflowClient object at 0x...>
+        """
         if self._client is None:
             with self._open_lock:
                 if self._client is None:
@@ -447,6 +494,12 @@ class Store:
 
     @property
     def is_server(self) -> bool:
+        """True when the URI is an ``http://`` or ``https://`` tracking server.
+
+        Example:
+            >>> Store("http://127.0.0.1:5000").is_server
+            True
+        """
         return self.uri.startswith(("http://", "https://"))
 
     def unreachable(self, exc: BaseException) -> StoreError:

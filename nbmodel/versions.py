@@ -122,20 +122,44 @@ class Version(Shown):
 
     @property
     def ref(self) -> str:
+        """The reference ``name/version``, as the other functions take it.
+
+        Example:
+            >>> Version("iris", 3).ref
+            'iris/3'
+        """
         return f"{self.name}/{self.version}"
 
     @property
     def uri(self) -> str:
-        """``models:/iris/3``, for ``mlflow.pyfunc.load_model``."""
+        """``models:/iris/3``, for ``mlflow.pyfunc.load_model``.
+
+        Example:
+            >>> Version("iris", 3).uri
+            'models:/iris/3'
+        """
         return f"models:/{self.name}/{self.version}"
 
     @property
     def key_metrics(self) -> dict[str, float]:
+        """At most three metrics worth a column, by :func:`nbmodel.evaluate.key_metrics`.
+
+        Example:
+            >>> Version("house", 2, metrics={"mae": 2.0, "rmse": 3.0}, task="regressor").key_metrics
+            {'rmse': 3.0, 'mae': 2.0}
+        """
         return key_metrics(self.metrics, self.task)
 
     @property
     def params(self) -> dict[str, str]:
-        """The hyper-parameters, read from the version's run on first use."""
+        """The hyper-parameters, read from the version's run on first use.
+
+        Sorted by name; empty when the version has no run or its run can no longer be read.
+
+        Example:
+            >>> nbmodel.show("iris/3").params  # doctest: +SKIP
+            {'max_depth': '4', 'n_estimators': '100'}
+        """
         if self._params is None:
             self._params = {}
             if self.run_id:

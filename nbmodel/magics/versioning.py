@@ -141,7 +141,14 @@ class VersioningMagics(Magics):
     @line_magic
     @declared
     def model_status(self, args: argparse.Namespace) -> Any:
-        """The store in use, its models with their newest version and aliases, and what runs."""
+        """The store in use, its models with their newest version and aliases, and what runs.
+
+        Returns:
+            The status report (see :func:`nbmodel.overview.status`), which the notebook shows.
+
+        Example:
+            >>> %model_status  # doctest: +SKIP
+        """
         return run("status", args)
 
     @line_magic

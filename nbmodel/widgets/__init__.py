@@ -122,13 +122,21 @@ class ModelPanel(Shown):
 
         Args:
             exclude: a tab that is up to date already (the one that made the change).
+
+        Example:
+            >>> nbmodel.panel("iris").refresh()  # doctest: +SKIP
         """
         for t in self.tabs:
             if t is not exclude:
                 t.refresh()
 
     def close(self) -> None:
-        """Close every tab (a live monitor stops) and the panel's widget."""
+        """Close every tab (a live monitor stops) and the panel's widget.
+
+        Example:
+            >>> p = nbmodel.panel("iris")  # doctest: +SKIP
+            >>> p.close()  # doctest: +SKIP
+        """
         for t in self.tabs:
             t.close()
         if self.widget is not None:

@@ -58,6 +58,12 @@ class CompareTab(PanelTab):
         self.refresh()
 
     def refresh(self) -> None:
+        """Re-read the model's versions into the list, keeping the selection that still exists,
+        then the notebook's variables; a store error shows in the status line.
+
+        Example:
+            >>> nbmodel.panel("iris").tab("Compare").refresh()  # doctest: +SKIP
+        """
         from ..history import log
 
         try:
@@ -77,6 +83,15 @@ class CompareTab(PanelTab):
         self.refresh_variables()
 
     def refresh_variables(self) -> None:
+        """Re-read the notebook's variables into the X and y choices.
+
+        X offers the two-dimensional tables, y the one-column targets; a choice that still exists
+        is kept, else the first of :data:`EVAL_X_NAMES` (:data:`EVAL_Y_NAMES`) that exists, else the
+        first found.
+
+        Example:
+            >>> nbmodel.panel("iris").tab("Compare").refresh_variables()  # doctest: +SKIP
+        """
         ns = self.ctx.namespace
         names = [k for k in ns if not k.startswith("_")]
         xs = sorted(k for k in names if _looks_like_table(ns[k]))
@@ -91,6 +106,12 @@ class CompareTab(PanelTab):
 
     @property
     def magic_line(self) -> str:
+        """The ``%model_compare`` line that does what the tab's choices do.
+
+        Example:
+            >>> nbmodel.panel("iris").tab("Compare").magic_line  # doctest: +SKIP
+            '%model_compare iris/2 iris/3 --eval X_test y_test'
+        """
         refs = " ".join(self.versions.value)
         line = f"%model_compare {refs} --eval {self.X.value} {self.y.value}"
         return line + (" --log" if self.log.value else "")
@@ -102,6 +123,15 @@ class CompareTab(PanelTab):
         self.status.value = html.escape(label)
 
     def run(self) -> None:
+        """Compare the selected versions on the chosen X and y, with a progress bar.
+
+        The result shows below, with the magic line that does the same; with ``--log`` checked
+        the comparison is saved to the store and the other tabs refresh. A missing choice or
+        a failed comparison shows in the status line instead of raising.
+
+        Example:
+            >>> nbmodel.panel("iris").tab("Compare").run()  # doctest: +SKIP
+        """
         from ..comparison import compare
 
         try:

@@ -101,7 +101,13 @@ class DeploymentsTab(ActionTab):
 
     # -- reading ---------------------------------------------------------------------------
     def refresh(self) -> None:
-        """Read the model's deployments (each server's ``/health``) and its versions again."""
+        """Read the model's deployments (each server's ``/health``) and its versions again.
+
+        An error reading them shows in the tab's header instead of raising.
+
+        Example:
+            >>> nbmodel.panel("iris").tab("Deployments").refresh()  # doctest: +SKIP
+        """
         from ..display import text_table
         from ..serving import deployments
 
@@ -158,6 +164,10 @@ class DeploymentsTab(ActionTab):
 
         Returns:
             The text.
+
+        Example:
+            >>> print(nbmodel.panel("iris").tab("Deployments").text())  # doctest: +SKIP
+            no deployments of iris; deploy one below (or %model_deploy iris/VERSION)
         """
         return self._text
 
@@ -169,6 +179,10 @@ class DeploymentsTab(ActionTab):
 
         Raises:
             NbmodelError: none runs, or several and none is selected.
+
+        Example:
+            >>> nbmodel.panel("iris").tab("Deployments").selected().url  # doctest: +SKIP
+            'http://127.0.0.1:5001'
         """
         if not self.deployments:
             raise NbmodelError(f"no deployments of {self.ctx.name}")
@@ -185,7 +199,17 @@ class DeploymentsTab(ActionTab):
         return f"{n} deployment{'s' if n != 1 else ''}"
 
     def ask_deploy(self) -> None:
-        """Ask, then serve the chosen version (moving the alias to it) or alias."""
+        """Ask, then serve the chosen version (moving the alias to it) or alias.
+
+        Nothing changes until Confirm is clicked.
+
+        Raises:
+            NbmodelError: the model has no version to deploy, or the port field is no TCP port.
+            BadReference: the alias field is no alias name.
+
+        Example:
+            >>> nbmodel.panel("iris").tab("Deployments").ask_deploy()  # doctest: +SKIP
+        """
         from ..refs import check_alias, parse_ref
         from ..serving import deploy
         from ..versions import resolve
@@ -216,7 +240,14 @@ class DeploymentsTab(ActionTab):
         self._ask(question, do)
 
     def ask_stop(self) -> None:
-        """Ask, then stop serving the selected deployment (its server keeps other models)."""
+        """Ask, then stop serving the selected deployment (its server keeps other models).
+
+        Raises:
+            NbmodelError: none runs, or several and none is selected.
+
+        Example:
+            >>> nbmodel.panel("iris").tab("Deployments").ask_stop()  # doctest: +SKIP
+        """
         from ..serving import stop
 
         d = self.selected()
@@ -224,7 +255,14 @@ class DeploymentsTab(ActionTab):
                   lambda: "stopped " + ", ".join(stop(d.ref)))
 
     def ask_rollback(self) -> None:
-        """Ask, then move the selected deployment's alias back; its server follows the alias."""
+        """Ask, then move the selected deployment's alias back; its server follows the alias.
+
+        Raises:
+            NbmodelError: no deployment is selected, or the selected one serves a fixed version.
+
+        Example:
+            >>> nbmodel.panel("iris").tab("Deployments").ask_rollback()  # doctest: +SKIP
+        """
         from ..aliases import rollback
 
         d = self.selected()

@@ -64,6 +64,13 @@ class HistoryTab(ActionTab):
 
     # -- reading ---------------------------------------------------------------------------
     def refresh(self) -> None:
+        """Re-read the model's versions into the table, keeping the selection that still exists.
+
+        An error reading them shows in the tab's header instead of raising.
+
+        Example:
+            >>> nbmodel.panel("iris").tab("History").refresh()  # doctest: +SKIP
+        """
         from ..display import text_table
         from ..evaluate import key_metrics
         from ..history import _one_line, log
@@ -97,7 +104,15 @@ class HistoryTab(ActionTab):
         self._on_select()
 
     def selected(self) -> list[str]:
-        """The selected versions' refs, oldest first."""
+        """The selected versions' refs, oldest first.
+
+        Returns:
+            The refs (``["iris/2", "iris/3"]``); empty when none is selected.
+
+        Example:
+            >>> nbmodel.panel("iris").tab("History").selected()  # doctest: +SKIP
+            ['iris/2', 'iris/3']
+        """
         return [f"{self.ctx.name}/{n}" for n in sorted(self.table.value)]
 
     def _on_select(self, _change: Any = None) -> None:
@@ -118,6 +133,14 @@ class HistoryTab(ActionTab):
             self.detail.value = error_html(exc)
 
     def text(self) -> str:
+        """The history's title and table, without ages, or the error that reading it gave.
+
+        Returns:
+            The text.
+
+        Example:
+            >>> print(nbmodel.panel("iris").tab("History").text())  # doctest: +SKIP
+        """
         # The table without ages: a notebook's stored text stays the same from run to run.
         return self._text
 
@@ -133,6 +156,18 @@ class HistoryTab(ActionTab):
         return f"{len(self.versions)} version{'s' if len(self.versions) != 1 else ''}"
 
     def checkout(self) -> str:
+        """Load the selected version into the notebook variable named in the ``as`` field.
+
+        Returns:
+            The status line: what was checked out as which variable.
+
+        Raises:
+            NbmodelError: not exactly one version is selected, or the name is no valid variable.
+
+        Example:
+            >>> nbmodel.panel("iris").tab("History").checkout()  # doctest: +SKIP
+            'iris/3 checked out as iris; commit it with %model_commit iris'
+        """
         from ..versions import checkout
 
         ref = self._one("check out")
@@ -143,6 +178,15 @@ class HistoryTab(ActionTab):
         return f"{ref} checked out as {var}; commit it with %model_commit {var}"
 
     def ask_alias(self) -> None:
+        """Ask, then point the alias of the alias field at the selected version.
+
+        Raises:
+            NbmodelError: not exactly one version is selected, or the alias points to it already.
+            BadReference: the alias field is no alias name.
+
+        Example:
+            >>> nbmodel.panel("iris").tab("History").ask_alias()  # doctest: +SKIP
+        """
         from ..aliases import set_alias
         from ..refs import check_alias
         from ..versions import resolve
@@ -158,6 +202,16 @@ class HistoryTab(ActionTab):
                   lambda: str(set_alias(v.ref, alias, message=self.message.value.strip())))
 
     def ask_rollback(self) -> None:
+        """Ask, then roll the alias back: to the selected version, or with none selected to the
+        version that held it before.
+
+        Raises:
+            NbmodelError: several versions are selected, or the model has no such alias.
+            BadReference: the alias field is no alias name.
+
+        Example:
+            >>> nbmodel.panel("iris").tab("History").ask_rollback()  # doctest: +SKIP
+        """
         from ..aliases import rollback
         from ..refs import check_alias
 
@@ -175,6 +229,15 @@ class HistoryTab(ActionTab):
                                        message=self.message.value.strip())))
 
     def ask_retire(self) -> None:
+        """Ask, then retire the selected version.
+
+        Raises:
+            NbmodelError: not exactly one version is selected, it is retired already, or it holds
+                an alias.
+
+        Example:
+            >>> nbmodel.panel("iris").tab("History").ask_retire()  # doctest: +SKIP
+        """
         from ..versions import retire
 
         ref = self._one("retire")

@@ -59,6 +59,10 @@ class MonitorTab(PanelTab):
 
         Returns:
             ``window`` and, when rules were typed, ``alerts``.
+
+        Example:
+            >>> nbmodel.panel("iris").tab("Monitor").options()  # doctest: +SKIP
+            {'window': '1h', 'alerts': ['accuracy<0.9']}
         """
         opts: dict[str, Any] = {"window": self.window.value.strip() or None}
         if self.rules.value.strip():
@@ -66,7 +70,13 @@ class MonitorTab(PanelTab):
         return opts
 
     def refresh(self) -> None:
-        """Show the monitoring view again with the fields as they are (Live restarts with them)."""
+        """Show the monitoring view again with the fields as they are (Live restarts with them).
+
+        An error of the monitoring shows in the view instead of raising.
+
+        Example:
+            >>> nbmodel.panel("iris").tab("Monitor").refresh()  # doctest: +SKIP
+        """
         if self.live is not None:
             self._start_live()
             return
@@ -100,6 +110,10 @@ class MonitorTab(PanelTab):
             self.refresh()
 
     def close(self) -> None:
-        """Stop the live view, if on, and close the tab's widgets."""
+        """Stop the live view, if on, and close the tab's widgets.
+
+        Example:
+            >>> nbmodel.panel("iris").tab("Monitor").close()  # doctest: +SKIP
+        """
         self._stop_live()
         super().close()
