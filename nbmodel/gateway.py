@@ -457,6 +457,10 @@ class Gateway:
             code = getattr(exc, "error_code", "")
             if code == "RESOURCE_ALREADY_EXISTS" or "already exists" in str(exc).lower():
                 return False
+            if code == "RESOURCE_DOES_NOT_EXIST" or "not found" in str(exc).lower():
+                # MLflow's SQL store answers a lost insert race by reading the winner's row; when
+                # the winner released its lease in between, that read fails with "not found".
+                return False
             raise
         return True
 

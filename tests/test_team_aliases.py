@@ -108,6 +108,29 @@ def test_a_held_lease_makes_others_wait_then_names_its_holder(store):
     assert gw.model(LEASE_PREFIX + "iris") is None
 
 
+def test_a_lost_insert_race_whose_winner_already_released_is_waited_out(store, monkeypatch):
+    """MLflow's SQL store answers a lost insert race by reading the winner's row; if the winner
+    released its lease in between, that read says "not found": the loser must try again."""
+    from mlflow.exceptions import MlflowException
+
+    gw = store.gateway
+    real = gw._call
+    raced = []
+
+    def racing(method, *args, **kwargs):
+        if method == "create_registered_model" and not raced:
+            raced.append(args[0])
+            raise MlflowException(f"Registered Model with name={args[0]} not found",
+                                  error_code="RESOURCE_DOES_NOT_EXIST")
+        return real(method, *args, **kwargs)
+
+    monkeypatch.setattr(gw, "_call", racing)
+    with gw.lease("iris", owner="bob", wait=2.0):
+        assert json.loads(gw.model_tags(LEASE_PREFIX + "iris")["nbmodel.lease"])["owner"] == "bob"
+    assert raced == [LEASE_PREFIX + "iris"]
+    assert gw.model(LEASE_PREFIX + "iris") is None
+
+
 def test_a_lapsed_lease_of_a_dead_kernel_is_broken(store):
     gw = store.gateway
     assert gw._lease_create(LEASE_PREFIX + "iris", "ghost", "t0k3n", ttl=-1)  # expired at once
