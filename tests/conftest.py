@@ -24,6 +24,17 @@ for _var in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
     os.environ.pop(_var, None)
 
 
+@pytest.fixture
+def kernel_env() -> dict[str, str]:
+    """The environment of a child "kernel" process: this checkout's nbmodel first on the path,
+    and no store from the parent's environment (the child names its own)."""
+    env = dict(os.environ)
+    env.pop("MLFLOW_TRACKING_URI", None)
+    root = str(Path(__file__).resolve().parents[1])
+    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
+    return env
+
+
 @pytest.fixture(scope="session")
 def warm_starter() -> Any:
     """The warm starter a kernel gets from ``%load_ext nbmodel``, started once for the session

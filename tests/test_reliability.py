@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
 import textwrap
 import time
-from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
@@ -28,21 +26,13 @@ WORKER = textwrap.dedent("""
 """)
 
 
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    env.pop("MLFLOW_TRACKING_URI", None)
-    root = str(Path(__file__).resolve().parents[1])
-    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
-    return env
-
-
 @pytest.mark.slow
-def test_four_processes_commit_fifty_versions_each_to_a_fresh_store(tmp_path):
+def test_four_processes_commit_fifty_versions_each_to_a_fresh_store(tmp_path, kernel_env):
     uri = f"sqlite:///{tmp_path / 'fresh' / 'mlflow.db'}"
     (tmp_path / "fresh").mkdir()  # the store file itself does not exist yet
     script = tmp_path / "worker.py"
     script.write_text(WORKER)
-    procs = [subprocess.Popen([sys.executable, str(script), uri, "50", str(w)], env=_env(),
+    procs = [subprocess.Popen([sys.executable, str(script), uri, "50", str(w)], env=kernel_env,
                               cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for w in range(4)]
     outs = [p.communicate(timeout=900) for p in procs]
@@ -80,7 +70,7 @@ KILLED = textwrap.dedent("""
 
 
 @pytest.mark.slow
-def test_commit_killed_at_any_point_leaves_no_broken_version(tmp_path, iris):
+def test_commit_killed_at_any_point_leaves_no_broken_version(tmp_path, iris, kernel_env):
     import mlflow
 
     import nbmodel
@@ -91,7 +81,7 @@ def test_commit_killed_at_any_point_leaves_no_broken_version(tmp_path, iris):
     # Kill at many different moments of a commit loop: each commit takes ~0.1-0.3 s.
     delays = [0.05 * k for k in range(1, 9)]
     for delay in delays:
-        p = subprocess.Popen([sys.executable, str(script), uri], env=_env(), cwd=tmp_path,
+        p = subprocess.Popen([sys.executable, str(script), uri], env=kernel_env, cwd=tmp_path,
                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         assert p.stdout.readline().strip() == "ready"
         time.sleep(delay + 0.3)

@@ -9,7 +9,6 @@ off so that only the lease orders the kernels.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import textwrap
@@ -205,17 +204,9 @@ RACER = textwrap.dedent("""
 """)
 
 
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    env.pop("MLFLOW_TRACKING_URI", None)
-    root = str(Path(__file__).resolve().parents[1])
-    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
-    return env
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("mode", ["file-lock", "lease"])
-def test_kernels_racing_on_stale_reads_one_wins_each_round(store, tmp_path, mode):
+def test_kernels_racing_on_stale_reads_one_wins_each_round(store, tmp_path, mode, kernel_env):
     kernels, rounds = 4, 6
     nbmodel.alias("iris/1", "production")
     script = tmp_path / "racer.py"
@@ -223,7 +214,7 @@ def test_kernels_racing_on_stale_reads_one_wins_each_round(store, tmp_path, mode
     sync = tmp_path / f"sync-{mode}"
     sync.mkdir()
     procs = [subprocess.Popen([sys.executable, str(script), store.uri, str(sync), str(k), str(kernels),
-                               str(rounds), mode], env=_env(), cwd=tmp_path,
+                               str(rounds), mode], env=kernel_env, cwd=tmp_path,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for k in range(kernels)]
     outs = [p.communicate(timeout=600) for p in procs]
