@@ -44,7 +44,7 @@ from .errors import (
 )
 from .refs import Ref, check_alias, parse_ref
 from .store import Store, get_store
-from .versions import _user, model_aliases, resolve
+from .versions import Version, _user, model_aliases, resolve
 
 TAG_PREFIX = "nbmodel.alias_"
 LOG_PREFIX = "nbmodel.alias_log."
@@ -194,10 +194,20 @@ class _Trail:
     name: str
     tags: dict[str, str]
     head: dict[str, Any]
+    aliases: dict[str, int] = field(default_factory=dict)
 
     @classmethod
     def read(cls, store: Store, name: str) -> _Trail:
-        tags = store.gateway.model_tags(name, TAG_PREFIX) or {}
+        """The trail and the aliases of ``name``, in one read of the registry.
+
+        Raises:
+            ModelNotFound: there is no such model.
+        """
+        state = store.gateway.model_state(name, TAG_PREFIX)
+        if state is None:
+            model_aliases(store, name)  # raises ModelNotFound, naming the models there are
+            state = ({}, {})
+        aliases, tags = state
         try:
             head = dict(json.loads(tags[HEAD_TAG]))
         except (KeyError, ValueError, TypeError):
@@ -206,7 +216,7 @@ class _Trail:
         head.setdefault("run", None)
         head.setdefault("stacks", {})
         head.setdefault("upto", "")
-        return cls(name, tags, head)
+        return cls(name, tags, head, aliases)
 
     def live(self, alias: str | None = None) -> list[AliasMove]:
         """Live entries not yet archived, oldest first (a crash mid-archive may leave some)."""
@@ -300,12 +310,8 @@ def _page(store: Any, name: str, run_id: str, number: int) -> list[AliasMove]:
 @contextlib.contextmanager
 def _turn(store: Store, name: str) -> Iterator[None]:
     """This kernel's turn to read, decide and write the aliases of ``name``."""
-    if store.is_sqlite:
-        with store.write_lock():
-            yield
-    else:
-        with store.gateway.lease(name, owner=_user()):
-            yield
+    with store.exclusive(name, owner=_user()):
+        yield
 
 
 def _guard(store: Store, trail: _Trail, alias: str, current: int | None, *, expected: Any,
@@ -370,20 +376,29 @@ def set_alias(ref: str | Ref, alias: str, *, message: str = "", force: bool = Fa
         >>> nbmodel.alias("iris/3", "production", message="best on holdout")  # doctest: +SKIP
     """
     check_alias(alias)
-    v = resolve(ref)
-    if v.retired and not force:
-        raise RetiredVersion(
-            f"{v.ref} is retired; choose another version, or pass --force to point {alias} at it anyway"
-        )
     store = get_store()
-    with _turn(store, v.name):
-        current = model_aliases(store, v.name).get(alias)
+    with _turn(store, parse_ref(ref).name):
+        # Read under the turn: a version retired by another kernel a moment ago is refused.
+        v = resolve(ref)
+        if v.retired and not force:
+            raise RetiredVersion(
+                f"{v.ref} is retired; choose another version, or pass --force to point {alias} at it anyway"
+            )
         trail = _Trail.read(store, v.name)
+        current = trail.aliases.get(alias)
         _guard(store, trail, alias, current, expected=expected, wanted=v.ref, kind=kind)
         if current == v.version:
             return AliasMove(v.name, alias, current, current, _dt.datetime.now(_dt.UTC),
                              _user(), message, kind, changed=False)
         return _move(store, trail, alias, v.version, why=message, kind=kind, current=current)
+
+
+def _version(store: Store, name: str, number: int, aliases: dict[str, int]) -> Version:
+    """Version ``number`` of ``name``, with the aliases the caller has just read (one request)."""
+    rows, _ = store.gateway.versions(name, version=number)
+    if not rows:
+        return resolve(f"{name}/{number}")  # raises VersionNotFound, listing the versions there are
+    return Version.from_row(rows[0], aliases)
 
 
 def _to_version(r: Ref, to: int | str) -> int:
@@ -439,18 +454,18 @@ def rollback(name: str | Ref, *, alias: str | None = None, to: int | str | None 
     to_version = None if to is None else _to_version(r, to)
     store = get_store()
     with _turn(store, r.name):
-        aliases = model_aliases(store, r.name)
+        trail = _Trail.read(store, r.name)
+        aliases = trail.aliases
         current = aliases.get(alias)
         if current is None:
             known = ", ".join(f"{a} (version {v})" for a, v in sorted(aliases.items()))
             raise AliasNotFound(
                 f"{r.name} has no alias {alias!r} to roll back; "
                 + (f"its aliases are {known}" if known else f"set one with %model_alias {r.name}/N {alias}"))
-        trail = _Trail.read(store, r.name)
         wanted = f"{r.name}/{to_version}" if to_version is not None else "its previous holder"
         _guard(store, trail, alias, current, expected=expected, wanted=wanted, kind="rollback")
         if to_version is not None:
-            target = resolve(f"{r.name}/{to_version}")
+            target = _version(store, r.name, to_version, aliases)
             if target.version == current:
                 raise RollbackError(f"{r.name}@{alias} already points to {target.ref}")
         else:
@@ -459,7 +474,7 @@ def rollback(name: str | Ref, *, alias: str | None = None, to: int | str | None 
                 raise RollbackError(
                     f"{r.name}@{alias} has no earlier holder to roll back to (it points to "
                     f"{r.name}/{current}); name one with --to VERSION")
-            target = resolve(f"{r.name}/{stack[-2]}")
+            target = _version(store, r.name, stack[-2], aliases)
         if target.retired:
             raise RetiredVersion(
                 f"cannot roll {r.name}@{alias} back to {target.ref}: it is retired; "
@@ -489,10 +504,10 @@ def delete_alias(name: str | Ref, alias: str, *, message: str = "", expected: in
     r = parse_ref(name)
     store = get_store()
     with _turn(store, r.name):
-        current = model_aliases(store, r.name).get(alias)
+        trail = _Trail.read(store, r.name)
+        current = trail.aliases.get(alias)
         if current is None:
             raise AliasNotFound(f"{r.name} has no alias {alias!r}")
-        trail = _Trail.read(store, r.name)
         _guard(store, trail, alias, current, expected=expected, wanted="nothing", kind="delete")
         store.gateway.delete_alias(r.name, alias)
         move = AliasMove(r.name, alias, current, None, _dt.datetime.now(_dt.UTC), _user(),

@@ -126,6 +126,16 @@ class Gateway:
         """MLflow's client method ``method``, retried while sqlite says "database is locked"."""
         return self.store.retry(getattr(self.store.client, method), *args, **kwargs)
 
+    def _registry_call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        """A registry write straight to MLflow's registry client, retried like :meth:`_call`.
+
+        ``MlflowClient`` reads the whole registered model before each registry write, to refuse
+        prompts; nbmodel never writes to a prompt, and on a team server that read is a round trip
+        of its own in every alias move.
+        """
+        registry = self.store.client._get_registry_client()
+        return self.store.retry(getattr(registry, method), *args, **kwargs)
+
     # -- plumbing ----------------------------------------------------------------------------
     def _sql(self) -> Any:
         if self._fast is None:
@@ -179,6 +189,32 @@ class Gateway:
                 self._disable(exc)
         rm = self.model(name)
         return None if rm is None else {a: int(v) for a, v in (rm.aliases or {}).items()}
+
+    def model_state(self, name: str, prefix: str = "") -> tuple[dict[str, int], dict[str, str]] | None:
+        """Aliases and tags (those starting with ``prefix``) of a registered model, in one read.
+
+        An alias move reads both before it decides; on a team server this is one request.
+
+        Args:
+            name: the registered model's name.
+            prefix: keep only tags whose key starts with it.
+
+        Returns:
+            ``(aliases, tags)``, or None if the model does not exist.
+
+        Example:
+            >>> store.gateway.model_state("iris", "nbmodel.alias_log.")  # doctest: +SKIP
+            ({'production': 3}, {...})
+        """
+        if self._sql() is not None:
+            aliases = self.aliases(name)
+            tags = self.model_tags(name, prefix) if aliases is not None else None
+            return None if aliases is None or tags is None else (aliases, tags)
+        rm = self.model(name)
+        if rm is None:
+            return None
+        return ({a: int(v) for a, v in (rm.aliases or {}).items()},
+                {k: v for k, v in (rm.tags or {}).items() if k.startswith(prefix)})
 
     def model_tags(self, name: str, prefix: str = "") -> dict[str, str] | None:
         """Tags of a registered model (those starting with ``prefix``).
@@ -383,7 +419,7 @@ class Gateway:
         if self._sql() is not None and self._sql_store is not None:
             self.store.retry(self._sql_store.set_registered_model_alias, name, alias, str(version))
         else:
-            self._call("set_registered_model_alias", name, alias, str(version))
+            self._registry_call("set_registered_model_alias", name, alias, str(version))
 
     def delete_alias(self, name: str, alias: str) -> None:
         """Remove ``alias`` from model ``name``.
@@ -395,7 +431,7 @@ class Gateway:
         Example:
             >>> store.gateway.delete_alias("iris", "staging")  # doctest: +SKIP
         """
-        self._call("delete_registered_model_alias", name, alias)
+        self._registry_call("delete_registered_model_alias", name, alias)
 
     # -- leases: short exclusive locks any store can hold -----------------------------------
     # MLflow's REST API has no transactions, but every backend refuses to create a second
@@ -439,12 +475,18 @@ class Gateway:
                     f"{since} UTC); try again in a moment (a stuck lease lapses after {ttl:.0f} s)")
             time.sleep(delay * (1 + random.random()))
             delay = min(delay * 2, 0.2)
+        held_at = time.time()
         try:
             yield
         finally:
-            holder = self._lease_holder(name)
-            if holder is not None and holder.get("token") == token:
+            # Within its ttl (less a margin for clocks) nobody may break the lease, so it is still
+            # ours and goes without a look; past it, only if it still carries our token.
+            if time.time() - held_at < ttl * 0.5:
                 self._lease_delete(name)
+            else:
+                holder = self._lease_holder(name)
+                if holder is not None and holder.get("token") == token:
+                    self._lease_delete(name)
 
     def _lease_create(self, name: str, owner: str, token: str, ttl: float) -> bool:
         from mlflow.exceptions import MlflowException
@@ -477,7 +519,7 @@ class Gateway:
         from mlflow.exceptions import MlflowException
 
         try:
-            self._call("delete_registered_model", name)
+            self._registry_call("delete_registered_model", name)
         except MlflowException as exc:
             code = getattr(exc, "error_code", "")
             if code != "RESOURCE_DOES_NOT_EXIST" and "not found" not in str(exc).lower():
@@ -514,7 +556,7 @@ class Gateway:
         if self._sql() is not None and self._sql_store is not None:
             self.store.retry(self._sql_store.delete_registered_model_tag, name, key)
         else:
-            self._call("delete_registered_model_tag", name, key)
+            self._registry_call("delete_registered_model_tag", name, key)
 
     def set_model_tag(self, name: str, key: str, value: str) -> None:
         """Set a tag of registered model ``name``.
@@ -532,7 +574,7 @@ class Gateway:
 
             self.store.retry(self._sql_store.set_registered_model_tag, name, RegisteredModelTag(key, value))
         else:
-            self._call("set_registered_model_tag", name, key, value)
+            self._registry_call("set_registered_model_tag", name, key, value)
 
     def set_version_tag(self, name: str, version: int, key: str, value: str) -> None:
         """Set a tag of a version.
