@@ -286,13 +286,15 @@ def _write(store: Store, model: Any, name: str, message: str, user_tags: dict[st
     run_id = run.info.run_id
     logged: list[str] = []  # the logged models this commit created
     try:
-        _log_run(store, run_id, inputs.params, inputs.metrics, inputs.task, model)
         if inputs.source:
             gateway.log_text(run_id, inputs.source, SOURCE_ARTIFACT)
         if inputs.profile is not None:
             gateway.log_dict(run_id, inputs.profile, PROFILE_ARTIFACT)
         model_uri, model_id, flavor = _log_model(store, name, model, run_id, inputs.signature,
                                                  inputs.example, inputs.sklearn_flavor, logged)
+        # Params, tags and metrics in one write, after the model: metrics logged before it, MLflow
+        # would read them back and log each again to link it to the model.
+        _log_run(store, run_id, inputs.params, inputs.metrics, inputs.task, model, model_id)
         version_tags = _version_tags(model, inputs, flavor, user, user_tags)
         from .digests import recorded_tags  # the files' SHA-256, checked on every load
         version_tags.update(recorded_tags(model_uri))
@@ -338,20 +340,21 @@ def _version_tags(model: Any, inputs: _Inputs, flavor: str, user: str,
 def _name_run(store: Store, run_id: str, ref: str) -> None:
     """Name the finished run after its version, for ``mlflow ui``."""
     try:
-        store.gateway.finish_run(run_id, name=ref)
-        store.gateway.set_run_tag(run_id, "nbmodel.version", ref)
+        store.gateway.finish_run(run_id, name=ref)  # searchable as attributes.run_name = 'iris/3'
     except Exception:  # noqa: BLE001 - cosmetic; the version is registered and complete
         pass
 
 
 def _log_run(store: Store, run_id: str, params: dict[str, str], metrics: dict[str, float],
-             task: str | None, model: Any) -> None:
+             task: str | None, model: Any, model_id: str | None = None) -> None:
+    """Params, tags and the eval metrics (linked to the logged model, as MLflow's ``log_model``
+    links them) in one batch per 100 params."""
     from mlflow.entities import Metric, Param, RunTag
     from mlflow.utils.time import get_current_time_millis
 
     now = get_current_time_millis()
     ps = [Param(k, v) for k, v in params.items()]
-    ms = [Metric(k, v, now, 0) for k, v in metrics.items()]
+    ms = [Metric(k, v, now, 0, model_id=model_id) for k, v in metrics.items()]
     ts = [RunTag("nbmodel.task", task or ""), RunTag("nbmodel.estimator", _estimator_name(model))]
     # MLflow takes at most 100 params per batch.
     for i in range(0, max(len(ps), 1), 100):
@@ -397,12 +400,13 @@ def _log_model(store: Store, name: str, model: Any, run_id: str, signature: Any,
     from mlflow.models import Model
 
     from .requirements import _modules_in, pinned_requirements
-    from .store import mlflow_calls, quiet_logs, use_in_mlflow
+    from .store import mlflow_calls, quiet_logs, unchecked_serving_input, use_in_mlflow
 
     use_in_mlflow(store.uri)
     common = dict(artifact_path=None, name=MODEL_ARTIFACT, run_id=run_id, signature=signature,
                   input_example=example)
-    with warnings.catch_warnings(), quiet_logs("mlflow", level=logging.ERROR), mlflow_calls():
+    with (warnings.catch_warnings(), quiet_logs("mlflow", level=logging.ERROR), mlflow_calls(),
+          unchecked_serving_input()):
         # MLflow warns and logs about its own internals (pydantic, serialisation advice, input
         # validation) on every log; nbmodel chose the format deliberately.
         warnings.simplefilter("ignore")

@@ -205,6 +205,8 @@ CALL_SETTINGS = {
     "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER": "0.2",
     "MLFLOW_HTTP_REQUEST_TIMEOUT": "4",
     "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
+    # Downloads from a server's artifact store draw tqdm bars on stderr, into the notebook.
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
 }
 # Loggers that report routine steps of a call at INFO ("Waiting up to 300 seconds for model
 # version to finish creation", at every version a server registers).
@@ -254,6 +256,44 @@ def mlflow_calls() -> Iterator[None]:
                         os.environ[key] = old
                 for lg, level in _calls_levels:
                     lg.setLevel(level)
+
+
+@contextlib.contextmanager
+def unchecked_serving_input() -> Iterator[None]:
+    """Inside the block, MLflow's ``log_model`` does not reload the model it just saved to try
+    its input example: a failed try is only a warning in MLflow, and nbmodel has already run
+    the model on the eval data. It was a quarter of a commit's time on sqlite.
+
+    Returns:
+        A context manager (the check is back when the last thread leaves the block).
+
+    Example:
+        >>> with unchecked_serving_input():
+        ...     pass
+    """
+    import mlflow.models.utils as model_utils
+
+    global _unchecked_depth
+    with _calls_lock:
+        if _unchecked_depth == 0:
+            _unchecked_saved[:] = [model_utils._validate_serving_input]
+            model_utils._validate_serving_input = _no_serving_check
+        _unchecked_depth += 1
+    try:
+        yield
+    finally:
+        with _calls_lock:
+            _unchecked_depth -= 1
+            if _unchecked_depth == 0:
+                model_utils._validate_serving_input = _unchecked_saved.pop()
+
+
+_unchecked_depth = 0
+_unchecked_saved: list[Any] = []
+
+
+def _no_serving_check(model_uri: Any, serving_input: Any) -> None:
+    return None
 
 
 def _is_unreachable(exc: BaseException) -> bool:
@@ -457,6 +497,33 @@ class Store:
             finally:
                 with contextlib.suppress(FileNotFoundError):
                     tmp.unlink()
+
+    @contextlib.contextmanager
+    def exclusive(self, name: str, owner: str) -> Iterator[None]:
+        """One kernel at a time reads, decides and writes what model ``name`` carries (its
+        aliases, their trail, its versions' retirement): the file lock on sqlite, a lease on a
+        server.
+
+        Args:
+            name: the registered model's name.
+            owner: who holds it, shown to those who wait.
+
+        Returns:
+            A context manager.
+
+        Raises:
+            LeaseBusy: another kernel kept the lease past the wait.
+
+        Example:
+            >>> with nbmodel.get_store().exclusive("iris", owner="ann"):  # doctest: +SKIP
+            ...     pass
+        """
+        if self.is_sqlite:
+            with self.write_lock():
+                yield
+        else:
+            with self.gateway.lease(name, owner=owner):
+                yield
 
     @contextlib.contextmanager
     def write_lock(self) -> Iterator[None]:
