@@ -650,19 +650,22 @@ def retire(ref: str | Ref, *, message: str = "", force: bool = False) -> Version
     Example:
         >>> nbmodel.retire("iris/1", message="leaks the test set")  # doctest: +SKIP
     """
-    v = resolve(ref)
-    if v.retired:
-        return v
-    if v.aliases and not force:
-        raise RetiredVersion(
-            f"{v.ref} holds the alias {', '.join(v.aliases)}; move it first "
-            f"(%model_rollback {v.name} --alias {v.aliases[0]}) or retire with --force"
-        )
     store = get_store()
-    now = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
-    store.gateway.set_version_tag(v.name, v.version, T_RETIRED_AT,
-                                  json.dumps({"at": now, "by": _user(), "why": message}))
-    store.gateway.set_version_tag(v.name, v.version, T_RETIRED, "true")
+    # Under the model's turn, as alias moves are: an alias another kernel points at this version
+    # while we decide is seen, and a move to it waits until it is retired (then is refused).
+    with store.exclusive(parse_ref(ref).name, owner=_user()):
+        v = resolve(ref)
+        if v.retired:
+            return v
+        if v.aliases and not force:
+            raise RetiredVersion(
+                f"{v.ref} holds the alias {', '.join(v.aliases)}; move it first "
+                f"(%model_rollback {v.name} --alias {v.aliases[0]}) or retire with --force"
+            )
+        now = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
+        store.gateway.set_version_tag(v.name, v.version, T_RETIRED_AT,
+                                      json.dumps({"at": now, "by": _user(), "why": message}))
+        store.gateway.set_version_tag(v.name, v.version, T_RETIRED, "true")
     return resolve(v.ref)
 
 

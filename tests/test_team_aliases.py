@@ -374,3 +374,46 @@ def test_a_trail_written_before_heads_still_rolls_back(store):
     assert nbmodel.rollback("iris").to_version == 2
     assert nbmodel.rollback("iris").to_version == 1
     assert len(_chain("iris", "production")) == 5
+
+
+# -- retirement under the same turn -------------------------------------------------------------
+
+@pytest.mark.parametrize("mode", ["file-lock", "lease"])
+def test_a_version_retired_while_another_kernel_moves_an_alias_to_it_never_holds_it(
+        store, monkeypatch, mode):
+    """Retire reads "no alias holds iris/3", another kernel points production at iris/3, then
+    retire writes: without one turn for both, production ends on a retired version."""
+    import threading
+
+    from nbmodel import versions
+    from nbmodel.errors import RetiredVersion
+
+    if mode == "lease":
+        monkeypatch.setattr(Store, "is_sqlite", property(lambda self: False))
+    real_resolve = versions.resolve
+    outcome: list[Any] = []
+
+    def mover() -> None:
+        try:
+            outcome.append(nbmodel.alias("iris/3", "production"))
+        except RetiredVersion as exc:
+            outcome.append(exc)
+
+    def resolve_then_let_another_kernel_move(ref: Any, **kw: Any) -> Any:
+        v = real_resolve(ref, **kw)
+        if not outcome and threading.current_thread() is threading.main_thread() and not v.retired:
+            t = threading.Thread(target=mover)
+            t.start()
+            t.join(timeout=1.5)  # it finishes now unless retire holds the model's turn
+            monkeypatch.setattr(versions, "resolve", real_resolve)
+            finish.append(t)
+        return v
+
+    finish: list[threading.Thread] = []
+    monkeypatch.setattr(versions, "resolve", resolve_then_let_another_kernel_move)
+    nbmodel.retire("iris/3", message="leaks the test set")
+    for t in finish:
+        t.join(timeout=30)
+    assert outcome and isinstance(outcome[0], RetiredVersion), outcome
+    held = store.gateway.aliases("iris") or {}
+    assert held.get("production") != 3, "production points at a retired version"
