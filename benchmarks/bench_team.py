@@ -1,0 +1,164 @@
+"""Benchmarks for issue 12 (teams): a shared ``mlflow server`` and sqlite, side by side in one run.
+
+    NBMODEL_TEAM_URI=http://127.0.0.1:PORT python benchmarks/bench_team.py [--repeat 5] [--versions 200]
+
+Prints, each measured alternately with its baseline in the same run:
+  * on the team server: a warm ``nbmodel.commit`` against ``mlflow.sklearn.log_model(...,
+    registered_model_name=...)`` of the same model, and the ratio (target >= 15x);
+  * on the team server: ``%model_log`` of N versions and a rollback there (target < 60 ms each);
+  * on sqlite: a full warm ``nbmodel.commit`` (fingerprint, reference statistics, source, lineage)
+    against MLflow's bare ``log_model(pip_requirements=...)`` + ``register_model`` (target <= 1.5x).
+Without NBMODEL_TEAM_URI (``.ci/team-server start`` prints one) only the sqlite part runs. Model
+names are unique per run; the sqlite store is temporary; nothing of the user's is touched.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.pop("MLFLOW_TRACKING_URI", None)
+
+
+def _ms(xs: list[float]) -> float:
+    return statistics.median(xs) * 1000
+
+
+def _data() -> tuple[Any, Any, Any, Any, Any]:
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import train_test_split
+
+    X, y = load_iris(return_X_y=True, as_frame=True)
+    X_train, X_test, y_train, y_test = train_test_split(X, y, random_state=0)
+    return LogisticRegression(max_iter=500).fit(X_train, y_train), X_train, X_test, y_train, y_test
+
+
+def bench_server_commit(uri: str, repeat: int, tag: str) -> None:
+    import mlflow
+
+    import nbmodel
+
+    nbmodel.set_store(uri)
+    clf, X_train, X_test, y_train, y_test = _data()
+    name, base_name = f"bench_{tag}", f"bench_{tag}_mlflow"
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_experiment(f"bench_{tag}_baseline")
+    nbmodel.commit(clf, name, message="warm", eval=(X_test, y_test), train=(X_train, y_train))
+    with mlflow.start_run():
+        mlflow.sklearn.log_model(clf, name="model", registered_model_name=base_name)
+    ours, base = [], []
+    for i in range(repeat):
+        t = time.perf_counter()
+        nbmodel.commit(clf, name, message=f"run {i}", eval=(X_test, y_test), train=(X_train, y_train))
+        ours.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        with mlflow.start_run():
+            mlflow.sklearn.log_model(clf, name="model", registered_model_name=base_name)
+        base.append(time.perf_counter() - t)
+    ratio = statistics.median(base) / statistics.median(ours)
+    print(f"team server commit (warm, median of {repeat}): nbmodel {_ms(ours):.0f} ms, "
+          f"mlflow.sklearn.log_model+register {_ms(base):.0f} ms: {ratio:.1f}x faster "
+          f"(target >= 15x)")
+
+
+def bench_server_log(uri: str, n: int, tag: str) -> None:
+    import nbmodel
+    from nbmodel import versions as V
+    from nbmodel.store import get_store
+
+    nbmodel.set_store(uri)
+    clf, X_train, X_test, y_train, y_test = _data()
+    name = f"bench_{tag}_log"
+    nbmodel.commit(clf, name, message="v1", eval=(X_test, y_test), train=(X_train, y_train))
+    client = get_store().client
+    mv = client.get_model_version(name, "1")
+    # The other versions share the first one's artifacts: %model_log reads registry rows.
+    for i in range(2, n + 1):
+        tags = dict(mv.tags)
+        tags[V.T_PARENT] = f"{name}/{i - 1}"
+        tags[V.T_METRICS] = json.dumps({"accuracy": 0.9 + i / 1e5, "f1_macro": 0.9})
+        client.create_model_version(name, mv.source, run_id=mv.run_id, tags=tags, description=f"version {i}",
+                                    model_id=mv.model_id or mv.source.rsplit("/", 1)[-1])
+    for v in (n - 10, n - 5, n - 2, n - 1):
+        nbmodel.alias(f"{name}/{v}", "production")
+    logs, rollbacks = [], []
+    for _ in range(5):
+        t = time.perf_counter()
+        h = nbmodel.log(name)
+        str(h)
+        logs.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        nbmodel.rollback(name)
+        rollbacks.append(time.perf_counter() - t)
+        nbmodel.alias(f"{name}/{n - 1}", "production")
+    assert len(h) == n
+    print(f"team server %model_log of {n} versions (query + table, median of 5): {_ms(logs):.0f} ms; "
+          f"rollback: {_ms(rollbacks):.0f} ms (targets < 60 ms each)")
+
+
+def bench_sqlite_commit(folder: Path, repeat: int) -> None:
+    import mlflow
+
+    import nbmodel
+
+    uri = f"sqlite:///{folder / 'commit.db'}"
+    nbmodel.set_store(uri)
+    mlflow.set_tracking_uri(uri)
+    clf, X_train, X_test, y_train, y_test = _data()
+    mlflow.set_experiment("bare")
+    reqs = [f"scikit-learn=={__import__('sklearn').__version__}"]
+
+    def bare() -> None:
+        with mlflow.start_run() as run:
+            mlflow.sklearn.log_model(clf, name="model", pip_requirements=reqs)
+        mlflow.register_model(f"runs:/{run.info.run_id}/model", "iris_bare")
+
+    nbmodel.commit(clf, "iris", message="warm", eval=(X_test, y_test), train=(X_train, y_train))
+    bare()
+    ours, base = [], []
+    for i in range(repeat):
+        t = time.perf_counter()
+        nbmodel.commit(clf, "iris", message=f"run {i}", eval=(X_test, y_test), train=(X_train, y_train))
+        ours.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        bare()
+        base.append(time.perf_counter() - t)
+    ratio = statistics.median(ours) / statistics.median(base)
+    print(f"sqlite full commit (warm, median of {repeat}): nbmodel {_ms(ours):.0f} ms, bare "
+          f"log_model(pip_requirements)+register_model {_ms(base):.0f} ms: {ratio:.2f}x "
+          f"(target <= 1.5x)")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--versions", type=int, default=200)
+    ap.add_argument("--only", choices=["server", "sqlite"])
+    args = ap.parse_args()
+    uri = os.environ.get("NBMODEL_TEAM_URI")
+    tag = uuid.uuid4().hex[:8]
+    with tempfile.TemporaryDirectory() as tmp:
+        os.chdir(tmp)
+        if args.only in (None, "sqlite"):
+            bench_sqlite_commit(Path(tmp), args.repeat)
+        if args.only in (None, "server"):
+            if not uri:
+                print("team server: skipped (set NBMODEL_TEAM_URI; `.ci/team-server start` prints one)",
+                      file=sys.stderr)
+                return
+            bench_server_commit(uri, args.repeat, tag)
+            bench_server_log(uri, args.versions, tag)
+
+
+if __name__ == "__main__":
+    main()
