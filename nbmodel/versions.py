@@ -53,13 +53,29 @@ MODEL_ARTIFACT = "model"
 
 
 def _user() -> str:
-    """Who commits and moves aliases: NBMODEL_USER (like GIT_AUTHOR_NAME), else the login."""
+    """Who commits and moves aliases.
+
+    On a server that authenticates its users (``mlflow server --app-name basic-auth``), the
+    user it authenticates, ``MLFLOW_TRACKING_USERNAME``: the server checks it on every request,
+    so ``NBMODEL_USER`` cannot stand in for someone else there. Otherwise ``NBMODEL_USER`` (like
+    ``GIT_AUTHOR_NAME``), else the login.
+    """
+    authenticated = os.environ.get("MLFLOW_TRACKING_USERNAME")
+    if authenticated and _remote_store():
+        return authenticated
     if os.environ.get("NBMODEL_USER"):
         return os.environ["NBMODEL_USER"]
     try:
         return getpass.getuser()
     except Exception:  # noqa: BLE001 - no user database in some containers
         return "unknown"
+
+
+def _remote_store() -> bool:
+    try:
+        return get_store().uri.startswith(("http://", "https://"))
+    except Exception:  # noqa: BLE001 - no store yet: no server to have authenticated anyone
+        return False
 
 
 def _fmt(value: float) -> str:
