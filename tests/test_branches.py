@@ -347,3 +347,43 @@ def test_kernels_advance_two_branches_at_once(iris, kernel_env):
         assert lines[1][1] == lines[0][0] and lines[2][1] == lines[1][0]
         assert heads[b] == int(lines[2][0].split("/")[1])
     assert sorted(v.version for v in nbmodel.log("iris")) == list(range(1, 8))
+
+
+# -- what the panel and the sidebar read ---------------------------------------------------------
+
+
+def test_rest_json_of_a_model_lists_its_branches(iris, two_lines):
+    from nbmodel.handlers import _model
+
+    body = _model("iris", 50, 0)
+    assert [(b["name"], b["head"], b["ahead"]) for b in body["branches"]] == [
+        ("main", 3, 0), ("experiment", 2, 1)]
+    assert all(b["moved"] for b in body["branches"])
+    v3, v2, _ = [v.to_dict() for v in body["versions"]]
+    assert v3["branches"] == ["main"] and v2["branches"] == ["experiment"] and v3["aliases"] == []
+    json.dumps({**body, "versions": [v.to_dict() for v in body["versions"]]})
+
+
+def test_history_tab_shows_branches_and_heads(iris, two_lines):
+    from nbmodel.widgets import panel
+
+    p = panel("iris", namespace={})
+    try:
+        text = p.tab("History").text()
+    finally:
+        p.close()
+    lines = text.splitlines()
+    assert lines[1] == "branches: main iris/3, experiment iris/2 (1 ahead)"
+    assert "(main)" in lines[3] and "(experiment)" in lines[4]
+
+
+def test_history_tab_of_a_model_without_branches_is_as_before(iris):
+    from nbmodel.widgets import panel
+
+    _commit(_lr(iris, 1.0), iris)
+    p = panel("iris", namespace={})
+    try:
+        text = p.tab("History").text()
+    finally:
+        p.close()
+    assert "branches:" not in text and "(main)" not in text
