@@ -429,6 +429,10 @@ def after_commit(store: Store, model: Any, name: str, ref: str, parent: str | No
 
     Returns:
         The branch advanced, or None.
+
+    Example:
+        >>> after_commit(get_store(), clf, "iris", "iris/5", "iris/4")  # doctest: +SKIP
+        'experiment'
     """
     if lineage.head_of(model) is not None:
         on = lineage.branch_of(model)
