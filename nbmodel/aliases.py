@@ -42,7 +42,7 @@ from .errors import (
     RetiredVersion,
     RollbackError,
 )
-from .refs import Ref, check_alias, parse_ref
+from .refs import Ref, branch_of_alias, check_alias, parse_ref
 from .store import Store, get_store
 from .versions import Version, _user, model_aliases, resolve
 
@@ -376,6 +376,9 @@ def set_alias(ref: str | Ref, alias: str, *, message: str = "", force: bool = Fa
         >>> nbmodel.alias("iris/3", "production", message="best on holdout")  # doctest: +SKIP
     """
     check_alias(alias)
+    if branch_of_alias(alias) is not None:
+        raise BadReference(f"{alias!r} holds the head of branch {branch_of_alias(alias)!r}; "
+                           "branches move by commits and %model_merge, or choose another alias")
     store = get_store()
     with _turn(store, parse_ref(ref).name):
         # Read under the turn: a version retired by another kernel a moment ago is refused.
@@ -399,6 +402,48 @@ def _version(store: Store, name: str, number: int, aliases: dict[str, int]) -> V
     if not rows:
         return resolve(f"{name}/{number}")  # raises VersionNotFound, listing the versions there are
     return Version.from_row(rows[0], aliases)
+
+
+def move_pointer(name: str, alias: str, to: int | None, *, expected: int | None = ANY,
+                 kind: str, message: str = "") -> AliasMove:
+    """Move (``to=None``: remove) an alias another module keeps as its own pointer, such as a
+    branch head (:mod:`nbmodel.branches`), with the same turn, compare-and-set and audit trail
+    as :func:`set_alias`.
+
+    Args:
+        name: the model.
+        alias: the alias (``branch-experiment``).
+        to: the version to point it at, or None to remove it.
+        expected: the version it should point to now (None: unset); refused if it does not.
+        kind: the kind of move kept in the trail (``branch``, ``commit``, ``merge``...).
+        message: why, kept in the trail.
+
+    Returns:
+        The :class:`AliasMove`; ``changed`` is False when it pointed there already.
+
+    Raises:
+        AliasMoved: the alias does not point to ``expected``. Nothing changes.
+        ProtectedAlias: the alias is protected and this user may not move it.
+
+    Example:
+        >>> move_pointer("iris", "branch-exp", 4, expected=3, kind="commit")  # doctest: +SKIP
+        iris@branch-exp moved from iris/3 to iris/4
+    """
+    store = get_store()
+    with _turn(store, name):
+        trail = _Trail.read(store, name)
+        current = trail.aliases.get(alias)
+        wanted = f"{name}/{to}" if to is not None else "nothing"
+        _guard(store, trail, alias, current, expected=expected, wanted=wanted, kind=kind)
+        if current == to:
+            return AliasMove(name, alias, current, current, _dt.datetime.now(_dt.UTC), _user(),
+                             message, kind, changed=False)
+        if to is not None:
+            return _move(store, trail, alias, to, why=message, kind=kind, current=current)
+        store.gateway.delete_alias(name, alias)
+        move = AliasMove(name, alias, current, None, _dt.datetime.now(_dt.UTC), _user(), message, kind)
+        _record(store, move, trail)
+        return move
 
 
 def _to_version(r: Ref, to: int | str) -> int:

@@ -12,7 +12,7 @@ Nothing heavy is imported here: the runners import the core when they run.
 Example:
     >>> from nbmodel.commands import COMMANDS
     >>> [a.flags for a in COMMANDS["log"].args]
-    [('name',), ('-n', '--max-count'), ('--aliases',)]
+    [('name',), ('-n', '--max-count'), ('--aliases',), ('--branch',), ('--branches',)]
 """
 
 from __future__ import annotations
@@ -177,11 +177,18 @@ def _log(a: argparse.Namespace) -> Any:
 
     if a.limit is not None and a.limit < 1:
         raise UsageProblem("-n takes a number of versions from 1")
+    branch, branches = getattr(a, "branch", None), getattr(a, "branches", False)
+    if sum(map(bool, (a.aliases, branch, branches))) > 1:
+        raise UsageProblem("give one of --aliases, --branch B and --branches")
+    if (a.aliases or branches) and not a.name:
+        raise UsageProblem(f"name the model: log NAME {'--aliases' if a.aliases else '--branches'}")
     if a.aliases:
-        if not a.name:
-            raise UsageProblem("name the model: log NAME --aliases")
         return alias_history(a.name, limit=a.limit)
-    return log(a.name, limit=a.limit)
+    if branches:
+        from .branches import branches as list_branches
+
+        return list_branches(a.name)
+    return log(a.name, limit=a.limit, branch=branch)
 
 
 def _show(a: argparse.Namespace) -> Any:
@@ -294,6 +301,12 @@ def _serve(a: argparse.Namespace) -> None:
         raise SystemExit(code)
 
 
+def _branch(a: argparse.Namespace) -> Any:
+    from .branches import branch
+
+    return branch(a.name, a.branch, start=a.start, delete=a.delete, message=a.message)
+
+
 def _sanitize_file(a: argparse.Namespace) -> Any:
     from .testing import sanitize_file
 
@@ -313,6 +326,8 @@ _DECLARED = [
         arg("name", nargs="?", help="the model (may be left out when the store has one)"),
         arg("-n", "--max-count", type=int, default=None, dest="limit", help="show at most N versions"),
         arg("--aliases", action="store_true", help="show the audit trail of alias moves instead"),
+        arg("--branch", default=None, help="only the versions on this branch's line"),
+        arg("--branches", action="store_true", help="list the branches and their heads instead"),
     ), magic="model_log", run=_log, routes=(
         Route("GET", "models/{name}", {"name": "name", "limit": "limit"}),
     )),
@@ -454,6 +469,27 @@ _DECLARED = [
         arg("name", help="the model (iris)"),
     ), magic="model_panel", cli=False),
     Command("sanitize-file", "print the path of nbmodel's nbval sanitize file", run=_sanitize_file),
+    Command("branch", "list a model's branches, make one, or delete one", (
+        arg("name", help="the model (iris)"),
+        arg("branch", nargs="?", default=None,
+            help="the branch to make or delete (lists them when left out)"),
+        arg("--from", dest="start", default=None, metavar="REF",
+            help="the version the new branch starts at (default: main's head)"),
+        arg("--delete", action="store_true", help="delete the branch's name (its versions stay)"),
+        arg("-m", "--message", default="", help=_MESSAGE),
+    ), magic="model_branch", cli=False, run=_branch),
+    Command("merge", "merge one branch of a model into another: pick the better head, or ensemble them", (
+        arg("name", help="the model (iris)"),
+        arg("source", help="the branch to merge (experiment)"),
+        arg("--into", default="main", help="the branch that takes the merge (default: main)"),
+        arg("--eval", nargs=2, metavar=("X", "y"), help="variables of the data both heads are scored on"),
+        arg("--strategy", default=None, choices=["pick", "vote", "average", "stack"],
+            help="pick (move to the source head), vote, average or stack (a new version from "
+            "both); default: pick when the source is at least as good on every key metric"),
+        arg("--train", nargs=2, metavar=("X", "y"), help="variables of the data a stack is fitted on"),
+        arg("--force", action="store_true", help="commit an ensemble even if worse than the better parent"),
+        arg("-m", "--message", default="", help="the merge version's message"),
+    ), magic="model_merge", cli=False),
 ]
 
 #: Every command by name.

@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from . import lineage
+from . import branches, lineage
 from .errors import BadData, NbmodelError, first_line
 from .evaluate import as_frame_or_array, as_target, check_fits, check_model, detect_task, score
 from .refs import parse_ref
@@ -36,7 +36,6 @@ from .versions import (
     TAG,
     Version,
     _user,
-    newest_version,
 )
 
 MAX_PARAM_LEN = 6000
@@ -169,19 +168,20 @@ def commit(
     mv, run_id = _write(store, model, name, message, user_tags, parent, inputs)
     ref = f"{name}/{int(mv.version)}"
     _name_run(store, run_id, ref)
+    branches.after_commit(store, model, name, ref, parent)
     lineage.set_head(model, ref)
     return Version.from_mlflow(mv, aliases=[])
 
 
 def _parent(store: Store, name: str, given: str | None, head: str | None) -> str | None:
     """The contract's parent: given, else the object's head, else this kernel's HEAD for
-    ``name``, else the newest version now, read before this commit writes anything (a version
-    another kernel registers while this one commits is never its parent)."""
+    ``name``, else main's head now (the newest version until the model has branches), read
+    before this commit writes anything (a version another kernel registers while this one
+    commits is never its parent)."""
     own = given or head or lineage.kernel_head(name)
     if own is not None:
         return own
-    newest = newest_version(store, name)
-    return f"{name}/{newest}" if newest else None
+    return branches.default_parent(store, name)
 
 
 def _model_name(name: str | None, head: str | None) -> str:

@@ -419,6 +419,7 @@ def _models(folder: Path | None = None) -> dict[str, Any]:
 
 
 def _model(name: str, limit: int, offset: int) -> dict[str, Any]:
+    from .branches import branches
     from .history import log
     from .store import get_store
     from .versions import model_aliases
@@ -432,6 +433,7 @@ def _model(name: str, limit: int, offset: int) -> dict[str, Any]:
         "offset": offset,
         "limit": limit,
         "aliases": aliases,
+        "branches": [b.to_dict() for b in branches(history.name)],
     }
 
 

@@ -17,14 +17,21 @@ from .store import Store, get_store
 from .versions import Version, _fmt, age, model_aliases
 
 
-def _parent_number(v: Version) -> int | None:
-    if not v.parent:
+def _parent_number(v: Version, parent: str | None = None) -> int | None:
+    parent = v.parent if parent is None else parent
+    if not parent:
         return None
     try:
-        p = parse_ref(v.parent)
+        p = parse_ref(parent)
     except NbmodelError:
         return None
     return p.version if p.name == v.name else None
+
+
+def _marks(v: Version) -> str:
+    """The aliases column: aliases, then the branches whose head this is, as git decorates."""
+    heads = f"({', '.join(v.branches)})" if v.branches else ""
+    return ", ".join([*v.aliases, *([heads] if heads else [])])
 
 
 @dataclass(repr=False)
@@ -34,6 +41,7 @@ class History(Shown):
     name: str
     versions: list[Version]
     total: int
+    branch: str | None = None
     now: _dt.datetime = field(default_factory=lambda: _dt.datetime.now(_dt.UTC))
 
     def __iter__(self) -> Iterator[Version]:
@@ -61,7 +69,8 @@ class History(Shown):
         return names[:3]
 
     def _graph(self) -> list[tuple[str, int | None]] | None:
-        rows = [(v.version, _parent_number(v)) for v in self.versions]
+        rows = [(v.version, _parent_number(v), _parent_number(v, v.merge_parent or ""))
+                for v in self.versions]
         return lineage.graph(rows) if lineage.branches(rows) else None
 
     def _table(self) -> tuple[list[str], list[list[str]], list[str] | None]:
@@ -71,6 +80,9 @@ class History(Shown):
         if any_retired:
             head.append("retired")
         by_number = {v.version: v for v in self.versions}
+        # With branches, ages take their widest form ("59 minutes ago"): the table keeps its
+        # shape as time passes, so a notebook's stored output of it stays comparable.
+        age_width = 14 if any(v.branches for v in self.versions) else 0
         graph = self._graph()
         order = graph or [("", v.version) for v in self.versions]
         rows, prefixes = [], []
@@ -80,10 +92,10 @@ class History(Shown):
                 rows.append([""] * len(head))
                 continue
             v = by_number[number]
-            row = [str(v.version), ", ".join(v.aliases), age(v.created, self.now),
+            row = [str(v.version), _marks(v), age(v.created, self.now).ljust(age_width),
                    _one_line(v.message)]
             row += [_fmt(v.metrics[m]) if m in v.metrics else "" for m in metrics]
-            row.append(v.parent or "")
+            row.append(v.parent + (f" + {v.merge_parent}" if v.merge_parent else "") if v.parent else "")
             if any_retired:
                 row.append("retired" if v.retired else "")
             rows.append(row)
@@ -92,7 +104,8 @@ class History(Shown):
     def _title(self) -> str:
         n = len(self.versions)
         shown = f"{n} of {self.total}" if n < self.total else str(self.total)
-        return f"{self.name}: {shown} version{'s' if self.total != 1 else ''}, newest first"
+        line = f" on branch {self.branch}" if self.branch else ""
+        return f"{self.name}{line}: {shown} version{'s' if self.total != 1 else ''}, newest first"
 
     def __str__(self) -> str:
         if not self.versions:
@@ -113,7 +126,8 @@ class History(Shown):
             out = [html.escape(c) for c in row]
             if row[0]:
                 v = next(x for x in self.versions if str(x.version) == row[0])
-                out[1] = "".join(badge(a) for a in v.aliases)
+                out[1] = "".join(badge(a) for a in v.aliases) + "".join(
+                    badge(b, kind="branch") for b in v.branches)
                 if v.retired:
                     out[-1] = badge("retired", kind="retired")
             if prefixes is not None:
@@ -129,13 +143,15 @@ def _one_line(text: str, width: int = 60) -> str:
     return line if len(line) <= width else line[: width - 3] + "..."
 
 
-def log(name: str | Ref | None = None, *, limit: int | None = None, offset: int = 0) -> History:
+def log(name: str | Ref | None = None, *, limit: int | None = None, offset: int = 0,
+        branch: str | None = None) -> History:
     """A model's history, newest first.
 
     Args:
         name: the model; may be left out when the store holds a single model.
         limit: show at most this many versions.
         offset: skip this many of the newest first (for paging).
+        branch: only the versions on this branch's line (its head and everything it comes from).
 
     Returns:
         A :class:`History` (iterable over :class:`~nbmodel.versions.Version`), with a lineage graph
@@ -150,6 +166,14 @@ def log(name: str | Ref | None = None, *, limit: int | None = None, offset: int 
     store = get_store()
     model = _default_name(store) if name is None else parse_ref(name).name
     aliases = model_aliases(store, model)
+    if branch is not None:
+        from .branches import ancestors, head, parents
+
+        line = ancestors(parents(store, model), head(model, branch, store=store))
+        every, _ = store.gateway.versions(model)
+        mine = [r for r in every if r.version in line]
+        shown = mine[offset:] if limit is None else mine[offset:offset + limit]
+        return History(model, [Version.from_row(r, aliases) for r in shown], len(mine), branch)
     rows, total = store.gateway.versions(model, limit=limit, offset=offset)
     return History(model, [Version.from_row(r, aliases) for r in rows], total)
 

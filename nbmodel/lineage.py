@@ -19,6 +19,10 @@ _heads: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
 _heads_by_id: dict[int, tuple[Any, str]] = {}
 # (store, model name) -> the version this process last committed or checked out for it.
 _kernel_heads: dict[tuple[str, str], str] = {}
+# Objects and kernels on a named branch (see nbmodel.branches): a commit advances only that one.
+_branches: weakref.WeakKeyDictionary[Any, str | None] = weakref.WeakKeyDictionary()
+_branches_by_id: dict[int, tuple[Any, str | None]] = {}
+_kernel_branches: dict[tuple[str, str], str | None] = {}
 # Which store is in use: told by the store layer (see use_scope), so that a kernel's HEADs of
 # one store never count in another.
 _scope: Callable[[], str] = str
@@ -83,6 +87,55 @@ def kernel_head(name: str) -> str | None:
     return _kernel_heads.get((_current_scope(), name))
 
 
+def set_branch(obj: Any, name: str, branch: str | None) -> None:
+    """Record that ``obj`` (and this kernel's HEAD for model ``name``) is on ``branch``.
+
+    Args:
+        obj: the model object.
+        name: the registered model's name.
+        branch: the branch it was checked out from or committed on; None for none.
+
+    Example:
+        >>> class Model: ...
+        >>> m = Model()
+        >>> set_branch(m, "iris", "experiment"); branch_of(m), kernel_branch("iris")
+        ('experiment', 'experiment')
+    """
+    try:
+        _branches[obj] = branch
+    except TypeError:
+        _branches_by_id[id(obj)] = (obj, branch)
+    _kernel_branches[(_current_scope(), name)] = branch
+
+
+def branch_of(obj: Any) -> str | None:
+    """The branch ``obj`` was checked out from or last committed on, if any.
+
+    Example:
+        >>> branch_of(object()) is None
+        True
+    """
+    try:
+        found = _branches.get(obj)
+    except TypeError:
+        found = None
+    if found is None:
+        entry = _branches_by_id.get(id(obj))
+        if entry is not None and entry[0] is obj:
+            found = entry[1]
+    return found
+
+
+def kernel_branch(name: str) -> str | None:
+    """The branch of this kernel's HEAD for model ``name`` (see :func:`kernel_head`), if any.
+
+    Example:
+        >>> kernel_branch("no-such-model") is None
+        True
+    """
+    return _kernel_branches.get((_current_scope(), name))
+
+
 def head_of(obj: Any) -> str | None:
     """The version ``obj`` was checked out from or last committed as, if any.
 
@@ -107,12 +160,13 @@ def head_of(obj: Any) -> str | None:
     return found
 
 
-def graph(rows: Sequence[tuple[int, int | None]]) -> list[tuple[str, int | None]]:
+def graph(rows: Sequence[tuple[int, int | None] | tuple[int, int | None, int | None]]
+          ) -> list[tuple[str, int | None]]:
     """Draw ``git log --graph`` lanes for versions of one model, newest first.
 
     Args:
-        rows: ``(version, parent_version)`` newest first; a parent of another model or none is
-            ``None``.
+        rows: ``(version, parent_version)`` newest first, or ``(version, parent, merged)`` for a
+            merge version with a second parent; a parent of another model or none is ``None``.
 
     Returns:
         ``(prefix, version)`` lines; connector lines carry ``None`` as version.
@@ -120,11 +174,15 @@ def graph(rows: Sequence[tuple[int, int | None]]) -> list[tuple[str, int | None]
     Example:
         >>> [p for p, _ in graph([(4, 2), (3, 2), (2, 1), (1, None)])]
         ['*', '| *', '|/', '*', '*']
+        >>> [p for p, _ in graph([(4, 2, 3), (3, 1), (2, 1), (1, None)])]
+        ['*', '|\\\\', '| *', '* |', '|/', '*']
     """
     lanes: list[int | None] = []
     out: list[tuple[str, int | None]] = []
-    present = {v for v, _ in rows}
-    for version, parent in rows:
+    present = {row[0] for row in rows}
+    for row in rows:
+        version, parent = row[0], row[1]
+        merged = row[2] if len(row) > 2 else None
         waiting = [i for i, lane in enumerate(lanes) if lane == version]
         if waiting:
             col = waiting[0]
@@ -141,9 +199,20 @@ def graph(rows: Sequence[tuple[int, int | None]]) -> list[tuple[str, int | None]
         marks = ["*" if i == col else ("|" if lane is not None else " ") for i, lane in enumerate(lanes)]
         out.append((" ".join(marks).rstrip(), version))
         lanes[col] = parent if parent in present else None
+        if merged in present and merged != parent:
+            # A merge: its second parent opens a lane right of it, drawn as git's "|\\".
+            lanes.insert(col + 1, merged)
+            out.append((_fork(lanes, col + 1), None))
         while lanes and lanes[-1] is None:
             lanes.pop()
     return out
+
+
+def _fork(lanes: list[int | None], j: int) -> str:
+    """A connector line in which lane ``j`` opens to the right of the lane before it."""
+    parts = ["|" if lane is not None else " " for lane in lanes[:j]] + ["\\"] * (len(lanes) - j)
+    text = " ".join(parts)
+    return text[: 2 * j - 1] + text[2 * j:] if j > 0 else text
 
 
 def _join(lanes: list[int | None], j: int) -> str:
@@ -159,7 +228,7 @@ def _join(lanes: list[int | None], j: int) -> str:
     return text[: 2 * j - 1] + text[2 * j:] if j > 0 else text
 
 
-def branches(rows: Iterable[tuple[int, int | None]]) -> bool:
+def branches(rows: Iterable[tuple[int, int | None] | tuple[int, int | None, int | None]]) -> bool:
     """True when some version has two children, i.e. when a graph says more than a list.
 
     Args:
@@ -173,7 +242,10 @@ def branches(rows: Iterable[tuple[int, int | None]]) -> bool:
         (True, False)
     """
     seen: set[int] = set()
-    for _, parent in rows:
+    for row in rows:
+        if len(row) > 2 and row[2] is not None:
+            return True  # a merge
+        parent = row[1]
         if parent is None:
             continue
         if parent in seen:

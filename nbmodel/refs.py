@@ -19,6 +19,9 @@ _REF = re.compile(
 )
 _ALIAS = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
 
+#: A branch's head is the registered-model alias ``branch-<name>``, so plain MLflow sees it.
+BRANCH_ALIAS_PREFIX = "branch-"
+
 _FORMS = "use NAME, NAME/VERSION, NAME@ALIAS, models:/NAME/VERSION or models:/NAME@ALIAS"
 
 
@@ -113,3 +116,37 @@ def check_alias(alias: str) -> str:
         # MLflow reserves these: "v3" would be read as a version, "latest" as the newest.
         raise BadReference(f"{alias!r} is reserved by MLflow for versions; choose another alias")
     return alias
+
+
+def branch_alias(branch: str) -> str:
+    """The alias that holds the head of ``branch`` (``branch-experiment``).
+
+    Args:
+        branch: the branch's name.
+
+    Returns:
+        The alias name.
+
+    Example:
+        >>> branch_alias("experiment")
+        'branch-experiment'
+    """
+    return BRANCH_ALIAS_PREFIX + branch
+
+
+def branch_of_alias(alias: str) -> str | None:
+    """The branch whose head ``alias`` holds, or None for an ordinary alias.
+
+    Args:
+        alias: an alias name.
+
+    Returns:
+        ``experiment`` for ``branch-experiment``; None otherwise.
+
+    Example:
+        >>> branch_of_alias("branch-experiment"), branch_of_alias("production")
+        ('experiment', None)
+    """
+    if alias.startswith(BRANCH_ALIAS_PREFIX) and len(alias) > len(BRANCH_ALIAS_PREFIX):
+        return alias[len(BRANCH_ALIAS_PREFIX):]
+    return None

@@ -31,7 +31,7 @@ from .errors import (
     first_line,
 )
 from .evaluate import key_metrics
-from .refs import Ref, parse_ref
+from .refs import Ref, branch_alias, branch_of_alias, parse_ref
 from .store import Store, get_store
 
 if TYPE_CHECKING:
@@ -39,6 +39,8 @@ if TYPE_CHECKING:
 
 TAG = "nbmodel."
 T_PARENT = "nbmodel.parent"
+#: A merge version's second parent (the merged branch's head); ``nbmodel.parent`` is the first.
+T_MERGE_PARENT = "nbmodel.merge_parent"
 T_METRICS = "nbmodel.metrics"
 T_TASK = "nbmodel.task"
 T_ESTIMATOR = "nbmodel.estimator"
@@ -134,6 +136,10 @@ class Version(Shown):
     tags: dict[str, str] = field(default_factory=dict)
     run_id: str | None = None
     source: str | None = None
+    #: The branches whose head this version is (their aliases ``branch-*`` are not in ``aliases``).
+    branches: list[str] = field(default_factory=list)
+    #: A merge version's second parent.
+    merge_parent: str | None = None
     _params: dict[str, str] | None = field(default=None, repr=False, compare=False)
 
     @property
@@ -238,11 +244,14 @@ class Version(Shown):
             data = json.loads(tags[T_DATA]) if T_DATA in tags else None
         except ValueError:
             data = None
+        heads = sorted(b for b in map(branch_of_alias, aliases) if b)
         return cls(
             name=name,
             version=version,
             message=description or "",
-            aliases=sorted(aliases),
+            aliases=sorted(a for a in aliases if branch_of_alias(a) is None),
+            branches=heads,
+            merge_parent=tags.get(T_MERGE_PARENT) or None,
             metrics=metrics,
             parent=tags.get(T_PARENT) or None,
             created=_dt.datetime.fromtimestamp(created_ms / 1000, _dt.UTC),
@@ -297,6 +306,8 @@ class Version(Shown):
             "metrics": dict(self.metrics),
             "key_metrics": self.key_metrics,
             "parent": self.parent,
+            "merge_parent": self.merge_parent,
+            "branches": list(self.branches),
             "created": self.created.isoformat(),
             "user": self.user,
             "retired": self.retired,
@@ -315,11 +326,14 @@ class Version(Shown):
         rows = [
             ("message", self.message or "(none)"),
             ("created", f"{self.created:%Y-%m-%d %H:%M:%S} UTC by {self.user or 'unknown'}"),
-            ("parent", self.parent or "(none)"),
+            ("parent", self.parent + (f" and {self.merge_parent} (merge)" if self.merge_parent else "")
+             if self.parent else "(none)"),
             ("model", f"{self.estimator or 'unknown'} ({self.flavor or 'mlflow'})"),
         ]
         if self.aliases:
             rows.insert(1, ("aliases", ", ".join(self.aliases)))
+        if self.branches:
+            rows.insert(1, ("head of", ", ".join(self.branches)))
         if self.retired:
             rows.insert(1, ("retired", "yes: kept in history, refused by deploy and alias"))
         if self.metrics:
@@ -453,6 +467,12 @@ def resolve(ref: str | Ref, *, store: Store | None = None) -> Version:
     aliases = model_aliases(store, r.name)
     if r.alias is not None:
         number = aliases.get(r.alias)
+        if number is None:
+            # iris@experiment names the branch's head; iris@main is the newest version until
+            # a branch is made (see nbmodel.branches).
+            number = aliases.get(branch_alias(r.alias))
+            if number is None and r.alias == "main":
+                number = newest_version(store, r.name)
         if number is None:
             known = ", ".join(f"{a} (version {v})" for a, v in sorted(aliases.items()))
             raise AliasNotFound(
@@ -609,9 +629,14 @@ def checkout(ref: str | Ref) -> Any:
     Example:
         >>> clf = nbmodel.checkout("iris/2")  # doctest: +SKIP
     """
-    v = resolve(ref)
+    r = parse_ref(ref)
+    v = resolve(r)
     model = load(v, fresh=True)
     lineage.set_head(model, v.ref)
+    # Checked out from a branch (iris@experiment, not an alias of that name): its commits
+    # advance that branch; from anything else, no branch (see nbmodel.branches).
+    on = r.alias if r.alias is not None and r.alias not in v.aliases else None
+    lineage.set_branch(model, v.name, on if on in v.branches or on == "main" else None)
     return model
 
 

@@ -20,13 +20,14 @@ def magic_classes() -> list[type]:
         >>> [c.__name__ for c in magic_classes()][:2]
         ['VersioningMagics', 'CompareMagics']
     """
+    from .branches import BranchMagics
     from .compare import CompareMagics
     from .deploy import DeployMagics
     from .monitor import MonitorMagics
     from .panel import PanelMagics
     from .versioning import VersioningMagics
 
-    return [VersioningMagics, CompareMagics, DeployMagics, MonitorMagics, PanelMagics]
+    return [VersioningMagics, CompareMagics, DeployMagics, MonitorMagics, PanelMagics, BranchMagics]
 
 
 def register(ipython: Any) -> None:

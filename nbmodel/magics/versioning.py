@@ -101,10 +101,15 @@ class VersioningMagics(Magics):
 
         if args.var is not None and not args.var.isidentifier():
             raise NbmodelUsageError(f"{args.var!r} is not a valid variable name", "usage")
+        from ..lineage import branch_of
+
         v = resolve(args.ref)
         var = args.var or _var_name_for(v.name)
-        shell_of(self).user_ns[var] = checkout(v.ref)
-        print(f"{v.ref} checked out as {var}; commit it with %model_commit {var}")
+        model = checkout(args.ref)
+        shell_of(self).user_ns[var] = model
+        on = branch_of(model)
+        where = f" (branch {on})" if on else ""
+        print(f"{v.ref}{where} checked out as {var}; commit it with %model_commit {var}")
 
     @line_magic
     @declared

@@ -73,7 +73,7 @@ class HistoryTab(ActionTab):
         """
         from ..display import text_table
         from ..evaluate import key_metrics
-        from ..history import _one_line, log
+        from ..history import _marks, _one_line, log
         from ..versions import _fmt
 
         try:
@@ -90,16 +90,19 @@ class HistoryTab(ActionTab):
         rows = []
         for v in self.versions:
             km = {**key_metrics(v.metrics, v.task, n=10), **v.metrics}
-            rows.append([str(v.version), ", ".join(v.aliases), _one_line(v.message or "", 40),
+            parent = (v.parent or "") + (f" + {v.merge_parent}" if v.merge_parent else "")
+            rows.append([str(v.version), _marks(v), _one_line(v.message or "", 40),
                          *[_fmt(km[m]) if m in km else "" for m in metrics],
-                         v.parent or "", "retired" if v.retired else ""])
+                         parent, "retired" if v.retired else ""])
         lines = text_table(head, rows).splitlines() if rows else [" ".join(head)]
-        self._text = "\n".join([hist._title(), *lines])
+        heads = _branch_line(self.ctx.name)
+        self._text = "\n".join([hist._title(), *([heads] if heads else []), *lines])
         keep = [n for n in self.table.value if any(v.version == n for v in self.versions)]
         self.table.options = [(line, v.version) for line, v in zip(lines[1:], self.versions)]
         self.table.rows = max(2, min(12, len(self.versions)))
         self.table.value = tuple(keep)
-        self.header.value = (f"<b>{html.escape(hist._title())}</b><pre style='margin:0'>"
+        shown = f"<div class='nbm-branches'>{html.escape(heads)}</div>" if heads else ""
+        self.header.value = (f"<b>{html.escape(hist._title())}</b>{shown}<pre style='margin:0'>"
                              f"{html.escape(lines[0])}</pre>")
         self._on_select()
 
@@ -256,3 +259,18 @@ def _var_name(name: str) -> str:
 
     var = re.sub(r"\W", "_", name)
     return var if var.isidentifier() else f"model_{var}"
+
+
+def _branch_line(name: str) -> str:
+    """``branches: main iris/3, experiment iris/2 (1 ahead)``, once the model has branches
+    besides main (until then main is simply the newest version)."""
+    from ..branches import branches
+
+    try:
+        found = list(branches(name))
+    except NbmodelError:
+        return ""
+    if len(found) < 2:
+        return ""
+    parts = [f"{b.name} {name}/{b.head}" + (f" ({b.ahead} ahead)" if b.ahead else "") for b in found]
+    return "branches: " + ", ".join(parts)
