@@ -10,7 +10,7 @@ from ..display import STYLE, Shown, html_table, text_table
 from ..metrics import LOWER_IS_BETTER
 from ._changes import ImportanceChange, changes
 from ._groups import GroupReport, _fmt, group_metrics
-from ._importance import Importance, permutation, stored
+from ._importance import Importance, stored
 
 
 @dataclass(repr=False)
@@ -56,18 +56,13 @@ class ImportanceSideBySide(Shown):
                 "change": None if self.change is None else self.change.to_dict()}
 
 
-def side_by_side(versions: list[Any], models: list[Any], X: Any, y: Any, task: str) -> ImportanceSideBySide:
-    """Compare's hook: each version's importance (recorded at commit, else measured on the
-    comparison's data) and the change from the first version to the last."""
-    imps: list[Importance | None] = []
-    for v, model in zip(versions, models):
-        imp = stored(v)
-        if imp is None:
-            try:
-                imp = permutation(model, X, y, task)
-            except Exception:  # noqa: BLE001 - a model that fails on shuffled data shows "-"
-                imp = None
-        imps.append(imp)
+def side_by_side(versions: list[Any]) -> ImportanceSideBySide | None:
+    """Compare's hook: each version's importance recorded at commit, and the change from the
+    first version to the last; None when no version has one (nothing is measured here, so a
+    comparison costs no more)."""
+    imps = [stored(v) for v in versions]
+    if not any(imps):
+        return None
     first, last = imps[0], imps[-1]
     change = changes(first, last, versions[0].ref, versions[-1].ref) if first and last else None
     return ImportanceSideBySide([v.ref for v in versions], imps, change)
