@@ -169,3 +169,72 @@ def test_compare_shows_groups_and_importance_side_by_side(isolated_store):
     assert c.to_dict()["groups"]["reports"][0]["worst"] == "F"
     with pytest.raises(BadData, match="no column 'age'"):
         nbmodel.compare(["fair/1", "fair/2"], X, y, groups="age", plots=False, progress=False)
+
+
+def _day(d: int) -> str:
+    return f"2026-03-0{d} 12:00"
+
+
+@pytest.fixture
+def monitored(isolated_store):
+    """A model that uses the column ``female`` (0/1); its predictions recorded over three days
+    with labels, wrong far more often for female=1 on day 3."""
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(5)
+    n = 400
+    X = pd.DataFrame({"a": rng.normal(size=n), "b": rng.normal(size=n),
+                      "female": rng.integers(0, 2, size=n).astype(float)})
+    y = (X["a"] + 0.5 * X["b"] > 0).astype(int).to_numpy()
+    clf = LogisticRegression().fit(X, y)
+    nbmodel.commit(clf, "loans", eval=(X, y), train=(X, y))
+    for day in (1, 2, 3):
+        pred = y.copy()
+        bad = (X["female"].to_numpy() == 1) & (rng.random(n) < (0.3 if day == 3 else 0.02))
+        pred[bad] = 1 - pred[bad]
+        nbmodel.record("loans", X, pred, y_true=y, timestamp=_day(day))
+    return X, y
+
+
+def test_monitor_groups_and_group_alerts_fire(monitored):
+    rep = nbmodel.monitor("loans", window="1d", groups="female", plots=False,
+                          alerts=["accuracy[female=1]<0.85", "accuracy_gap>0.1", "accuracy[female=0]<0.85",
+                                  "demographic_parity>0.9"])
+    assert rep.groups is not None and rep.groups.worst == "1.0"
+    fired = {(f.rule.text, f.window) for f in rep.fired}
+    assert fired == {("accuracy[female=1]<0.85", 2), ("accuracy_gap[female]>0.1", 2)}
+    assert sorted(a.rule for a in rep.open) == ["accuracy[female=1]<0.85", "accuracy_gap[female]>0.1"]
+    text = str(rep)
+    assert "by group (female):" in text and "alerts: 2 open" in text
+    # the rules were saved with their column and fire again without --groups
+    again = nbmodel.monitor("loans", window="1d", plots=False)
+    assert sorted(a.rule for a in again.open) == ["accuracy[female=1]<0.85", "accuracy_gap[female]>0.1"]
+
+
+def test_group_rules_are_read_and_refused_clearly(monitored):
+    from nbmodel.monitoring import BadAlert, parse_rule
+
+    r = parse_rule("accuracy[sex=F]<0.85")
+    assert (r.metric, r.feature, r.threshold) == ("accuracy", "sex=F", 0.85)
+    assert parse_rule("f1_macro_ratio[sex] < 0.8").metric == "f1_macro_ratio"
+    with pytest.raises(BadAlert, match="name their column"):
+        nbmodel.monitor("loans", alerts=["accuracy_gap>0.05"], plots=False)
+    with pytest.raises(BadAlert, match="no column 'sex'"):
+        nbmodel.monitor("loans", alerts=["accuracy[sex=F]<0.85"], plots=False)
+    with pytest.raises(BadAlert, match="for regressors"):
+        nbmodel.monitor("loans", alerts=["rmse[female=1]>3"], plots=False)
+    with pytest.raises(BadAlert, match="unknown metric"):
+        parse_rule("happiness_gap>0.1")
+
+
+def test_magics_take_groups(monitored, shell):
+    X, y = monitored
+    shell.ns.update({"Xl": X, "yl": y, "who": X["female"]})
+    e = shell.run("%model_explain loans --eval Xl yl --groups female --no-shap --no-plots")
+    assert e.groups.column == "female" and not e.figures
+    e2 = shell.run("%model_explain loans --eval Xl yl --groups who --no-shap --no-plots")
+    assert e2.groups.to_dict() == e.groups.to_dict()
+    m = shell.run('%model_monitor loans --window 1d --groups female --no-plots')
+    assert m.groups is not None
+    err = shell.fails("%model_explain loans --groups female")
+    assert "need the data" in str(err)

@@ -101,8 +101,11 @@ class GroupReport(Shown):
             >>> report.value("accuracy", "F")  # doctest: +SKIP
             0.71
         """
-        if group not in self.groups:
-            return math.nan
+        if group not in self.groups:  # 1 names the group "1.0" of a float column
+            try:
+                group = next(g for g in self.groups if float(g) == float(group))
+            except (ValueError, StopIteration):
+                return math.nan
         return self.metrics[metric][self.groups.index(group)]
 
     @property

@@ -22,11 +22,12 @@ def magic_classes() -> list[type]:
     """
     from .compare import CompareMagics
     from .deploy import DeployMagics
+    from .explain import ExplainMagics
     from .monitor import MonitorMagics
     from .panel import PanelMagics
     from .versioning import VersioningMagics
 
-    return [VersioningMagics, CompareMagics, DeployMagics, MonitorMagics, PanelMagics]
+    return [VersioningMagics, CompareMagics, DeployMagics, MonitorMagics, PanelMagics, ExplainMagics]
 
 
 def register(ipython: Any) -> None:
