@@ -22,10 +22,20 @@ INSTALL = 'SHAP values need the shap package: pip install "shap<0.50"'
 def available() -> bool:
     """Whether ``shap`` can be imported (it is optional; importing it is the honest test)."""
     try:
-        import shap  # noqa: F401
+        _import_shap()
     except ImportError:
         return False
     return True
+
+
+def _import_shap() -> Any:
+    """shap, imported without the deprecation warnings its import prints about matplotlib."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import shap
+    return shap
 
 
 @dataclass
@@ -76,8 +86,8 @@ def shap_values(model: Any, X: Any, task: str | None, names: list[str], *, row: 
         ('petal width (cm)', 0.21)
     """
     import numpy as np
-    import shap
 
+    shap = _import_shap()
     X = _frame(X, names)
     n = len(X)
     rng = np.random.default_rng(SEED)
