@@ -116,8 +116,9 @@ class ImportanceChange(Shown):
         for m in self.moves:
             mark = " (beyond spread)" if m.real else ""
             rows.append([m.feature, str(m.rank_a or "-"), str(m.rank_b or "-"),
-                         "-" if m.mean_a is None else f"{m.mean_a:.4g}",
-                         "-" if m.mean_b is None else f"{m.mean_b:.4g}", f"{m.change:+.4g}{mark}"])
+                         "-" if m.mean_a is None else f"{m.mean_a + 0.0:.4g}",
+                         "-" if m.mean_b is None else f"{m.mean_b + 0.0:.4g}",
+                         f"{m.change + 0.0:+.4g}{mark}"])
         return head, rows
 
     def __str__(self) -> str:

@@ -104,7 +104,7 @@ class Explanation(Shown):
 
     def _importance_rows(self) -> tuple[list[str], list[list[str]]]:
         imp = self.importance
-        rows = [[str(i + 1), f, f"{m:.4g}", f"{s:.2g}"]
+        rows = [[str(i + 1), f, f"{m + 0.0:.4g}", f"{s:.2g}"]  # + 0.0: never "-0"
                 for i, (f, m, s) in enumerate(zip(imp.features, imp.mean, imp.std))]
         return ["rank", "feature", "importance", "std"], rows
 

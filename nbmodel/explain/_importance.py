@@ -237,7 +237,8 @@ def record_importance(gateway: Any, run_id: str, model: Any, eval_data: tuple[An
     Example:
         >>> record_importance(store.gateway, run_id, clf, (X_test, y_test), "classifier")  # doctest: +SKIP
     """
-    imp = at_commit(model, *(eval_data or (None, None)), task)
+    X, y = eval_data if eval_data is not None else (None, None)
+    imp = at_commit(model, X, y, task)
     if imp is None:
         return {}
     gateway.log_dict(run_id, imp.to_dict(), IMPORTANCE_ARTIFACT)

@@ -30,7 +30,7 @@ class ImportanceSideBySide(Shown):
             for imp in self.importances:
                 r = imp.rank(f) if imp else None
                 val = imp.value(f) if imp else None
-                cells.append("-" if r is None or val is None else f"#{r} {val[0]:.3g} ± {val[1]:.2g}")
+                cells.append("-" if r is None or val is None else f"#{r} {val[0] + 0.0:.3g} ± {val[1]:.2g}")
             rows.append([f, *cells])
         return ["feature", *self.refs], rows
 
