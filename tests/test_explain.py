@@ -70,6 +70,7 @@ def test_commit_without_eval_records_no_importance(isolated_store):
         explain(v.ref)
 
 
+@pytest.mark.slow
 def test_large_eval_data_is_sampled_and_the_note_says_so():
     from sklearn.linear_model import LogisticRegression
 
@@ -173,6 +174,7 @@ def test_explain_refuses_bad_rows_and_group_columns(isolated_store):
 
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["tree", "linear", "pipeline"])
 def test_shap_values_rank_the_planted_feature_first(isolated_store, kind):
     pytest.importorskip("shap")
@@ -196,6 +198,7 @@ def test_shap_values_rank_the_planted_feature_first(isolated_store, kind):
     assert [f.title for f in e.figures] == ["permutation importance of shapped/1", "SHAP values of shapped/1"]
 
 
+@pytest.mark.slow
 def test_shap_for_a_regressor(isolated_store, diabetes):
     pytest.importorskip("shap")
     from sklearn.ensemble import GradientBoostingRegressor

@@ -152,6 +152,7 @@ def test_explain_groups_by_a_column_of_x_or_a_series(isolated_store):
     assert "by group (sex):" in str(series)
 
 
+@pytest.mark.slow
 def test_compare_shows_groups_and_importance_side_by_side(isolated_store):
     from sklearn.tree import DecisionTreeClassifier
 
@@ -196,6 +197,7 @@ def monitored(isolated_store):
     return X, y
 
 
+@pytest.mark.slow
 def test_monitor_groups_and_group_alerts_fire(monitored):
     rep = nbmodel.monitor("loans", window="1d", groups="female", plots=False,
                           alerts=["accuracy[female=1]<0.85", "accuracy_gap>0.1", "accuracy[female=0]<0.85",
@@ -227,6 +229,7 @@ def test_group_rules_are_read_and_refused_clearly(monitored):
         parse_rule("happiness_gap>0.1")
 
 
+@pytest.mark.slow
 def test_magics_take_groups(monitored, shell):
     X, y = monitored
     shell.ns.update({"Xl": X, "yl": y, "who": X["female"]})
