@@ -60,6 +60,8 @@ _API = {
     "NbmodelError": ("errors", "NbmodelError"),
     "branch": ("branches", "branch"),
     "merge": ("merges", "merge"),
+    "explain": ("explain", "explain"),
+    "group_metrics": ("explain", "group_metrics"),
 }
 
 __all__ = sorted(_API) + ["load_ipython_extension", "unload_ipython_extension", "__version__"]

@@ -289,7 +289,8 @@ def _monitor(a: argparse.Namespace) -> Any:
     alerts = [] if a.clear_alerts else a.alert
     # A terminal shows the report's text, so the CLI has no --no-plots and never draws figures.
     plots = not getattr(a, "no_plots", True)
-    return monitor(a.name, window=a.window, since=a.since, until=a.until, alerts=alerts, plots=plots)
+    return monitor(a.name, window=a.window, since=a.since, until=a.until, alerts=alerts, plots=plots,
+                   groups=getattr(a, "groups", None))
 
 
 def _serve(a: argparse.Namespace) -> None:
@@ -409,6 +410,8 @@ _DECLARED = [
             help="plot the stored metrics of every version of one model (no eval data needed)"),
         arg("--log", action="store_true", help="save the comparison (table and figures) as an MLflow run"),
         arg("--no-plots", action="store_false", dest="plots", help="the table only, faster"),
+        arg("--groups", metavar="COL", default=None,
+            help="a column of X, or a variable with one group per row: metrics per group"),
     ), magic="model_compare", cli=False),
     Command("deploy", "serve a version from a kernel, following NAME@ALIAS", (
         arg("ref", help="iris/3 (moves the alias to it), iris@production (serves the alias as it "
@@ -464,6 +467,9 @@ _DECLARED = [
         arg("--every", type=float, default=5.0, metavar="SECONDS", where=_MAGIC_ONLY,
             help="refresh period of --live"),
         arg("--no-plots", action="store_true", where=_MAGIC_ONLY, help="tables only"),
+        arg("--groups", metavar="COL", default=None,
+            help="a column of the recorded X: metrics per group, and the column of group rules "
+                 'such as "accuracy_gap>0.05"'),
     ), magic="model_monitor", run=_monitor),
     Command("panel", "a panel of widgets for one model", (
         arg("name", help="the model (iris)"),
@@ -490,6 +496,18 @@ _DECLARED = [
         arg("--force", action="store_true", help="commit an ensemble even if worse than the better parent"),
         arg("-m", "--message", default="", help="the merge version's message"),
     ), magic="model_merge", cli=False),
+    Command("explain", "what drives a version's predictions, and how it does per group", (
+        arg("ref", help="the version: iris/3, iris@production, iris (the newest)"),
+        arg("--eval", nargs=2, metavar=("X", "y"),
+            help="variables of the eval data (default: the importance recorded at commit)"),
+        arg("--groups", metavar="COL", default=None,
+            help="a column of X, or a variable with one group per row: metrics per group"),
+        arg("--row", type=int, default=None, metavar="N",
+            help="the position of a row of X whose top features by SHAP value are listed"),
+        arg("--no-shap", action="store_false", dest="shap",
+            help="skip SHAP values even if shap is installed"),
+        arg("--no-plots", action="store_false", dest="plots", help="tables only"),
+    ), magic="model_explain", cli=False),
 ]
 
 #: Every command by name.

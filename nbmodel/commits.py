@@ -110,6 +110,7 @@ class _Inputs:
     sklearn_flavor: bool
     source: str | None
     params: dict[str, str]
+    eval_data: tuple[Any, Any] | None = None
 
 
 def commit(
@@ -224,7 +225,8 @@ def _read_inputs(model: Any, eval: Sequence[Any] | None, train: Sequence[Any] | 
     sample = X_eval if X_eval is not None else X_train
     signature, example = _signature(model, sample) if sample is not None else (None, None)
     return _Inputs(task, metrics, profile, signature, example, _is_sklearn(model),
-                   _source(model, source, var_names), _flatten_params(model))
+                   _source(model, source, var_names), _flatten_params(model),
+                   None if X_eval is None else (X_eval, y_eval))
 
 
 def _train_profile(model: Any, X_train: Any, y_train: Any) -> tuple[Any, str | None, dict[str, Any]]:
@@ -296,6 +298,8 @@ def _write(store: Store, model: Any, name: str, message: str, user_tags: dict[st
         # would read them back and log each again to link it to the model.
         _log_run(store, run_id, inputs.params, inputs.metrics, inputs.task, model, model_id)
         version_tags = _version_tags(model, inputs, flavor, user, user_tags)
+        from .explain import record_importance  # permutation importance on the eval data
+        version_tags.update(record_importance(gateway, run_id, model, inputs.eval_data, inputs.task))
         from .digests import recorded_tags  # the files' SHA-256, checked on every load
         version_tags.update(recorded_tags(model_uri))
         mv = _register(store, name, model_uri, model_id, run_id, version_tags, message, parent)

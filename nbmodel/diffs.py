@@ -64,6 +64,7 @@ class Diff(Shown):
     signature: list[str] = field(default_factory=list)
     source: list[str] = field(default_factory=list)
     other: list[tuple[str, str, str]] = field(default_factory=list)
+    importance: Any = None  # nbmodel.explain.ImportanceChange, when both versions have it
 
     @property
     def same(self) -> bool:
@@ -119,6 +120,8 @@ class Diff(Shown):
         if self.source:
             lines.append("\nsource:")
             lines.extend(self.source)
+        if self.importance is not None:
+            lines.append("\n" + str(self.importance))
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:
@@ -138,6 +141,8 @@ class Diff(Shown):
                     "nbm-del" if ln.startswith("-") and not ln.startswith("---") else "")
                 lines.append(f"<span class='{cls}'>{html.escape(ln)}</span>")
             parts.append("<div><b>source</b><pre class='nbm-diff'>" + "\n".join(lines) + "</pre></div>")
+        if self.importance is not None:
+            parts.append(self.importance._repr_html_())
         return "".join(parts)
 
     def to_dict(self) -> dict[str, Any]:
@@ -152,7 +157,8 @@ class Diff(Shown):
         """
         return {"a": self.a.ref, "b": self.b.ref, "params": self.params, "metrics": self.metrics,
                 "tags": self.tags, "data": self.data, "signature": self.signature,
-                "source": self.source, "other": self.other}
+                "source": self.source, "other": self.other,
+                "importance": None if self.importance is None else self.importance.to_dict()}
 
 
 def _changes(x: dict[str, Any], y: dict[str, Any]) -> list[tuple[str, Any, Any]]:
@@ -239,6 +245,9 @@ def diff(a: str | Ref | Version, b: str | Ref | Version) -> Diff:
         d.source = list(difflib.unified_diff(
             (src_a or "").splitlines(), (src_b or "").splitlines(),
             fromfile=va.ref, tofile=vb.ref, lineterm=""))
+    from .explain import version_changes  # importance side by side, when both recorded it
+
+    d.importance = version_changes(va, vb)
     return d
 
 

@@ -50,10 +50,10 @@ def _passed(run: subprocess.CompletedProcess) -> None:
     assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-2000:]
 
 
-def test_the_lessons_are_the_four_of_the_course():
+def test_the_lessons_are_those_of_the_course():
     assert [p.name for p in LESSONS] == [
         "01_versioning.ipynb", "02_compare.ipynb", "03_deploy.ipynb", "04_monitor.ipynb",
-        "06_branches.ipynb"]
+        "06_branches.ipynb", "07_explain.ipynb"]
 
 
 def test_in_order_in_one_folder_then_again(tmp_path):

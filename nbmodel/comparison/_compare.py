@@ -153,6 +153,7 @@ def compare(
     plots: bool = True,
     progress: bool | Callable[[int, int, str], None] | None = None,
     all_versions: bool = False,
+    groups: Any = None,
 ) -> Comparison | MetricHistory:
     """Score 2 to 8 versions side by side on the same data.
 
@@ -173,6 +174,8 @@ def compare(
             a callable ``(done, total, label)`` receives every step.
         all_versions: instead, plot the stored metrics of every version of the model ``refs``
             names (no eval data needed); see :func:`metric_history`.
+        groups: a column of ``X`` (its name) or one group value per row: each version's
+            metrics per group, the gaps between groups and the worst group.
 
     Returns:
         A :class:`Comparison` (HTML table and figures in a notebook, text elsewhere), or with
@@ -206,7 +209,7 @@ def compare(
                    callback=progress if callable(progress) else None,
                    enabled=progress is not False)
     try:
-        result = _run(ref_list, X, y_arr, bar, log=log, plots=plots, t0=t0)
+        result = _run(ref_list, X, y_arr, bar, log=log, plots=plots, t0=t0, groups=groups)
     finally:
         bar.close()
     result.timings["total"] = time.perf_counter() - t0
@@ -214,7 +217,7 @@ def compare(
 
 
 def _run(ref_list: list[Any], X: Any, y: np.ndarray, bar: Progress, *, log: bool, plots: bool,
-         t0: float) -> Comparison:
+         t0: float, groups: Any = None) -> Comparison:
     """The comparison's steps in order, each timed into ``Comparison.timings``."""
     from ..versions import load
 
@@ -229,6 +232,10 @@ def _run(ref_list: list[Any], X: Any, y: np.ndarray, bar: Progress, *, log: bool
         models.append(load(v))
         bar.step(f"loaded {v.ref}")
     _timed(timings, "load", t)
+    if groups is not None:  # a column of X, dropped when the models were not fitted on it
+        from ..explain import split_groups
+
+        X, groups, group_name = split_groups(X, groups, models[0])
 
     t = time.perf_counter()
     task = _common_task(versions, models, X, y)
@@ -261,6 +268,12 @@ def _run(ref_list: list[Any], X: Any, y: np.ndarray, bar: Progress, *, log: bool
     result.disagreements = _disagreements(task, scored, y, index)
     _timed(timings, "disagreements", t)
 
+    from ..explain import groups_side_by_side, side_by_side  # importance and groups
+
+    result.importance = side_by_side(versions)
+    if groups is not None:
+        result.groups = groups_side_by_side(result.refs, y, [s.pred for s in scored], groups, task,
+                                            group_name)
     if plots:
         t = time.perf_counter()
         for name, title, draw in figure_kinds(task, scored):

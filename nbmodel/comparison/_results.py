@@ -138,6 +138,13 @@ class Comparison(Shown):
     figures: list[Figure] = field(default_factory=list)
     run_id: str | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    #: nbmodel.explain's importance side by side and metrics per group (``groups=``), if any.
+    importance: Any = None
+    groups: Any = None
+
+    @property
+    def _explained(self) -> list[Any]:
+        return [x for x in (self.importance, self.groups) if x is not None]
 
     @property
     def refs(self) -> list[str]:
@@ -234,6 +241,8 @@ class Comparison(Shown):
 
     def __str__(self) -> str:
         parts = [self._head_text(), "", self._disagreement_text()]
+        for x in self._explained:
+            parts += ["", str(x)]
         if self.figures:
             parts += ["", self._figures_line()]
         if self.run_id:
@@ -267,7 +276,8 @@ class Comparison(Shown):
         figs = "".join(f.to_html() for f in self.figures)
         saved = (f"<div class='nbm-line'>saved as run <code>{html.escape(self.run_id)}</code></div>"
                  if self.run_id else "")
-        return self._head_html() + figs + self._disagreement_html() + saved
+        explained = "".join(x._repr_html_() for x in self._explained)
+        return self._head_html() + figs + self._disagreement_html() + explained + saved
 
     def _ipython_display_(self) -> None:
         # Figures go out as their own image/png outputs: every front end shows them natively,
@@ -277,8 +287,8 @@ class Comparison(Shown):
         display({"text/plain": self._head_text(), "text/html": self._head_html()}, raw=True)
         for f in self.figures:
             display(f)
-        tail = self._disagreement_text()
-        tail_html = self._disagreement_html()
+        tail = "\n\n".join([self._disagreement_text(), *(str(x) for x in self._explained)])
+        tail_html = self._disagreement_html() + "".join(x._repr_html_() for x in self._explained)
         if self.run_id:
             tail += f"\n\nsaved as run {self.run_id}"
             tail_html += (f"<div class='nbm-line'>saved as run <code>{html.escape(self.run_id)}"
@@ -308,4 +318,6 @@ class Comparison(Shown):
             "disagreements": self.disagreements.to_dict(),
             "figures": [f.name for f in self.figures],
             "run_id": self.run_id,
+            "importance": None if self.importance is None else self.importance.to_dict(),
+            "groups": None if self.groups is None else self.groups.to_dict(),
         }

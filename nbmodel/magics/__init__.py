@@ -23,11 +23,13 @@ def magic_classes() -> list[type]:
     from .branches import BranchMagics
     from .compare import CompareMagics
     from .deploy import DeployMagics
+    from .explain import ExplainMagics
     from .monitor import MonitorMagics
     from .panel import PanelMagics
     from .versioning import VersioningMagics
 
-    return [VersioningMagics, CompareMagics, DeployMagics, MonitorMagics, PanelMagics, BranchMagics]
+    return [VersioningMagics, CompareMagics, DeployMagics, MonitorMagics, PanelMagics, BranchMagics,
+            ExplainMagics]
 
 
 def register(ipython: Any) -> None:

@@ -47,4 +47,7 @@ class CompareMagics(Magics):
                 f"{' '.join(args.refs)} --eval X_test y_test (or --all for stored metrics)", "usage")
         X = lookup(shell_of(self), args.eval[0])
         y = lookup(shell_of(self), args.eval[1])
-        return compare(args.refs, X, y, log=args.log, plots=args.plots)
+        from .explain import groups_of
+
+        return compare(args.refs, X, y, log=args.log, plots=args.plots,
+                       groups=groups_of(self, X, args.groups))

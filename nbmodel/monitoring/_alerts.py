@@ -38,7 +38,10 @@ alert rules are METRIC OP NUMBER, or METRIC[FEATURE] OP NUMBER for one feature:
           psi, ks, pvalue (drift of the worst feature, or of the one in [...]),
           prediction_psi (drift of the predictions)
   OP      <  <=  >  >=
-  e.g.    "accuracy<0.9"  "psi>0.2"  "psi[petal length (cm)]>0.2"  "rmse>=50"  "volume<100\""""
+  groups  METRIC[COL=VALUE] (one group), METRIC_gap or METRIC_ratio (between the groups),
+          demographic_parity, equalized_odds (binary classifiers); COL in [...] or --groups COL
+  e.g.    "accuracy<0.9"  "psi>0.2"  "psi[petal length (cm)]>0.2"  "rmse>=50"  "volume<100"
+          "accuracy[sex=F]<0.85"  "accuracy_gap>0.05\""""
 
 #: Each metric a rule can name -> what it needs: a task, a drift reference ("drift"), or nothing.
 METRICS: dict[str, str | None] = {
@@ -99,12 +102,28 @@ def parse_rule(text: str | Rule) -> Rule:
         raise BadAlert(f"cannot read the alert {text!r}. {GRAMMAR}")
     metric = m.group("metric").lower()
     metric = _SYNONYMS.get(metric, metric)
+    feature = m.group("feature")
+    from ..explain._groups import is_group_rule  # rules that name a group: nbmodel.explain's
+
+    if is_group_rule(metric, feature):
+        return Rule(metric, m.group("op"), float(m.group("num")), feature.strip() if feature else None)
     if metric not in METRICS:
         raise BadAlert(f"unknown metric {m.group('metric')!r} in the alert {text!r}. {GRAMMAR}")
-    feature = m.group("feature")
     if feature is not None and metric not in ("psi", "ks", "pvalue"):
         raise BadAlert(f"only psi, ks and pvalue take a [feature], not {metric} ({text!r}). {GRAMMAR}")
     return Rule(metric, m.group("op"), float(m.group("num")), feature.strip() if feature else None)
+
+
+def is_group(rule: Rule) -> bool:
+    """Whether a rule names a group or compares groups (``accuracy[sex=F]``, ``accuracy_gap``).
+
+    Example:
+        >>> is_group(parse_rule("accuracy[sex=F]<0.85"))
+        True
+    """
+    from ..explain._groups import is_group_rule
+
+    return is_group_rule(rule.metric, rule.feature)
 
 
 def check_rules(rules: list[Rule], sch: Schema, task: str | None) -> None:
@@ -125,14 +144,18 @@ def check_rules(rules: list[Rule], sch: Schema, task: str | None) -> None:
         BadAlert: rmse is for regressors but iris/1 is a classifier; use accuracy, f1_macro
     """
     prof = (sch.profile or {}).get("features") or {}
+    from ..explain._groups import quality_task
+
     for r in rules:
-        need = METRICS[r.metric]
+        need = METRICS.get(r.metric) or quality_task(r.metric)
         if need == "drift" and not sch.has_reference:
             raise BadAlert(f"{r.text} needs a drift reference, but {sch.ref} was committed without "
                            "training data; commit with --train X_train y_train to add one")
         if need in (CLASSIFIER, REGRESSOR) and task and need != task:
             other = ", ".join(QUALITY[task]) if task in QUALITY else ""
             raise BadAlert(f"{r.metric} is for {need}s but {sch.ref} is a {task}; use {other}")
+        if is_group(r):
+            continue  # its column is checked against the recorded rows
         if r.feature is not None:
             if r.feature not in prof:
                 raise BadAlert(f"{sch.ref} has no feature {r.feature!r}; its features are "
@@ -199,7 +222,8 @@ def _num(x: float) -> str:
     return f"{x:.3g}"
 
 
-def evaluate(summary: Summary, rules: list[Rule], model: str, version: int
+def evaluate(summary: Summary, rules: list[Rule], model: str, version: int,
+             group_values: Callable[[Rule], np.ndarray] | None = None
              ) -> tuple[list[Firing], list[Alert]]:
     """Every (rule, window) that fails, and the alerts open now (failing in the newest window
     where the metric has a value).
@@ -208,6 +232,7 @@ def evaluate(summary: Summary, rules: list[Rule], model: str, version: int
         summary: the windows' metrics.
         rules: the rules to check.
         model, version: what the alerts are about.
+        group_values: a group rule's value per window (rules whose metric is not a window's).
 
     Returns:
         ``(firings, open alerts)``.
@@ -222,7 +247,10 @@ def evaluate(summary: Summary, rules: list[Rule], model: str, version: int
     labels = summary.labels()
     now = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
     for r in rules:
-        values = summary.metric(r.metric, r.feature)
+        if not is_group(r) or group_values is None:
+            values = summary.metric(r.metric, r.feature)
+        else:
+            values = group_values(r)
         bad = r.fails(values)
         for w in np.flatnonzero(bad):
             feat = r.feature or _worst(summary, r, int(w))

@@ -28,7 +28,7 @@ _logged_lock = threading.Lock()
 
 def monitor(ref: str | Ref, *, window: str | int | None = None, since: Any = None,
             until: Any = None, alerts: Sequence[str] | None = None, save_rules: bool = True,
-            log_metrics: bool = True, plots: bool = True) -> MonitorReport:
+            log_metrics: bool = True, plots: bool = True, groups: str | None = None) -> MonitorReport:
     """Metrics per time window, drift against the training reference, and alerts.
 
     Args:
@@ -43,6 +43,8 @@ def monitor(ref: str | Ref, *, window: str | int | None = None, since: Any = Non
             none. ``[]`` removes the saved rules.
         log_metrics: also log the closed windows' metrics to the monitoring run (``mlflow ui``).
         plots: include matplotlib plots in the notebook view.
+        groups: a column of the recorded X: every metric per group of the labelled rows, and
+            the column of group rules that name none (``"accuracy_gap>0.05"``).
 
     Returns:
         A :class:`MonitorReport`; its ``open`` alerts are also kept in the store, and the
@@ -59,7 +61,7 @@ def monitor(ref: str | Ref, *, window: str | int | None = None, since: Any = Non
     spec = parse_window(window)
     since_ms = parse_since(since) if since is not None else None
     until_ms = parse_since(until) if until is not None else None
-    rules = None if alerts is None else [_alerts.parse_rule(a) for a in alerts]
+    rules = None if alerts is None else [_group_column(_alerts.parse_rule(a), groups) for a in alerts]
     name, version = target(ref)
     sch = schema(name, version)
     before = _alerts.stored(name)
@@ -74,7 +76,8 @@ def monitor(ref: str | Ref, *, window: str | int | None = None, since: Any = Non
         _alerts.check_rules(rules, sch, sch.task)
     tr = traffic(name, version)
     summary = summarise(tr, spec, since_ms=since_ms, until_ms=until_ms)
-    fired, open_now = _alerts.evaluate(summary, rules, name, version)
+    group_report, group_values = _groups(name, version, sch.task, groups, rules, summary, since_ms, until_ms)
+    fired, open_now = _alerts.evaluate(summary, rules, name, version, group_values)
     old_open = {(a.rule, a.version) for a in before[1]}
     new = [a for a in open_now if (a.rule, a.version) not in old_open]
     try:
@@ -90,7 +93,64 @@ def monitor(ref: str | Ref, *, window: str | int | None = None, since: Any = Non
             _log_windows(name, version, summary)
         except Exception:  # noqa: BLE001 - the report matters more than its copy in mlflow ui
             pass
-    return MonitorReport(summary, rules, fired, open_now, new, plots)
+    return MonitorReport(summary, rules, fired, open_now, new, plots, group_report)
+
+
+def _group_column(rule: _alerts.Rule, groups: str | None) -> _alerts.Rule:
+    """A gap or fairness rule that names no column takes ``groups`` (and is saved with it)."""
+    import dataclasses
+
+    from ..explain._groups import is_group_rule
+
+    if rule.feature is not None or not is_group_rule(rule.metric, None):
+        return rule
+    if groups is None:
+        raise _alerts.BadAlert(f"{rule.text} compares groups: name their column, as in "
+                               f"{rule.metric}[sex]{rule.op}{rule.threshold:g} or with --groups sex")
+    return dataclasses.replace(rule, feature=groups)
+
+
+def _groups(name: str, version: int, task: str | None, groups: str | None, rules: list[_alerts.Rule],
+            summary: Summary, since_ms: int | None, until_ms: int | None) -> tuple[Any, Any]:
+    """Metrics per group of the labelled rows, and each group rule's value per window (both
+    from nbmodel.explain, over the recorded rows' group column)."""
+    from ..explain._groups import group_metrics, rule_column, window_values
+
+    group_rules = [r for r in rules if _alerts.is_group(r)]
+    columns = {c for c in [groups, *(rule_column(r.metric, r.feature) for r in group_rules)] if c}
+    if not columns:
+        return None, None
+    import numpy as np
+
+    from ._traffic import recorded
+
+    df = recorded(f"{name}/{version}", labelled=True)
+    missing = sorted(c for c in columns if c not in df.columns)
+    if missing:
+        features = [c for c in df.columns if c not in ("timestamp", "y_pred", "y_true", "id", "latency_ms")]
+        raise _alerts.BadAlert(f"no column {missing[0]!r} in what {name}/{version} recorded; group by "
+                               f"one of {', '.join(features) or '(none)'}")
+    ts = df["timestamp"].dt.tz_convert(None).to_numpy().astype("datetime64[ms]").astype(np.int64)
+    keep = np.ones(len(df), dtype=bool)
+    if since_ms is not None:
+        keep &= ts >= since_ms
+    if until_ms is not None:
+        keep &= ts < until_ms
+    df, ts = df[keep], ts[keep]
+    task = task or summary.task
+    y_true, y_pred = df["y_true"].to_numpy(), df["y_pred"].to_numpy()
+    if task != "classifier":
+        y_true = y_true.astype(float)
+    window = np.searchsorted(summary.starts, ts, side="right") - 1
+    report = (group_metrics(y_true, y_pred, df[groups], task=task, column=groups)
+              if groups is not None and len(df) else None)
+
+    def values(rule: _alerts.Rule) -> Any:
+        col = rule_column(rule.metric, rule.feature)
+        return window_values(rule.metric, rule.feature, y_true, y_pred, df[col].to_numpy(), window,
+                             summary.n_windows, task)
+
+    return report, values
 
 
 def _applies(rule: _alerts.Rule, sch: Any) -> bool:

@@ -70,6 +70,8 @@ class MonitorReport(Shown):
     open: list[Alert] = field(default_factory=list)
     new: list[Alert] = field(default_factory=list)
     plots: bool = True
+    #: metrics per group of the labelled rows (``groups=``): a nbmodel.explain.GroupReport
+    groups: Any = None
 
     # -- pieces ---------------------------------------------------------------------------------
     @property
@@ -193,6 +195,8 @@ class MonitorReport(Shown):
                 lines.append(text_table(*self._drift_rows()))
                 lines.append(self.most_drifted())
         lines += s.notes
+        if self.groups is not None:
+            lines.append(str(self.groups))
         if self.rules:
             n_open = len(self.open)
             lines.append(f"alerts: {n_open} open" if n_open else "alerts: none open")
@@ -215,6 +219,8 @@ class MonitorReport(Shown):
                 parts.append(f"<p>{html.escape(self.most_drifted())}</p>")
         for note in s.notes:
             parts.append(f"<p class='nbm-note'>{html.escape(note)}</p>")
+        if self.groups is not None:
+            parts.append(self.groups._repr_html_())
         if self.rules:
             items = "".join(f"<li class='{'nbm-alert' if bad else 'nbm-ok'}'>{html.escape(t)}</li>"
                             for t, bad in self._alert_lines())

@@ -1,0 +1,303 @@
+"""Permutation importance: computed at commit on the eval data, stored on the version, read back.
+
+scikit-learn's :func:`~sklearn.inspection.permutation_importance` with a fixed seed and a few
+repeats, scored with the version's primary metric (accuracy for classifiers, R² for
+regressors). Its cost is predictions of ``rows x features x repeats`` rows, so large eval data
+is sampled (with the same seed) down to a budget; the result says which rows it used.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..metrics import CLASSIFIER
+
+#: The artifact on the version's run that holds every feature's importance.
+IMPORTANCE_ARTIFACT = "nbmodel/importance.json"
+#: The version tag with the same figures (as many features as fit), read without a download.
+T_IMPORTANCE = "nbmodel.importance"
+MAX_TAG = 4500
+
+SEED = 0
+REPEATS = 5
+#: Rows predicted in all (rows x features x repeats) before the eval data is sampled.
+ROW_BUDGET = 200_000
+#: Seconds the importance may take; a slow model gets fewer rows, never fewer than MIN_ROWS.
+TIME_BUDGET = 0.6
+MIN_ROWS = 1000
+
+
+@dataclass
+class Importance:
+    """Permutation importance of every feature of one version, most important first.
+
+    Attributes:
+        features: feature names, most important first.
+        mean: the mean drop of ``metric`` when the feature is shuffled, per feature.
+        std: its standard deviation over the repeats.
+        metric: the score that drops (``accuracy``, ``r2``).
+        rows: the eval rows used; ``of`` the rows given (more means a sample).
+        repeats: shuffles per feature.
+        seed: the random seed of the shuffles and the sample.
+    """
+
+    features: list[str]
+    mean: list[float]
+    std: list[float]
+    metric: str
+    rows: int
+    of: int
+    repeats: int = REPEATS
+    seed: int = SEED
+    seconds: float = field(default=0.0, compare=False)
+
+    @property
+    def sampled(self) -> bool:
+        """Whether the eval data was sampled."""
+        return self.rows < self.of
+
+    @property
+    def note(self) -> str:
+        """How it was measured, in one line (the sample stated when there is one).
+
+        Example:
+            >>> Importance(["a"], [0.1], [0.0], "accuracy", 2000, 10000).note[-40:]
+            'seed 0, on a sample of 2000 of 10000 eval rows'
+        """
+        rows = (f"on a sample of {self.rows} of {self.of} eval rows" if self.sampled
+                else f"on {self.rows} eval rows")
+        return (f"permutation importance (drop in {self.metric}), {self.repeats} repeats, "
+                f"seed {self.seed}, {rows}")
+
+    def rank(self, feature: str) -> int | None:
+        """1 for the most important feature; None for a feature it does not have."""
+        return self.features.index(feature) + 1 if feature in self.features else None
+
+    def value(self, feature: str) -> tuple[float, float] | None:
+        """``(mean, std)`` of one feature, or None."""
+        if feature not in self.features:
+            return None
+        i = self.features.index(feature)
+        return self.mean[i], self.std[i]
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able form (the stored artifact).
+
+        Example:
+            >>> Importance(["a"], [0.1], [0.0], "accuracy", 10, 10).to_dict()["features"]
+            ['a']
+        """
+        return {"features": self.features, "mean": self.mean, "std": self.std, "metric": self.metric,
+                "rows": self.rows, "of": self.of, "repeats": self.repeats, "seed": self.seed}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Importance:
+        """The inverse of :meth:`to_dict`."""
+        return cls([str(f) for f in d["features"]], [float(x) for x in d["mean"]],
+                   [float(x) for x in d["std"]], str(d["metric"]), int(d["rows"]), int(d["of"]),
+                   int(d.get("repeats", REPEATS)), int(d.get("seed", SEED)))
+
+
+class _Fitted:
+    """scikit-learn's function insists on ``fit``; any object with ``predict`` is fitted already."""
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+
+    def fit(self, X: Any, y: Any = None) -> _Fitted:  # noqa: ARG002 - never called
+        return self
+
+    def predict(self, X: Any) -> Any:
+        return self.model.predict(X)
+
+
+def feature_names(model: Any, X: Any) -> list[str]:
+    """The names of ``X``'s columns: its own, the model's, else ``x0``, ``x1``..."""
+    cols = getattr(X, "columns", None)
+    if cols is not None:
+        return [str(c) for c in cols]
+    names = getattr(model, "feature_names_in_", None)
+    if names is not None and len(names) == X.shape[1]:
+        return [str(n) for n in names]
+    return [f"x{i}" for i in range(X.shape[1])]
+
+
+def _scorer(task: str | None) -> tuple[str, Any]:
+    """The metric importance is measured with, and a scorer ``(model, X, y) -> float``."""
+    import numpy as np
+
+    from .. import metrics as M
+
+    if task == CLASSIFIER:
+        def accuracy(model: Any, X: Any, y: Any) -> float:
+            pred = np.asarray(model.predict(X))
+            return float(np.mean(pred.reshape(len(y), -1)[:, 0] == np.asarray(y)))
+        return "accuracy", accuracy
+
+    def r2(model: Any, X: Any, y: Any) -> float:
+        pred = np.asarray(model.predict(X), dtype=float).reshape(len(y), -1)[:, 0]
+        return float(M.regression(M.error_sums(np.asarray(y, dtype=float), pred))["r2"])
+    return "r2", r2
+
+
+def _take(X: Any, idx: Any) -> Any:
+    return X.iloc[idx] if hasattr(X, "iloc") else X[idx]
+
+
+def sample_size(model: Any, X: Any, repeats: int = REPEATS) -> int:
+    """How many eval rows importance uses: all, or fewer within :data:`ROW_BUDGET` and, for a
+    slow model on more than :data:`MIN_ROWS` rows, :data:`TIME_BUDGET` (one prediction timed)."""
+    n, f = X.shape[0], max(X.shape[1], 1)
+    rows = min(n, max(MIN_ROWS, ROW_BUDGET // (f * repeats)))
+    if rows <= MIN_ROWS:
+        return rows
+    start = time.perf_counter()
+    model.predict(_take(X, slice(0, MIN_ROWS)))
+    per_row = (time.perf_counter() - start) / MIN_ROWS
+    affordable = int(TIME_BUDGET / max(per_row * f * repeats, 1e-12))
+    if affordable < rows:
+        # Round down to two significant figures so that timing noise rarely changes the sample.
+        digits = len(str(max(affordable, 1))) - 2
+        affordable = int(round(affordable, -digits)) if digits > 0 else affordable
+        rows = max(MIN_ROWS, min(rows, affordable))
+    return rows
+
+
+def permutation(model: Any, X: Any, y: Any, task: str | None, *, repeats: int = REPEATS,
+                seed: int = SEED, rows: int | None = None) -> Importance:
+    """Permutation importance of every feature of ``X``, most important first.
+
+    Args:
+        model: anything with ``predict``.
+        X: eval data (a DataFrame or a 2-D array), already checked to fit the model.
+        y: its targets.
+        task: ``classifier`` (scored by accuracy) or ``regressor`` (by R²).
+        repeats: shuffles per feature.
+        seed: the seed of the shuffles and of the sample.
+        rows: how many rows to use (default :func:`sample_size`).
+
+    Returns:
+        An :class:`Importance`.
+
+    Example:
+        >>> permutation(clf, X_test, y_test, "classifier").features[0]  # doctest: +SKIP
+        'petal width (cm)'
+    """
+    import numpy as np
+    from sklearn.inspection import permutation_importance
+
+    start = time.perf_counter()
+    n = X.shape[0]
+    y = np.asarray(y)
+    use = sample_size(model, X, repeats) if rows is None else min(rows, n)
+    if use < n:
+        idx = np.sort(np.random.default_rng(seed).choice(n, size=use, replace=False))
+        X, y = _take(X, idx), y[idx]
+    metric, scorer = _scorer(task)
+    r = permutation_importance(_Fitted(model), X, y, scoring=scorer, n_repeats=repeats,
+                               random_state=seed)
+    names = feature_names(model, X)
+    mean = [float(m) for m in r.importances_mean]
+    std = [float(s) for s in r.importances_std]
+    order = sorted(range(len(names)), key=lambda i: (-mean[i], names[i]))
+    return Importance([names[i] for i in order], [mean[i] for i in order], [std[i] for i in order],
+                      metric, use, n, repeats, seed, time.perf_counter() - start)
+
+
+# -- at commit --------------------------------------------------------------------------------
+def at_commit(model: Any, X: Any, y: Any, task: str | None) -> Importance | None:
+    """The importance a commit records, or None without eval data or when it cannot be measured
+    (a model that fails on shuffled data must not fail the commit)."""
+    if X is None or y is None:
+        return None
+    try:
+        return permutation(model, X, y, task)
+    except Exception:  # noqa: BLE001 - importance is a bonus of the commit
+        return None
+
+
+def record_importance(gateway: Any, run_id: str, model: Any, eval_data: tuple[Any, Any] | None,
+                      task: str | None) -> dict[str, str]:
+    """The commit's hook: measure importance on the eval data, write the artifact on the
+    version's run, and return the version's tag (nothing without eval data).
+
+    Args:
+        gateway: the store's gateway.
+        run_id: the commit's run.
+        model: the model committed.
+        eval_data: ``(X, y)``, checked already, or None.
+        task: the version's task.
+
+    Returns:
+        ``{"nbmodel.importance": JSON}``, or ``{}``.
+
+    Example:
+        >>> record_importance(store.gateway, run_id, clf, (X_test, y_test), "classifier")  # doctest: +SKIP
+    """
+    X, y = eval_data if eval_data is not None else (None, None)
+    imp = at_commit(model, X, y, task)
+    if imp is None:
+        return {}
+    gateway.log_dict(run_id, imp.to_dict(), IMPORTANCE_ARTIFACT)
+    return {T_IMPORTANCE: _tag_text(imp)}
+
+
+def _tag_text(imp: Importance) -> str:
+    """The figures as a tag: every feature when they fit, else the top ones and ``"more"``."""
+    d = imp.to_dict()
+    d["mean"] = [round(x, 6) for x in imp.mean]
+    d["std"] = [round(x, 6) for x in imp.std]
+    text = json.dumps(d, separators=(",", ":"))
+    k = len(imp.features)
+    while len(text) > MAX_TAG and k > 1:
+        k = max(1, k * 3 // 4)
+        part = {**d, "features": d["features"][:k], "mean": d["mean"][:k], "std": d["std"][:k],
+                "more": len(imp.features) - k}
+        text = json.dumps(part, separators=(",", ":"))
+    return text
+
+
+def stored(version: Any) -> Importance | None:
+    """The importance recorded with a version at commit, or None (committed without eval data,
+    or before nbmodel recorded it).
+
+    Args:
+        version: a :class:`~nbmodel.versions.Version`.
+
+    Returns:
+        The :class:`Importance`, every feature (from the run's artifact when the tag holds only
+        the top ones).
+
+    Example:
+        >>> stored(nbmodel.resolve("iris/3")).features[:2]  # doctest: +SKIP
+        ['petal width (cm)', 'petal length (cm)']
+    """
+    from ..versions import all_tags
+
+    text = all_tags(version).get(T_IMPORTANCE)
+    if not text:
+        return None
+    try:
+        d = json.loads(text)
+        if d.get("more") and version.run_id:
+            d = _artifact(version.run_id) or d
+        return Importance.from_dict(d)
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def _artifact(run_id: str) -> dict[str, Any] | None:
+    import tempfile
+
+    from ..store import get_store
+
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            path = get_store().gateway.download_artifacts(run_id, IMPORTANCE_ARTIFACT, tmp)
+            with open(path) as fh:
+                return dict(json.load(fh))
+        except Exception:  # noqa: BLE001 - the tag's top features are still there
+            return None
