@@ -33,6 +33,8 @@ from ._alerts import (
     remove_on_alert,
 )
 from ._background import BackgroundRecorder
+from ._cbpe import Calibration, calibrate
+from ._compact import Compacted, compact
 from ._live import LiveView
 from ._monitor import monitor
 from ._record import Recorded, record, record_labels
@@ -41,9 +43,10 @@ from ._stats import Summary
 from ._traffic import recorded
 
 __all__ = [
-    "GRAMMAR", "Alert", "BackgroundRecorder", "BadAlert", "LiveView", "MonitorReport", "Recorded",
-    "Rule", "Summary", "alert_state", "clear_caches", "live", "monitor", "on_alert", "open_alerts",
-    "parse_rule", "record", "record_labels", "recorded", "remove_on_alert",
+    "GRAMMAR", "Alert", "BackgroundRecorder", "BadAlert", "Calibration", "Compacted", "LiveView",
+    "MonitorReport", "Recorded", "Rule", "Summary", "alert_state", "calibrate", "clear_caches", "compact",
+    "live", "monitor", "on_alert", "open_alerts", "parse_rule", "record", "record_labels", "recorded",
+    "remove_on_alert",
 ]
 
 
@@ -70,8 +73,10 @@ def clear_caches() -> None:
     Example:
         >>> nbmodel.monitoring.clear_caches()  # doctest: +SKIP
     """
-    from . import _schema, _storage, _traffic
+    from . import _cbpe, _compact, _schema, _storage, _traffic
 
+    _cbpe.clear_caches()
+    _compact.clear_caches()
     _schema.clear_caches()
     _traffic.clear_caches()
     _storage.clear_caches()
