@@ -74,9 +74,9 @@ class Calibration(Shown):
 
     ref: str
     classes: list[str]
-    n: list[list[float]]           # (C, Q) reference rows
-    right: list[list[float]]       # (C, Q) of them right
-    mistakes: list[list[float]]    # (C, C): [predicted][true] counts of wrong predictions
+    n: list[list[int]]             # (C, Q) reference rows
+    right: list[list[int]]         # (C, Q) of them right
+    mistakes: list[list[int]]      # (C, C): [predicted][true] counts of wrong predictions
     accuracy: float
 
     def __str__(self) -> str:
@@ -168,7 +168,8 @@ def calibrate(ref: str | Ref, y_pred: Any, y_proba: Any, y_true: Any) -> Calibra
     pred = np.asarray(y_pred)
     truth = np.asarray(y_true)
     if pred.ndim != 1 or not len(pred) or len(truth) != len(pred):
-        raise BadData("calibrate takes y_pred and y_true of the same rows, one value per row, and at least one")
+        raise BadData("calibrate takes y_pred and y_true of the same rows, one value per row, "
+                      "and at least one")
     conf = confidence(y_proba, len(pred))
     p_names = np.array([class_name(v) for v in pred.tolist()], dtype=object)
     t_names = np.array([class_name(v) for v in truth.tolist()], dtype=object)

@@ -37,7 +37,7 @@ from ..refs import Ref, parse_ref
 from ..store import get_store
 from . import _counts
 from ._schema import schema, target
-from ._storage import BATCHES, LABELS, MonitorRun, monitor_run
+from ._storage import BATCHES, MonitorRun, monitor_run
 from ._traffic import _numbers, _Reader
 from ._windows import parse_window
 
@@ -430,7 +430,8 @@ def _relabel(counts: Counts, idx: pd.DataFrame, labels: pd.DataFrame, task: str
 
         def put(sel: np.ndarray, y: np.ndarray, sign: float) -> None:
             e = pred[sel] - y
-            for k, v in (("n", np.ones_like(y)), ("sse", e ** 2), ("sae", np.abs(e)), ("sy", y), ("syy", y ** 2)):
+            parts = (("n", np.ones_like(y)), ("sse", e ** 2), ("sae", np.abs(e)), ("sy", y), ("syy", y ** 2))
+            for k, v in parts:
                 np.add.at(err[:, _counts.ERR.index(k)], w[sel], sign * v)
             np.add.at(labelled, w[sel], int(sign))
 

@@ -88,7 +88,8 @@ def empty(sch: Schema, features: list[str], n_bins: list[int], task: str, width_
 
     S = max(n_bins, default=0) + 1
     z = np.zeros(0, dtype=np.int64)
-    return Counts(task, width_ms, list(features), list(n_bins), [], z, z, np.zeros((0, len(features), S), np.int64),
+    return Counts(task, width_ms, list(features), list(n_bins), [], z, z,
+                  np.zeros((0, len(features), S), np.int64),
                   np.zeros((0, 0), np.int64), np.zeros(0), np.zeros((0, 0), np.int64), z,
                   np.zeros((0, 0, 0), np.int64), np.zeros((0, 0)), np.zeros((0, 0, 0), np.int64))
 
@@ -122,7 +123,7 @@ def from_traffic(tr: Traffic, width_ms: int) -> Counts:
         C = len(tr.classes)
         cm = M.confusion(tr.y[lab], tr.pred[lab], max(C, 1), batch=win[lab], n_batches=W)[:, :C, :C]
         err = np.zeros((W, 0))
-        pred_sum = np.zeros(W)
+        pred_sum: Any = np.zeros(W)
     else:
         cm = np.zeros((W, 0, 0), dtype=np.int64)
         sums = M.error_sums(tr.y[lab], tr.pred[lab], batch=win[lab], n_batches=W)

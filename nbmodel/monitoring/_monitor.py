@@ -106,8 +106,9 @@ def _summary(name: str, version: int, spec: Any, since_ms: int | None, until_ms:
     summary = summarise(traffic(name, version), spec, since_ms=since_ms, until_ms=until_ms, calibration=cal)
     if found is not None:
         width = found.counts.width_ms // 60_000
-        summary.notes.append(f"windows narrower than {width} min or counted in rows come from the raw rows "
-                             "kept (see nbmodel.monitoring.compact); use a wider --window for all the history")
+        summary.notes.append(f"windows narrower than {width} min or counted in rows come from the raw "
+                             "rows kept (see nbmodel.monitoring.compact); use a wider --window for all "
+                             "the history")
     return summary
 
 

@@ -131,7 +131,8 @@ def _check_numbers(y: np.ndarray, present: np.ndarray, sch: Schema) -> None:
 
 
 def prepare_batch(sch: Schema, X: Any, y_pred: Any, y_true: Any = None, *, ids: Any = None,
-                  timestamp: Any = None, latency_ms: Any = None, y_proba: Any = None) -> dict[str, np.ndarray]:
+                  timestamp: Any = None, latency_ms: Any = None,
+                  y_proba: Any = None) -> dict[str, np.ndarray]:
     """The arrays of one batch file, checked before anything is written.
 
     Args:
