@@ -87,6 +87,8 @@ def _timestamps(timestamp: Any, n: int) -> np.ndarray:
 
     if timestamp is None:
         return np.full(n, int(_dt.datetime.now(_dt.UTC).timestamp() * 1000), dtype=np.int64)
+    if isinstance(timestamp, (int, float)) and not isinstance(timestamp, bool):
+        return np.full(n, int(round(float(timestamp) * 1000)), dtype=np.int64)
     scalar = isinstance(timestamp, (str, int, float, _dt.datetime, _dt.date, pd.Timestamp, np.datetime64))
     try:
         if scalar:
@@ -169,8 +171,13 @@ def prepare_batch(sch: Schema, X: Any, y_pred: Any, y_true: Any = None, *, ids: 
     cat_cols = [c for c, k in zip(columns, kinds) if k != "numeric"]
     if num_cols:
         try:
-            part = frame if len(num_cols) == len(columns) else frame[num_cols]
-            out["num"] = part.to_numpy(dtype=np.float64)
+            if len(num_cols) == len(columns):
+                out["num"] = frame.to_numpy(dtype=np.float64)
+            else:  # column by column: selecting a sub-frame costs more than the copy
+                num = np.empty((n, len(num_cols)), dtype=np.float64)
+                for j, c in enumerate(num_cols):
+                    num[:, j] = frame[c].to_numpy(dtype=np.float64)
+                out["num"] = num
         except (TypeError, ValueError):
             bad = [c for c in num_cols if not pd.api.types.is_numeric_dtype(frame[c])]
             raise BadData(f"column {', '.join(bad) or num_cols[0]} of X is not numeric, but "
