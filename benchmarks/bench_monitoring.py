@@ -283,7 +283,8 @@ def main() -> None:
     for window in ("1h", "1d"):
         cold = _cold("bench100m", v3.version, window, "monitor", env)
         print(f"cold %model_monitor over {cold['rows']:,} rows, window {window} "
-              f"({cold['windows']:,} windows), sqlite, new process: {cold['call']:.3f} s (target < 1 s; + {cold['imports']:.2f} s imports)")
+              f"({cold['windows']:,} windows), sqlite, new process: {cold['call']:.3f} s "
+              f"(target < 1 s; + {cold['imports']:.2f} s imports)")
 
     if not args.no_http:
         started = _start_server(tmp)
