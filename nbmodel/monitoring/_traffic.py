@@ -100,9 +100,9 @@ class _Reader:
     def _class_codes(self, values: np.ndarray) -> np.ndarray:
         import numpy as np
 
-        uniq, inv = np.unique(values.astype(str), return_inverse=True)
+        inv, uniq = _factorize(values if values.dtype.kind in "iub" else values.astype(str))
         lookup = np.array([self._class(class_name(u)) for u in uniq], dtype=np.int32)
-        return lookup[inv.reshape(-1)]
+        return lookup[inv]
 
     def _guess_task(self, pred: np.ndarray) -> str:
         import numpy as np
@@ -138,10 +138,10 @@ class _Reader:
                     continue
                 index = self.cat_index[f]
                 other = index[OTHER]
-                uniq, inv = np.unique(col, return_inverse=True)
+                inv, uniq = _factorize(col)
                 lookup = np.array([self.n_bins[k] if u in ("", "nan", "None") else index.get(str(u), other)
                                    for u in uniq], dtype=np.int16)
-                codes[k] = lookup[inv.reshape(-1)]
+                codes[k] = lookup[inv]
             elif f in num_cols:
                 x = raw["num"][:, num_cols[f]]
                 b = np.searchsorted(np.asarray(st["edges"]), x, side="right").astype(np.int16)
@@ -275,6 +275,15 @@ class _Reader:
             hit[hit] = ~np.isnan(values)  # a label that is not a number is no label
         has_y = has_y | hit
         return y, has_y
+
+
+def _factorize(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Codes and distinct values, by hashing (sorting strings, as np.unique does, costs more)."""
+    import numpy as np
+    import pandas as pd
+
+    codes, uniq = pd.factorize(values, use_na_sentinel=False)
+    return np.asarray(codes, dtype=np.int64), np.asarray(uniq)
 
 
 def _numbers(values: np.ndarray) -> np.ndarray:
