@@ -242,3 +242,27 @@ def test_estimated_accuracy_follows_the_realised_one_under_covariate_shift():
     np.testing.assert_allclose(rep.summary.metrics["est_f1_macro"], raw.metrics["est_f1_macro"], rtol=1e-12)
     assert "est accuracy" in str(rep)
     assert [a.rule for a in rep.open] == ["est_accuracy<0.9"]
+
+
+# -- from a terminal, and reads that keep no copy ------------------------------------------------
+def test_cli_compacts_and_bad_lines_say_how(model, iris, capsys):
+    from nbmodel import cli
+
+    v, clf = model
+    _batches(iris, clf, 3)
+    assert cli.main(["monitor", "compact", "iris", "--retention", "7d"]) == 0
+    assert "compacted iris (v1): 3 batch files (180 rows)" in capsys.readouterr().out
+    assert monitor_run("iris").list(f"{SUMMARIES}/v1", ".parquet")
+    assert cli.main(["monitor", "iris", "extra"]) == 2
+    assert "monitor compact NAME" in capsys.readouterr().err
+
+
+def test_a_remote_stores_files_are_read_without_keeping_a_copy(model, iris):
+    v, clf = model
+    _batches(iris, clf, 2)
+    compact("iris")
+    run = monitor_run("iris")
+    path = run.list(f"{SUMMARIES}/v1", ".parquet")[0]
+    run.local_dir = None  # read as from a served artifact store
+    assert run.read_bytes(path)[:4] == b"PAR1"
+    assert os.listdir(run._download_dir) == []

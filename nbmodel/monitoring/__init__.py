@@ -7,13 +7,16 @@ reference, and alerts, all kept in the MLflow store.
 
 Records live in one monitoring run per model (artifacts ``monitor/batches/v<N>/*.npz``), so
 they work alike on a sqlite store and an ``mlflow server``, survive restarts, and show in
-``mlflow ui`` together with the per-window metrics. Alert rules and open alerts are tags of
-the registered model.
+``mlflow ui`` together with the per-window metrics. Compaction folds them into window summaries
+(``monitor/summaries/v<N>/*.parquet``) that reads use, and drops raw rows past their retention
+period. Alert rules and open alerts are tags of the registered model.
 
 The package, by what each module does: ``_storage`` (the monitoring run and its files),
 ``_schema`` (the version a reference names and its training reference), ``_record`` (the write
 path), ``_traffic`` (the read path), ``_windows`` (``--window``/``--since`` and cutting windows),
-``_stats`` (metrics and drift per window), ``_alerts`` (rules, open alerts, callbacks),
+``_stats`` (metrics and drift per window), ``_counts`` (window summaries), ``_compact``
+(compaction and retention), ``_cbpe`` (accuracy estimated before labels), ``_alerts`` (rules,
+open alerts, callbacks),
 ``_monitor`` (:func:`monitor`), ``_report`` (what it shows), ``_live`` and ``_background``.
 """
 

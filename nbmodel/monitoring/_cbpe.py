@@ -197,16 +197,22 @@ def calibrate(ref: str | Ref, y_pred: Any, y_proba: Any, y_true: Any) -> Calibra
 
 _cache: dict[tuple[str, str, int], Calibration | None] = {}
 _cache_lock = threading.Lock()
+#: How long "no calibration" is believed before looking again (another kernel may calibrate).
+_MISSING_SECONDS = 10.0
+_missing_at: dict[tuple[str, str, int], float] = {}
 
 
 def load(name: str, version: int) -> Calibration | None:
     """The version's calibration, or None (read once per process, and again after
     :func:`calibrate`)."""
+    import time
+
     from ._storage import monitor_run
 
     key = (get_store().uri, name, int(version))
     with _cache_lock:
-        if key in _cache:
+        if key in _cache and (_cache[key] is not None or
+                              time.monotonic() - _missing_at.get(key, 0.0) < _MISSING_SECONDS):
             return _cache[key]
     run = monitor_run(name)
     path = f"{CALIBRATION}/v{version}.json"
@@ -217,6 +223,7 @@ def load(name: str, version: int) -> Calibration | None:
                             data["mistakes"], data["accuracy"])
     with _cache_lock:
         _cache[key] = found
+        _missing_at[key] = time.monotonic()
     return found
 
 
