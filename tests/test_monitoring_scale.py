@@ -157,11 +157,11 @@ def test_retention_drops_raw_rows_not_summaries(model, iris):
     _batches(iris, clf, 6, ids=True)
     before = _raw("1d")
     run = monitor_run("iris")
-    done = compact("iris", retention="1s")
-    assert done.dropped == 0 or run.list(f"{BATCHES}/v1") == []
+    first = compact("iris", retention="1s")  # a slow machine may pass the second already
+    assert first.dropped in (0, 6)
     time.sleep(1.1)
     done = compact("iris")  # the saved retention holds
-    assert done.retention == "1s" and done.dropped >= 6
+    assert done.retention == "1s" and first.dropped + done.dropped == 6
     assert run.list(f"{BATCHES}/v1") == [] and run.list(LABELS) == []
     clear_caches()
     after = _compacted("1d")
