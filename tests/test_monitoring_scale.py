@@ -158,7 +158,7 @@ def test_retention_drops_raw_rows_not_summaries(model, iris):
     before = _raw("1d")
     run = monitor_run("iris")
     first = compact("iris", retention="1s")  # a slow machine may pass the second already
-    assert first.dropped in (0, 6)
+    assert 0 <= first.dropped <= 6
     time.sleep(1.1)
     done = compact("iris")  # the saved retention holds
     assert done.retention == "1s" and first.dropped + done.dropped == 6
