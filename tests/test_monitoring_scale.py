@@ -121,10 +121,7 @@ def test_late_labels_update_compacted_windows(model, iris):
     truth[::4] = (truth[::4] + 1) % 3  # a quarter wrong
     record_labels("iris", df["id"], truth)
     clear_caches()
-    before = _compacted("1d")  # the new label file read raw against the summary's rows? no:
-    compact("iris")           # compaction moves them into the windows
-    clear_caches()
-    after = _compacted("1d")
+    after = _compacted("1d")  # the read compacts first: new labels may name summarised rows
     raw = _raw("1d")
     assert after.labelled == len(df) == raw.labelled
     np.testing.assert_allclose(after.metrics["accuracy"], raw.metrics["accuracy"], rtol=1e-12)
@@ -135,7 +132,6 @@ def test_late_labels_update_compacted_windows(model, iris):
     clear_caches()
     np.testing.assert_allclose(_compacted("1d").metrics["accuracy"], _raw("1d").metrics["accuracy"],
                                rtol=1e-12)
-    assert before.labelled in (0, len(df))
 
 
 def test_labels_before_their_rows_wait_for_them(model, iris):

@@ -10,7 +10,8 @@ to the newest summary and writes the sum as a new generation in the monitoring r
                                               recorded with ids (for labels that come later)
     monitor/summaries/v3/p-00000007.parquet   labels whose ids no recorded row had yet
 
-Labels that arrive later (``record_labels``) update the windows of the rows they name: the
+Labels that arrive later (``record_labels``) update the windows of the rows they name (at the
+next compaction, which a read starts when it sees new labels for a summarised version): the
 row's old label (if any) is taken out of its window's confusion counts or error sums and the
 new one put in. Batch and label files older than the retention period (30 days unless the
 model's monitoring run says otherwise) are deleted once a summary covers them; summaries are
@@ -37,7 +38,7 @@ from ..refs import Ref, parse_ref
 from ..store import get_store
 from . import _counts
 from ._schema import schema, target
-from ._storage import BATCHES, MonitorRun, monitor_run
+from ._storage import BATCHES, LABELS, MonitorRun, monitor_run
 from ._traffic import _numbers, _Reader
 from ._windows import parse_window
 
@@ -201,18 +202,24 @@ def _view(name: str, version: int) -> View | None:
     return View(counts, tr.files, int(meta["seq"]))
 
 
-def pending_files(name: str, version: int) -> int:
-    """Batch files of ``name/version`` no summary covers yet (one or two listings)."""
+def pending_files(name: str, version: int) -> tuple[int, int]:
+    """Batch files of ``name/version`` and label files of the model that no summary covers
+    yet (labels only once the version has a summary; a few listings)."""
     run = monitor_run(name)
     path, _ = _newest(run, version)
-    covered = set(_read_gen(run, path)[1]["covered"]) if path else set()
-    return sum(1 for p in run.list(f"{BATCHES}/v{version}") if p not in covered)
+    if path is None:
+        return len(run.list(f"{BATCHES}/v{version}")), 0
+    meta = _read_gen(run, path)[1]
+    covered, labels = set(meta["covered"]), set(meta["labels"])
+    return (sum(1 for p in run.list(f"{BATCHES}/v{version}") if p not in covered),
+            sum(1 for p in run.list(LABELS) if p not in labels))
 
 
 def auto_compact(name: str, version: int) -> None:
-    """Compact ``name/version`` first when many batch files wait (another kernel compacting
-    now is left to it)."""
-    if pending_files(name, version) < AUTO_FILES:
+    """Compact ``name/version`` first when many batch files wait, or labels that may belong to
+    rows already summarised (another kernel compacting now is left to it)."""
+    batches, labels = pending_files(name, version)
+    if batches < AUTO_FILES and not labels:
         return
     try:
         compact(f"{name}/{version}", wait=0.5)

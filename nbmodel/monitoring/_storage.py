@@ -268,12 +268,16 @@ class MonitorRun:
             self._download_dir = tempfile.mkdtemp(prefix="nbmodel-monitor-")
             # the folder goes with the process (or clear_caches); each file as soon as it is read
             atexit.register(shutil.rmtree, self._download_dir, True)
-        full = get_store().retry(self.repo.download_artifacts, path, self._download_dir)
+        import shutil
+        import tempfile
+
+        one = tempfile.mkdtemp(dir=self._download_dir)
         try:
+            full = get_store().retry(self.repo.download_artifacts, path, one)
             with open(full, "rb") as fh:
                 return fh.read()
         finally:
-            os.remove(full)
+            shutil.rmtree(one, ignore_errors=True)
 
 
 def _local_dir(artifact_uri: str) -> str | None:
