@@ -284,6 +284,12 @@ def _deployments(a: argparse.Namespace) -> Any:
 def _monitor(a: argparse.Namespace) -> Any:
     from .monitoring import monitor
 
+    if getattr(a, "model", None) is not None or getattr(a, "retention", None) is not None:
+        from .monitoring import compact
+
+        if a.name != "compact" or a.model is None:
+            raise UsageProblem("compact a model's records with: monitor compact NAME [--retention 30d]")
+        return compact(a.model, retention=a.retention)
     if a.clear_alerts and a.alert:
         raise UsageProblem("give --alert or --clear-alerts, not both")
     alerts = [] if a.clear_alerts else a.alert
@@ -470,6 +476,11 @@ _DECLARED = [
         arg("--groups", metavar="COL", default=None,
             help="a column of the recorded X: metrics per group, and the column of group rules "
                  'such as "accuracy_gap>0.05"'),
+        arg("model", nargs="?", default=None,
+            help="with NAME 'compact': the model whose records to fold into window summaries "
+                 "(nbmodel monitor compact iris)"),
+        arg("--retention", default=None,
+            help="with compact: how long raw rows are kept (30d, 7d, 52w; saved for the model)"),
     ), magic="model_monitor", run=_monitor),
     Command("panel", "a panel of widgets for one model", (
         arg("name", help="the model (iris)"),

@@ -7,13 +7,16 @@ reference, and alerts, all kept in the MLflow store.
 
 Records live in one monitoring run per model (artifacts ``monitor/batches/v<N>/*.npz``), so
 they work alike on a sqlite store and an ``mlflow server``, survive restarts, and show in
-``mlflow ui`` together with the per-window metrics. Alert rules and open alerts are tags of
-the registered model.
+``mlflow ui`` together with the per-window metrics. Compaction folds them into window summaries
+(``monitor/summaries/v<N>/*.parquet``) that reads use, and drops raw rows past their retention
+period. Alert rules and open alerts are tags of the registered model.
 
 The package, by what each module does: ``_storage`` (the monitoring run and its files),
 ``_schema`` (the version a reference names and its training reference), ``_record`` (the write
 path), ``_traffic`` (the read path), ``_windows`` (``--window``/``--since`` and cutting windows),
-``_stats`` (metrics and drift per window), ``_alerts`` (rules, open alerts, callbacks),
+``_stats`` (metrics and drift per window), ``_counts`` (window summaries), ``_compact``
+(compaction and retention), ``_cbpe`` (accuracy estimated before labels), ``_alerts`` (rules,
+open alerts, callbacks),
 ``_monitor`` (:func:`monitor`), ``_report`` (what it shows), ``_live`` and ``_background``.
 """
 
@@ -33,6 +36,8 @@ from ._alerts import (
     remove_on_alert,
 )
 from ._background import BackgroundRecorder
+from ._cbpe import Calibration, calibrate
+from ._compact import Compacted, compact
 from ._live import LiveView
 from ._monitor import monitor
 from ._record import Recorded, record, record_labels
@@ -41,9 +46,10 @@ from ._stats import Summary
 from ._traffic import recorded
 
 __all__ = [
-    "GRAMMAR", "Alert", "BackgroundRecorder", "BadAlert", "LiveView", "MonitorReport", "Recorded",
-    "Rule", "Summary", "alert_state", "clear_caches", "live", "monitor", "on_alert", "open_alerts",
-    "parse_rule", "record", "record_labels", "recorded", "remove_on_alert",
+    "GRAMMAR", "Alert", "BackgroundRecorder", "BadAlert", "Calibration", "Compacted", "LiveView",
+    "MonitorReport", "Recorded", "Rule", "Summary", "alert_state", "calibrate", "clear_caches", "compact",
+    "live", "monitor", "on_alert", "open_alerts", "parse_rule", "record", "record_labels", "recorded",
+    "remove_on_alert",
 ]
 
 
@@ -70,8 +76,10 @@ def clear_caches() -> None:
     Example:
         >>> nbmodel.monitoring.clear_caches()  # doctest: +SKIP
     """
-    from . import _schema, _storage, _traffic
+    from . import _cbpe, _compact, _schema, _storage, _traffic
 
+    _cbpe.clear_caches()
+    _compact.clear_caches()
     _schema.clear_caches()
     _traffic.clear_caches()
     _storage.clear_caches()

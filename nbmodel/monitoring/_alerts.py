@@ -36,7 +36,8 @@ alert rules are METRIC OP NUMBER, or METRIC[FEATURE] OP NUMBER for one feature:
   METRIC  volume, labelled, latency_p50, latency_p95 (ms of served requests),
           accuracy, f1_macro (classifiers), rmse, mae (regressors),
           psi, ks, pvalue (drift of the worst feature, or of the one in [...]),
-          prediction_psi (drift of the predictions)
+          prediction_psi (drift of the predictions),
+          est_accuracy, est_f1_macro (estimated before labels; see nbmodel.monitoring.calibrate)
   OP      <  <=  >  >=
   groups  METRIC[COL=VALUE] (one group), METRIC_gap or METRIC_ratio (between the groups),
           demographic_parity, equalized_odds (binary classifiers); COL in [...] or --groups COL
@@ -48,9 +49,10 @@ METRICS: dict[str, str | None] = {
     "volume": None, "labelled": None, "latency_p50": None, "latency_p95": None,
     **{m: task for task, names in QUALITY.items() for m in names},
     "psi": "drift", "ks": "drift", "pvalue": "drift", "prediction_psi": "drift",
+    "est_accuracy": CLASSIFIER, "est_f1_macro": CLASSIFIER,
 }
 _SYNONYMS = {"f1": "f1_macro", "acc": "accuracy", "p_value": "pvalue", "pred_psi": "prediction_psi",
-             "count": "volume", "latency": "latency_p95"}
+             "count": "volume", "latency": "latency_p95", "est_f1": "est_f1_macro", "est_acc": "est_accuracy"}
 _RULE = re.compile(r"^\s*(?P<metric>[A-Za-z_][A-Za-z0-9_]*)\s*(?:\[(?P<feature>[^\]]+)\])?\s*"
                    r"(?P<op><=|>=|<|>)\s*(?P<num>[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*$")
 

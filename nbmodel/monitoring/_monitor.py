@@ -74,8 +74,7 @@ def monitor(ref: str | Ref, *, window: str | int | None = None, since: Any = Non
             rules = [r for r in rules if _applies(r, sch)]
     else:
         _alerts.check_rules(rules, sch, sch.task)
-    tr = traffic(name, version)
-    summary = summarise(tr, spec, since_ms=since_ms, until_ms=until_ms)
+    summary = _summary(name, version, spec, since_ms, until_ms)
     group_report, group_values = _groups(name, version, sch.task, groups, rules, summary, since_ms, until_ms)
     fired, open_now = _alerts.evaluate(summary, rules, name, version, group_values)
     old_open = {(a.rule, a.version) for a in before[1]}
@@ -151,6 +150,26 @@ def _groups(name: str, version: int, task: str | None, groups: str | None, rules
                              summary.n_windows, task)
 
     return report, values
+
+
+def _summary(name: str, version: int, spec: Any, since_ms: int | None, until_ms: int | None) -> Summary:
+    """From the window summaries when the window allows (compacting first when many batches
+    wait), else from the raw rows kept."""
+    from . import _cbpe, _compact, _counts
+
+    _compact.auto_compact(name, version)
+    cal = _cbpe.load(name, version)
+    found = _compact.view(name, version)
+    if found is not None and _counts.fits(found.counts, spec):
+        return _counts.summarise_counts(found.counts, schema(name, version), spec, since_ms=since_ms,
+                                        until_ms=until_ms, calibration=cal)
+    summary = summarise(traffic(name, version), spec, since_ms=since_ms, until_ms=until_ms, calibration=cal)
+    if found is not None:
+        width = found.counts.width_ms // 60_000
+        summary.notes.append(f"windows narrower than {width} min or counted in rows come from the raw "
+                             "rows kept (see nbmodel.monitoring.compact); use a wider --window for all "
+                             "the history")
+    return summary
 
 
 def _applies(rule: _alerts.Rule, sch: Any) -> bool:

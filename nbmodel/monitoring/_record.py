@@ -87,6 +87,8 @@ def _timestamps(timestamp: Any, n: int) -> np.ndarray:
 
     if timestamp is None:
         return np.full(n, int(_dt.datetime.now(_dt.UTC).timestamp() * 1000), dtype=np.int64)
+    if isinstance(timestamp, (int, float)) and not isinstance(timestamp, bool):
+        return np.full(n, int(round(float(timestamp) * 1000)), dtype=np.int64)
     scalar = isinstance(timestamp, (str, int, float, _dt.datetime, _dt.date, pd.Timestamp, np.datetime64))
     try:
         if scalar:
@@ -131,16 +133,17 @@ def _check_numbers(y: np.ndarray, present: np.ndarray, sch: Schema) -> None:
 
 
 def prepare_batch(sch: Schema, X: Any, y_pred: Any, y_true: Any = None, *, ids: Any = None,
-                  timestamp: Any = None, latency_ms: Any = None) -> dict[str, np.ndarray]:
+                  timestamp: Any = None, latency_ms: Any = None,
+                  y_proba: Any = None) -> dict[str, np.ndarray]:
     """The arrays of one batch file, checked before anything is written.
 
     Args:
         sch: the version recorded for.
-        X, y_pred, y_true, ids, timestamp, latency_ms: as for :func:`record`.
+        X, y_pred, y_true, ids, timestamp, latency_ms, y_proba: as for :func:`record`.
 
     Returns:
         Named arrays: ``ts``, ``pred``, ``num``/``num_cols``, ``cat``/``cat_cols``, and
-        ``y``/``has_y``, ``ids``, ``lat`` when given.
+        ``y``/``has_y``, ``ids``, ``lat``, ``conf`` (the predicted class's probability) when given.
 
     Raises:
         BadData: anything that does not fit the version or the number of rows.
@@ -168,8 +171,13 @@ def prepare_batch(sch: Schema, X: Any, y_pred: Any, y_true: Any = None, *, ids: 
     cat_cols = [c for c, k in zip(columns, kinds) if k != "numeric"]
     if num_cols:
         try:
-            part = frame if len(num_cols) == len(columns) else frame[num_cols]
-            out["num"] = part.to_numpy(dtype=np.float64)
+            if len(num_cols) == len(columns):
+                out["num"] = frame.to_numpy(dtype=np.float64)
+            else:  # column by column: selecting a sub-frame costs more than the copy
+                num = np.empty((n, len(num_cols)), dtype=np.float64)
+                for j, c in enumerate(num_cols):
+                    num[:, j] = frame[c].to_numpy(dtype=np.float64)
+                out["num"] = num
         except (TypeError, ValueError):
             bad = [c for c in num_cols if not pd.api.types.is_numeric_dtype(frame[c])]
             raise BadData(f"column {', '.join(bad) or num_cols[0]} of X is not numeric, but "
@@ -204,7 +212,45 @@ def prepare_batch(sch: Schema, X: Any, y_pred: Any, y_true: Any = None, *, ids: 
         if lat.ndim != 1 or len(lat) != n:
             raise BadData(f"latency_ms has {lat.size} values but X has {n} rows")
         out["lat"] = lat
+    if y_proba is not None:
+        out["conf"] = confidence(y_proba, n)
     return out
+
+
+def confidence(y_proba: Any, n: int) -> np.ndarray:
+    """The probability of the predicted class per row: the row's largest probability
+    (``predict_proba``'s output), or ``max(p, 1 - p)`` for one probability per row (binary).
+
+    Args:
+        y_proba: ``(n, classes)`` probabilities, or ``(n,)`` of the positive class.
+        n: the number of rows.
+
+    Returns:
+        float32 values in [0, 1], NaN where a row has none.
+
+    Raises:
+        BadData: not one row of probabilities per prediction.
+
+    Example:
+        >>> confidence([[0.2, 0.8], [0.6, 0.4]], 2).tolist()
+        [0.800000011920929, 0.6000000238418579]
+    """
+    import numpy as np
+
+    try:
+        p = np.asarray(y_proba, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise BadData("y_proba must be numbers: predict_proba's output, one row per prediction") from None
+    if p.ndim == 2 and p.shape[1] == 1:
+        p = p[:, 0]
+    if p.ndim not in (1, 2) or len(p) != n:
+        raise BadData(f"y_proba has {len(p) if p.ndim else 1} rows but X has {n}; give predict_proba's "
+                      "output, one row per prediction")
+    with np.errstate(invalid="ignore"):
+        conf = p.max(axis=1) if p.ndim == 2 else np.maximum(p, 1 - p)
+    if np.any((conf < 0) | (conf > 1)):
+        raise BadData("y_proba holds values outside [0, 1]; give probabilities (predict_proba)")
+    return conf.astype(np.float32)
 
 
 @dataclass(repr=False)  # Shown's repr: the text form
@@ -222,7 +268,7 @@ class Recorded(Shown):
 
 
 def record(ref: str | Ref, X: Any, y_pred: Any, y_true: Any = None, *, ids: Any = None,
-           timestamp: Any = None, latency_ms: Any = None) -> Recorded:
+           timestamp: Any = None, latency_ms: Any = None, y_proba: Any = None) -> Recorded:
     """Record a batch of predictions of a version, for monitoring.
 
     Args:
@@ -236,6 +282,9 @@ def record(ref: str | Ref, X: Any, y_pred: Any, y_true: Any = None, *, ids: Any 
         timestamp: when the predictions were made: one value (a datetime, an ISO string, or
             seconds since the epoch) or one per row; default now.
         latency_ms: time taken to answer, one value or one per row (served traffic).
+        y_proba: a classifier's ``predict_proba(X)``: with a calibration
+            (:func:`~nbmodel.monitoring.calibrate`) it gives the estimated accuracy and F1 of
+            windows whose labels have not arrived.
 
     Returns:
         A :class:`Recorded` summary.
@@ -249,7 +298,8 @@ def record(ref: str | Ref, X: Any, y_pred: Any, y_true: Any = None, *, ids: Any 
     """
     name, version = target(ref)
     sch = schema(name, version)
-    arrays = prepare_batch(sch, X, y_pred, y_true, ids=ids, timestamp=timestamp, latency_ms=latency_ms)
+    arrays = prepare_batch(sch, X, y_pred, y_true, ids=ids, timestamp=timestamp, latency_ms=latency_ms,
+                           y_proba=y_proba)
     run = monitor_run(name)
     try:
         path = run.write(f"{BATCHES}/v{version}", arrays)

@@ -95,6 +95,8 @@ class MonitorReport(Shown):
                 f"of {width}, {span}{lab}")
 
     def _window_rows(self) -> tuple[list[str], list[list[str]], list[list[bool]]]:
+        import numpy as np
+
         s = self.summary
         m = s.metrics
         quality = list(QUALITY.get(s.task, ()))
@@ -108,6 +110,10 @@ class MonitorReport(Shown):
             head += ["labelled", *quality]
             cols += [("labelled", lambda w: f"{int(m['labelled'][w]):,}")]
             cols += [(q, functools.partial(lambda q, w: _f(m[q][w]), q)) for q in quality]
+        if "est_accuracy" in m and not np.all(np.isnan(m["est_accuracy"])):
+            head += ["est accuracy", "est f1_macro"]
+            cols += [("est_accuracy", lambda w: _f(m["est_accuracy"][w])),
+                     ("est_f1_macro", lambda w: _f(m["est_f1_macro"][w]))]
         if s.has_reference:
             head += ["psi (worst feature)", "prediction psi"]
             psi = s.metric("psi")

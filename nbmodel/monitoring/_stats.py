@@ -80,6 +80,8 @@ class Summary:
     total: int
     labelled: int
     notes: list[str] = field(default_factory=list)
+    #: (W, F): the exact KS statistic lies between ``ks`` and ``ks + ks_bound`` (see the module)
+    ks_bound: np.ndarray | None = None
 
     @property
     def n_windows(self) -> int:
@@ -138,13 +140,15 @@ class Summary:
 
 
 def summarise(tr: Traffic, spec: WindowSpec | None = None, *, since_ms: int | None = None,
-              until_ms: int | None = None) -> Summary:
+              until_ms: int | None = None, calibration: Any = None) -> Summary:
     """Windows, metrics and drift of ``tr`` (see the module docstring).
 
     Args:
         tr: a version's recorded traffic (:func:`~nbmodel.monitoring._traffic.traffic`).
         spec: the window; None for the narrowest width that cuts at most 30 windows.
         since_ms, until_ms: only rows from / before this time (ms since the epoch).
+        calibration: the version's calibration (:func:`~nbmodel.monitoring.calibrate`): adds
+            the estimated accuracy and F1 of rows recorded with probabilities.
 
     Returns:
         A :class:`Summary`.
@@ -168,6 +172,10 @@ def summarise(tr: Traffic, spec: WindowSpec | None = None, *, since_ms: int | No
     metrics.update(_quality(tr, win, W, volume))
     drift = _feature_drift(tr, win, W)
     pred_dist, metrics["prediction_psi"] = _prediction_drift(tr, win, W, volume)
+    if calibration is not None and tr.task == CLASSIFIER:
+        from . import _cbpe
+
+        metrics.update(_cbpe.estimate(_cbpe.conf_counts(tr, win, W), tr.classes, calibration))
     sch = tr.schema
     notes = []
     if not sch.has_reference:
@@ -175,7 +183,7 @@ def summarise(tr: Traffic, spec: WindowSpec | None = None, *, since_ms: int | No
                      "--train X_train y_train (nbmodel.commit(..., train=(X_train, y_train))) to add one")
     return Summary(sch.ref, tr.task, spec, starts, ends, metrics, list(tr.features), drift.kinds, drift.psi,
                    drift.ks, drift.pvalue, drift.psi_all, list(tr.classes), pred_dist, sch.has_reference,
-                   len(tr), int(tr.has_y.sum()), notes)
+                   len(tr), int(tr.has_y.sum()), notes, drift.ks_bound)
 
 
 def _between(tr: Traffic, since_ms: int | None, until_ms: int | None) -> Traffic:
@@ -194,7 +202,8 @@ def _between(tr: Traffic, since_ms: int | None, until_ms: int | None) -> Traffic
         return None if a is None else a[sel]
 
     return dataclasses.replace(tr, ts=tr.ts[sel], codes=tr.codes[:, sel], pred=tr.pred[sel],
-                               pred_bin=pick(tr.pred_bin), y=tr.y[sel], has_y=tr.has_y[sel], lat=pick(tr.lat))
+                               pred_bin=pick(tr.pred_bin), y=tr.y[sel], has_y=tr.has_y[sel], lat=pick(tr.lat),
+                               conf=pick(tr.conf))
 
 
 def _latency(tr: Traffic, win: np.ndarray, W: int) -> dict[str, np.ndarray]:
@@ -240,27 +249,58 @@ class _Drift(NamedTuple):
     ks: np.ndarray         # (W, F)
     pvalue: np.ndarray     # (W, F)
     psi_all: np.ndarray    # (F,)
+    ks_bound: np.ndarray   # (W, F)
+
+
+def feature_counts(tr: Traffic, win: np.ndarray, W: int) -> np.ndarray:
+    """Rows per window, feature and reference bin: ``(W, F, S)``, where bin ``n_bins[f]`` of
+    feature ``f`` counts its missing values (``S`` is one more than the most bins)."""
+    import numpy as np
+
+    F = len(tr.features)
+    S = max(tr.n_bins, default=0) + 1
+    out = np.zeros((W, F, S), dtype=np.int64)
+    base = win * S
+    for j in range(F):
+        out[:, j, :] = np.bincount(base + tr.codes[j], minlength=W * S).reshape(W, S)
+    return out
 
 
 def _feature_drift(tr: Traffic, win: np.ndarray, W: int) -> _Drift:
-    """PSI, KS and p-values of every feature per window against the reference."""
+    return drift_from_counts(tr.schema.profile or {}, tr.features, tr.n_bins, feature_counts(tr, win, W))
+
+
+def drift_from_counts(prof: dict[str, Any], features: list[str], n_bins: list[int],
+                      bins: np.ndarray) -> _Drift:
+    """PSI, KS and p-values of every feature per window against the reference, from the rows
+    per window and reference bin (:func:`feature_counts`): a raw read and a compacted one
+    give the same figures.
+
+    Args:
+        prof: the version's training profile.
+        features: the features, in the order of ``bins``.
+        n_bins: bins per feature (without the missing slot).
+        bins: ``(W, F, S)`` counts.
+
+    Returns:
+        The drift tables.
+    """
     import numpy as np
     from scipy import stats
 
-    prof = tr.schema.profile or {}
     feats = prof.get("features") or {}
-    F = len(tr.features)
+    W = bins.shape[0]
+    F = len(features)
     psi = np.full((W, F), np.nan)
     ks = np.full((W, F), np.nan)
+    bound = np.full((W, F), np.nan)
     pval = np.full((W, F), np.nan)
     psi_all = np.full(F, np.nan)
     kinds = []
-    S = max(tr.n_bins, default=0) + 1  # every feature's bins plus its missing slot
-    base = win * S
-    for j, f in enumerate(tr.features):
+    for j, f in enumerate(features):
         st = feats[f]
-        B = tr.n_bins[j]
-        counts = np.bincount(base + tr.codes[j], minlength=W * S).reshape(W, S)[:, :B].astype(float)
+        B = n_bins[j]
+        counts = bins[:, j, :B].astype(float)
         cur, m = _fractions(counts)
         kinds.append(st.get("kind", "numeric"))
         if st.get("kind") == "categorical":
@@ -286,32 +326,55 @@ def _feature_drift(tr: Traffic, win: np.ndarray, W: int) -> _Drift:
             gap = np.abs(np.cumsum(cur[:, :-1], axis=1) - np.cumsum(ref[:-1])[None, :])
             d = gap.max(axis=1) if gap.shape[1] else np.zeros(W)
             ks[has, j] = d[has]
+            # inside one bin each distribution rises by at most that bin's share, so the gap
+            # between the cut points can exceed the gap at them by at most the larger share
+            bound[has, j] = np.max(np.maximum(np.nan_to_num(cur[has]), ref[None, :]), axis=1)
             n_eff = m * ref_rows / (m + ref_rows)
             pval[has, j] = stats.kstwobign.sf(d[has] * np.sqrt(n_eff[has]))
-    return _Drift(kinds, psi, ks, pval, psi_all)
+    return _Drift(kinds, psi, ks, pval, psi_all, bound)
 
 
 def _prediction_drift(tr: Traffic, win: np.ndarray, W: int, volume: np.ndarray
                       ) -> tuple[np.ndarray | None, np.ndarray]:
     """The classes predicted per window (classifiers) and the PSI of the predictions
     against the training predictions (or, for a classifier without them, the target)."""
+    return prediction_drift(tr.task, tr.classes, tr.schema.profile or {},
+                            prediction_counts(tr, win, W), volume)
+
+
+def prediction_counts(tr: Traffic, win: np.ndarray, W: int) -> np.ndarray:
+    """Predictions per window and class (classifier) or reference bin of the predictions
+    (regressor with a reference; else no columns): ``(W, P)``."""
     import numpy as np
 
-    pred_dist = None
     if tr.task == CLASSIFIER:
         C = max(len(tr.classes), 1)
-        counts = np.bincount(win * C + tr.pred, minlength=W * C).reshape(W, C)
-        pred_dist = counts / np.maximum(volume, 1)[:, None]
+        return np.bincount(win * C + tr.pred, minlength=W * C).reshape(W, C)
     tstats = prediction_reference(tr.schema.profile or {}, tr.task)
+    if tr.pred_bin is None or tstats.get("kind") != "numeric":
+        return np.zeros((W, 0), dtype=np.int64)
+    B = len(tstats["edges"]) + 1
+    return np.bincount(win * B + tr.pred_bin.astype(np.int64), minlength=W * B).reshape(W, B)
+
+
+def prediction_drift(task: str, classes: list[str], prof: dict[str, Any], counts: np.ndarray,
+                     volume: np.ndarray) -> tuple[np.ndarray | None, np.ndarray]:
+    """The classes' shares per window (classifiers) and the PSI of the predictions, from
+    :func:`prediction_counts`."""
+    import numpy as np
+
+    W = len(volume)
+    pred_dist = None
+    if task == CLASSIFIER:
+        pred_dist = counts / np.maximum(volume, 1)[:, None]
+    tstats = prediction_reference(prof, task)
     pred_psi = np.full(W, np.nan)
-    if not len(tr) or not tstats:
+    if not volume.sum() or not tstats:
         return pred_dist, pred_psi
     if pred_dist is not None and tstats.get("kind") == "categorical":
-        ref = np.array([tstats["freq"].get(k, 0.0) for k in tr.classes], dtype=float)
+        ref = np.array([tstats["freq"].get(k, 0.0) for k in classes], dtype=float)
         pred_psi = np.where(volume > 0, _psi(pred_dist, ref), np.nan)
-    elif tr.pred_bin is not None and tstats.get("kind") == "numeric":
-        B = len(tstats["edges"]) + 1
-        counts = np.bincount(win * B + tr.pred_bin.astype(np.int64), minlength=W * B).reshape(W, B)
+    elif task != CLASSIFIER and counts.shape[1] and tstats.get("kind") == "numeric":
         cur, m = _fractions(counts.astype(float))
         with np.errstate(invalid="ignore", divide="ignore"):
             ref = np.asarray(tstats["freq"], dtype=float)

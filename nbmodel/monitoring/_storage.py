@@ -92,7 +92,19 @@ class MonitorRun:
         buf = io.BytesIO()
         named: dict[str, Any] = dict(arrays)
         np.savez(buf, **named)
-        data = buf.getvalue()
+        return self.write_bytes(folder, fname, buf.getvalue())
+
+    def write_bytes(self, folder: str, fname: str, data: bytes) -> str:
+        """Write one file under ``folder``, whole or not at all (a reader never sees half).
+
+        Args:
+            folder: the artifact folder.
+            fname: the file's name.
+            data: its content.
+
+        Returns:
+            The file's artifact path.
+        """
         if self.local_dir is not None:
             target_dir = os.path.join(self.local_dir, folder)
             os.makedirs(target_dir, exist_ok=True)
@@ -110,23 +122,46 @@ class MonitorRun:
                 get_store().retry(self.repo.log_artifact, path, folder)
         return f"{folder}/{fname}"
 
+    def delete(self, path: str) -> None:
+        """Remove one file (gone already: nothing happens).
+
+        Args:
+            path: an artifact path from :meth:`list`.
+        """
+        with self._lock:
+            owner = self._where.get(path)
+        if owner is not None:
+            owner.delete(path)
+            return
+        if self.local_dir is not None:
+            try:
+                os.remove(os.path.join(self.local_dir, path))
+            except FileNotFoundError:
+                pass
+            return
+        try:
+            get_store().retry(self.repo.delete_artifacts, path)
+        except Exception:  # noqa: BLE001 - removed by another compaction already
+            pass
+
     # -- reading --------------------------------------------------------------------------------
-    def list(self, folder: str) -> list[str]:
+    def list(self, folder: str, ext: str = ".npz") -> list[str]:
         """Artifact paths of the finished ``.npz`` files under ``folder``, oldest first, in
         this run and in any other monitoring run of the model.
 
         Args:
             folder: as for :meth:`write`.
+            ext: the files' extension (``.parquet`` for compacted summaries).
 
         Returns:
             The paths (``[]`` for a folder not written yet).
         """
-        paths = self._list_own(folder)
+        paths = self._list_own(folder, ext)
         siblings = self.siblings()
         if not siblings:
             return paths
         for other in siblings:
-            for path in other._list_own(folder):
+            for path in other._list_own(folder, ext):
                 with self._lock:
                     self._where[path] = other
                 paths.append(path)
@@ -159,12 +194,12 @@ class MonitorRun:
             self._siblings_at = now
         return list(found.values())
 
-    def _list_own(self, folder: str) -> builtins.list[str]:
+    def _list_own(self, folder: str, ext: str = ".npz") -> builtins.list[str]:
         if self.local_dir is not None:
             target_dir = os.path.join(self.local_dir, folder)
             try:
                 names = [e.name for e in os.scandir(target_dir)
-                         if e.name.endswith(".npz") and not e.name.startswith(".")]
+                         if e.name.endswith(ext) and not e.name.startswith(".")]
             except FileNotFoundError:
                 return []
             return [f"{folder}/{n}" for n in sorted(names)]
@@ -172,7 +207,27 @@ class MonitorRun:
             found = get_store().retry(self.repo.list_artifacts, folder)
         except Exception:  # noqa: BLE001 - a folder that does not exist yet
             return []
-        return sorted(f.path for f in found if not f.is_dir and f.path.endswith(".npz"))
+        return sorted(f.path for f in found if not f.is_dir and f.path.endswith(ext))
+
+    def folders(self, folder: str) -> builtins.list[str]:
+        """The names of the folders directly under ``folder`` in this run (``v1``, ``v2``...).
+
+        Args:
+            folder: an artifact folder.
+
+        Returns:
+            Their names, sorted.
+        """
+        if self.local_dir is not None:
+            try:
+                return sorted(e.name for e in os.scandir(os.path.join(self.local_dir, folder)) if e.is_dir())
+            except FileNotFoundError:
+                return []
+        try:
+            found = get_store().retry(self.repo.list_artifacts, folder)
+        except Exception:  # noqa: BLE001 - nothing recorded yet
+            return []
+        return sorted(f.path.rsplit("/", 1)[-1] for f in found if f.is_dir)
 
     def read(self, path: str) -> dict[str, np.ndarray]:
         """The arrays of one file.
@@ -185,25 +240,44 @@ class MonitorRun:
         """
         import numpy as np
 
+        with np.load(io.BytesIO(self.read_bytes(path)), allow_pickle=False) as npz:
+            return {k: npz[k] for k in npz.files}
+
+    def read_bytes(self, path: str) -> bytes:
+        """The content of one file; a remote store's file passes through a temporary folder
+        that is removed at once (a reader keeps no copy of the store).
+
+        Args:
+            path: an artifact path from :meth:`list`.
+
+        Returns:
+            The bytes.
+        """
         with self._lock:
             owner = self._where.get(path)
         if owner is not None:
-            return owner.read(path)
+            return owner.read_bytes(path)
         if self.local_dir is not None:
-            full = os.path.join(self.local_dir, path)
-        else:
+            with open(os.path.join(self.local_dir, path), "rb") as fh:
+                return fh.read()
+        if self._download_dir is None:
+            import atexit
+            import shutil
             import tempfile
 
-            if self._download_dir is None:
-                import atexit
-                import shutil
+            self._download_dir = tempfile.mkdtemp(prefix="nbmodel-monitor-")
+            # the folder goes with the process (or clear_caches); each file as soon as it is read
+            atexit.register(shutil.rmtree, self._download_dir, True)
+        import shutil
+        import tempfile
 
-                self._download_dir = tempfile.mkdtemp(prefix="nbmodel-monitor-")
-                # the copies of a remote store's files go with the process (or clear_caches)
-                atexit.register(shutil.rmtree, self._download_dir, True)
-            full = get_store().retry(self.repo.download_artifacts, path, self._download_dir)
-        with np.load(full, allow_pickle=False) as npz:
-            return {k: npz[k] for k in npz.files}
+        one = tempfile.mkdtemp(dir=self._download_dir)
+        try:
+            full = get_store().retry(self.repo.download_artifacts, path, one)
+            with open(full, "rb") as fh:
+                return fh.read()
+        finally:
+            shutil.rmtree(one, ignore_errors=True)
 
 
 def _local_dir(artifact_uri: str) -> str | None:
@@ -273,7 +347,7 @@ def _find(store: Store, exp_id: str) -> Any:
 
 
 def clear_caches() -> None:
-    """Forget every run and file this process has read (as after a kernel restart)."""
+    """Forget every run this process has found (as after a kernel restart)."""
     import shutil
 
     with _runs_lock:
@@ -283,4 +357,3 @@ def clear_caches() -> None:
         if run._download_dir is not None:
             shutil.rmtree(run._download_dir, ignore_errors=True)
             run._download_dir = None
-

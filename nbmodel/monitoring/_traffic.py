@@ -41,6 +41,7 @@ class Traffic:
     classes: list[str]
     task: str
     files: int
+    conf: np.ndarray | None = None   # the predicted class's probability (float32, NaN: none)
 
     def __len__(self) -> int:
         return len(self.ts)
@@ -49,14 +50,22 @@ class Traffic:
 class _Reader:
     """Per version: the files read so far and their prepared arrays."""
 
-    def __init__(self, sch: Schema) -> None:
+    def __init__(self, sch: Schema, *, skip: frozenset[str] = frozenset(),
+                 skip_labels: frozenset[str] = frozenset(),
+                 pending: tuple[Any, Any] | None = None) -> None:
         self.schema = sch
+        # files a compaction already summarised, and labels it kept (see _compact)
+        self.skip = skip
+        self.skip_labels = skip_labels
         self.lock = threading.Lock()
         self.files: list[str] = []
+        self.file_rows: list[int] = []
         self.seen: set[str] = set()
         self.parts: list[dict[str, Any]] = []
         self.label_files: set[str] = set()
         self.label_parts: list[tuple[str, Any, Any]] = []
+        if pending is not None and len(pending[0]):
+            self.label_parts.append(("", pending[0], pending[1]))  # older than any label file
         self.classes: list[str] = []
         self.class_index: dict[str, int] = {}
         self.task: str | None = sch.task
@@ -91,9 +100,9 @@ class _Reader:
     def _class_codes(self, values: np.ndarray) -> np.ndarray:
         import numpy as np
 
-        uniq, inv = np.unique(values.astype(str), return_inverse=True)
+        inv, uniq = _factorize(values if values.dtype.kind in "iub" else values.astype(str))
         lookup = np.array([self._class(class_name(u)) for u in uniq], dtype=np.int32)
-        return lookup[inv.reshape(-1)]
+        return lookup[inv]
 
     def _guess_task(self, pred: np.ndarray) -> str:
         import numpy as np
@@ -129,10 +138,10 @@ class _Reader:
                     continue
                 index = self.cat_index[f]
                 other = index[OTHER]
-                uniq, inv = np.unique(col, return_inverse=True)
+                inv, uniq = _factorize(col)
                 lookup = np.array([self.n_bins[k] if u in ("", "nan", "None") else index.get(str(u), other)
                                    for u in uniq], dtype=np.int16)
-                codes[k] = lookup[inv.reshape(-1)]
+                codes[k] = lookup[inv]
             elif f in num_cols:
                 x = raw["num"][:, num_cols[f]]
                 b = np.searchsorted(np.asarray(st["edges"]), x, side="right").astype(np.int16)
@@ -143,7 +152,7 @@ class _Reader:
             self.task = self._guess_task(pred)
         has_y = raw["has_y"] if "has_y" in raw else np.zeros(n, dtype=bool)
         out: dict[str, Any] = {"ts": raw["ts"].astype(np.int64), "codes": codes, "has_y": has_y,
-                               "ids": raw.get("ids"), "lat": raw.get("lat")}
+                               "ids": raw.get("ids"), "lat": raw.get("lat"), "conf": raw.get("conf")}
         if self.task == CLASSIFIER:
             out["pred"] = self._class_codes(pred)
             y = np.full(n, -1, dtype=np.int32)
@@ -172,12 +181,13 @@ class _Reader:
         with self.lock:
             folder = f"{BATCHES}/v{self.schema.version}"
             for path in run.list(folder):
-                if path not in self.seen:
+                if path not in self.seen and path not in self.skip:
                     self.parts.append(self._prepare(run.read(path)))
+                    self.file_rows.append(len(self.parts[-1]["ts"]))
                     self.files.append(path)
                     self.seen.add(path)
             for path in run.list(LABELS):
-                if path not in self.label_files:
+                if path not in self.label_files and path not in self.skip_labels:
                     raw = run.read(path)
                     self.label_files.add(path)
                     self.label_parts.append((path, raw["ids"], raw["y"]))
@@ -202,9 +212,10 @@ class _Reader:
         merged["codes"] = np.concatenate([p["codes"] for p in parts], axis=1)
         merged["pred_bin"] = np.concatenate([p["pred_bin"] for p in parts]) \
             if all(p["pred_bin"] is not None for p in parts) else None
-        merged["lat"] = np.concatenate([p["lat"] if p["lat"] is not None else np.full(k, np.nan, np.float32)
-                                        for p, k in zip(parts, n)]) \
-            if any(p["lat"] is not None for p in parts) else None
+        for key in ("lat", "conf"):
+            merged[key] = np.concatenate([p[key] if p[key] is not None else np.full(k, np.nan, np.float32)
+                                          for p, k in zip(parts, n)]) \
+                if any(p[key] is not None for p in parts) else None
         merged["ids"] = np.concatenate([p["ids"] if p["ids"] is not None else np.full(k, "", dtype=str)
                                         for p, k in zip(parts, n)]) \
             if any(p["ids"] is not None for p in parts) else None
@@ -229,14 +240,12 @@ class _Reader:
         has_y = cat("has_y", np.zeros(0, dtype=bool)).copy()
         pred_bin = np.concatenate([p["pred_bin"] for p in parts]) \
             if parts and all(p["pred_bin"] is not None for p in parts) else None
-        lat = None
-        if any(p["lat"] is not None for p in parts):
-            lat = np.concatenate([p["lat"] if p["lat"] is not None
-                                  else np.full(len(p["ts"]), np.nan, np.float32) for p in parts])
+        lat = parts[0]["lat"] if parts else None
+        conf = parts[0]["conf"] if parts else None
         if self.label_parts and any(p["ids"] is not None for p in parts):
             y, has_y = self._apply_labels(parts, y, has_y, task)
         return Traffic(self.schema, ts, codes, list(self.features), list(self.n_bins), pred, pred_bin,
-                       y, has_y, lat, list(self.classes), task, len(self.files))
+                       y, has_y, lat, list(self.classes), task, len(self.files), conf)
 
     def _apply_labels(self, parts: list[dict[str, Any]], y: Any, has_y: Any, task: str) -> tuple[Any, Any]:
         import numpy as np
@@ -266,6 +275,15 @@ class _Reader:
             hit[hit] = ~np.isnan(values)  # a label that is not a number is no label
         has_y = has_y | hit
         return y, has_y
+
+
+def _factorize(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Codes and distinct values, by hashing (sorting strings, as np.unique does, costs more)."""
+    import numpy as np
+    import pandas as pd
+
+    codes, uniq = pd.factorize(values, use_na_sentinel=False)
+    return np.asarray(codes, dtype=np.int64), np.asarray(uniq)
 
 
 def _numbers(values: np.ndarray) -> np.ndarray:

@@ -1,0 +1,233 @@
+"""Accuracy before labels: confidence-based performance estimation (CBPE).
+
+Written after the method NannyML publishes as CBPE: a classifier's predicted probabilities,
+once calibrated on reference data whose labels are known, say how often each prediction is
+right; summed over a window they give the expected confusion matrix, hence an expected accuracy
+and F1, while the labels have not arrived. It holds under covariate shift (the inputs move, the
+relation from inputs to labels does not) for a model whose probabilities are calibrated on the
+reference; it cannot see concept drift.
+
+The calibrator here is histogram binning rather than NannyML's isotonic regression, so that
+windows need only counts: each recorded row adds one to (window, predicted class, bin of its
+confidence), where the confidence is the predicted class's probability cut into
+:data:`CONF_BINS` equal bins. The reference (:func:`calibrate`) gives, per predicted class
+and bin, how often such predictions were right (with two pseudo-rows at the bin's middle, so a
+bin the reference barely saw trusts the model), and for the wrong ones, which class was true.
+Then per window:
+
+- expected right answers of class c: ``sum_q n[c, q] * p_right[c, q]``, on the diagonal;
+- the expected wrong ones spread over the true classes as the reference's mistakes of c did;
+- estimated accuracy and macro F1 from that matrix, by :mod:`nbmodel.metrics`.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from .. import metrics as M
+from ..display import Shown
+from ..errors import BadData
+from ..refs import Ref
+from ..store import get_store
+from ._schema import class_name, target
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from ._traffic import Traffic
+
+CONF_BINS = 20
+PSEUDO_ROWS = 2.0
+CALIBRATION = "monitor/calibration"
+#: The metrics it adds per window (alert rules name them; ``est_f1`` is a synonym).
+ESTIMATED = ("est_accuracy", "est_f1_macro")
+
+
+def conf_bin(conf: np.ndarray) -> np.ndarray:
+    """The confidence bin of each probability (NaN gives -1)."""
+    import numpy as np
+
+    b = np.floor(np.nan_to_num(conf, nan=-1.0) * CONF_BINS).astype(np.int64)
+    return np.where(np.isnan(conf), -1, np.clip(b, 0, CONF_BINS - 1))
+
+
+def conf_counts(tr: Traffic, win: np.ndarray, W: int) -> np.ndarray:
+    """Rows with a probability per window, predicted class and confidence bin: ``(W, C, Q)``
+    (``Q`` is 0 for traffic recorded without probabilities)."""
+    import numpy as np
+
+    C = max(len(tr.classes), 1)
+    if tr.conf is None or tr.task != "classifier":
+        return np.zeros((W, C, 0), dtype=np.int64)
+    b = conf_bin(tr.conf)
+    ok = b >= 0
+    cell = (win[ok] * C + tr.pred[ok].astype(np.int64)) * CONF_BINS + b[ok]
+    return np.bincount(cell, minlength=W * C * CONF_BINS).reshape(W, C, CONF_BINS)
+
+
+@dataclass(repr=False)
+class Calibration(Shown):
+    """How often a version's predictions were right on the reference, by class and confidence."""
+
+    ref: str
+    classes: list[str]
+    n: list[list[int]]             # (C, Q) reference rows
+    right: list[list[int]]         # (C, Q) of them right
+    mistakes: list[list[int]]      # (C, C): [predicted][true] counts of wrong predictions
+    accuracy: float
+
+    def __str__(self) -> str:
+        rows = int(sum(map(sum, self.n)))
+        return (f"calibrated {self.ref} on {rows:,} reference rows (accuracy {self.accuracy:.3f}); "
+                "%model_monitor now shows est_accuracy and est_f1_macro per window")
+
+    def p_right(self, classes: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """For traffic whose classes are ``classes``: P(right) per (class, bin), ``(C, Q)``,
+        and where the wrong predictions of each class went, ``(C predicted, C true)``."""
+        import numpy as np
+
+        mid = (np.arange(CONF_BINS) + 0.5) / CONF_BINS
+        C = len(classes)
+        p = np.tile(mid, (C, 1))
+        spread = np.zeros((C, C))
+        where = {c: i for i, c in enumerate(self.classes)}
+        n, right, wrong = (np.asarray(x, dtype=float) for x in (self.n, self.right, self.mistakes))
+        for i, c in enumerate(classes):
+            k = where.get(c)
+            if k is not None:
+                p[i] = (right[k] + PSEUDO_ROWS * mid) / (n[k] + PSEUDO_ROWS)
+                for j, t in enumerate(classes):
+                    if j != i and t in where:
+                        spread[i, j] = wrong[k, where[t]]
+            if spread[i].sum() == 0:  # no mistakes of this class on the reference: any other
+                spread[i] = 1.0
+                spread[i, i] = 0.0
+            spread[i] /= max(spread[i].sum(), 1e-12)
+        return p, spread
+
+
+def estimate(counts: np.ndarray, classes: list[str], cal: Calibration | None) -> dict[str, np.ndarray]:
+    """Estimated accuracy and macro F1 per window (NaN where no row has a probability).
+
+    Args:
+        counts: ``(W, C, Q)`` from :func:`conf_counts` (added over any windows).
+        classes: the classes ``counts`` is indexed by.
+        cal: the version's calibration (None: nothing to estimate).
+
+    Returns:
+        ``{"est_accuracy": (W,), "est_f1_macro": (W,)}``, or ``{}`` without a calibration or
+        probabilities.
+    """
+    import numpy as np
+
+    if cal is None or counts.ndim != 3 or counts.shape[2] != CONF_BINS or not counts.sum():
+        return {}
+    C = counts.shape[1]
+    p, spread = cal.p_right(classes[:C] + [f"?{i}" for i in range(C - len(classes))])
+    c = counts.astype(float)
+    right = np.einsum("wcq,cq->wc", c, p)               # expected right, per predicted class
+    wrong = c.sum(axis=2) - right
+    cm = np.einsum("wc,ct->wtc", wrong, spread)           # rows: truth, columns: prediction
+    idx = np.arange(C)
+    cm[:, idx, idx] += right
+    scores = M.classification(cm)
+    n = c.sum(axis=(1, 2))
+    return {"est_accuracy": np.where(n > 0, scores["accuracy"], np.nan),
+            "est_f1_macro": np.where(n > 0, scores["f1_macro"], np.nan)}
+
+
+def calibrate(ref: str | Ref, y_pred: Any, y_proba: Any, y_true: Any) -> Calibration:
+    """Calibrate the estimated accuracy of a version on reference data with known labels
+    (its evaluation set, say): how often its predictions were right at each confidence.
+
+    Args:
+        ref: the version (``iris/3``; a name means the version monitoring resolves it to).
+        y_pred: the version's predictions on the reference rows.
+        y_proba: its ``predict_proba`` on them.
+        y_true: their true labels.
+
+    Returns:
+        The :class:`Calibration`, kept in the store with the version's monitoring.
+
+    Raises:
+        BadData: lengths that differ, or no rows.
+
+    Example:
+        >>> nbmodel.monitoring.calibrate("iris/1", clf.predict(X_test), clf.predict_proba(X_test),
+        ...                              y_test)  # doctest: +SKIP
+    """
+    import numpy as np
+
+    from ._record import confidence
+    from ._storage import monitor_run
+
+    name, version = target(ref)
+    pred = np.asarray(y_pred)
+    truth = np.asarray(y_true)
+    if pred.ndim != 1 or not len(pred) or len(truth) != len(pred):
+        raise BadData("calibrate takes y_pred and y_true of the same rows, one value per row, "
+                      "and at least one")
+    conf = confidence(y_proba, len(pred))
+    p_names = np.array([class_name(v) for v in pred.tolist()], dtype=object)
+    t_names = np.array([class_name(v) for v in truth.tolist()], dtype=object)
+    classes = sorted(set(p_names) | set(t_names))
+    index = {c: i for i, c in enumerate(classes)}
+    pi = np.array([index[c] for c in p_names])
+    ti = np.array([index[c] for c in t_names])
+    b = conf_bin(conf)
+    ok = b >= 0
+    C = len(classes)
+    n = np.bincount(pi[ok] * CONF_BINS + b[ok], minlength=C * CONF_BINS).reshape(C, CONF_BINS)
+    hit = ok & (pi == ti)
+    right = np.bincount(pi[hit] * CONF_BINS + b[hit], minlength=C * CONF_BINS).reshape(C, CONF_BINS)
+    miss = pi != ti
+    mistakes = np.bincount(pi[miss] * C + ti[miss], minlength=C * C).reshape(C, C)
+    cal = Calibration(f"{name}/{version}", classes, n.tolist(), right.tolist(), mistakes.tolist(),
+                      float((pi == ti).mean()))
+    data = json.dumps({"classes": classes, "n": cal.n, "right": cal.right, "mistakes": cal.mistakes,
+                       "accuracy": cal.accuracy}).encode()
+    monitor_run(name).write_bytes(CALIBRATION, f"v{version}.json", data)
+    with _cache_lock:
+        _cache[(get_store().uri, name, version)] = cal
+    return cal
+
+
+_cache: dict[tuple[str, str, int], Calibration | None] = {}
+_cache_lock = threading.Lock()
+#: How long "no calibration" is believed before looking again (another kernel may calibrate).
+_MISSING_SECONDS = 10.0
+_missing_at: dict[tuple[str, str, int], float] = {}
+
+
+def load(name: str, version: int) -> Calibration | None:
+    """The version's calibration, or None (read once per process, and again after
+    :func:`calibrate`)."""
+    import time
+
+    from ._storage import monitor_run
+
+    key = (get_store().uri, name, int(version))
+    with _cache_lock:
+        if key in _cache and (_cache[key] is not None or
+                              time.monotonic() - _missing_at.get(key, 0.0) < _MISSING_SECONDS):
+            return _cache[key]
+    run = monitor_run(name)
+    path = f"{CALIBRATION}/v{version}.json"
+    found = None
+    if path in run.list(CALIBRATION, ".json"):
+        data = json.loads(run.read_bytes(path))
+        found = Calibration(f"{name}/{version}", data["classes"], data["n"], data["right"],
+                            data["mistakes"], data["accuracy"])
+    with _cache_lock:
+        _cache[key] = found
+        _missing_at[key] = time.monotonic()
+    return found
+
+
+def clear_caches() -> None:
+    """Forget the calibrations read so far."""
+    with _cache_lock:
+        _cache.clear()
