@@ -58,6 +58,8 @@ _API = {
     "register_tab": ("widgets", "register_tab"),
     "Version": ("versions", "Version"),
     "NbmodelError": ("errors", "NbmodelError"),
+    "canary": ("serving", "canary"),
+    "shadow": ("serving", "shadow"),
 }
 
 __all__ = sorted(_API) + ["load_ipython_extension", "unload_ipython_extension", "__version__"]

@@ -101,7 +101,7 @@ class AliasMove(Shown):
         after = f"{self.name}/{self.to_version}" if self.to_version else "(unset)"
         if not self.changed:
             return f"{self.ref} already points to {after}"
-        if self.kind in ("protect", "unprotect", "refused"):
+        if self.kind in ("protect", "unprotect", "refused", "canary", "shadow"):
             return f"{self.ref}: {self.why}"
         verb = {"rollback": "rolled back", "deploy": "deployed"}.get(self.kind, "moved")
         why = f": {self.why}" if self.why else ""
@@ -384,6 +384,31 @@ def set_alias(ref: str | Ref, alias: str, *, message: str = "", force: bool = Fa
             return AliasMove(v.name, alias, current, current, _dt.datetime.now(_dt.UTC),
                              _user(), message, kind, changed=False)
         return _move(store, trail, alias, v.version, why=message, kind=kind, current=current)
+
+
+def note(name: str, alias: str, message: str, *, kind: str) -> AliasMove:
+    """Keep a step that does not move the alias in its audit trail (a canary's share growing,
+    a shadow starting), so the trail tells the whole rollout.
+
+    Args:
+        name: the model.
+        alias: the alias the rollout is on.
+        message: what happened.
+        kind: ``canary`` or ``shadow``.
+
+    Returns:
+        The entry kept (``from`` and ``to`` are the alias's holder).
+
+    Example:
+        >>> note("iris", "production", "canary of iris/4: 10% -> 25%", kind="canary")  # doctest: +SKIP
+    """
+    store = get_store()
+    with _turn(store, name):
+        current = model_aliases(store, name).get(alias)
+        trail = _Trail.read(store, name)
+        move = AliasMove(name, alias, current, current, _dt.datetime.now(_dt.UTC), _user(), message, kind)
+        _record(store, move, trail)
+        return move
 
 
 def _to_version(r: Ref, to: int | str) -> int:

@@ -24,9 +24,10 @@ def magic_classes() -> list[type]:
     from .deploy import DeployMagics
     from .monitor import MonitorMagics
     from .panel import PanelMagics
+    from .rollout import RolloutMagics
     from .versioning import VersioningMagics
 
-    return [VersioningMagics, CompareMagics, DeployMagics, MonitorMagics, PanelMagics]
+    return [VersioningMagics, CompareMagics, DeployMagics, MonitorMagics, PanelMagics, RolloutMagics]
 
 
 def register(ipython: Any) -> None:
