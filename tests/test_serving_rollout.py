@@ -145,8 +145,9 @@ def test_routing_is_sticky_and_a_growing_share_only_adds_callers() -> None:
 def test_step_figures_come_from_the_steps_own_requests() -> None:
     from nbmodel.serving._rollout import step_figures
 
-    base = {"requests": 100, "errors": 5, "buckets": [(0.001, 50), (0.005, 95), (0.02, 100), (float("inf"), 100)]}
-    now = {"requests": 300, "errors": 7, "buckets": [(0.001, 150), (0.005, 290), (0.02, 300), (float("inf"), 300)]}
+    inf = float("inf")
+    base = {"requests": 100, "errors": 5, "buckets": [(0.001, 50), (0.005, 95), (0.02, 100), (inf, 100)]}
+    now = {"requests": 300, "errors": 7, "buckets": [(0.001, 150), (0.005, 290), (0.02, 300), (inf, 300)]}
     f = step_figures(base, now)
     assert f["requests"] == 200 and f["error_rate"] == pytest.approx(0.01)
     assert f["p50_ms"] == pytest.approx(1.0) and f["p99_ms"] == pytest.approx(20.0)
@@ -168,6 +169,27 @@ def test_a_rollout_survives_the_record_round_trip(tmp_path: Path) -> None:
     R.update_rollout(rec.path, "iris", lambda cur: R.Rollout(**{**cur.to_dict(), "share": 100}))
     assert R.read(rec.path).models[0].rollout.share == 100
     assert R.ModelSpec.from_json({"name": "iris", "rollout": {"kind": "blue"}}).rollout is None
+
+
+def test_a_server_that_starts_during_a_rollout_serves_it(commit_iris: Any, isolated_store: Any,
+                                                        tmp_path: Path) -> None:
+    """A restarted server, or a worker replaced mid-canary, loads the candidate at once."""
+    from nbmodel.serving import _deploy, _server
+    from nbmodel.serving import _records as R
+
+    v1, v2 = commit_iris(C=1.0), commit_iris(C=0.01)
+    ro = R.Rollout("canary", v2.version, share=50, serving=v1.version, started=time.time())
+    spec = R.ModelSpec("iris", None, v1.version, _deploy._local_dir(isolated_store, "iris", v1.version),
+                       rollout=ro)
+    record = R.DeploymentRecord(host="127.0.0.1", port=0, store=isolated_store.uri, models=[spec],
+                                path=tmp_path / "0.json")
+    app = _server.App(record)
+    try:
+        slot = app.add_slot(spec, with_pyfunc=False)
+        assert slot.candidate is not None and slot.candidate.version == v2.version
+        assert slot.status()["rollout"]["loaded"] is True
+    finally:
+        app.close()
 
 
 def test_rollouts_need_a_running_deployment(shell: Any, commit_iris: Any, servers: Any) -> None:
@@ -232,8 +254,9 @@ def test_canary_rolls_back_when_a_check_fails(shell: Any, commit_iris: Any, iris
     """A p99 no server can meet: after the first step the candidate gets no more traffic, the
     alias stays, the reason is shown, and no request failed; the /metrics series per version
     show both versions' traffic."""
-    import nbmodel
     from prometheus_client.parser import text_string_to_metric_families
+
+    import nbmodel
 
     commit_iris(C=1.0)
     commit_iris(C=0.01)

@@ -265,6 +265,9 @@ class App:
         slots[slot.name] = slot
         self.slots = slots
         log.warning("serving %s: version %s", slot.ref, handle.version)
+        if spec.rollout is not None:
+            # a server (or a replacement worker) that starts during a rollout serves it
+            self._sync_rollout(slot, spec.rollout)
         return slot
 
     def registry_gateway(self) -> Any:
