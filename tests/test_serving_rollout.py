@@ -329,6 +329,10 @@ def test_shadow_reports_where_a_different_candidate_disagrees(shell: Any, commit
     assert sh["candidate_ms"] is not None and rep.live["versions"]["1"]["mean_ms"] is not None
     text = str(rep)
     assert "agreement" in text and "differs" in text and "candidate latency" in text
-    assert shell.run("%model_deployments")[0].to_dict()["rollout"]["kind"] == "shadow"
+    listed = shell.run("%model_deployments")[0]
+    assert listed.to_dict()["rollout"]["kind"] == "shadow"
+    from nbmodel.widgets.deployments import _row
+
+    assert _row(listed)[1] == "iris/1, shadow iris/2"  # the panel's Deployments tab
     canary = shell.run("%model_shadow iris/2 --promote")
     assert canary.kind == "canary" and canary.state == "running" and canary.share == 10

@@ -181,6 +181,12 @@ class Deployment(Shown):
             "machine": self.machine, "rollout": self.rollout,
         }
 
+    @property
+    def serving(self) -> str:
+        """What answers: ``iris/3``, or the split while a canary or shadow runs
+        (``iris/3 75%, iris/4 25% (canary)``)."""
+        return self._version_text()
+
     def _version_text(self) -> str:
         serving = f"{self.name}/{self.version}" if self.version is not None else "-"
         ro = self.rollout
