@@ -375,7 +375,7 @@ class Controller:
                     note=f"canary of {cand}: {ro.share}% -> {ro.steps[nxt]}% ({why})")
 
     def _promote(self, spec: R.ModelSpec, ro: Rollout, why: str) -> None:
-        from ..aliases import set_alias
+        from ..aliases import ANY, set_alias
 
         cand = f"{spec.name}/{ro.candidate}"
         # Every request goes to the candidate first, then the alias moves: the servers swap to
@@ -383,7 +383,8 @@ class Controller:
         self._write(spec.name, ro, share=100, note=None)
         try:
             self.gateway()
-            set_alias(cand, spec.alias or "production", kind="deploy", expected=ro.serving,
+            set_alias(cand, spec.alias or "production", kind="deploy",
+                      expected=ro.serving if ro.serving is not None else ANY,
                       message=f"canary of {cand} promoted ({why})")
         except Exception as exc:  # noqa: BLE001 - said in the record; the serving version stays
             self._write(spec.name, ro, state="stopped", share=0,
