@@ -84,12 +84,18 @@ def stop(proc: subprocess.Popen) -> None:
             proc.wait(5)
 
 
-def load_wrk(port: int, body: bytes, seconds: float, connections: int, folder: Path) -> dict[str, float]:
+def load_wrk(port: int, body: bytes, seconds: float, connections: int, folder: Path,
+             callers: int = 0) -> dict[str, float]:
+    """wrk's figures; with ``callers`` each request carries one of that many request keys (as
+    callers of a canary do: a constant body alone would always land on the same side)."""
     script = folder / "post.lua"
+    keyed = ("n = 0\nrequest = function()\n  n = n + 1\n"
+             f'  wrk.headers["X-Request-Key"] = "caller-" .. (n % {callers})\n'
+             "  return wrk.format()\nend\n") if callers else ""
     script.write_text(
         'wrk.method = "POST"\n'
         f"wrk.body = {json.dumps(body.decode())}\n"
-        'wrk.headers["Content-Type"] = "application/json"\n')
+        'wrk.headers["Content-Type"] = "application/json"\n' + keyed)
     out = subprocess.run(["wrk", "-t2", f"-c{connections}", f"-d{int(seconds)}s", "--latency",
                           "-s", str(script), f"http://127.0.0.1:{port}/invocations"],
                          capture_output=True, text=True, timeout=seconds + 60).stdout
@@ -107,7 +113,8 @@ def load_wrk(port: int, body: bytes, seconds: float, connections: int, folder: P
             "requests": total}
 
 
-def load_python(port: int, body: bytes, seconds: float, connections: int, folder: Path) -> dict[str, float]:
+def load_python(port: int, body: bytes, seconds: float, connections: int, folder: Path,
+                callers: int = 0) -> dict[str, float]:
     lat: list[float] = []
     errors = [0]
     stop_at = time.perf_counter() + seconds
@@ -117,7 +124,8 @@ def load_python(port: int, body: bytes, seconds: float, connections: int, folder
         mine = []
         while time.perf_counter() < stop_at:
             t = time.perf_counter()
-            conn.request("POST", "/invocations", body, {"Content-Type": "application/json"})
+            key = {"X-Request-Key": f"caller-{len(mine) % callers}"} if callers else {}
+            conn.request("POST", "/invocations", body, {"Content-Type": "application/json", **key})
             resp = conn.getresponse()
             resp.read()
             mine.append(time.perf_counter() - t)
@@ -461,7 +469,7 @@ def paired_rollout_round(store_uri: str, folder: Path, body: bytes, load: Any, s
         def run(key: str, secs: float) -> None:
             own = folder / f"load-{kind}-{key}"
             own.mkdir(exist_ok=True)
-            out[key] = load(servers[key][1], body, secs, half, own)["rps"]
+            out[key] = load(servers[key][1], body, secs, half, own, callers=1000)["rps"]
 
         for secs in (2, seconds):  # warm up, then measure
             threads = [threading.Thread(target=run, args=(key, secs)) for key in servers]
@@ -490,13 +498,14 @@ def rollout_under_load(store_uri: str, folder: Path, body: bytes, load: Any, con
         wait_following(folder, port, key="warm")
         serving = resolve("iris@production").version
         ro = _rollout("canary", 3 - serving, share=25, interval=1.0, steps=[25, 50, 100], checks=[check])
-        thread = threading.Thread(target=lambda: res.update(load(port, body, 10, connections, folder)))
+        thread = threading.Thread(target=lambda: res.update(load(port, body, 25, connections, folder,
+                                                                  callers=1000)))
         thread.start()
         time.sleep(1.0)
         started = time.perf_counter()
         R.update_rollout(rec, "iris", lambda cur: ro, create=True)
         state = "running"
-        while state == "running" and time.perf_counter() - started < 8:
+        while state == "running" and time.perf_counter() - started < 22:
             time.sleep(0.1)
             state = R.read(rec).models[0].rollout.state
         took = time.perf_counter() - started

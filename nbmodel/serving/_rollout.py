@@ -196,7 +196,10 @@ class Shadow:
 
     MAX_QUEUED = 20_000
     MAX_DIFFERING = 20
-    BATCH_ROWS = 1024
+    BATCH_ROWS = 4096
+    #: the thread's pause between batches: requests gather meanwhile, so it makes few, large
+    #: predict calls (each holds the GIL the request path needs)
+    PAUSE = 0.05
 
     def __init__(self, candidate: Handle, on_compare: Any = None) -> None:
         self.candidate = candidate
@@ -240,8 +243,7 @@ class Shadow:
                 except Exception as exc:  # noqa: BLE001 - a shadow never disturbs serving
                     self.failed += len(batch)
                     self.last_error = first_line(exc)
-            # a short pause lets requests gather: fewer, larger predict calls
-            time.sleep(0.01)
+            self._stop.wait(self.PAUSE)
 
     def _compare(self, batch: list[tuple[Any, Any]]) -> None:
         import numpy as np
