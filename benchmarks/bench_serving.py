@@ -84,12 +84,18 @@ def stop(proc: subprocess.Popen) -> None:
             proc.wait(5)
 
 
-def load_wrk(port: int, body: bytes, seconds: float, connections: int, folder: Path) -> dict[str, float]:
+def load_wrk(port: int, body: bytes, seconds: float, connections: int, folder: Path,
+             callers: int = 0) -> dict[str, float]:
+    """wrk's figures; with ``callers`` each request carries one of that many request keys (as
+    callers of a canary do: a constant body alone would always land on the same side)."""
     script = folder / "post.lua"
+    keyed = ("n = 0\nrequest = function()\n  n = n + 1\n"
+             f'  wrk.headers["X-Request-Key"] = "caller-" .. (n % {callers})\n'
+             "  return wrk.format()\nend\n") if callers else ""
     script.write_text(
         'wrk.method = "POST"\n'
         f"wrk.body = {json.dumps(body.decode())}\n"
-        'wrk.headers["Content-Type"] = "application/json"\n')
+        'wrk.headers["Content-Type"] = "application/json"\n' + keyed)
     out = subprocess.run(["wrk", "-t2", f"-c{connections}", f"-d{int(seconds)}s", "--latency",
                           "-s", str(script), f"http://127.0.0.1:{port}/invocations"],
                          capture_output=True, text=True, timeout=seconds + 60).stdout
@@ -107,7 +113,8 @@ def load_wrk(port: int, body: bytes, seconds: float, connections: int, folder: P
             "requests": total}
 
 
-def load_python(port: int, body: bytes, seconds: float, connections: int, folder: Path) -> dict[str, float]:
+def load_python(port: int, body: bytes, seconds: float, connections: int, folder: Path,
+                callers: int = 0) -> dict[str, float]:
     lat: list[float] = []
     errors = [0]
     stop_at = time.perf_counter() + seconds
@@ -117,7 +124,8 @@ def load_python(port: int, body: bytes, seconds: float, connections: int, folder
         mine = []
         while time.perf_counter() < stop_at:
             t = time.perf_counter()
-            conn.request("POST", "/invocations", body, {"Content-Type": "application/json"})
+            key = {"X-Request-Key": f"caller-{len(mine) % callers}"} if callers else {}
+            conn.request("POST", "/invocations", body, {"Content-Type": "application/json", **key})
             resp = conn.getresponse()
             resp.read()
             mine.append(time.perf_counter() - t)
@@ -157,12 +165,15 @@ def make_store(folder: Path) -> tuple[str, bytes]:
     clf = LogisticRegression(max_iter=500).fit(X, y)
     v = nbmodel.commit(clf, "iris", message="bench", eval=(X, y), train=(X, y))
     nbmodel.alias(v.ref, "production")
+    # a second version, for the canary and shadow figures (it answers differently)
+    nbmodel.commit(LogisticRegression(C=0.05, max_iter=500).fit(X, y), "iris", message="candidate",
+                   eval=(X, y), train=(X, y))
     body = json.dumps({"dataframe_split": {"columns": list(X.columns), "data": [X.iloc[0].tolist()]}})
     return uri, body.encode()
 
 
 def start_nbmodel(store_uri: str, folder: Path, *, monitor: bool,
-                  warm: object = None) -> tuple[Any, int, float]:
+                  warm: object = None, workers: int = 1, rollout: Any = None) -> tuple[Any, int, float]:
     """A server process serving iris@production, as a fresh process, or forked by ``warm`` (a
     ready warm starter) as ``%model_deploy`` does in a notebook."""
     from nbmodel.serving import _deploy, _process
@@ -176,8 +187,9 @@ def start_nbmodel(store_uri: str, folder: Path, *, monitor: bool,
     port = free_port()
     rec = folder / f"bench-{port}.json"
     record = R.DeploymentRecord(host="127.0.0.1", port=port, store=store_uri,
-                                models=[R.ModelSpec("iris", "production", v.version, path)],
-                                detached=True, monitor=monitor, max_body=10 * 2**20, path=rec)
+                                models=[R.ModelSpec("iris", "production", v.version, path, rollout=rollout)],
+                                detached=True, monitor=monitor, max_body=10 * 2**20, path=rec,
+                                workers=workers)
     R.write(record)
     env = _process.server_env(store_uri)
     log = folder / f"bench-{port}.log"
@@ -299,6 +311,9 @@ def main() -> None:
     p.add_argument("--seconds", type=float, default=10)
     p.add_argument("--connections", type=int, default=8)
     p.add_argument("--monitor-rounds", type=int, default=5)
+    p.add_argument("--rollout-rounds", type=int, default=3)
+    p.add_argument("--only", choices=["all", "ceiling", "rollouts"], default="all",
+                   help="run only the ceiling comparison, or only the canary and shadow figures")
     args = p.parse_args()
     load = load_wrk if shutil.which("wrk") else load_python
     import importlib.util
@@ -316,9 +331,20 @@ def main() -> None:
         floors.append(time.perf_counter() - t)
     print(f"for scale: a fresh python importing skops.io (the model's loader: it imports scikit-learn "
           f"and SciPy) takes {min(floors):.2f} s here, best of 3; no server of this model starts faster")
+    if args.only != "all":
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = Path(tmp)
+            store_uri, body = make_store(folder)
+            if args.only == "ceiling":
+                report_ceiling(store_uri, folder, body, load, args)
+            else:
+                report_rollouts(store_uri, folder, body, load, args)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         store_uri, body = make_store(folder)
+        report_ceiling(store_uri, folder, body, load, args)
+        report_rollouts(store_uri, folder, body, load, args)
         results = {}
         for name, start in (("nbmodel", lambda: start_nbmodel(store_uri, folder, monitor=True)),
                             ("mlflow models serve", lambda: start_mlflow(store_uri, folder))):
@@ -367,6 +393,128 @@ def main() -> None:
               f"CPU per request with / without: median {statistics.median(cpu):.3f}")
 
 
+BARE_APP = """
+import sys, uvicorn
+
+async def app(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    while (await receive()).get("more_body"):
+        pass
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", b"application/json")]})
+    await send({"type": "http.response.body", "body": b'{"predictions": [0]}'})
+
+uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), http="httptools", log_level="warning",
+            access_log=False, lifespan="off")
+"""
+
+
+def start_bare(folder: Path) -> tuple[subprocess.Popen, int, float]:
+    """The ceiling: a bare uvicorn+httptools ASGI app answering a constant."""
+    port = free_port()
+    t0 = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-c", BARE_APP, str(port)],
+                            stdout=open(folder / "bare.log", "ab"), stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    return proc, port, t0
+
+
+def ceiling(store_uri: str, folder: Path, body: bytes, load: Any, seconds: float,
+            connections: int) -> dict[str, dict[str, float]]:
+    """The bare ASGI app, nbmodel with one worker and with two, each alone under the same load,
+    one after the other in this run."""
+    out = {}
+    starts = (("bare ASGI app", lambda: start_bare(folder)),
+              ("nbmodel, 1 worker", lambda: start_nbmodel(store_uri, folder, monitor=True)),
+              ("nbmodel, 2 workers", lambda: start_nbmodel(store_uri, folder, monitor=True, workers=2)))
+    for name, start in starts:
+        proc, port, t0 = start()
+        try:
+            wait_answering(proc, port, body, t0)
+            if name.startswith("nbmodel"):
+                wait_following(folder, port, key="warm")
+            load(port, body, 2, connections, folder)  # warm up
+            out[name] = load(port, body, seconds, connections, folder)
+        finally:
+            stop(proc)
+    return out
+
+
+def _rollout(kind: str, candidate: int, **kw: Any) -> Any:
+    from nbmodel.serving import _records as R
+
+    now = time.time()
+    return R.Rollout(kind, candidate, serving=3 - candidate, started=now, step_started=now, changed=now, **kw)
+
+
+def paired_rollout_round(store_uri: str, folder: Path, body: bytes, load: Any, seconds: float,
+                         connections: int, kind: str) -> dict[str, float]:
+    """A plain server and one running a ``kind`` rollout (a canary at 50%, or a shadow), side
+    by side under half the connections each: requests/s with / without."""
+    from nbmodel.versions import resolve
+
+    serving = resolve("iris@production").version
+    rollout = _rollout(kind, 3 - serving, share=50 if kind == "canary" else 0, interval=3600.0,
+                       steps=[50, 100])
+    servers = {"with": start_nbmodel(store_uri, folder, monitor=True, rollout=rollout),
+               "without": start_nbmodel(store_uri, folder, monitor=True)}
+    try:
+        for proc, port, t0 in servers.values():
+            wait_answering(proc, port, body, t0)
+            wait_following(folder, port, key="warm")
+        half = max(1, connections // 2)
+        out: dict[str, float] = {}
+
+        def run(key: str, secs: float) -> None:
+            own = folder / f"load-{kind}-{key}"
+            own.mkdir(exist_ok=True)
+            out[key] = load(servers[key][1], body, secs, half, own, callers=1000)["rps"]
+
+        for secs in (2, seconds):  # warm up, then measure
+            threads = [threading.Thread(target=run, args=(key, secs)) for key in servers]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+        return out
+    finally:
+        for proc, _, _ in servers.values():
+            stop(proc)
+
+
+def rollout_under_load(store_uri: str, folder: Path, body: bytes, load: Any, connections: int,
+                       check: str) -> tuple[str, dict[str, float], float]:
+    """A whole canary (steps 25, 50, 100 a second apart) under steady load: its end state, the
+    load's figures (errors: failed requests) and how long it took."""
+    from nbmodel.serving import _records as R
+    from nbmodel.versions import resolve
+
+    proc, port, t0 = start_nbmodel(store_uri, folder, monitor=True)
+    rec = folder / f"bench-{port}.json"
+    res: dict[str, float] = {}
+    try:
+        wait_answering(proc, port, body, t0)
+        wait_following(folder, port, key="warm")
+        serving = resolve("iris@production").version
+        ro = _rollout("canary", 3 - serving, share=25, interval=1.0, steps=[25, 50, 100], checks=[check])
+        thread = threading.Thread(target=lambda: res.update(load(port, body, 25, connections, folder,
+                                                                  callers=1000)))
+        thread.start()
+        time.sleep(1.0)
+        started = time.perf_counter()
+        R.update_rollout(rec, "iris", lambda cur: ro, create=True)
+        state = "running"
+        while state == "running" and time.perf_counter() - started < 22:
+            time.sleep(0.1)
+            state = R.read(rec).models[0].rollout.state
+        took = time.perf_counter() - started
+        thread.join()
+    finally:
+        stop(proc)
+    return state, res, took
+
+
 def paired_monitoring_round(store_uri: str, folder: Path, body: bytes, load: Any, seconds: float,
                             connections: int) -> dict[str, dict[str, float]]:
     """A monitored and a plain server, loaded at the same time with half the connections each:
@@ -402,6 +550,35 @@ def paired_monitoring_round(store_uri: str, folder: Path, body: bytes, load: Any
     finally:
         for proc, _, _ in servers.values():
             stop(proc)
+
+def report_ceiling(store_uri: str, folder: Path, body: bytes, load: Any, args: Any) -> None:
+    res = ceiling(store_uri, folder, body, load, args.seconds, args.connections)
+    for name, r in res.items():
+        print(f"{name:>20}: {r['rps']:.0f} req/s, p50 {r['p50']:.2f} ms, p99 {r['p99']:.2f} ms, "
+              f"errors {r['errors']}")
+    bare, one, two = (res[k] for k in ("bare ASGI app", "nbmodel, 1 worker", "nbmodel, 2 workers"))
+    print(f"nbmodel / bare ASGI app, one worker: {one['rps'] / bare['rps']:.2f} (target >= 0.40); "
+          f"p99 {one['p99']:.2f} ms (target < 5 ms); 2 workers / 1 worker: "
+          f"{two['rps'] / one['rps']:.2f} (target >= 1.0). Here the load generator shares the 2 "
+          f"cores with the server; where cores are free, workers scale about linearly up to the "
+          f"free cores (each is a whole server; the kernel's accept queue spreads the connections)")
+
+
+def report_rollouts(store_uri: str, folder: Path, body: bytes, load: Any, args: Any) -> None:
+    for kind in ("canary", "shadow"):
+        rounds = [paired_rollout_round(store_uri, folder, body, load, args.seconds, args.connections, kind)
+                  for _ in range(args.rollout_rounds)]
+        ratios = [r["with"] / r["without"] for r in rounds]
+        print(f"a running {kind}{' at 50%' if kind == 'canary' else ''}, side by side with a plain "
+              f"server, {len(rounds)} rounds: requests/s with / without "
+              f"{', '.join(f'{x:.3f}' for x in ratios)}; median {statistics.median(ratios):.3f}, a cost "
+              f"of {100 * (1 - statistics.median(ratios)):.1f}% (target <= 10%)")
+    for what, check in (("promotes", "error_rate<0.01"), ("rolls back", "p99_ms<0.01")):
+        state, res, took = rollout_under_load(store_uri, folder, body, load, args.connections, check)
+        print(f"a canary that {what} (25, 50, 100% a second apart) under {args.connections} "
+              f"connections: ended {state} after {took:.1f} s; {res.get('requests', 0)} requests, "
+              f"{res.get('errors', 0)} failed (target 0)")
+
 
 if __name__ == "__main__":
     main()

@@ -62,6 +62,8 @@ _API = {
     "merge": ("merges", "merge"),
     "explain": ("explain", "explain"),
     "group_metrics": ("explain", "group_metrics"),
+    "canary": ("serving", "canary"),
+    "shadow": ("serving", "shadow"),
 }
 
 __all__ = sorted(_API) + ["load_ipython_extension", "unload_ipython_extension", "__version__"]

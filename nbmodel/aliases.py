@@ -101,7 +101,7 @@ class AliasMove(Shown):
         after = f"{self.name}/{self.to_version}" if self.to_version else "(unset)"
         if not self.changed:
             return f"{self.ref} already points to {after}"
-        if self.kind in ("protect", "unprotect", "refused"):
+        if self.kind in ("protect", "unprotect", "refused", "canary", "shadow"):
             return f"{self.ref}: {self.why}"
         verb = {"rollback": "rolled back", "deploy": "deployed"}.get(self.kind, "moved")
         why = f": {self.why}" if self.why else ""
@@ -442,6 +442,31 @@ def move_pointer(name: str, alias: str, to: int | None, *, expected: int | None 
             return _move(store, trail, alias, to, why=message, kind=kind, current=current)
         store.gateway.delete_alias(name, alias)
         move = AliasMove(name, alias, current, None, _dt.datetime.now(_dt.UTC), _user(), message, kind)
+        _record(store, move, trail)
+        return move
+
+
+def note(name: str, alias: str, message: str, *, kind: str) -> AliasMove:
+    """Keep a step that does not move the alias in its audit trail (a canary's share growing,
+    a shadow starting), so the trail tells the whole rollout.
+
+    Args:
+        name: the model.
+        alias: the alias the rollout is on.
+        message: what happened.
+        kind: ``canary`` or ``shadow``.
+
+    Returns:
+        The entry kept (``from`` and ``to`` are the alias's holder).
+
+    Example:
+        >>> note("iris", "production", "canary of iris/4: 10% -> 25%", kind="canary")  # doctest: +SKIP
+    """
+    store = get_store()
+    with _turn(store, name):
+        trail = _Trail.read(store, name)
+        current = trail.aliases.get(alias)
+        move = AliasMove(name, alias, current, current, _dt.datetime.now(_dt.UTC), _user(), message, kind)
         _record(store, move, trail)
         return move
 

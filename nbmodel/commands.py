@@ -314,6 +314,22 @@ def _branch(a: argparse.Namespace) -> Any:
     return branch(a.name, a.branch, start=a.start, delete=a.delete, message=a.message)
 
 
+def _canary(a: argparse.Namespace) -> Any:
+    from .serving import canary
+
+    if a.stop and (a.steps or a.interval or a.check):
+        raise UsageProblem("--stop takes only the candidate and --alias")
+    return canary(a.ref, alias=a.alias, steps=a.steps, interval=a.interval, checks=a.check, stop=a.stop)
+
+
+def _shadow(a: argparse.Namespace) -> Any:
+    from .serving import shadow
+
+    if a.stop and a.promote:
+        raise UsageProblem("give --promote or --stop, not both")
+    return shadow(a.ref, alias=a.alias, promote=a.promote, stop=a.stop)
+
+
 def _sanitize_file(a: argparse.Namespace) -> Any:
     from .testing import sanitize_file
 
@@ -519,6 +535,23 @@ _DECLARED = [
             help="skip SHAP values even if shap is installed"),
         arg("--no-plots", action="store_false", dest="plots", help="tables only"),
     ), magic="model_explain", cli=False),
+    Command("canary", "send a growing share of a running deployment's requests to a candidate", (
+        arg("ref", help="the candidate version (iris/4)"),
+        arg("--alias", default=None, help="the deployment's alias (default: production)"),
+        arg("--steps", default=None,
+            help="the candidate's shares in percent (default 10,25,50,100); at 100 the alias moves"),
+        arg("--interval", default=None, help="how long each step lasts before its checks (default 60s)"),
+        arg("--check", action="append", metavar="RULE",
+            help='a rule on the candidate\'s live figures, such as "error_rate<0.01", "p99_ms<20", '
+                 '"accuracy>=0.95" (repeatable; default error_rate<0.01)'),
+        arg("--stop", action="store_true", help="end the canary: no more traffic to the candidate"),
+    ), magic="model_canary", cli=False, run=_canary),
+    Command("shadow", "mirror a running deployment's requests to a candidate and compare", (
+        arg("ref", help="the candidate version (iris/4); again while it runs: its report"),
+        arg("--alias", default=None, help="the deployment's alias (default: production)"),
+        arg("--promote", action="store_true", help="end the shadow and start a canary of the candidate"),
+        arg("--stop", action="store_true", help="end the shadow"),
+    ), magic="model_shadow", cli=False, run=_shadow),
 ]
 
 #: Every command by name.

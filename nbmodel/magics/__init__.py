@@ -26,10 +26,11 @@ def magic_classes() -> list[type]:
     from .explain import ExplainMagics
     from .monitor import MonitorMagics
     from .panel import PanelMagics
+    from .rollout import RolloutMagics
     from .versioning import VersioningMagics
 
     return [VersioningMagics, CompareMagics, DeployMagics, MonitorMagics, PanelMagics, BranchMagics,
-            ExplainMagics]
+            ExplainMagics, RolloutMagics]
 
 
 def register(ipython: Any) -> None:

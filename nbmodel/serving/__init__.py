@@ -6,9 +6,9 @@ A deployment is a separate server process that speaks MLflow's scoring protocol
 Prometheus format, serves several models on one port (``/models/NAME/invocations``), and
 follows its alias: after a rollback it loads the new version beside the old one and swaps
 atomically. See ``_server`` for the process, ``_models`` for the request path, ``_deploy``
-for starting, listing and stopping from a kernel, ``_records`` for the record a kernel and its
-server share, ``_process`` for starting and checking processes, and ``_warm`` for the helper
-that forks servers with their imports done.
+for starting, listing and stopping from a kernel, ``_rollout`` for canary and shadow rollouts,
+``_records`` for the record a kernel and its server share, ``_process`` for starting and
+checking processes, and ``_warm`` for the helper that forks servers with their imports done.
 
 Importing this package imports nothing heavy.
 """
@@ -31,9 +31,11 @@ from ._deploy import (
     state_dir,
     stop,
 )
+from ._rollout import RolloutReport, canary, shadow
 
-__all__ = ["Deployment", "Deployments", "DeployError", "NotBetter", "check_better",
-           "deploy", "deployments", "dockerfile", "serve", "state_dir", "stop"]
+__all__ = ["Deployment", "Deployments", "DeployError", "NotBetter", "RolloutReport", "canary",
+           "check_better", "deploy", "deployments", "dockerfile", "serve", "shadow", "state_dir",
+           "stop"]
 
 
 def serve(ref: str, *, port: int | None = None, host: str = "127.0.0.1", token: str | None = None,

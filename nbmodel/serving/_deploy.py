@@ -136,6 +136,8 @@ class Deployment(Shown):
     machine: str | None = None
     example: str | None = field(default=None, repr=False)
     record: str | None = field(default=None, repr=False)
+    #: a canary or shadow on this deployment: kind, candidate ("iris/4"), share, state, reason
+    rollout: dict[str, Any] | None = None
 
     @property
     def ref(self) -> str:
@@ -176,11 +178,24 @@ class Deployment(Shown):
             "health": self.health, "requests": self.requests, "errors": self.errors,
             "uptime_s": self.uptime_s, "error": self.error, "detached": self.detached,
             "token_required": bool(self.token), "started": self.started, "user": self.user,
-            "machine": self.machine,
+            "machine": self.machine, "rollout": self.rollout,
         }
 
+    @property
+    def serving(self) -> str:
+        """What answers: ``iris/3``, or the split while a canary or shadow runs
+        (``iris/3 75%, iris/4 25% (canary)``)."""
+        return self._version_text()
+
     def _version_text(self) -> str:
-        return f"{self.name}/{self.version}" if self.version is not None else "-"
+        serving = f"{self.name}/{self.version}" if self.version is not None else "-"
+        ro = self.rollout
+        if ro is None or ro.get("state") != "running":
+            return serving
+        if ro.get("kind") == "shadow":
+            return f"{serving}, shadow {ro.get('candidate')}"
+        share = int(ro.get("share") or 0)
+        return f"{serving} {100 - share}%, {ro.get('candidate')} {share}% (canary)"
 
     def __str__(self) -> str:
         lines = [f"{self.ref} ({self._version_text()}) serving at {self.url}"]
@@ -281,6 +296,10 @@ def _deployments_of(record: DeploymentRecord, health: dict[str, Any] | None) -> 
             d.error = m.get("error")
             d.health = "ok" if m.get("version") is not None and not m.get("error") else (
                 "degraded" if m.get("version") is not None else "down")
+        if spec.rollout is not None:
+            from ._rollout import RolloutReport
+
+            d.rollout = RolloutReport.of(spec, health).to_dict()
         out.append(d)
     return out
 

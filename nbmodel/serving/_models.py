@@ -700,10 +700,32 @@ class Slot:
     requests: int = 0
     errors: int = 0
     swaps: int = 0
+    #: a canary or shadow rollout (as the record says), and its loaded candidate while it runs
+    rollout: Any = None
+    candidate: Handle | None = None
+    shadow: Any = None
+    rollout_error: str | None = None
+    #: requests, errors and seconds answered per version during a rollout (this worker's)
+    per_version: dict[int, list[float]] = field(default_factory=dict)
 
     @property
     def ref(self) -> str:
         return f"{self.name}@{self.alias}" if self.alias else self.name
+
+    def rollout_status(self) -> dict[str, Any] | None:
+        ro = self.rollout
+        if ro is None:
+            return None
+        c = self.candidate
+        return {
+            "kind": ro.kind, "candidate": ro.candidate, "share": ro.share, "state": ro.state,
+            "reason": ro.reason, "serving": self.handle.version if self.handle else None,
+            "loaded": c is not None and c.version == ro.candidate, "error": self.rollout_error,
+            "versions": {str(v): {"requests": int(f[0]), "errors": int(f[1]),
+                                  "mean_ms": round(1000 * f[2] / (f[0] - f[1]), 4) if f[0] > f[1] else None}
+                         for v, f in self.per_version.items()},
+            "shadow": self.shadow.status() if self.shadow is not None else None,
+        }
 
     def status(self) -> dict[str, Any]:
         h = self.handle
@@ -717,6 +739,7 @@ class Slot:
                          if h and h.batcher is not None and h.batcher.calls else None),
             "monitored": bool(h and h.recorder is not None),
             "columns": h.names if h else None,
+            "rollout": self.rollout_status(),
         }
 
 

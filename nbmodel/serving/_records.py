@@ -33,6 +33,62 @@ DEFAULT_MAX_BODY = 10 * 1024 * 1024
 MODE = 0o600
 
 
+#: The states of a rollout; only a running one sends traffic to its candidate (a promoted one
+#: until the alias's new holder serves).
+ROLLOUT_STATES = ("running", "promoted", "rolled back", "stopped")
+
+
+@dataclass
+class Rollout:
+    """A canary or shadow rollout of one served model: the candidate, its share of the
+    requests, the steps and checks, and where it stands. The kernel writes it to start or stop
+    one; the server that drives it writes each step.
+
+    Example:
+        >>> Rollout("canary", 4, steps=[10, 50, 100]).to_dict()["candidate"]
+        4
+    """
+
+    kind: str  # "canary" or "shadow"
+    candidate: int
+    steps: list[int] = field(default_factory=lambda: [10, 25, 50, 100])
+    interval: float = 60.0
+    checks: list[str] = field(default_factory=list)
+    share: int = 0
+    step: int = 0
+    state: str = "running"
+    reason: str | None = None
+    #: the version serving when it started: the alias move at 100 expects it
+    serving: int | None = None
+    started: float | None = None
+    step_started: float | None = None
+    changed: float | None = None
+
+    @property
+    def live(self) -> bool:
+        """Whether it still sends traffic to the candidate."""
+        return self.state in ("running", "promoted")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The stored form."""
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: Any) -> Rollout | None:
+        """The rollout of a record's model entry (None: none, or not one)."""
+        if not isinstance(data, dict) or data.get("kind") not in ("canary", "shadow"):
+            return None
+        known = {f.name for f in fields(cls)}
+        try:
+            out = cls(**{k: v for k, v in data.items() if k in known})
+            out.candidate = int(out.candidate)
+            out.share = max(0, min(100, int(out.share)))
+            out.steps = [int(s) for s in out.steps]
+        except (TypeError, ValueError):
+            return None
+        return out
+
+
 @dataclass
 class ModelSpec:
     """One model a server serves, with the kernel's hints for loading it fast.
@@ -50,6 +106,8 @@ class ModelSpec:
     path: str | None = None
     #: a one-row request body for the ``curl`` line
     example: str | None = None
+    #: a canary or shadow rollout of a candidate version, running or ended
+    rollout: Rollout | None = None
 
     @property
     def ref(self) -> str:
@@ -60,7 +118,9 @@ class ModelSpec:
     def from_json(cls, data: dict[str, Any]) -> ModelSpec:
         """The spec of a record's ``models`` entry (unknown keys are ignored)."""
         known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        spec = cls(**{k: v for k, v in data.items() if k in known})
+        spec.rollout = Rollout.from_json(data.get("rollout"))
+        return spec
 
 
 #: Addresses a server may listen on without a token.
@@ -192,6 +252,33 @@ def write(record: DeploymentRecord) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def update_rollout(path: Path, name: str, change: Any, *, create: bool = False) -> Rollout | None:
+    """Change the rollout of model ``name`` in the record at ``path``, under the folder's lock:
+    ``change(current)`` returns the rollout to keep (None: leave the record as it is). With
+    ``create`` it is called even when the model has no rollout yet.
+
+    Returns:
+        The rollout written, or None when nothing changed.
+
+    Raises:
+        OSError, ValueError: the record cannot be read; whatever ``change`` raises.
+
+    Example:
+        >>> update_rollout(record.path, "iris", lambda ro: None)  # doctest: +SKIP
+    """
+    with locked(path.parent):
+        record = read(path)
+        spec = record.model(name)
+        if spec is None or (spec.rollout is None and not create):
+            return None
+        new = change(spec.rollout)
+        if new is None:
+            return None
+        spec.rollout = new
+        write(record)
+        return new
 
 
 @contextlib.contextmanager

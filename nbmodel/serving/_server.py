@@ -39,6 +39,7 @@ from . import _records as R
 from ._models import RequestError, Slot
 from ._process import parent_alive
 from ._records import DeploymentRecord, ModelSpec
+from ._rollout import KEY_HEADER, Controller, Shadow, to_candidate
 
 log = logging.getLogger("nbmodel.serving")
 
@@ -58,6 +59,9 @@ RETRY_FAILED_SECONDS = 30.0
 RECORD_ROWS = 10_000
 
 _JSON = [(b"content-type", b"application/json")]
+#: Finer than the main histogram's low end: a canary's p99 check reads them.
+ROLLOUT_BUCKETS = (.0005, .001, .0015, .002, .003, .004, .005, .0075, .01, .015, .02, .03, .05,
+                   .075, .1, .25, .5, 1, 2.5, 5, 10)
 
 
 class Metrics:
@@ -89,6 +93,23 @@ class Metrics:
         self.load_failures = Counter("nbmodel_model_load_failures",
                                      "Versions that failed to load (the previous one kept serving)",
                                      ["model"], registry=self.registry)
+        # Per-version series while a canary or shadow runs (role: serving, canary or shadow):
+        # the canary's checks are read from these, summed over the workers.
+        self.rollout_requests = Counter("nbmodel_rollout_requests",
+                                        "Requests answered per version during a rollout",
+                                        ["model", "version", "role"], registry=self.registry)
+        self.rollout_errors = Counter("nbmodel_rollout_errors",
+                                      "Requests answered with an error per version during a rollout",
+                                      ["model", "version", "role"], registry=self.registry)
+        self.rollout_latency = Histogram(
+            "nbmodel_rollout_latency_seconds", "Time to answer per version during a rollout",
+            ["model", "version", "role"], registry=self.registry, buckets=ROLLOUT_BUCKETS)
+        self.shadow_rows = Counter("nbmodel_shadow_rows",
+                                   "Rows a shadow candidate predicted, by agreement with the serving version",
+                                   ["model", "version", "result"], registry=self.registry)
+        self.rollout_share = Gauge("nbmodel_rollout_share", "Percent of requests sent to the candidate",
+                                   ["model", "version", "kind"], registry=self.registry,
+                                   multiprocess_mode="livemostrecent")
 
     def _exposed(self) -> Any:
         if not self.multiprocess:
@@ -116,6 +137,30 @@ class Metrics:
                     counts = out.setdefault(sample.labels.get("model", ""), [0, 0])
                     counts[family.name == "nbmodel_request_errors"] += int(sample.value)
         return {k: (v[0], v[1]) for k, v in out.items()}
+
+    def version_figures(self, name: str, version: int, role: str = "canary") -> dict[str, Any]:
+        """The cumulative requests, errors and latency buckets of one version's rollout
+        traffic (all workers'), for the canary's checks."""
+        v = str(version)
+        out: dict[str, Any] = {"requests": 0, "errors": 0, "buckets": []}
+        buckets: dict[float, float] = {}
+        for family in self._exposed().collect():
+            if family.name not in ("nbmodel_rollout_requests", "nbmodel_rollout_errors",
+                                   "nbmodel_rollout_latency_seconds"):
+                continue
+            for sample in family.samples:
+                labels = sample.labels
+                if labels.get("model") != name or labels.get("version") != v or labels.get("role") != role:
+                    continue
+                if sample.name == "nbmodel_rollout_requests_total":
+                    out["requests"] += int(sample.value)
+                elif sample.name == "nbmodel_rollout_errors_total":
+                    out["errors"] += int(sample.value)
+                elif sample.name.endswith("_bucket"):
+                    le = float(labels["le"])
+                    buckets[le] = buckets.get(le, 0) + sample.value
+        out["buckets"] = sorted(buckets.items())
+        return out
 
 
 class SqliteRegistry:
@@ -196,6 +241,7 @@ class App:
         self.sqlite = SqliteRegistry.of(record.store)
         self._alone_at = float("-inf")  # when this worker last asked the registry without the shared file
         self.stop_reason = "stopped"
+        self.controller: Controller | None = None
         from importlib.metadata import version
 
         self.mlflow_version = version("mlflow").encode()
@@ -219,6 +265,9 @@ class App:
         slots[slot.name] = slot
         self.slots = slots
         log.warning("serving %s: version %s", slot.ref, handle.version)
+        if spec.rollout is not None:
+            # a server (or a replacement worker) that starts during a rollout serves it
+            self._sync_rollout(slot, spec.rollout)
         return slot
 
     def registry_gateway(self) -> Any:
@@ -368,10 +417,14 @@ class App:
     def _swap(self, slot: Slot, want: int) -> None:
         old = slot.handle
         try:
-            path = self.model_dir(slot.name, want)
-            # A fast-path version swaps in as soon as its estimator answers; its pyfunc (for
-            # the other request forms) loads right after, off the switch's critical path.
-            new = M.load_handle(slot.name, want, path, with_pyfunc=False)
+            cand = slot.candidate
+            if cand is not None and cand.version == want:
+                new = cand  # a promoted canary: already loaded and answering
+            else:
+                path = self.model_dir(slot.name, want)
+                # A fast-path version swaps in as soon as its estimator answers; its pyfunc
+                # (for the other request forms) loads right after, off the switch's critical path.
+                new = M.load_handle(slot.name, want, path, with_pyfunc=False)
         except Exception as exc:  # noqa: BLE001 - a broken version never replaces a working one
             slot.failed_version, slot.failed_at = want, time.time()
             slot.error = (f"version {want} failed to load ({first_line(exc)}); "
@@ -392,6 +445,8 @@ class App:
                 new.pyfunc()
             except Exception as exc:  # noqa: BLE001 - the fast path serves; other forms will say why
                 log.warning("%s: version %s answers only the fast path: %s", slot.ref, want, first_line(exc))
+        if slot.rollout is not None and slot.rollout.candidate == want:
+            self._sync_rollout(slot, slot.rollout)  # a promoted canary is over once it serves
         if old is not None and old.recorder is not None:
             # Requests that read the old handle just before the swap may still submit to it.
             self._to_close.append((time.monotonic() + 5.0, old.recorder))
@@ -414,6 +469,8 @@ class App:
             slot = self.slots.get(spec.name)
             if slot is not None and slot.alias != spec.alias:
                 slot.alias = spec.alias
+            if slot is not None:
+                self._sync_rollout(slot, spec.rollout)
             if slot is None:
                 try:
                     self.add_slot(spec, with_pyfunc=True)
@@ -431,6 +488,58 @@ class App:
                     if n not in ordered and s.handle is not None and s.handle.recorder is not None:
                         self._to_close.append((time.monotonic() + 5.0, s.handle.recorder))
                 self.slots = ordered
+
+    def _sync_rollout(self, slot: Slot, ro: Any) -> None:
+        """Serve the rollout the record now says: load its candidate when it starts, let it
+        go when it ends (a promoted one once the alias's new holder serves)."""
+        slot.rollout = ro
+        cand = slot.candidate
+        if ro is not None and ro.live:
+            self.metrics.rollout_share.labels(slot.name, str(ro.candidate), ro.kind).set(
+                ro.share if ro.kind == "canary" else 0)
+        if ro is None or not ro.live or (cand is not None and cand.version != ro.candidate):
+            self._end_rollout(slot)
+            if ro is None or not ro.live:
+                return
+            cand = None
+        if ro.state == "promoted":
+            if slot.handle is not None and slot.handle.version == ro.candidate:
+                self._end_rollout(slot)
+            return
+        if cand is None:
+            if slot.rollout_error and slot.rollout_error.startswith(f"{slot.name}/{ro.candidate} "):
+                return  # failed already: the kernel was told
+            try:
+                cand = M.load_handle(slot.name, ro.candidate, self.model_dir(slot.name, ro.candidate))
+            except Exception as exc:  # noqa: BLE001 - the serving version keeps every request
+                slot.rollout_error = f"{slot.name}/{ro.candidate} failed to load: {first_line(exc)}"
+                log.warning("%s: %s", slot.ref, slot.rollout_error)
+                return
+            self._attach_recorder(cand)
+            slot.rollout_error = None
+            slot.per_version = {}
+            if ro.kind == "shadow":
+                name = slot.name
+
+                def compared(agreed: int, differed: int, v: str = str(ro.candidate)) -> None:
+                    self.metrics.shadow_rows.labels(name, v, "agree").inc(agreed)
+                    self.metrics.shadow_rows.labels(name, v, "differ").inc(differed)
+
+                slot.shadow = Shadow(cand, compared)
+            slot.candidate = cand  # from now on requests may go (or be mirrored) to it
+            log.warning("%s: %s of version %s started", slot.ref, ro.kind, ro.candidate)
+        elif ro.kind == "canary" and slot.shadow is not None:
+            slot.shadow.close()  # a shadow promoted to a canary: stop mirroring
+            slot.shadow = None
+
+    def _end_rollout(self, slot: Slot) -> None:
+        cand, shadow = slot.candidate, slot.shadow
+        slot.candidate = None  # first: no request picks it up any more
+        slot.shadow = None
+        if shadow is not None:
+            shadow.close()
+        if cand is not None and cand.recorder is not None and cand is not slot.handle:
+            self._to_close.append((time.monotonic() + 5.0, cand.recorder))
 
     @property
     def following(self) -> bool:
@@ -482,8 +591,21 @@ class App:
                 self.follow_once()
             except Exception as exc:  # noqa: BLE001 - keep following whatever happens
                 log.warning("following the aliases failed: %s", first_line(exc))
+            if self.workers == 1:
+                self.drive_rollouts()
             self.wake.wait(POLL_SECONDS if self.sqlite is not None else SHARED_POLL_SECONDS)
             self.wake.clear()
+
+    def drive_rollouts(self) -> None:
+        """Take the canaries one step further when due (this server's one driver: the worker,
+        or the supervisor of several)."""
+        if self.controller is None:
+            self.controller = Controller(self.record_path, self.metrics.version_figures,
+                                         self._mlflow_gateway)
+        try:
+            self.controller.tick()
+        except Exception as exc:  # noqa: BLE001 - try again at the next poll
+            log.warning("driving the canary failed: %s", first_line(exc))
 
     def close(self) -> None:
         self.stopping.set()
@@ -493,6 +615,10 @@ class App:
         for slot in self.slots.values():
             if slot.handle is not None and slot.handle.recorder is not None:
                 _close(slot.handle.recorder)
+            if slot.shadow is not None:
+                slot.shadow.close()
+            if slot.candidate is not None and slot.candidate.recorder is not None:
+                _close(slot.candidate.recorder)
 
     # -- status ---------------------------------------------------------------------------
     def health(self) -> tuple[int, dict[str, Any]]:
@@ -532,7 +658,7 @@ class App:
 
     async def _handle(self, scope: dict[str, Any], receive: Any) -> tuple[int, bytes, list]:
         method, path = scope["method"], scope["path"]
-        ctype = clen = auth = None
+        ctype = clen = auth = key = None
         for k, v in scope["headers"]:
             if k == b"content-type":
                 ctype = v
@@ -540,6 +666,8 @@ class App:
                 clen = v
             elif k == b"authorization":
                 auth = v
+            elif k == KEY_HEADER:
+                key = v
         if self.token is not None and not _token_ok(auth, self.token):
             raise RequestError("this server needs a token: send the header "
                                "'Authorization: Bearer <token>' that %model_deploy printed",
@@ -547,7 +675,7 @@ class App:
         if path == "/invocations" or (path.startswith("/models/") and path.endswith("/invocations")):
             if method != "POST":
                 raise RequestError(f"{path} takes POST", 405, "METHOD_NOT_ALLOWED")
-            return await self._invocations(path, ctype, clen, receive)
+            return await self._invocations(path, ctype, clen, receive, key)
         if method != "GET":
             raise RequestError(f"{path} takes GET", 405, "METHOD_NOT_ALLOWED")
         if path == "/ping":
@@ -568,48 +696,40 @@ class App:
             "GET /ping, /health, /version, /metrics", 404, "ENDPOINT_NOT_FOUND")
 
     async def _invocations(self, path: str, ctype: bytes | None, clen: bytes | None,
-                           receive: Any) -> tuple[int, bytes, list]:
+                           receive: Any, key: bytes | None = None) -> tuple[int, bytes, list]:
         t0 = time.perf_counter()
         slot = self._slot_for(path)
+        handle = slot.handle
+        candidate = slot.candidate  # read once, as the handle: one version answers a request
+        role = None
         try:
-            handle = slot.handle
             if handle is None:
                 raise RequestError(f"{slot.ref} is not serving: {slot.error}", 503, "TEMPORARILY_UNAVAILABLE")
             body = await self._read_body(clen, receive)
-            mime = _mime(ctype)
-            if mime not in ("application/json", "text/csv", "application/vnd.apache.parquet"):
-                raise RequestError(
-                    f"the content type {ctype.decode('latin-1') if ctype else '(none)'} is not "
-                    "supported; send application/json, text/csv or application/vnd.apache.parquet",
-                    415, "BAD_REQUEST")
-            payload = None
-            try:
-                if mime != "application/json":
-                    raise M.NeedsMlflow(None)
-                if len(body) > INLINE_BYTES:
-                    out, frame, preds = await asyncio.to_thread(M.predict_json, handle, body)
-                else:
-                    payload, frame = M.parse_json(handle, body)
-                    if frame is None:
-                        raise M.NeedsMlflow(payload)
-                    if handle.batcher is not None:
-                        preds = await handle.batcher.predict(frame)
-                    else:
-                        preds = M.predict_rows(handle, frame)
-                    out = M.dump(preds)
-            except M.NeedsMlflow as need:
-                payload = need.payload
-                out, frame, preds = await asyncio.to_thread(self._slow, handle, body, mime, payload)
+            if candidate is not None:
+                role = "serving"
+                ro = slot.rollout
+                if ro is not None and ro.kind == "canary" and ro.share > 0 and \
+                        to_candidate(key if key is not None else body, ro.share):
+                    handle, role = candidate, "canary"
+            out, frame, preds = await self._predict(handle, body, ctype)
         except RequestError as exc:
             slot.requests += 1
             slot.errors += 1
             self.metrics.requests.labels(slot.name).inc()
             self.metrics.errors.labels(slot.name, str(exc.status)).inc()
+            if role is not None and handle is not None:
+                self._count(slot, handle, role, None)
             raise
         elapsed = time.perf_counter() - t0
         slot.requests += 1
         self.metrics.requests.labels(slot.name).inc()
         self.metrics.latency.labels(slot.name).observe(elapsed)
+        if role is not None:
+            self._count(slot, handle, role, elapsed)
+            shadow = slot.shadow
+            if shadow is not None and role == "serving":
+                shadow.offer(frame, preds)
         rec = handle.recorder
         if rec is not None:
             try:
@@ -617,6 +737,46 @@ class App:
             except Exception:  # noqa: BLE001 - monitoring never fails a request
                 pass
         return 200, out, _JSON
+
+    async def _predict(self, handle: M.Handle, body: bytes, ctype: bytes | None) -> tuple[bytes, Any, Any]:
+        mime = _mime(ctype)
+        if mime not in ("application/json", "text/csv", "application/vnd.apache.parquet"):
+            raise RequestError(
+                f"the content type {ctype.decode('latin-1') if ctype else '(none)'} is not "
+                "supported; send application/json, text/csv or application/vnd.apache.parquet",
+                415, "BAD_REQUEST")
+        payload = None
+        try:
+            if mime != "application/json":
+                raise M.NeedsMlflow(None)
+            if len(body) > INLINE_BYTES:
+                return await asyncio.to_thread(M.predict_json, handle, body)
+            payload, frame = M.parse_json(handle, body)
+            if frame is None:
+                raise M.NeedsMlflow(payload)
+            if handle.batcher is not None:
+                preds = await handle.batcher.predict(frame)
+            else:
+                preds = M.predict_rows(handle, frame)
+            return M.dump(preds), frame, preds
+        except M.NeedsMlflow as need:
+            payload = need.payload
+            return await asyncio.to_thread(self._slow, handle, body, mime, payload)
+
+    def _count(self, slot: Slot, handle: M.Handle, role: str, elapsed: float | None) -> None:
+        """One request of a rollout, in the per-version series (elapsed None: an error)."""
+        version = str(handle.version)
+        self.metrics.rollout_requests.labels(slot.name, version, role).inc()
+        figures = slot.per_version.get(handle.version)
+        if figures is None:
+            figures = slot.per_version[handle.version] = [0, 0, 0.0]
+        figures[0] += 1
+        if elapsed is None:
+            figures[1] += 1
+            self.metrics.rollout_errors.labels(slot.name, version, role).inc()
+        else:
+            figures[2] += elapsed
+            self.metrics.rollout_latency.labels(slot.name, version, role).observe(elapsed)
 
     def _slow(self, handle: M.Handle, body: bytes, mime: str, payload: Any) -> tuple[bytes, Any, Any]:
         if not self.mlflow_ready.wait(120):
@@ -839,7 +999,11 @@ def _supervise(app: App, sock: socket.socket, parent: int | None, workers: int) 
     parent_check = parent_alive(parent) if parent else None
     for _ in range(workers):
         children.add(_fork_worker(app, sock, replacement=False))
+    driven = 0.0
     while not reason:
+        if time.monotonic() - driven > 0.5:
+            app.drive_rollouts()  # the workers' summed metrics are read here
+            driven = time.monotonic()
         if parent_check is not None and not parent_check():
             log.warning("the kernel that started this server (pid %s) exited; stopping", parent)
             reason.append("its kernel exited")

@@ -42,13 +42,13 @@ def _row(d: Any) -> list[str]:
     def count(n: int | None) -> str:
         return "-" if n is None else str(n)
 
-    serving = f"{d.name}/{d.version}" if d.version is not None else "-"
+    serving = d.serving  # the split too, while a canary or shadow runs
     health = d.health + (f": {d.error}" if d.error else "")
     return [d.ref, serving, d.url, count(d.pid), health, count(d.requests), count(d.errors)]
 
 
 def _served(d: Any) -> str:
-    serving = f" ({d.name}/{d.version})" if d.version is not None else ""
+    serving = f" ({d.serving})" if d.version is not None else ""
     note = f"; {d.error}" if d.error else ""
     return f"{d.ref}{serving} serving at {d.url}{note}"
 
