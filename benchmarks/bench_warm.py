@@ -102,7 +102,7 @@ def helpers_memory(n: int, folder: Path, shared: bool) -> tuple[int, float]:
     handles = []
     for i in range(n):
         sub = folder / ("shared" if shared else f"kernel{i}")
-        sub.mkdir(mode=0o700, exist_ok=True)
+        sub.mkdir(mode=0o700, parents=True, exist_ok=True)
         handles.append(_warm.WarmStarter(folder=sub))
     for h in handles:
         if not h.hello(600):
