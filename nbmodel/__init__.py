@@ -84,9 +84,9 @@ def __dir__() -> list[str]:
 
 
 def load_ipython_extension(ipython: Any) -> None:
-    """``%load_ext nbmodel``: register the magics (instant: nothing heavy is imported), and
-    start the warm starter in the background so that ``%model_deploy`` answers within a
-    second (``NBMODEL_WARM_SERVER=0`` turns it off; see :mod:`nbmodel.serving._warm`).
+    """``%load_ext nbmodel``: register the magics (instant: nothing heavy is imported, and no
+    process is started; the first deploy starts the user's shared warm starter, see
+    :mod:`nbmodel.serving._warm`).
 
     Args:
         ipython: the running IPython shell.
@@ -95,11 +95,8 @@ def load_ipython_extension(ipython: Any) -> None:
         >>> %load_ext nbmodel  # doctest: +SKIP
     """
     from .magics import register
-    from .serving import _warm
 
     register(ipython)
-
-    _warm.prestart()
 
 
 def unload_ipython_extension(ipython: Any) -> None:

@@ -457,6 +457,11 @@ _DECLARED = [
         arg("--dockerfile", metavar="DIR", default=None,
             help="write DIR with a Dockerfile that serves the version (mlflow models "
             "generate-dockerfile); serves nothing here"),
+        arg("--kserve", metavar="DIR", default=None,
+            help="write DIR with KServe InferenceService manifests serving the version on a "
+            "cluster (MLflow format, MLServer runtime); serves nothing here"),
+        arg("--steps", default=None,
+            help="with --kserve: a canary's traffic shares such as 10,50,100, one manifest each"),
         arg("--stop", action="store_true", help="stop serving REF"),
     ), magic="model_deploy", cli=False, routes=(
         Route("POST", "deployments", {"ref": "ref", "alias": "alias", "port": "port"}),

@@ -11,6 +11,7 @@ import os
 import shutil
 import sqlite3
 import sys
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,8 @@ os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
 # Never let a developer's own settings leak into the tests.
 for _var in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
     os.environ.pop(_var, None)
+# The warm starter's socket and locks: the session's own folder, never the user's own helper.
+os.environ["NBMODEL_RUNTIME_DIR"] = tempfile.mkdtemp(prefix="nbmodel-rt-")
 
 
 @pytest.fixture
@@ -37,8 +40,8 @@ def kernel_env() -> dict[str, str]:
 
 @pytest.fixture(scope="session")
 def warm_starter() -> Any:
-    """The warm starter a kernel gets from ``%load_ext nbmodel``, started once for the session
-    (its imports take seconds) and stopped at its end. Tests that run servers use it through
+    """The warm starter the first deploy starts, started once for the session (its imports
+    take seconds) and stopped at its end. Tests that run servers use it through
     the ``servers`` fixture, so their servers fork from it as in a notebook."""
     from nbmodel.serving import _warm
 

@@ -36,6 +36,10 @@ class DeployMagics(Magics):
             folder = serving.dockerfile(args.ref, args.dockerfile)
             print(f"wrote {folder}/Dockerfile: build it with docker build -t {_image(args.ref)} {folder}")
             return None
+        if args.kserve:
+            return _write_kserve(args)
+        if args.steps:
+            raise NbmodelUsageError("--steps is for --kserve; on this machine use %model_canary", "usage")
         if args.if_better and not args.eval:
             raise NbmodelUsageError("--if-better needs the data to score on: --eval X_test y_test", "usage")
         if args.eval and not args.if_better:
@@ -60,3 +64,9 @@ def _image(ref: str) -> str:
     import re
 
     return re.sub(r"[^a-z0-9_.-]+", "-", ref.lower()).strip("-") or "model"
+
+
+def _write_kserve(args: argparse.Namespace) -> Any:
+    from ..serving import _kserve
+
+    return _kserve.kserve(args.ref, args.kserve, steps=args.steps)

@@ -44,7 +44,9 @@ def serve(ref: str, *, port: int | None = None, host: str = "127.0.0.1", token: 
 
     ``iris@production`` follows the alias; ``iris/3`` serves that version and moves no alias.
     The server is listed by ``%model_deployments`` while it runs. This process becomes the
-    server (``exec``), so the server starts without the registry client this process opened.
+    server (``exec``), so the server starts without the registry client this process opened;
+    where the user's warm starter runs, it forks the server (which answers within a second)
+    onto this terminal and this process waits for it.
 
     Args:
         ref: ``iris@production`` (follows the alias) or ``iris/3`` (that version).
@@ -56,7 +58,7 @@ def serve(ref: str, *, port: int | None = None, host: str = "127.0.0.1", token: 
         workers: worker processes sharing the port.
 
     Returns:
-        Nothing in practice: this process becomes the server.
+        0 once a forked server ended; otherwise nothing: this process becomes the server.
 
     Raises:
         RetiredVersion: ``ref`` names a retired version.
@@ -72,7 +74,7 @@ def serve(ref: str, *, port: int | None = None, host: str = "127.0.0.1", token: 
     from ..refs import parse_ref
     from ..store import get_store
     from ..versions import resolve
-    from . import _deploy, _process
+    from . import _deploy, _process, _warm
     from . import _records as R
 
     r = parse_ref(ref)
@@ -112,11 +114,9 @@ def serve(ref: str, *, port: int | None = None, host: str = "127.0.0.1", token: 
     d.version = v.version
     print(f"serving {d.ref} ({v.ref}) at {d.url}" + (f"\n  token: {token}" if token else ""), flush=True)
     sys.stderr.flush()
-    try:
-        os.execve(sys.executable, _process.server_command(path, "--remove-record"),
-                  _process.server_env(store.uri))
+    try:  # forked by the user's warm starter if one runs, else this process becomes the server
+        return _warm.run_server(path, _process.server_env(store.uri))
     except OSError:
         path.unlink(missing_ok=True)
         raise
-    return 0  # not reached: exec replaced this process
 
