@@ -21,6 +21,7 @@ LAYERS = {
     **dict.fromkeys(["store", "gateway"], STORE),
     **dict.fromkeys(["versions", "commits", "history", "diffs", "aliases", "evaluate", "comparison"],
                     CORE),
+    "modeltests": CORE,
     "monitoring": MONITORING,
     "serving": SERVING,
     **dict.fromkeys(["overview", "widgets", "magics", "handlers", "server", "commands", "cli",

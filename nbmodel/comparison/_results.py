@@ -198,6 +198,10 @@ class Comparison(Shown):
         rows: list[list[str]] = []
         if any(v.aliases for v in self.versions):
             rows.append(["aliases", *[", ".join(v.aliases) for v in self.versions]])
+        if any(v.tests for v in self.versions):
+            from ..modeltests import summary_text  # each version's own test results
+
+            rows.append(["model tests", *[summary_text(v.tests) or "-" for v in self.versions]])
         for metric, values in self.metrics.items():
             best = set(self.best_of(metric))
             name = metric + (" (lower is better)" if metric in LOWER_IS_BETTER else "")
@@ -308,4 +312,5 @@ class Comparison(Shown):
             "disagreements": self.disagreements.to_dict(),
             "figures": [f.name for f in self.figures],
             "run_id": self.run_id,
+            "model_tests": {v.ref: v.to_dict()["tests"] for v in self.versions},
         }

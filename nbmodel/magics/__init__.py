@@ -22,11 +22,13 @@ def magic_classes() -> list[type]:
     """
     from .compare import CompareMagics
     from .deploy import DeployMagics
+    from .modeltests import ModelTestMagics
     from .monitor import MonitorMagics
     from .panel import PanelMagics
     from .versioning import VersioningMagics
 
-    return [VersioningMagics, CompareMagics, DeployMagics, MonitorMagics, PanelMagics]
+    return [VersioningMagics, CompareMagics, DeployMagics, MonitorMagics, PanelMagics,
+            ModelTestMagics]
 
 
 def register(ipython: Any) -> None:
