@@ -15,7 +15,11 @@ import pytest
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    """Add ``--nbmodel REF`` (repeatable) and ``--nbmodel-store URI``."""
+    """Add ``--nbmodel REF`` (repeatable) and ``--nbmodel-store URI``.
+
+    Example:
+        pytest --nbmodel iris@candidate -k accuracy -x
+    """
     group = parser.getgroup("nbmodel", "test cases stored with model versions")
     group.addoption("--nbmodel", action="append", default=[], metavar="REF",
                     help="collect the test cases of this model version (iris/4, iris@candidate)")
@@ -36,6 +40,11 @@ class CaseItem(pytest.Item):
         self.result: Any = None
 
     def runtest(self) -> None:
+        """Run the case (the version's model is loaded once for all its items).
+
+        Example:
+            pytest --nbmodel iris/4 -k nan_answered
+        """
         from . import execute
 
         if "model" not in self.shared:
@@ -49,6 +58,11 @@ class CaseItem(pytest.Item):
             raise CaseFailed(self.result)
 
     def repr_failure(self, excinfo: Any, style: Any = None) -> str:
+        """What was measured against what the case requires, and the first failing rows.
+
+        Example:
+            iris/4: nan answered failed / measured: refused: Input X contains NaN.
+        """
         if isinstance(excinfo.value, CaseFailed):
             r = excinfo.value.result
             lines = [f"{self.version.ref}: {r.name} failed",
@@ -58,7 +72,24 @@ class CaseItem(pytest.Item):
         return str(super().repr_failure(excinfo))
 
     def reportinfo(self) -> tuple[str, int | None, str]:
+        """Where the case lives: its version, not a file.
+
+        Example:
+            ('iris/4', None, 'iris/4::nan answered')
+        """
         return self.version.ref, None, f"{self.version.ref}::{self.case.name}"
+
+
+class Models(pytest.Collector):
+    """The parent of the case items, so that their ids read ``nbmodel::iris/4::CASE``."""
+
+    def collect(self) -> list[pytest.Item]:
+        """Nothing: the items are made from the versions named on the command line.
+
+        Example:
+            pytest --nbmodel iris/4 --collect-only
+        """
+        return []
 
 
 class CaseFailed(Exception):
@@ -72,7 +103,11 @@ class CaseFailed(Exception):
 @pytest.hookimpl(tryfirst=True)  # before -k and -m deselect
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config,
                                   items: list[pytest.Item]) -> None:
-    """Append an item per case of each ``--nbmodel`` version."""
+    """Append an item per case of each ``--nbmodel`` version.
+
+    Example:
+        pytest --nbmodel iris@candidate -k accuracy -x
+    """
     refs = config.getoption("nbmodel")
     if not refs:
         return
@@ -85,6 +120,8 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
 
         set_store(uri)
     runs: list[tuple[Any, Any, dict[str, Any]]] = []
+    parent = Models.from_parent(session, name="nbmodel", nodeid="nbmodel")
+    added: list[pytest.Item] = []
     for ref in refs:
         try:
             version, cases = load_cases(ref)
@@ -93,9 +130,12 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         shared: dict[str, Any] = {}
         runs.append((version, cases, shared))
         for case in cases.cases:
-            items.append(CaseItem.from_parent(session, name=f"nbmodel::{version.ref}::{case.id}",
+            added.append(CaseItem.from_parent(parent, name=f"{version.ref}::{case.id}",
                                               version=version, cases=cases, case=case,
                                               shared=shared))
+    items.extend(added)
+    # counted in "collected N items" like any other collected test
+    config.hook.pytest_collectreport(report=pytest.CollectReport(parent.nodeid, "passed", None, added))
     config.stash[_RUNS] = runs
 
 
@@ -103,7 +143,11 @@ _RUNS = pytest.StashKey[list]()
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """Record each version's results when all its cases ran (not after -k, -x or an error)."""
+    """Record each version's results when all its cases ran (not after -k, -x or an error).
+
+    Example:
+        pytest --nbmodel iris@candidate -k accuracy -x
+    """
     runs = session.config.stash.get(_RUNS, None)
     if not runs:
         return
