@@ -135,7 +135,9 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
                                               shared=shared))
     items.extend(added)
     # counted in "collected N items" like any other collected test
-    config.hook.pytest_collectreport(report=pytest.CollectReport(parent.nodeid, "passed", None, added))
+    collected: list[Any] = list(added)
+    config.hook.pytest_collectreport(report=pytest.CollectReport(parent.nodeid, "passed", None,
+                                                                 collected))
     config.stash[_RUNS] = runs
 
 
