@@ -71,7 +71,8 @@ def test_cases_are_items_with_readable_ids_and_k_x_work(tmp_path, iris):
     result = json.loads(MlflowClient().get_model_version("ci_gate", "1").tags["nbmodel.test_results"])
     assert (result["passed"], result["total"]) == (1, 3)
 
-    untested = nbmodel.commit(clf, "no_cases")
+    fresh = LogisticRegression(max_iter=500).fit(iris["X_train"], iris["y_train"])
+    untested = nbmodel.commit(fresh, "no_cases")  # no parent, so no inherited cases
     refused = _pytest(ci, "--nbmodel", untested.ref)
     assert refused.returncode not in (0, 5)  # a usage error, not an empty run
     assert "no_cases/1 has no test cases" in refused.stdout + refused.stderr
