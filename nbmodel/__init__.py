@@ -64,6 +64,11 @@ _API = {
     "group_metrics": ("explain", "group_metrics"),
     "canary": ("serving", "canary"),
     "shadow": ("serving", "shadow"),
+    "test_case": ("modeltests", "test_case"),
+    "add_tests": ("modeltests", "add_tests"),
+    "list_tests": ("modeltests", "list_tests"),
+    "remove_test": ("modeltests", "remove_test"),
+    "run_tests": ("modeltests", "run_tests"),
 }
 
 __all__ = sorted(_API) + ["load_ipython_extension", "unload_ipython_extension", "__version__"]

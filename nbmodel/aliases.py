@@ -393,6 +393,8 @@ def set_alias(ref: str | Ref, alias: str, *, message: str = "", force: bool = Fa
         if current == v.version:
             return AliasMove(v.name, alias, current, current, _dt.datetime.now(_dt.UTC),
                              _user(), message, kind, changed=False)
+        if kind == "set" and trail.allowed(alias) is not None:
+            message = _tests_gate(store, trail, alias, v, current, force=force, message=message)
         return _move(store, trail, alias, v.version, why=message, kind=kind, current=current)
 
 
@@ -494,7 +496,7 @@ def _to_version(r: Ref, to: int | str) -> int:
 
 
 def rollback(name: str | Ref, *, alias: str | None = None, to: int | str | None = None,
-             message: str = "", expected: int | None = ANY) -> AliasMove:
+             message: str = "", expected: int | None = ANY, force: bool = False) -> AliasMove:
     """Move an alias back to the version that held it before, or to version ``to``.
 
     Args:
@@ -504,6 +506,7 @@ def rollback(name: str | Ref, *, alias: str | None = None, to: int | str | None 
             ``"iris/2"`` or ``"models:/iris/2"``.
         message: why, kept in the audit trail.
         expected: the version meant to be undone; refused if the alias points elsewhere now.
+        force: onto a protected alias, move to a version whose tests fail (kept in the trail).
 
     Raises:
         AliasNotFound: the alias is not set. RollbackError: no earlier holder.
@@ -549,7 +552,55 @@ def rollback(name: str | Ref, *, alias: str | None = None, to: int | str | None 
             raise RetiredVersion(
                 f"cannot roll {r.name}@{alias} back to {target.ref}: it is retired; "
                 "choose another with --to VERSION")
+        if trail.allowed(alias) is not None:
+            message = _tests_gate(store, trail, alias, target, current, force=force, message=message)
         return _move(store, trail, alias, target.version, why=message, kind="rollback", current=current)
+
+
+def _tests_gate(store: Store, trail: _Trail, alias: str, v: Any, current: int | None, *,
+                force: bool, message: str, kind: str = "set") -> str:
+    """Refuse a version whose tests fail or never ran on its cases (the refusal is kept in the
+    trail), or with ``force`` let it through and return the message that says so."""
+    from .modeltests import gate_problem, refusal
+
+    problem = gate_problem(v)
+    if problem is None:
+        return message
+    if force:
+        return f"{message} [--force: {v.ref} {problem}]".strip()
+    why = f"refused {kind} to {v.ref} by {_user()}: it {problem}"
+    _record(store, AliasMove(trail.name, alias, current, current, _dt.datetime.now(_dt.UTC),
+                             _user(), why, "refused"), trail)
+    raise refusal(v.ref, problem)
+
+
+def tests_gate(v: Any, alias: str, *, force: bool = False, message: str = "") -> str:
+    """What a deploy checks before it serves ``v`` behind ``alias``: its tests (see
+    :func:`nbmodel.modeltests.gate_problem`).
+
+    Args:
+        v: the :class:`~nbmodel.versions.Version` to deploy.
+        alias: the alias the deploy would move.
+        force: deploy it even though its tests fail.
+        message: the deploy's message.
+
+    Returns:
+        The message to keep in the trail (noting the override under ``force``).
+
+    Raises:
+        GateRefused: its tests fail or never ran on its current cases (the refusal is in the
+            trail).
+
+    Example:
+        >>> tests_gate(nbmodel.resolve("iris/4"), "production")  # doctest: +SKIP
+        ''
+    """
+    store = get_store()
+    with _turn(store, v.name):
+        trail = _Trail.read(store, v.name)
+        current = model_aliases(store, v.name).get(alias)
+        return _tests_gate(store, trail, alias, v, current, force=force, message=message,
+                           kind="deploy")
 
 
 def delete_alias(name: str | Ref, alias: str, *, message: str = "", expected: int | None = ANY) -> AliasMove:

@@ -264,7 +264,8 @@ def _rollback(a: argparse.Namespace) -> Any:
     from .aliases import ANY, rollback
 
     expected = ANY if a.expect is None else a.expect
-    return rollback(a.name, alias=a.alias, to=a.to, message=a.message, expected=expected)
+    return rollback(a.name, alias=a.alias, to=a.to, message=a.message, expected=expected,
+                    force=getattr(a, "force", False))
 
 
 def _retire(a: argparse.Namespace) -> str:
@@ -330,6 +331,22 @@ def _shadow(a: argparse.Namespace) -> Any:
     return shadow(a.ref, alias=a.alias, promote=a.promote, stop=a.stop)
 
 
+def _test(a: argparse.Namespace) -> Any:
+    from .modeltests import list_tests, remove_test, run_tests
+
+    if a.list and a.remove:
+        raise UsageProblem("give --list or --remove, not both")
+    if a.remove:
+        return remove_test(a.ref, a.remove)
+    if a.list:
+        return list_tests(a.ref)
+    report = run_tests(a.ref)
+    if not report.ok:
+        print(report)
+        raise SystemExit(1)  # a CI step that runs the tests fails with them
+    return report
+
+
 def _sanitize_file(a: argparse.Namespace) -> Any:
     from .testing import sanitize_file
 
@@ -385,7 +402,8 @@ _DECLARED = [
         arg("ref", help="the version the alias should point to (iris/3)"),
         arg("alias", help="the alias (production)"),
         arg("-m", "--message", default="", help=_MESSAGE),
-        arg("--force", action="store_true", help="allow a retired version"),
+        arg("--force", action="store_true",
+            help="allow a retired version, or onto a protected alias one whose tests fail"),
         arg("--delete", action="store_true", help="remove the alias instead (REF is the model)"),
         arg("--expect", type=int, default=None, metavar="VERSION",
             help="refuse if the alias no longer points to VERSION (another kernel moved it)"),
@@ -406,6 +424,8 @@ _DECLARED = [
         arg("-m", "--message", default="", help=_MESSAGE),
         arg("--expect", type=int, default=None, metavar="VERSION",
             help="the version to undo: refuse if another kernel moved the alias away from it"),
+        arg("--force", action="store_true",
+            help="onto a protected alias, move to a version whose tests fail (kept in the trail)"),
     ), magic="model_rollback", run=_rollback, routes=(
         Route("POST", "models/{name}/rollback", {"name": "name", "alias": "alias", "to": "to",
                                                  "message": "message"}),
@@ -449,7 +469,8 @@ _DECLARED = [
         arg("--if-better", action="store_true",
             help="move the alias only if the version scores at least as well as its holder on --eval"),
         arg("--eval", nargs=2, metavar=("X", "y"), help="the data --if-better scores on"),
-        arg("--force", action="store_true", help="deploy a retired version, or one --if-better refused"),
+        arg("--force", action="store_true",
+            help="deploy a retired version, or one --if-better or its tests refused"),
         arg("-m", "--message", default="", help="why, kept in the alias's audit trail"),
         arg("--max-body", type=int, default=None, help="the largest request body in bytes (default 10 MB)"),
         arg("--workers", type=int, default=None,
@@ -557,6 +578,27 @@ _DECLARED = [
         arg("--promote", action="store_true", help="end the shadow and start a canary of the candidate"),
         arg("--stop", action="store_true", help="end the shadow"),
     ), magic="model_shadow", cli=False, run=_shadow),
+    Command("test", "run a version's test cases (exit 1 when one fails), list or remove them", (
+        arg("ref", help="the version: iris/4, iris@candidate, iris (the newest)"),
+        arg("--eval", nargs=2, metavar=("X", "y"), where=_MAGIC_ONLY,
+            help="variables of the data the new cases run on (and for cases stored by fingerprint)"),
+        arg("--add", action="append", metavar="RULE", where=_MAGIC_ONLY,
+            help='a metric rule such as "accuracy >= 0.9", or a function registered with '
+                 "nbmodel.test_case (repeatable)"),
+        arg("--group", metavar="COL", where=_MAGIC_ONLY,
+            help="with --add: the rule must hold in every group of column COL"),
+        arg("--add-rows", nargs=2, metavar=("X", "y"), where=_MAGIC_ONLY,
+            help="these rows must get exactly these predictions"),
+        arg("--invariant", action="append", metavar="COL", where=_MAGIC_ONLY,
+            help="no prediction may change when COL changes (repeatable)"),
+        arg("--increasing", action="append", metavar="COL", where=_MAGIC_ONLY,
+            help="no prediction (or probability) may fall when COL rises (repeatable)"),
+        arg("--robust", action="append", metavar="KIND", where=_MAGIC_ONLY,
+            help="abnormal input: missing-column, wrong-type, nan, empty, out-of-range, each "
+                 "optionally =refused or =answered (repeatable)"),
+        arg("--list", action="store_true", help="list the cases instead of running them"),
+        arg("--remove", metavar="NAME", default=None, help="remove the case NAME"),
+    ), magic="model_test", run=_test),
 ]
 
 #: Every command by name.

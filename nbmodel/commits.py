@@ -302,6 +302,8 @@ def _write(store: Store, model: Any, name: str, message: str, user_tags: dict[st
         version_tags.update(record_importance(gateway, run_id, model, inputs.eval_data, inputs.task))
         from .digests import recorded_tags  # the files' SHA-256, checked on every load
         version_tags.update(recorded_tags(model_uri))
+        from .modeltests import inherited_tags  # the parent's test cases travel to its child
+        version_tags.update(inherited_tags(store, parent))
         mv = _register(store, name, model_uri, model_id, run_id, version_tags, message, parent)
     except BaseException as exc:
         _discard(store, run_id, logged)

@@ -77,6 +77,9 @@ class History(Shown):
         metrics = self.metric_names
         any_retired = any(v.retired for v in self.versions)
         head = ["version", "aliases", "age", "message", *metrics, "parent"]
+        any_tests = any(v.tests for v in self.versions)
+        if any_tests:
+            head.append("tests")
         if any_retired:
             head.append("retired")
         by_number = {v.version: v for v in self.versions}
@@ -96,6 +99,10 @@ class History(Shown):
                    _one_line(v.message)]
             row += [_fmt(v.metrics[m]) if m in v.metrics else "" for m in metrics]
             row.append(v.parent + (f" + {v.merge_parent}" if v.merge_parent else "") if v.parent else "")
+            if any_tests:
+                from .modeltests._tags import summary_text
+
+                row.append(summary_text(v.tests))
             if any_retired:
                 row.append("retired" if v.retired else "")
             rows.append(row)

@@ -140,6 +140,7 @@ class Version(Shown):
     branches: list[str] = field(default_factory=list)
     #: A merge version's second parent.
     merge_parent: str | None = None
+    tests: dict[str, Any] | None = None
     _params: dict[str, str] | None = field(default=None, repr=False, compare=False)
 
     @property
@@ -245,6 +246,8 @@ class Version(Shown):
         except ValueError:
             data = None
         heads = sorted(b for b in map(branch_of_alias, aliases) if b)
+        from .modeltests._tags import tests_summary  # json only: cheap for long histories
+
         return cls(
             name=name,
             version=version,
@@ -264,6 +267,7 @@ class Version(Shown):
             tags={k: v for k, v in tags.items() if not k.startswith(TAG)},
             run_id=run_id,
             source=source,
+            tests=tests_summary(tags),
         )
 
     @classmethod
@@ -317,6 +321,7 @@ class Version(Shown):
             "data": self.data,
             "tags": dict(self.tags),
             "run_id": self.run_id,
+            "tests": _tests_fields(self.tests),
         }
 
     # -- display ------------------------------------------------------------------------------
@@ -339,6 +344,10 @@ class Version(Shown):
         if self.metrics:
             rows.append(("metrics", ", ".join(f"{k} {_fmt(v)}" for k, v in self.metrics.items())))
         rows.append(("data", summary(self.data)))
+        if self.tests:
+            from .modeltests._tags import summary_text
+
+            rows.append(("tests", summary_text(self.tests)))
         if self.tags:
             rows.append(("tags", ", ".join(f"{k}={v}" for k, v in sorted(self.tags.items()))))
         rows.append(("load", f'mlflow.pyfunc.load_model("{self.uri}")'))
@@ -374,6 +383,13 @@ class Version(Shown):
                 v_html = html.escape(v)
             body.append((k, v_html))
         return card(title, body)
+
+
+def _tests_fields(tests: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The test summary as the REST routes give it: passed, total, current (None: no cases)."""
+    if not tests:
+        return None
+    return {"passed": tests["passed"], "total": tests["total"], "current": tests["current"]}
 
 
 # -- reading ---------------------------------------------------------------------------------

@@ -82,6 +82,7 @@ LINES = {
     "deployments": "iris",
     "monitor": "iris --window 1d --since 7d --until 2026-03-01 --alert 'accuracy<0.9' "
                "--alert psi>0.2 --clear-alerts",
+    "test": "iris/4 --list --remove 'nan answered'",
 }
 
 

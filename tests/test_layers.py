@@ -23,6 +23,7 @@ LAYERS = {
                      "explain"],
                     CORE),
     **dict.fromkeys(["branches", "merges"], CORE),
+    "modeltests": CORE,
     "monitoring": MONITORING,
     "serving": SERVING,
     **dict.fromkeys(["overview", "widgets", "magics", "handlers", "server", "commands", "cli",

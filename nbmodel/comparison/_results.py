@@ -205,6 +205,10 @@ class Comparison(Shown):
         rows: list[list[str]] = []
         if any(v.aliases for v in self.versions):
             rows.append(["aliases", *[", ".join(v.aliases) for v in self.versions]])
+        if any(v.tests for v in self.versions):
+            from ..modeltests import summary_text  # each version's own test results
+
+            rows.append(["model tests", *[summary_text(v.tests) or "-" for v in self.versions]])
         for metric, values in self.metrics.items():
             best = set(self.best_of(metric))
             name = metric + (" (lower is better)" if metric in LOWER_IS_BETTER else "")
@@ -320,4 +324,5 @@ class Comparison(Shown):
             "run_id": self.run_id,
             "importance": None if self.importance is None else self.importance.to_dict(),
             "groups": None if self.groups is None else self.groups.to_dict(),
+            "model_tests": {v.ref: v.to_dict()["tests"] for v in self.versions},
         }

@@ -24,13 +24,14 @@ def magic_classes() -> list[type]:
     from .compare import CompareMagics
     from .deploy import DeployMagics
     from .explain import ExplainMagics
+    from .modeltests import ModelTestMagics
     from .monitor import MonitorMagics
     from .panel import PanelMagics
     from .rollout import RolloutMagics
     from .versioning import VersioningMagics
 
     return [VersioningMagics, CompareMagics, DeployMagics, MonitorMagics, PanelMagics, BranchMagics,
-            ExplainMagics, RolloutMagics]
+            ExplainMagics, RolloutMagics, ModelTestMagics]
 
 
 def register(ipython: Any) -> None:

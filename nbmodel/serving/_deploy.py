@@ -482,6 +482,7 @@ def deploy(ref: str, *, alias: str | None = None, port: int | None = None,
         >>> nbmodel.deploy("iris/3")  # doctest: +SKIP
         iris@production (iris/3) serving at http://127.0.0.1:5001/invocations
     """
+    from ..aliases import tests_gate
     from ..refs import check_alias
     from ..store import get_store
     from ..versions import model_aliases, resolve
@@ -519,6 +520,8 @@ def deploy(ref: str, *, alias: str | None = None, port: int | None = None,
                                  f"to point {alias} at it anyway")
         previous = model_aliases(store, v.name).get(alias)
         move = previous != v.version
+        if move:
+            message = tests_gate(v, alias, force=force, message=message)
     else:
         if if_better is not None:
             raise DeployError(f"--if-better compares a new version with {ref}: name it, "
