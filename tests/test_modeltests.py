@@ -319,3 +319,17 @@ def test_cli_exits_1_when_a_case_fails(data, capsys):
     assert exc.value.code == 1
     assert "gate/1: 0/1 tests passed; failing: nan answered" in capsys.readouterr().out
     assert main(["test", v.ref, "--list"]) == 0
+
+
+def test_a_canary_refuses_a_candidate_whose_tests_fail_or_never_ran(data):
+    """The canary asks the candidate's tests before anything else, as the gate does."""
+    from nbmodel.errors import DeployError
+
+    _commit(data)
+    v = _commit(data)
+    mt.add_tests(v.ref, rules=["accuracy <= 0.5"], eval=(data["X_test"], data["y_test"]))
+    with pytest.raises(DeployError, match="not yet run"):
+        nbmodel.canary(v.ref)
+    mt.run_tests(v.ref)
+    with pytest.raises(DeployError, match="fails its tests: accuracy <= 0.5"):
+        nbmodel.canary(v.ref)

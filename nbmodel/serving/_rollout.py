@@ -474,12 +474,21 @@ def labelled_accuracy(name: str, version: int, since: float) -> float | None:
 
 
 def model_tests_hold(name: str, version: int) -> tuple[bool, str] | None:
-    """The candidate's own model tests, once they exist in this tree (``nbmodel.modeltests``
-    runs a version's stored cases); None: there are none to run.
+    """Whether the candidate passes its own model tests (:mod:`nbmodel.modeltests`), and why
+    not; None when it has no test cases.
 
-    The canary refuses to start a candidate whose tests fail; this is where it asks.
+    The canary and the shadow refuse to start a candidate whose tests fail or never ran on
+    its current cases; this is where they ask.
     """
-    return None
+    from ..modeltests import gate_problem
+    from ..modeltests._tags import tests_summary
+    from ..versions import all_tags, resolve
+
+    v = resolve(f"{name}/{version}")
+    if tests_summary(all_tags(v)) is None:
+        return None
+    problem = gate_problem(v)
+    return (True, "its tests pass") if problem is None else (False, problem)
 
 
 # -- the kernel's side -------------------------------------------------------------------------
@@ -615,7 +624,7 @@ def _start(ref: str, kind: str, *, alias: str | None, steps: Any = None, interva
         raise DeployError(f"{v.ref} is retired; choose another version for the {kind}")
     tests = model_tests_hold(v.name, v.version)
     if tests is not None and not tests[0]:
-        raise DeployError(f"{v.ref} fails its model tests ({tests[1]}); fix them before a {kind}")
+        raise DeployError(f"{v.ref} {tests[1]}; run %model_test {v.ref} and fix them before a {kind}")
     record, spec = _find(v.name, alias)
     health = _deploy._health(record)
     serving = next((m.get("version") for m in (health or {}).get("models", [])
