@@ -9,6 +9,7 @@ deletes that run, so the store is as it was.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -19,7 +20,7 @@ from typing import Any
 from . import lineage
 from .errors import BadData, NbmodelError, first_line
 from .evaluate import as_frame_or_array, as_target, check_fits, check_model, detect_task, score
-from .refs import parse_ref
+from .refs import check_name, check_tag_key, parse_ref
 from .source import cells_from_shell, current_shell
 from .store import Store, get_store
 from .versions import (
@@ -40,6 +41,7 @@ from .versions import (
 )
 
 MAX_PARAM_LEN = 6000
+MAX_TAG_VALUE = 8000  # MLflow's longest run tag value
 INPUT_EXAMPLE_ROWS = 5
 
 
@@ -193,14 +195,18 @@ def _model_name(name: str | None, head: str | None) -> str:
     ref = parse_ref(name)
     if ref.version is not None or ref.alias is not None:
         raise BadData(f"commit to a model name, not a version: use {ref.name!r}")
-    return ref.name
+    return check_name(ref.name)
 
 
 def _user_tags(tags: Mapping[str, Any] | None) -> dict[str, str]:
     user_tags = {str(k): str(v) for k, v in (tags or {}).items()}
-    for k in user_tags:
+    for k, v in user_tags.items():
         if k.startswith(TAG) or not k:
             raise BadData(f"tag key {k!r} is not allowed; keys starting with 'nbmodel.' are nbmodel's own")
+        check_tag_key(k)
+        if len(v) > MAX_TAG_VALUE:
+            raise BadData(f"the value of tag {k!r} is {len(v)} characters long; a run keeps at "
+                          f"most {MAX_TAG_VALUE}")
     return user_tags
 
 
@@ -282,7 +288,13 @@ def _write(store: Store, model: Any, name: str, message: str, user_tags: dict[st
     run_tags = {"mlflow.note.content": message, "mlflow.user": user, **user_tags}
     if inputs.source:
         run_tags["mlflow.source.type"] = "NOTEBOOK"
-    run = gateway.create_run(store.experiment_id(name), run_name=f"{name} commit", tags=run_tags)
+    new_experiment = not gateway.has_experiment(name)
+    try:
+        run = gateway.create_run(store.experiment_id(name), run_name=f"{name} commit", tags=run_tags)
+    except BaseException:
+        if new_experiment:
+            gateway.purge(experiment=name)
+        raise
     run_id = run.info.run_id
     logged: list[str] = []  # the logged models this commit created
     try:
@@ -296,9 +308,12 @@ def _write(store: Store, model: Any, name: str, message: str, user_tags: dict[st
         version_tags = _version_tags(model, inputs, flavor, user, user_tags)
         from .digests import recorded_tags  # the files' SHA-256, checked on every load
         version_tags.update(recorded_tags(model_uri))
+        # Finished before the version exists: a kernel killed after registering leaves no
+        # RUNNING run behind a version (its name is set once the number is known).
+        gateway.finish_run(run_id)
         mv = _register(store, name, model_uri, model_id, run_id, version_tags, message, parent)
     except BaseException as exc:
-        _discard(store, run_id, logged)
+        _discard(store, run_id, logged, name if new_experiment else None)
         if isinstance(exc, (NbmodelError, KeyboardInterrupt)):
             raise
         if isinstance(exc, Exception):
@@ -307,13 +322,11 @@ def _write(store: Store, model: Any, name: str, message: str, user_tags: dict[st
     return mv, run_id
 
 
-def _discard(store: Store, run_id: str, logged: list[str]) -> None:
-    """Delete what a failed commit wrote: the logged models it created and its run."""
-    _discard_logged(store, logged)
-    try:
-        store.gateway.delete_run(run_id)
-    except Exception:  # noqa: BLE001 - the original error matters more
-        pass
+def _discard(store: Store, run_id: str, logged: list[str], experiment: str | None) -> None:
+    """Remove what a failed commit wrote: the logged models it created, its run and, if the
+    commit created it, the model's experiment."""
+    store.gateway.purge(run_id=run_id, logged_models=list(logged), experiment=experiment)
+    logged.clear()
 
 
 def _version_tags(model: Any, inputs: _Inputs, flavor: str, user: str,
@@ -431,11 +444,8 @@ def _log_model(store: Store, name: str, model: Any, run_id: str, signature: Any,
 
 def _discard_logged(store: Store, logged: list[str]) -> None:
     """Delete the logged models in ``logged`` (of a format or a commit that failed)."""
-    while logged:
-        try:
-            store.gateway._call("delete_logged_model", logged.pop())
-        except Exception:  # noqa: BLE001 - the error that got here matters more
-            pass
+    store.gateway.purge(logged_models=list(logged))
+    logged.clear()
 
 
 def _skops_trusted_types(model: Any) -> list[str] | None:
@@ -460,7 +470,13 @@ def _register(store: Store, name: str, model_uri: str, model_id: str | None, run
               tags: dict[str, str], message: str, parent: str | None) -> Any:
     """Register the version under the store's write lock (sqlite numbers never collide)."""
     with store.write_lock():
-        store.gateway.create_model(name, {"nbmodel.managed": "true"})
+        created = store.gateway.create_model(name, {"nbmodel.managed": "true"})
         tags = {**tags, T_PARENT: parent or ""}
-        return store.gateway.create_version(name, model_uri, run_id=run_id, tags=tags,
-                                            description=message or None, model_id=model_id)
+        try:
+            return store.gateway.create_version(name, model_uri, run_id=run_id, tags=tags,
+                                                description=message or None, model_id=model_id)
+        except BaseException:
+            if created:  # no empty model stays listed
+                with contextlib.suppress(Exception):
+                    store.gateway.delete_model(name)
+            raise

@@ -209,6 +209,9 @@ CALL_SETTINGS = {
 # Loggers that report routine steps of a call at INFO ("Waiting up to 300 seconds for model
 # version to finish creation", at every version a server registers).
 QUIET_LOGGERS = ("mlflow.store.model_registry.abstract_store", "mlflow.tracking._model_registry.client")
+# MLflow logs every SQL error with its traceback at ERROR before raising it; nbmodel reports the
+# error itself, in one line.
+SILENT_LOGGERS = ("mlflow.store.db.utils",)
 
 _calls_lock = threading.Lock()
 _calls_depth = 0
@@ -236,10 +239,10 @@ def mlflow_calls() -> Iterator[None]:
             _calls_saved[:] = [(k, os.environ.get(k)) for k in CALL_SETTINGS]
             for key, value in CALL_SETTINGS.items():
                 os.environ.setdefault(key, value)
-            loggers = [logging.getLogger(n) for n in QUIET_LOGGERS]
+            loggers = [logging.getLogger(n) for n in QUIET_LOGGERS + SILENT_LOGGERS]
             _calls_levels[:] = [(lg, lg.level) for lg in loggers]
             for lg in loggers:
-                lg.setLevel(logging.WARNING)
+                lg.setLevel(logging.CRITICAL if lg.name in SILENT_LOGGERS else logging.WARNING)
         _calls_depth += 1
     try:
         yield
@@ -277,6 +280,41 @@ def _unreachable_reason(exc: BaseException) -> str:
 def _is_locked_error(exc: BaseException) -> bool:
     text = str(exc).lower()
     return "database is locked" in text or "database table is locked" in text
+
+
+# What sqlite (or the file system under it) says when it refuses a read or a write, and what the
+# user can do about it: the one line a magic shows instead of MLflow's pages of SQL.
+_REFUSALS = (
+    (("readonly database", "read-only file system", "permission denied", "access denied"),
+     "is read-only here ({why}): ask for write access, or choose a store you can write with "
+     "%model_store"),
+    (("database or disk is full", "no space left on device", "disk quota exceeded"),
+     "has no room left ({why}): free some disk space and try again"),
+    (("no such table", "no such column", "malformed", "file is not a database", "disk i/o error"),
+     "is damaged ({why}): restore it from a backup, or choose another store with %model_store"),
+    (("unable to open database file",),
+     "cannot be opened ({why}): check that its file and folder exist and can be written"),
+)
+
+
+def _refusal(uri: str, exc: BaseException) -> StoreError | None:
+    """The one-line :class:`StoreError` for a store that refused a call, or None for any other
+    error (a missing model, a bad argument: the caller's concern)."""
+    chain: list[BaseException] = []
+    seen: BaseException | None = exc
+    while seen is not None and len(chain) < 5:
+        chain.append(seen)
+        seen = seen.__cause__ or seen.__context__
+    for err in chain:
+        lowered = str(err).lower()
+        for needles, advice in _REFUSALS:
+            for needle in needles:
+                if needle in lowered:
+                    why = needle
+                    if isinstance(err, OSError) and err.strerror:
+                        why = err.strerror.lower()
+                    return StoreError(f"the store {uri} " + advice.format(why=why))
+    return None
 
 
 @dataclass
@@ -552,6 +590,9 @@ class Store:
                     if self.is_server and _is_unreachable(exc):
                         raise self.unreachable(exc) from exc
                     if not _is_locked_error(exc) or time.monotonic() > deadline:
+                        refused = _refusal(self.uri, exc)
+                        if refused is not None:
+                            raise refused from exc
                         raise
                     time.sleep(delay)
                     delay = min(delay * 2, 0.5)

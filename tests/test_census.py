@@ -1,0 +1,254 @@
+"""The census of faults and bad input through the magics, the API and the jupyter-server routes.
+
+Each bad input must fail with one clear line (a plain UsageError in a notebook, a 4xx JSON error
+over HTTP, never a traceback) and leave the store's tables byte-identical: nothing half-written
+stays behind. The serving side has its own census (test_census_serving.py).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+from IPython.core.error import UsageError
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+
+def dump(db: Path | str) -> str:
+    """Every table of a sqlite store as SQL text: equal dumps mean equal tables."""
+    with sqlite3.connect(db) as conn:
+        return "\n".join(conn.iterdump())
+
+
+def same_tables(before: str, after: str) -> None:
+    """Assert equal dumps, showing only the rows that differ."""
+    import difflib
+
+    if before != after:
+        diff = [d for d in difflib.unified_diff(before.splitlines(), after.splitlines(), lineterm="",
+                                                n=0) if d[:1] in "+-"]
+        raise AssertionError("the store changed:\n" + "\n".join(d[:300] for d in diff[:20]))
+
+
+def db_of(store: Any) -> Path:
+    path = store.db_path
+    assert path is not None
+    return path
+
+
+def one_line(err: BaseException) -> str:
+    """The error a notebook shows: a plain UsageError of one line."""
+    assert type(err) is UsageError, f"{type(err).__name__}: {err}"
+    text = str(err)
+    assert "\n" not in text.strip(), text
+    assert "Traceback" not in text and "[SQL:" not in text, text
+    return text
+
+
+@pytest.fixture(scope="module")
+def template(build_store: Any, iris: dict[str, Any]) -> Path:
+    """A store with iris/1 and iris/2, production on iris/1, built once for the module."""
+
+    def fill() -> None:
+        from sklearn.linear_model import LogisticRegression
+
+        import nbmodel
+
+        for C in (1.0, 0.1):
+            clf = LogisticRegression(C=C, max_iter=500).fit(iris["X_train"], iris["y_train"])
+            nbmodel.commit(clf, "iris", message=f"C={C}", eval=(iris["X_test"], iris["y_test"]),
+                           train=(iris["X_train"], iris["y_train"]), source="fit")
+        nbmodel.alias("iris/1", "production", message="first")
+
+    return build_store("census", fill)
+
+
+@pytest.fixture
+def store(template: Path, use_store_copy: Any) -> Any:
+    return use_store_copy(template)
+
+
+@pytest.fixture
+def clf(iris: dict[str, Any]) -> Any:
+    from sklearn.linear_model import LogisticRegression
+
+    return LogisticRegression(max_iter=500).fit(iris["X_train"], iris["y_train"])
+
+
+def read_only(store: Any) -> None:
+    """Make sqlite refuse every write to the store, as it does for a read-only file."""
+    from sqlalchemy import event
+
+    client = store.client
+    engines = {id(e): e for e in (client._tracking_client.store.engine,
+                                  client._get_registry_client().store.engine)}
+    for engine in engines.values():
+        event.listen(engine, "connect", lambda conn, _: conn.execute("PRAGMA query_only = ON"))
+        engine.dispose()
+
+
+def disk_full(store: Any) -> None:
+    """Make every write to the store fail as sqlite fails on a full disk."""
+    from sqlalchemy import event
+
+    def refuse(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if statement.lstrip().split(" ", 1)[0].upper() in ("INSERT", "UPDATE", "DELETE"):
+            raise sqlite3.OperationalError("database or disk is full")
+
+    client = store.client
+    engines = {id(e): e for e in (client._tracking_client.store.engine,
+                                  client._get_registry_client().store.engine)}
+    for engine in engines.values():
+        event.listen(engine, "before_cursor_execute", refuse)
+
+
+def damage(store: Any) -> None:
+    """Drop one of MLflow's tables, as a damaged or half-restored file would lack it."""
+    with sqlite3.connect(db_of(store)) as conn:
+        conn.execute("DROP TABLE model_version_tags")
+    store.client  # noqa: B018 - opened before, so the damage is found by a later call
+
+
+# -- defect 5: a store that refuses a write ---------------------------------------------------
+
+WRITES = [
+    "%model_tag iris/1 owner=ann",
+    "%model_alias iris/2 staging",
+    "%model_retire iris/2",
+    "%model_rollback iris --to 2",
+    "%model_commit clf -n iris",
+    "%model_commit clf -n brandnew",
+    '%model_monitor iris --alert "accuracy<0.5"',
+]
+
+
+@pytest.mark.parametrize("fault", [read_only, disk_full, damage])
+@pytest.mark.parametrize("line", WRITES)
+def test_refused_write_is_one_line_and_changes_nothing(store: Any, shell: Any, clf: Any,
+                                                       fault: Any, line: str) -> None:
+    shell.ns["clf"] = clf
+    store.check()
+    fault(store)
+    before = dump(db_of(store))
+    text = one_line(shell.fails(line))
+    assert "the store" in text and store.uri in text, text
+    assert "Traceback" not in shell.stderr
+    same_tables(before, dump(db_of(store)))
+
+
+def test_reads_work_on_a_read_only_store_and_write_nothing_beside_it(store: Any, shell: Any) -> None:
+    store.check()
+    read_only(store)
+    before = dump(db_of(store))
+    for line in ("%model_status", "%model_deployments", "%model_log iris", "%model_show iris/1"):
+        shell.run(line)
+    assert not (db_of(store).parent / ".nbmodel").exists()
+    same_tables(before, dump(db_of(store)))
+
+
+# -- defects 6, 7 and 11: plain mistakes, refused before anything is written ---------------------
+
+@pytest.mark.parametrize("kwargs", [
+    {"name": "brandnew", "tags": {"bad!key": "1"}},
+    {"name": "n" * 300},
+    {"name": ".."},
+    {"name": "two\nlines"},
+    {"name": "tab\there"},
+    {"name": "iris", "tags": {"k" * 251: "1"}},
+    {"name": "brandnew", "tags": {"owner": "x" * 9000}},
+])
+def test_rejected_commit_leaves_nothing(store: Any, clf: Any, kwargs: dict[str, Any]) -> None:
+    import nbmodel
+    from nbmodel.errors import NbmodelError
+
+    store.check()
+    before = dump(db_of(store))
+    folders = sorted(p.name for p in (db_of(store).parent / "mlruns").iterdir())
+    with pytest.raises(NbmodelError) as err:
+        nbmodel.commit(clf, **kwargs)
+    assert "\n" not in str(err.value)
+    same_tables(before, dump(db_of(store)))
+    assert sorted(p.name for p in (db_of(store).parent / "mlruns").iterdir()) == folders
+
+
+def test_commit_failing_mid_way_removes_run_experiment_and_files(store: Any, clf: Any,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    import nbmodel
+    from nbmodel.errors import NbmodelError
+    from nbmodel.gateway import Gateway
+
+    store.check()
+    before = dump(db_of(store))
+    folders = sorted(p.name for p in (db_of(store).parent / "mlruns").iterdir())
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("the registry fell over")
+
+    monkeypatch.setattr(Gateway, "create_version", broken)
+    with pytest.raises(NbmodelError, match="fell over"):
+        nbmodel.commit(clf, "brandnew")
+    same_tables(before, dump(db_of(store)))
+    assert sorted(p.name for p in (db_of(store).parent / "mlruns").iterdir()) == folders
+
+
+@pytest.mark.parametrize(("call", "needle"), [
+    (lambda nb: nb.show("iris/²"), "whole number"),
+    (lambda nb: nb.alias("iris/1", "a" * 300), "at most 255"),
+    (lambda nb: nb.alias("iris/1", "prod\n"), "not a valid alias"),
+    (lambda nb: nb.tag("iris/1", {"k" * 300: "1"}), "at most 250"),
+    (lambda nb: nb.tag("iris/1", {"bad!key": "1"}), "not allowed"),
+    (lambda nb: nb.log("ir\nis"), "control characters"),
+])
+def test_plain_mistakes_are_refused_in_one_line(store: Any, call: Any, needle: str) -> None:
+    import nbmodel
+    from nbmodel.errors import NbmodelError
+
+    store.check()
+    before = dump(db_of(store))
+    with pytest.raises(NbmodelError, match=needle) as err:
+        call(nbmodel)
+    assert "\n" not in str(err.value)
+    same_tables(before, dump(db_of(store)))
+
+
+KILLED_COMMIT = """
+import os, signal
+import nbmodel
+from nbmodel import commits
+from sklearn.datasets import load_iris
+from sklearn.linear_model import LogisticRegression
+
+real = commits._register
+
+def register_then_die(*args, **kwargs):
+    real(*args, **kwargs)
+    os.kill(os.getpid(), signal.SIGKILL)  # the kernel dies before the run is named
+
+commits._register = register_then_die
+X, y = load_iris(return_X_y=True, as_frame=True)
+nbmodel.commit(LogisticRegression(max_iter=300).fit(X, y), "killed", eval=(X, y))
+"""
+
+
+@pytest.mark.slow
+def test_killed_commit_leaves_no_running_run_behind_a_version(store: Any, clf: Any,
+                                                              kernel_env: dict[str, str]) -> None:
+    import subprocess
+    import sys
+
+    import nbmodel
+
+    env = {**kernel_env, "MLFLOW_TRACKING_URI": store.uri}
+    proc = subprocess.run([sys.executable, "-c", KILLED_COMMIT], env=env, timeout=300,
+                          capture_output=True, text=True)
+    assert proc.returncode == -9, proc.stderr
+    with sqlite3.connect(db_of(store)) as conn:
+        rows = conn.execute("SELECT r.status FROM model_versions v JOIN runs r "
+                            "ON r.run_uuid = v.run_id WHERE v.name = 'killed'").fetchall()
+    assert rows == [("FINISHED",)]
+    v = nbmodel.commit(clf, "killed")
+    assert v.ref == "killed/2"
+    assert [x.ref for x in nbmodel.log("killed")] == ["killed/2", "killed/1"]
