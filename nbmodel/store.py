@@ -332,6 +332,8 @@ class Store:
     _client: Any = field(default=None, repr=False)
     _open_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _gateway: Gateway | None = field(default=None, repr=False)
+    #: True once this session created the store's sqlite file (a new, empty store).
+    created: bool = field(default=False, repr=False)
 
     @property
     def gateway(self) -> Gateway:
@@ -473,13 +475,29 @@ class Store:
         path = self.db_path
         if path is None:
             return
+        if path.is_dir():
+            raise StoreError(
+                f"cannot open the store {self.uri}: {path} is a folder, not a store file; give a "
+                f"file such as {path / 'mlflow.db'}"
+            )
         if not path.parent.is_dir():
             raise StoreError(
                 f"cannot open the store {self.uri}: the folder {path.parent} does not exist; "
                 "create it or choose another store with %model_store"
             )
         if path.exists():
+            if path.stat().st_size == 0:
+                # Not a store: MLflow would silently make a new empty one in its place.
+                raise StoreError(
+                    f"cannot open the store {self.uri}: {path} is an empty file, not a store; "
+                    "delete it to start a new store there, or choose another with %model_store"
+                )
             return
+        if not os.access(path.parent, os.W_OK):
+            raise StoreError(
+                f"cannot create the store {self.uri}: the folder {path.parent} cannot be written; "
+                "choose a store in a folder you can write with %model_store"
+            )
         with self.write_lock(), _quiet_mlflow_logs():
             if path.exists():
                 return
@@ -490,6 +508,7 @@ class Store:
                 store = SqlAlchemyStore(f"sqlite:///{tmp}", self.artifact_root)
                 store.engine.dispose()
                 os.replace(tmp, path)
+                self.created = True
             except Exception as exc:  # noqa: BLE001
                 raise StoreError(f"cannot create the store {self.uri}: {first_line(exc)}") from exc
             finally:

@@ -252,3 +252,45 @@ def test_killed_commit_leaves_no_running_run_behind_a_version(store: Any, clf: A
     v = nbmodel.commit(clf, "killed")
     assert v.ref == "killed/2"
     assert [x.ref for x in nbmodel.log("killed")] == ["killed/2", "killed/1"]
+
+
+# -- defect 8: store URIs ------------------------------------------------------------------------
+
+def test_store_naming_a_folder_fails_fast_and_keeps_the_previous_store(shell: Any, tmp_path: Path) -> None:
+    import time
+
+    from nbmodel.store import resolve_uri
+
+    (tmp_path / "first").mkdir()
+    shell.run(f"%model_store {tmp_path / 'first' / 'models.db'}")
+    assert "created a new, empty store" in shell.stdout
+    (tmp_path / "folder.db").mkdir()
+    for uri in (f"sqlite:///{tmp_path}", str(tmp_path / "folder.db")):
+        t0 = time.monotonic()
+        text = one_line(shell.fails(f"%model_store {uri}"))
+        assert time.monotonic() - t0 < 10
+        assert "is a folder, not a store file" in text
+        assert resolve_uri()[0] == f"sqlite:///{tmp_path / 'first' / 'models.db'}"
+
+
+def test_empty_store_file_is_not_replaced(shell: Any, tmp_path: Path) -> None:
+    empty = tmp_path / "empty.db"
+    empty.touch()
+    text = one_line(shell.fails(f"%model_store {empty}"))
+    assert "is an empty file, not a store" in text and "delete it" in text
+    assert empty.stat().st_size == 0
+
+
+def test_store_in_a_missing_folder_is_not_created(shell: Any, tmp_path: Path) -> None:
+    text = one_line(shell.fails(f"%model_store {tmp_path / 'nowhere' / 'x.db'}"))
+    assert "does not exist" in text
+    assert not (tmp_path / "nowhere").exists()
+
+
+def test_put_store_naming_a_folder_is_a_fast_4xx(tmp_path: Path) -> None:
+    import nbmodel
+    from nbmodel.errors import StoreError
+
+    with pytest.raises(StoreError, match="is a folder") as err:
+        nbmodel.set_store(f"sqlite:///{tmp_path}")
+    assert 400 <= err.value.status < 600 and err.value.status != 500

@@ -163,6 +163,9 @@ class VersioningMagics(Magics):
         if args.uri:
             store = set_store(None if args.uri == "default" else args.uri)
             print(f"store: {store.uri}")
+            if store.created and store.db_path is not None:
+                print(f"created a new, empty store: {store.db_path} (artifacts will go to "
+                      f"{store.artifact_root})")
         else:
             uri, origin = resolve_uri()
             print(f"store: {uri} ({origin})")
