@@ -10,6 +10,7 @@ deletes that run, so the store is as it was.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import logging
@@ -19,7 +20,7 @@ from typing import Any
 
 from . import lineage
 from .errors import BadData, NbmodelError, first_line
-from .evaluate import as_frame_or_array, as_target, check_fits, check_model, detect_task, score
+from .evaluate import as_frame_or_array, as_target, check_fits, check_labels, check_model, detect_task, score
 from .refs import check_name, check_tag_key, parse_ref
 from .source import cells_from_shell, current_shell
 from .store import Store, get_store
@@ -224,6 +225,7 @@ def _read_inputs(model: Any, eval: Sequence[Any] | None, train: Sequence[Any] | 
         X_eval = as_frame_or_array(X_eval, "the eval data")
         check_fits(model, X_eval, "the eval data")
         y_eval = as_target(y_eval, X_eval.shape[0], "the eval targets")
+        check_labels(y_eval, "the eval targets", model)
         task = task or detect_task(model, y_eval)
         metrics = score(model, X_eval, y_eval, task=task)
     task = task or detect_task(model)
@@ -242,6 +244,7 @@ def _train_profile(model: Any, X_train: Any, y_train: Any) -> tuple[Any, str | N
     X_train = as_frame_or_array(X_train, "the training data")
     check_fits(model, X_train, "the training data")
     y_train = as_target(y_train, X_train.shape[0], "the training targets")
+    check_labels(y_train, "the training targets", model)
     task = detect_task(model, y_train)
     profile = make_profile(X_train, y_train)
     # The predictions on the training data are the reference for prediction drift.
@@ -431,8 +434,10 @@ def _log_model(store: Store, name: str, model: Any, run_id: str, signature: Any,
                                      pip_requirements=pinned_requirements(model, serializer=fmt),
                                      model_id=_logged_model_id(store, name, run_id, "sklearn", logged),
                                      **extra, **common)
-                except Exception:  # noqa: BLE001 - try the next format, then the generic wrapper
+                except Exception as exc:  # noqa: BLE001 - try the next format, then the generic wrapper
                     _discard_logged(store, logged)
+                    if _store_failed(exc):
+                        raise  # another format would not help, and must not be chosen silently
                     continue
                 return info.model_uri, info.model_id, "sklearn"
         info = Model.log(flavor=mlflow.pyfunc, python_model=_pyfunc_wrapper(model),
@@ -440,6 +445,29 @@ def _log_model(store: Store, name: str, model: Any, run_id: str, signature: Any,
                          model_id=_logged_model_id(store, name, run_id, "python_function", logged),
                          **common)
         return info.model_uri, info.model_id, "pyfunc"
+
+
+def _store_failed(exc: BaseException) -> bool:
+    """Whether saving a model failed in the store (an upload, a full or read-only disk), not in
+    its serialisation format: then a fallback format would only hide the failure."""
+    import traceback
+
+    from .errors import StoreError
+
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, StoreError) or getattr(seen, "errno", None) in _DISK_ERRORS:
+            return True
+        for frame in traceback.extract_tb(seen.__traceback__):
+            # MLflow's tracking service uploads the saved files; its stores write them.
+            if any(p in frame.filename.replace("\\", "/") for p in _STORE_CODE):
+                return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+_STORE_CODE = ("/mlflow/store/", "/mlflow/tracking/_tracking_service/")
+_DISK_ERRORS = frozenset({errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EDQUOT, errno.EIO})
 
 
 def _discard_logged(store: Store, logged: list[str]) -> None:

@@ -294,3 +294,75 @@ def test_put_store_naming_a_folder_is_a_fast_4xx(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match="is a folder") as err:
         nbmodel.set_store(f"sqlite:///{tmp_path}")
     assert 400 <= err.value.status < 600 and err.value.status != 500
+
+
+# -- defect 6: labels no metric can be computed on -------------------------------------------------
+
+@pytest.mark.parametrize(("labels", "needle"), [
+    ("nan", "1 missing value"),
+    ("names", "is a class the model knows"),
+])
+def test_eval_labels_are_checked(store: Any, shell: Any, clf: Any, iris: dict[str, Any],
+                                 labels: str, needle: str) -> None:
+    y = iris["y_test"].astype(float).copy()
+    if labels == "nan":
+        y.iloc[3] = float("nan")
+    else:
+        y = iris["y_test"].map({0: "setosa", 1: "versicolor", 2: "virginica"})
+    shell.ns.update(clf=clf, y_bad=y)
+    store.check()
+    before = dump(db_of(store))
+    for line in ("%model_commit clf -n iris --eval X_test y_bad",
+                 "%model_compare iris/1 iris/2 --eval X_test y_bad --no-plots"):
+        assert needle in one_line(shell.fails(line))
+    same_tables(before, dump(db_of(store)))
+
+
+# -- defects 10 and 11 -------------------------------------------------------------------------
+
+def test_infinite_alert_threshold_is_refused_before_it_is_stored(store: Any, shell: Any) -> None:
+    store.check()
+    before = dump(db_of(store))
+    assert "finite number" in one_line(shell.fails('%model_monitor iris --alert "psi>1e999"'))
+    same_tables(before, dump(db_of(store)))
+
+
+def test_log_limit_must_be_positive(store: Any) -> None:
+    import nbmodel
+    from nbmodel.errors import BadData
+
+    with pytest.raises(BadData, match="whole number from 1"):
+        nbmodel.log("iris", limit=0)
+    assert len(nbmodel.log("iris", limit=1)) == 1
+
+
+def test_checkout_into_a_keyword_is_refused(store: Any, shell: Any) -> None:
+    assert "not a valid variable name" in one_line(shell.fails("%model_checkout iris/1 --as class"))
+    assert "class" not in shell.ns
+
+
+def test_upload_error_does_not_switch_the_format(store: Any, clf: Any,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from mlflow.store.artifact.local_artifact_repo import LocalArtifactRepository
+
+    import nbmodel
+    from nbmodel.errors import NbmodelError
+
+    real = LocalArtifactRepository.log_artifacts
+    calls = []
+
+    def fail_once(self: Any, *args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("the upload was cut")
+        return real(self, *args, **kwargs)
+
+    store.check()
+    before = dump(db_of(store))
+    monkeypatch.setattr(LocalArtifactRepository, "log_artifacts", fail_once)
+    with pytest.raises(NbmodelError, match="upload was cut"):
+        nbmodel.commit(clf, "iris")
+    same_tables(before, dump(db_of(store)))
+    monkeypatch.setattr(LocalArtifactRepository, "log_artifacts", real)
+    v = nbmodel.commit(clf, "iris")
+    assert "skops" in (Path(store.gateway.version_download_uri("iris", v.version)) / "MLmodel").read_text()

@@ -5,6 +5,7 @@ store. Each parses its line, calls the core function of the same name, and retur
 from __future__ import annotations
 
 import argparse
+import keyword
 import re
 from typing import Any
 
@@ -28,7 +29,7 @@ def _summary(v: Any) -> str:
 
 def _var_name_for(name: str) -> str:
     var = re.sub(r"\W", "_", name)
-    return var if var.isidentifier() else f"model_{var}"
+    return var if var.isidentifier() and not keyword.iskeyword(var) else f"model_{var}"
 
 
 @magics_class
@@ -99,8 +100,9 @@ class VersioningMagics(Magics):
         """
         from ..versions import checkout, resolve
 
-        if args.var is not None and not args.var.isidentifier():
-            raise NbmodelUsageError(f"{args.var!r} is not a valid variable name", "usage")
+        if args.var is not None and (not args.var.isidentifier() or keyword.iskeyword(args.var)):
+            raise NbmodelUsageError(f"{args.var!r} is not a valid variable name; choose another, "
+                                    "such as clf", "usage")
         v = resolve(args.ref)
         var = args.var or _var_name_for(v.name)
         shell_of(self).user_ns[var] = checkout(v.ref)
