@@ -256,14 +256,15 @@ def test_killed_commit_leaves_no_running_run_behind_a_version(store: Any, clf: A
 
 # -- defect 8: store URIs ------------------------------------------------------------------------
 
-def test_store_naming_a_folder_fails_fast_and_keeps_the_previous_store(shell: Any, tmp_path: Path) -> None:
+def test_store_naming_a_folder_fails_fast_and_keeps_the_previous_store(
+        shell: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     import time
 
     from nbmodel.store import resolve_uri
 
     (tmp_path / "first").mkdir()
-    shell.run(f"%model_store {tmp_path / 'first' / 'models.db'}")
-    assert "created a new, empty store" in shell.stdout
+    shell.ip.run_line_magic("model_store", str(tmp_path / "first" / "models.db"))
+    assert f"created a new, empty store: {tmp_path / 'first' / 'models.db'}" in capsys.readouterr().err
     (tmp_path / "folder.db").mkdir()
     for uri in (f"sqlite:///{tmp_path}", str(tmp_path / "folder.db")):
         t0 = time.monotonic()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import keyword
 import re
+import sys
 from typing import Any
 
 from IPython.core.magic import Magics, line_magic, magics_class
@@ -166,8 +167,9 @@ class VersioningMagics(Magics):
             store = set_store(None if args.uri == "default" else args.uri)
             print(f"store: {store.uri}")
             if store.created and store.db_path is not None:
+                # A notice beside the answer: the store line stays the one line scripts read.
                 print(f"created a new, empty store: {store.db_path} (artifacts will go to "
-                      f"{store.artifact_root})")
+                      f"{store.artifact_root})", file=sys.stderr)
         else:
             uri, origin = resolve_uri()
             print(f"store: {uri} ({origin})")
