@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import lineage
-from .errors import StoreError, first_line
+from .errors import BadStoreURI, StoreError, first_line
 from .gateway import Gateway
 
 if TYPE_CHECKING:
@@ -148,12 +148,12 @@ def _normalise(uri: str, *, base: Path) -> str:
     """Make sqlite URIs absolute, so a later ``cd`` does not switch stores."""
     uri = uri.strip()
     if not uri:
-        raise StoreError("the store URI is empty; give sqlite:///FILE.db or http://HOST:PORT")
+        raise BadStoreURI("the store URI is empty; give sqlite:///FILE.db or http://HOST:PORT")
     if "://" not in uri:
         if uri.endswith((".db", ".sqlite", ".sqlite3")):
             uri = f"sqlite:///{uri}"
         else:
-            raise StoreError(
+            raise BadStoreURI(
                 f"{uri!r} is not a store URI; give sqlite:///FILE.db for a local store "
                 "or http://HOST:PORT for an mlflow server"
             )
@@ -476,25 +476,25 @@ class Store:
         if path is None:
             return
         if path.is_dir():
-            raise StoreError(
+            raise BadStoreURI(
                 f"cannot open the store {self.uri}: {path} is a folder, not a store file; give a "
                 f"file such as {path / 'mlflow.db'}"
             )
         if not path.parent.is_dir():
-            raise StoreError(
+            raise BadStoreURI(
                 f"cannot open the store {self.uri}: the folder {path.parent} does not exist; "
                 "create it or choose another store with %model_store"
             )
         if path.exists():
             if path.stat().st_size == 0:
                 # Not a store: MLflow would silently make a new empty one in its place.
-                raise StoreError(
+                raise BadStoreURI(
                     f"cannot open the store {self.uri}: {path} is an empty file, not a store; "
                     "delete it to start a new store there, or choose another with %model_store"
                 )
             return
         if not os.access(path.parent, os.W_OK):
-            raise StoreError(
+            raise BadStoreURI(
                 f"cannot create the store {self.uri}: the folder {path.parent} cannot be written; "
                 "choose a store in a folder you can write with %model_store"
             )

@@ -14,6 +14,9 @@ from typing import Any
 import pytest
 from IPython.core.error import UsageError
 
+# pytest-jupyter's fixtures, for this module only (see test_server_routes.py for why not a plugin).
+from pytest_jupyter.jupyter_server import *  # noqa: E402, F403
+
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 
@@ -367,3 +370,160 @@ def test_upload_error_does_not_switch_the_format(store: Any, clf: Any,
     monkeypatch.setattr(LocalArtifactRepository, "log_artifacts", real)
     v = nbmodel.commit(clf, "iris")
     assert "skops" in (Path(store.gateway.version_download_uri("iris", v.version)) / "MLmodel").read_text()
+
+
+# -- the census through the magics ---------------------------------------------------------------
+
+def magic_lines(tmp: Path) -> list[str]:
+    """Bad input a careless or hostile user types: each must fail in one line, writing nothing."""
+    return [
+        "%model_show iris/²", "%model_show iris/0", "%model_show iris/-1", "%model_show iris/99",
+        "%model_show nosuch", "%model_show iris@nosuch", "%model_show @production",
+        "%model_show 'ir\tis'", '%model_show "unterminated', "%model_log nosuch",
+        "%model_log iris -n 0", "%model_log iris -n x", "%model_log iris --bogus",
+        "%model_diff iris/1 iris/99", "%model_diff iris/1",
+        "%model_commit nosuchvar -n iris", "%model_commit clf -n ..",
+        "%model_commit clf -n " + "n" * 300, "%model_commit clf -n brandnew --tag bad!key=1",
+        "%model_commit clf -n iris --tag nbmodel.x=1", "%model_commit clf -n iris/3",
+        "%model_commit clf -n iris --eval X_test y_nan", "%model_commit clf -n iris --eval X_test",
+        "%model_commit notamodel -n iris", "%model_commit clf -n iris --eval X_train y_test",
+        "%model_commit clf -n iris --eval X_test y_names",
+        "%model_checkout iris/99", "%model_checkout iris/1 --as class",
+        "%model_checkout iris/1 --as 1abc", "%model_tag iris/1 noequals",
+        "%model_tag iris/1 " + "k" * 300 + "=1", "%model_tag iris/99 a=1",
+        "%model_alias iris/1 " + "a" * 300, "%model_alias iris/1 v3", "%model_alias iris/1 latest",
+        "%model_alias iris/99 staging", "%model_alias iris/1 'bad alias'",
+        "%model_rollback iris --to 99", "%model_rollback nosuch", "%model_rollback iris --alias nosuch",
+        "%model_retire iris/1", "%model_retire iris/99",
+        '%model_monitor iris --alert "psi>1e999"',
+        "%model_deploy iris/1 --max-body -1", "%model_deploy iris/1 --workers 0",
+        "%model_compare iris/1", "%model_compare iris/1 iris/2 --eval X_test y_names --no-plots",
+        "%model_store /tmp/not-a-store", f"%model_store sqlite:///{tmp}",
+    ]
+
+
+@pytest.mark.slow
+def test_census_of_bad_input_through_the_magics(store: Any, shell: Any, clf: Any,
+                                                iris: dict[str, Any], tmp_path: Path) -> None:
+    y_nan = iris["y_test"].astype(float).copy()
+    y_nan.iloc[0] = float("nan")
+    shell.ns.update(clf=clf, notamodel=5, y_nan=y_nan,
+                    y_names=iris["y_test"].map({0: "setosa", 1: "versicolor", 2: "virginica"}))
+    store.check()
+    lines = magic_lines(tmp_path)
+    assert len(lines) >= 40
+    wrong = []
+    for line in lines:
+        before = dump(db_of(store))
+        try:
+            one_line(shell.fails(line))
+            assert "Traceback" not in shell.stderr, shell.stderr
+            same_tables(before, dump(db_of(store)))
+        except AssertionError as exc:
+            wrong.append(f"{line[:60]!r}: {str(exc)[:300]}")
+    assert not wrong, "\n".join(wrong)
+
+
+# -- the census through the jupyter-server routes ------------------------------------------------
+
+@pytest.fixture
+def api(jp_fetch: Any, jp_asyncio_loop: Any) -> Any:
+    """Call a route; returns (status, JSON body) for any answer."""
+    import json
+
+    async def fetch(method: str, path: list[str], body: Any, params: Any) -> tuple[int, Any]:
+        kwargs: dict[str, Any] = {"method": method, "raise_error": False, "request_timeout": 60}
+        if body is not None:
+            kwargs["body"] = body if isinstance(body, (str, bytes)) else json.dumps(body)
+        elif method in ("POST", "PUT"):
+            kwargs["body"] = ""
+        if params:
+            kwargs["params"] = params
+        resp = await jp_fetch("nbmodel", "api", *path, **kwargs)
+        text = resp.body.decode() if resp.body else ""
+        try:
+            return resp.code, json.loads(text) if text else None
+        except ValueError:
+            return resp.code, text
+
+    def call(method: str, *path: str, body: Any = None, params: Any = None) -> tuple[int, Any]:
+        return jp_asyncio_loop.run_until_complete(fetch(method, list(path), body, params))
+
+    return call
+
+
+@pytest.fixture
+def jp_server_config() -> dict[str, Any]:
+    return {"ServerApp": {"jpserver_extensions": {"nbmodel.handlers": True}}}
+
+
+def rest_requests(tmp: Path) -> list[tuple[Any, ...]]:
+    """(method, path parts, body, params): each must get a 4xx JSON error of one line."""
+    long = "a" * 300
+    return [
+        ("GET", ["models", "nosuch"], None, None),
+        ("GET", ["models", "iris"], None, {"limit": "0"}),
+        ("GET", ["models", "iris"], None, {"limit": "x"}),
+        ("GET", ["models", "iris"], None, {"limit": "-3"}),
+        ("GET", ["models", "iris", "versions", "99"], None, None),
+        ("GET", ["models", "iris", "versions", "0"], None, None),
+        ("GET", ["models", "iris", "versions", "²"], None, None),
+        ("GET", ["models", "iris", "versions", "x"], None, None),
+        ("GET", ["models", "ir\tis"], None, None),
+        ("GET", ["models", "ir\nis", "versions", "1"], None, None),
+        ("GET", ["nosuchroute"], None, None),
+        ("POST", ["models", "iris", "aliases"], "{not json", None),
+        ("POST", ["models", "iris", "aliases"], [1, 2], None),
+        ("POST", ["models", "iris", "aliases"], {}, None),
+        ("POST", ["models", "iris", "aliases"], {"version": 1}, None),
+        ("POST", ["models", "iris", "aliases"], {"version": 1, "alias": long}, None),
+        ("POST", ["models", "iris", "aliases"], {"version": 1, "alias": "prod\n"}, None),
+        ("POST", ["models", "iris", "aliases"], {"version": 1, "alias": "v3"}, None),
+        ("POST", ["models", "iris", "aliases"], {"version": 99, "alias": "staging"}, None),
+        ("POST", ["models", "iris", "aliases"], {"version": "x", "alias": "staging"}, None),
+        ("POST", ["models", "iris", "aliases"], {"version": 1, "alias": 5}, None),
+        ("POST", ["models", "iris", "aliases"], {"version": 1, "alias": "staging", "bogus": 1}, None),
+        ("POST", ["models", "nosuch", "aliases"], {"version": 1, "alias": "staging"}, None),
+        ("POST", ["models", "iris", "rollback"], {"to": 99}, None),
+        ("POST", ["models", "iris", "rollback"], {"alias": "nosuch"}, None),
+        ("POST", ["models", "iris", "rollback"], {"alias": long}, None),
+        ("POST", ["models", "nosuch", "rollback"], {}, None),
+        ("POST", ["models", "iris", "rollback"], "[]", None),
+        ("POST", ["models", "iris", "versions", "1", "retire"], {}, None),
+        ("POST", ["models", "iris", "versions", "99", "retire"], {}, None),
+        ("POST", ["models", "iris", "versions", "1", "retire"], {"force": "yes"}, None),
+        ("POST", ["models", "iris", "versions", "1", "retire"], "{", None),
+        ("PUT", ["store"], {}, None),
+        ("PUT", ["store"], {"uri": 5}, None),
+        ("PUT", ["store"], {"uri": "/tmp/not-a-store"}, None),
+        ("PUT", ["store"], {"uri": f"sqlite:///{tmp}"}, None),
+        ("PUT", ["store"], {"uri": f"sqlite:///{tmp}/missing/x.db"}, None),
+        ("PUT", ["store"], "nonsense", None),
+        ("POST", ["deployments"], {}, None),
+        ("POST", ["deployments"], {"ref": "iris/99"}, None),
+        ("POST", ["deployments"], {"ref": "iris/²"}, None),
+        ("POST", ["deployments"], {"ref": "iris/1", "port": "x"}, None),
+        ("POST", ["deployments"], {"ref": "iris/1", "port": -1}, None),
+        ("DELETE", ["deployments", "nosuch"], None, None),
+        ("DELETE", ["deployments", "iris@²"], None, None),
+    ]
+
+
+@pytest.mark.slow
+def test_census_of_bad_requests_through_the_routes(store: Any, api: Any, tmp_path: Path) -> None:
+    store.check()
+    reqs = rest_requests(tmp_path)
+    assert len(reqs) >= 40
+    wrong = []
+    for method, path, body, params in reqs:
+        before = dump(db_of(store))
+        code, answer = api(method, *path, body=body, params=params)
+        label = f"{method} {'/'.join(path)} {body!r:.60} {params}"
+        try:
+            assert 400 <= code < 500, f"status {code}: {answer!r:.300}"
+            message = answer["error"]["message"]
+            assert message and "\n" not in message.strip() and "Traceback" not in message, message
+            same_tables(before, dump(db_of(store)))
+        except (AssertionError, TypeError, KeyError) as exc:
+            wrong.append(f"{label}: {str(exc)[:300]}")
+    assert not wrong, "\n".join(wrong)
