@@ -9,6 +9,8 @@ deletes that run, so the store is as it was.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import json
 import logging
@@ -18,8 +20,8 @@ from typing import Any
 
 from . import branches, lineage
 from .errors import BadData, NbmodelError, first_line
-from .evaluate import as_frame_or_array, as_target, check_fits, check_model, detect_task, score
-from .refs import parse_ref
+from .evaluate import as_frame_or_array, as_target, check_fits, check_labels, check_model, detect_task, score
+from .refs import check_name, check_tag_key, parse_ref
 from .source import cells_from_shell, current_shell
 from .store import Store, get_store
 from .versions import (
@@ -39,6 +41,7 @@ from .versions import (
 )
 
 MAX_PARAM_LEN = 6000
+MAX_TAG_VALUE = 8000  # MLflow's longest run tag value
 INPUT_EXAMPLE_ROWS = 5
 
 
@@ -194,14 +197,18 @@ def _model_name(name: str | None, head: str | None) -> str:
     ref = parse_ref(name)
     if ref.version is not None or ref.alias is not None:
         raise BadData(f"commit to a model name, not a version: use {ref.name!r}")
-    return ref.name
+    return check_name(ref.name)
 
 
 def _user_tags(tags: Mapping[str, Any] | None) -> dict[str, str]:
     user_tags = {str(k): str(v) for k, v in (tags or {}).items()}
-    for k in user_tags:
+    for k, v in user_tags.items():
         if k.startswith(TAG) or not k:
             raise BadData(f"tag key {k!r} is not allowed; keys starting with 'nbmodel.' are nbmodel's own")
+        check_tag_key(k)
+        if len(v) > MAX_TAG_VALUE:
+            raise BadData(f"the value of tag {k!r} is {len(v)} characters long; a run keeps at "
+                          f"most {MAX_TAG_VALUE}")
     return user_tags
 
 
@@ -219,6 +226,7 @@ def _read_inputs(model: Any, eval: Sequence[Any] | None, train: Sequence[Any] | 
         X_eval = as_frame_or_array(X_eval, "the eval data")
         check_fits(model, X_eval, "the eval data")
         y_eval = as_target(y_eval, X_eval.shape[0], "the eval targets")
+        check_labels(y_eval, "the eval targets", model)
         task = task or detect_task(model, y_eval)
         metrics = score(model, X_eval, y_eval, task=task)
     task = task or detect_task(model)
@@ -238,6 +246,7 @@ def _train_profile(model: Any, X_train: Any, y_train: Any) -> tuple[Any, str | N
     X_train = as_frame_or_array(X_train, "the training data")
     check_fits(model, X_train, "the training data")
     y_train = as_target(y_train, X_train.shape[0], "the training targets")
+    check_labels(y_train, "the training targets", model)
     task = detect_task(model, y_train)
     profile = make_profile(X_train, y_train)
     # The predictions on the training data are the reference for prediction drift.
@@ -284,7 +293,13 @@ def _write(store: Store, model: Any, name: str, message: str, user_tags: dict[st
     run_tags = {"mlflow.note.content": message, "mlflow.user": user, **user_tags}
     if inputs.source:
         run_tags["mlflow.source.type"] = "NOTEBOOK"
-    run = gateway.create_run(store.experiment_id(name), run_name=f"{name} commit", tags=run_tags)
+    new_experiment = not gateway.has_experiment(name)
+    try:
+        run = gateway.create_run(store.experiment_id(name), run_name=f"{name} commit", tags=run_tags)
+    except BaseException:
+        if new_experiment:
+            gateway.purge(experiment=name)
+        raise
     run_id = run.info.run_id
     logged: list[str] = []  # the logged models this commit created
     try:
@@ -304,9 +319,12 @@ def _write(store: Store, model: Any, name: str, message: str, user_tags: dict[st
         version_tags.update(recorded_tags(model_uri))
         from .modeltests import inherited_tags  # the parent's test cases travel to its child
         version_tags.update(inherited_tags(store, parent))
+        # Finished before the version exists: a kernel killed after registering leaves no
+        # RUNNING run behind a version (its name is set once the number is known).
+        gateway.finish_run(run_id)
         mv = _register(store, name, model_uri, model_id, run_id, version_tags, message, parent)
     except BaseException as exc:
-        _discard(store, run_id, logged)
+        _discard(store, run_id, logged, name if new_experiment else None)
         if isinstance(exc, (NbmodelError, KeyboardInterrupt)):
             raise
         if isinstance(exc, Exception):
@@ -315,13 +333,11 @@ def _write(store: Store, model: Any, name: str, message: str, user_tags: dict[st
     return mv, run_id
 
 
-def _discard(store: Store, run_id: str, logged: list[str]) -> None:
-    """Delete what a failed commit wrote: the logged models it created and its run."""
-    _discard_logged(store, logged)
-    try:
-        store.gateway.delete_run(run_id)
-    except Exception:  # noqa: BLE001 - the original error matters more
-        pass
+def _discard(store: Store, run_id: str, logged: list[str], experiment: str | None) -> None:
+    """Remove what a failed commit wrote: the logged models it created, its run and, if the
+    commit created it, the model's experiment."""
+    store.gateway.purge(run_id=run_id, logged_models=list(logged), experiment=experiment)
+    logged.clear()
 
 
 def _version_tags(model: Any, inputs: _Inputs, flavor: str, user: str,
@@ -428,8 +444,10 @@ def _log_model(store: Store, name: str, model: Any, run_id: str, signature: Any,
                                      pip_requirements=pinned_requirements(model, serializer=fmt),
                                      model_id=_logged_model_id(store, name, run_id, "sklearn", logged),
                                      **extra, **common)
-                except Exception:  # noqa: BLE001 - try the next format, then the generic wrapper
+                except Exception as exc:  # noqa: BLE001 - try the next format, then the generic wrapper
                     _discard_logged(store, logged)
+                    if _store_failed(exc):
+                        raise  # another format would not help, and must not be chosen silently
                     continue
                 return info.model_uri, info.model_id, "sklearn"
         info = Model.log(flavor=mlflow.pyfunc, python_model=_pyfunc_wrapper(model),
@@ -439,13 +457,33 @@ def _log_model(store: Store, name: str, model: Any, run_id: str, signature: Any,
         return info.model_uri, info.model_id, "pyfunc"
 
 
+def _store_failed(exc: BaseException) -> bool:
+    """Whether saving a model failed in the store (an upload, a full or read-only disk), not in
+    its serialisation format: then a fallback format would only hide the failure."""
+    import traceback
+
+    from .errors import StoreError
+
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, StoreError) or getattr(seen, "errno", None) in _DISK_ERRORS:
+            return True
+        for frame in traceback.extract_tb(seen.__traceback__):
+            # MLflow's tracking service uploads the saved files; its stores write them.
+            if any(p in frame.filename.replace("\\", "/") for p in _STORE_CODE):
+                return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+_STORE_CODE = ("/mlflow/store/", "/mlflow/tracking/_tracking_service/")
+_DISK_ERRORS = frozenset({errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EDQUOT, errno.EIO})
+
+
 def _discard_logged(store: Store, logged: list[str]) -> None:
     """Delete the logged models in ``logged`` (of a format or a commit that failed)."""
-    while logged:
-        try:
-            store.gateway._call("delete_logged_model", logged.pop())
-        except Exception:  # noqa: BLE001 - the error that got here matters more
-            pass
+    store.gateway.purge(logged_models=list(logged))
+    logged.clear()
 
 
 def _skops_trusted_types(model: Any) -> list[str] | None:
@@ -470,7 +508,13 @@ def _register(store: Store, name: str, model_uri: str, model_id: str | None, run
               tags: dict[str, str], message: str, parent: str | None) -> Any:
     """Register the version under the store's write lock (sqlite numbers never collide)."""
     with store.write_lock():
-        store.gateway.create_model(name, {"nbmodel.managed": "true"})
+        created = store.gateway.create_model(name, {"nbmodel.managed": "true"})
         tags = {**tags, T_PARENT: parent or ""}
-        return store.gateway.create_version(name, model_uri, run_id=run_id, tags=tags,
-                                            description=message or None, model_id=model_id)
+        try:
+            return store.gateway.create_version(name, model_uri, run_id=run_id, tags=tags,
+                                                description=message or None, model_id=model_id)
+        except BaseException:
+            if created:  # no empty model stays listed
+                with contextlib.suppress(Exception):
+                    store.gateway.delete_model(name)
+            raise

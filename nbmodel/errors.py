@@ -70,6 +70,14 @@ class StoreError(NbmodelError):
     status = 503
 
 
+class BadStoreURI(StoreError):
+    """A store URI that names no usable store: not a URI, a folder, an empty file, a folder that
+    does not exist or cannot be written. The caller's mistake, so a 4xx (its kind stays
+    ``store``)."""
+
+    status = 400
+
+
 class DeployError(NbmodelError):
     """A server that cannot start, a port in use, a target that runs nowhere."""
 

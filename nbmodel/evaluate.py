@@ -16,8 +16,8 @@ if TYPE_CHECKING:
     import numpy as np
 
 __all__ = ["CLASSIFIER", "KEY_METRICS", "LOWER_IS_BETTER", "REGRESSOR", "as_frame_or_array", "as_target",
-           "check_fits", "check_model", "detect_task", "key_metrics", "predict", "probabilities", "roc_auc",
-           "score", "COMMIT_METRICS"]
+           "check_fits", "check_labels", "check_model", "detect_task", "key_metrics", "predict",
+           "probabilities", "roc_auc", "score", "COMMIT_METRICS"]
 
 #: The metrics a commit records, by task (ROC AUC besides where the model has probabilities).
 COMMIT_METRICS = {
@@ -122,6 +122,41 @@ def as_target(y: Any, rows: int, what: str) -> np.ndarray:
     if len(arr) != rows:
         raise BadData(f"{what} has {len(arr)} values but the data has {rows} rows; they must match")
     return arr
+
+
+def check_labels(y: Any, what: str, model: Any = None) -> None:
+    """Refuse targets no metric can be computed on faithfully: missing values, or (given a
+    fitted classifier) labels none of which is among the model's classes.
+
+    Args:
+        y: the targets, as :func:`as_target` returns them.
+        what: how messages name them (``"the eval targets"``).
+        model: a fitted model; its ``classes_``, if any, are compared with the labels.
+
+    Raises:
+        BadData: NaN or None among the targets, or labels of another kind than the classes.
+
+    Example:
+        >>> check_labels([0, 1, 1], "the eval targets")  # fine: nothing is raised
+    """
+    import numpy as np
+    import pandas as pd
+
+    arr = np.asarray(y)
+    missing = np.asarray(pd.isna(arr), dtype=bool).reshape(-1)
+    if missing.any():
+        n = int(missing.sum())
+        raise BadData(f"{what} have {n} missing value{'s' if n > 1 else ''} (NaN or None), the "
+                      f"first at row {int(np.argmax(missing))}; drop those rows or fill them in")
+    classes = getattr(model, "classes_", None)
+    if classes is None or not len(arr):
+        return
+    known = {str(c) for c in np.asarray(classes).reshape(-1)}
+    seen = {str(v) for v in pd.unique(arr.reshape(-1))}
+    if not seen & known:
+        sample = ", ".join(sorted(seen)[:3])
+        raise BadData(f"none of {what} ({sample}...) is a class the model knows "
+                      f"({', '.join(sorted(known)[:5])}); are they the right column, of the right type?")
 
 
 def check_fits(model: Any, X: Any, what: str) -> None:
@@ -327,6 +362,7 @@ def score(model: Any, X: Any, y: Any, *, what: str = "the eval data", task: str 
     X = as_frame_or_array(X, what)
     check_fits(model, X, what)
     y = as_target(y, X.shape[0], f"the targets of {what}")
+    check_labels(y, f"the targets of {what}", model)
     task = task or detect_task(model, y)
     pred = predict(model, X, what) if y_pred is None else np.asarray(y_pred)
     if pred.ndim == 2 and pred.shape[1] == 1:  # one column of predictions, as some models return

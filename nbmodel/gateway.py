@@ -603,12 +603,15 @@ class Gateway:
         """
         self._call("delete_model_version_tag", name, str(version), key)
 
-    def create_model(self, name: str, tags: dict[str, str] | None = None) -> None:
+    def create_model(self, name: str, tags: dict[str, str] | None = None) -> bool:
         """Register model ``name`` unless it exists already.
 
         Args:
             name: the registered model's name.
             tags: tags of a new model.
+
+        Returns:
+            True if this call created it.
 
         Example:
             >>> store.gateway.create_model("iris", {"nbmodel.managed": "true"})  # doctest: +SKIP
@@ -621,6 +624,19 @@ class Gateway:
             exists = getattr(exc, "error_code", "") == "RESOURCE_ALREADY_EXISTS"
             if not exists and "already exists" not in str(exc).lower():
                 raise
+            return False
+        return True
+
+    def delete_model(self, name: str) -> None:
+        """Delete registered model ``name`` (a failed commit's, before it had a version).
+
+        Args:
+            name: the registered model's name.
+
+        Example:
+            >>> store.gateway.delete_model("iris")  # doctest: +SKIP
+        """
+        self._call("delete_registered_model", name)
 
     def create_version(self, name: str, model_uri: str, *, run_id: str, tags: dict[str, str],
                        description: str | None, model_id: str | None) -> Any:
@@ -682,6 +698,80 @@ class Gateway:
                 self._call("restore_experiment", exp_id)
         self._experiments[name] = exp_id
         return str(exp_id)
+
+    def has_experiment(self, name: str) -> bool:
+        """Whether the experiment of model ``name`` exists (deleted or not).
+
+        Args:
+            name: the registered model's name.
+
+        Returns:
+            True if it exists.
+
+        Example:
+            >>> store.gateway.has_experiment("iris")  # doctest: +SKIP
+            True
+        """
+        return name in self._experiments or self._call("get_experiment_by_name", name) is not None
+
+    def purge(self, *, run_id: str | None = None, logged_models: list[str] = (),  # type: ignore[assignment]
+              experiment: str | None = None) -> None:
+        """Remove for good what a failed commit wrote: its logged models, its run and, when the
+        commit created it, the experiment of model ``experiment`` (rows and local files). A
+        store without MLflow's hard deletes (a server) gets them marked deleted instead.
+
+        Each step is tried on its own; a step that fails is skipped (the error that led here
+        matters more).
+
+        Args:
+            run_id: the run to remove.
+            logged_models: the logged models to remove.
+            experiment: the name of the model whose experiment to remove.
+
+        Example:
+            >>> store.gateway.purge(run_id=run_id, experiment="iris")  # doctest: +SKIP
+        """
+        tracking = self._tracking_store()
+        folders: list[str] = []
+
+        def step(soft: str, hard: str, key: str) -> None:
+            with contextlib.suppress(Exception):
+                if hasattr(tracking, hard):
+                    if soft == "delete_experiment":
+                        self._call(soft, key)
+                    self.store.retry(getattr(tracking, hard), key)
+                else:
+                    self._call(soft, key)
+
+        ids = [i for i in (run_id, *logged_models) if i]
+        if ids and hasattr(tracking, "ManagedSessionMaker"):
+            # The links between a run and the models it logged: MLflow's hard deletes keep them.
+            with contextlib.suppress(Exception):
+                self.store.retry(_delete_links, tracking, ids)
+        for model_id in logged_models:
+            with contextlib.suppress(Exception):
+                folders.append(_owner(self._call("get_logged_model", model_id).artifact_location))
+            step("delete_logged_model", "_hard_delete_logged_model", model_id)
+        if run_id is not None:
+            with contextlib.suppress(Exception):
+                folders.append(_owner(self._call("get_run", run_id).info.artifact_uri))
+            step("delete_run", "_hard_delete_run", run_id)
+        if experiment is not None:
+            exp_id = self._experiments.pop(experiment, None)
+            with contextlib.suppress(Exception):
+                exp = self._call("get_experiment_by_name", experiment)
+                if exp is not None:
+                    exp_id = exp.experiment_id
+                    folders.append(exp.artifact_location)  # removed only if nothing else is in it
+            if exp_id is not None:
+                step("delete_experiment", "_hard_delete_experiment", str(exp_id))
+        for folder in folders:
+            _remove_local(folder)
+
+    def _tracking_store(self) -> Any:
+        with contextlib.suppress(Exception):
+            return self.store.client._tracking_client.store
+        return None
 
     def get_run(self, run_id: str) -> Any:
         """MLflow's run ``run_id`` (its params, metrics, tags and info).
@@ -844,6 +934,41 @@ class Gateway:
             >>> store.gateway.download_artifacts(run_id, "nbmodel/data_profile.json", tmp)  # doctest: +SKIP
         """
         return str(self._call("download_artifacts", run_id, path, dst_path))
+
+
+def _delete_links(tracking: Any, ids: list[str]) -> None:
+    from mlflow.store.tracking.dbmodels.models import SqlInput
+
+    with tracking.ManagedSessionMaker() as session:
+        session.query(SqlInput).filter(
+            SqlInput.source_id.in_(ids) | SqlInput.destination_id.in_(ids)
+        ).delete(synchronize_session=False)
+
+
+def _owner(uri: str) -> str:
+    """The folder of one run or logged model: its ``artifacts`` folder's parent."""
+    return uri[: -len("/artifacts")] if uri.rstrip("/").endswith("/artifacts") else uri
+
+
+def _remove_local(uri: str | None) -> None:
+    """Delete a local artifact folder (``file:`` URI or path) of a failed commit; a folder that
+    still holds other files after its own empty folders are gone (an experiment's, shared by
+    models whose names differ only in punctuation) is kept. Anything not local is left alone."""
+    import os
+    import shutil
+    from urllib.parse import unquote, urlparse
+
+    if not uri or not (uri.startswith("file:") or uri.startswith("/")):
+        return
+    path = Path(unquote(urlparse(uri).path) if uri.startswith("file:") else uri)
+    if not path.is_dir():
+        return
+    if path.name.startswith("nbmodel-"):  # an experiment's folder: only what is empty goes
+        for folder, _, _ in sorted(os.walk(path), key=lambda t: -len(t[0])):
+            with contextlib.suppress(OSError):
+                os.rmdir(folder)
+        return
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def _escape(name: str) -> str:

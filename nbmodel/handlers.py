@@ -463,7 +463,7 @@ def _check_name(name: str) -> str:
 
 def _version_ref(name: str, version: str) -> str:
     _check_name(name)
-    if not version.isdigit() or int(version) < 1:
+    if not (version.isascii() and version.isdigit()) or int(version) < 1:
         raise BadRequest(f"the version must be a whole number from 1, not {version!r}")
     return f"{name}/{int(version)}"
 

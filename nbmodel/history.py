@@ -6,11 +6,12 @@ import datetime as _dt
 import html
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from numbers import Integral
 from typing import Any
 
 from . import lineage
 from .display import Shown, badge, html_table, text_table
-from .errors import NbmodelError
+from .errors import BadData, NbmodelError
 from .evaluate import key_metrics
 from .refs import Ref, parse_ref
 from .store import Store, get_store
@@ -170,6 +171,10 @@ def log(name: str | Ref | None = None, *, limit: int | None = None, offset: int 
     Example:
         >>> nbmodel.log("iris", limit=5)  # doctest: +SKIP
     """
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, Integral) or limit < 1):
+        raise BadData(f"limit is how many versions to show: a whole number from 1, not {limit!r}")
+    if isinstance(offset, bool) or not isinstance(offset, Integral) or offset < 0:
+        raise BadData(f"offset is how many of the newest versions to skip: 0 or more, not {offset!r}")
     store = get_store()
     model = _default_name(store) if name is None else parse_ref(name).name
     aliases = model_aliases(store, model)

@@ -5,7 +5,9 @@ Parsing is pure string work so that it is cheap and usable before any store is o
 
 from __future__ import annotations
 
+import posixpath
 import re
+import unicodedata
 from dataclasses import dataclass
 
 from .errors import BadReference
@@ -21,6 +23,12 @@ _ALIAS = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
 
 #: A branch's head is the registered-model alias ``branch-<name>``, so plain MLflow sees it.
 BRANCH_ALIAS_PREFIX = "branch-"
+#: The longest model name nbmodel creates: MLflow keeps a model's runs under names such as
+#: "NAME commit" in a column of 250 characters.
+MAX_NAME = 200
+#: MLflow's limits on an alias and on a tag's key.
+MAX_ALIAS = 255
+MAX_TAG_KEY = 250
 
 _FORMS = "use NAME, NAME/VERSION, NAME@ALIAS, models:/NAME/VERSION or models:/NAME@ALIAS"
 
@@ -72,14 +80,15 @@ def parse_ref(text: str | Ref) -> Ref:
         return text
     if not isinstance(text, str):
         raise BadReference(f"a model reference is a string, not {type(text).__name__}; {_FORMS}")
-    m = _REF.match(text.strip())
+    _check_printable(text.strip(), "a model reference")
+    m = _REF.fullmatch(text.strip())
     if not m:
         raise BadReference(f"cannot read {text!r} as a model reference; {_FORMS}")
     name, version, alias = m.group("name").strip(), m.group("version"), m.group("alias")
     if version is not None:
         if version == "latest":
             return Ref(name)
-        if not version.isdigit() or int(version) < 1:
+        if not (version.isascii() and version.isdigit()) or int(version) < 1:
             raise BadReference(
                 f"{text!r}: the version after '/' must be a whole number from 1 "
                 f"(for example {name}/3); {_FORMS}"
@@ -107,7 +116,7 @@ def check_alias(alias: str) -> str:
         >>> check_alias("production")
         'production'
     """
-    if not _ALIAS.match(alias or ""):
+    if not isinstance(alias, str) or not _ALIAS.fullmatch(alias):
         raise BadReference(
             f"{alias!r} is not a valid alias: use letters, digits, '_' and '-', "
             "starting with a letter (for example production)"
@@ -115,6 +124,9 @@ def check_alias(alias: str) -> str:
     if re.fullmatch(r"[vV]\d+", alias) or alias.lower() == "latest":
         # MLflow reserves these: "v3" would be read as a version, "latest" as the newest.
         raise BadReference(f"{alias!r} is reserved by MLflow for versions; choose another alias")
+    if len(alias) > MAX_ALIAS:
+        raise BadReference(f"the alias is {len(alias)} characters long; MLflow takes at most "
+                           f"{MAX_ALIAS}: choose a shorter one")
     return alias
 
 
@@ -150,3 +162,74 @@ def branch_of_alias(alias: str) -> str | None:
     if alias.startswith(BRANCH_ALIAS_PREFIX) and len(alias) > len(BRANCH_ALIAS_PREFIX):
         return alias[len(BRANCH_ALIAS_PREFIX):]
     return None
+def check_name(name: str) -> str:
+    """Return ``name`` if a new model may be created under it.
+
+    Args:
+        name: the registered model's name.
+
+    Returns:
+        ``name`` itself.
+
+    Raises:
+        BadReference: empty, longer than :data:`MAX_NAME`, with control characters (a newline,
+            a tab), ``/``, ``@`` or ``:``, or a name a file path would read as another (``..``).
+
+    Example:
+        >>> check_name("iris")
+        'iris'
+    """
+    if not isinstance(name, str) or not name.strip():
+        raise BadReference("give the model a name, such as iris")
+    _check_printable(name, "a model name")
+    if name != name.strip():
+        raise BadReference(f"the model name {name!r} starts or ends with spaces; remove them")
+    if len(name) > MAX_NAME:
+        raise BadReference(f"the model name is {len(name)} characters long; use at most {MAX_NAME}")
+    bad = [c for c in "/@:" if c in name]
+    if bad:
+        raise BadReference(f"the model name {name!r} contains {bad[0]!r}; use letters, digits, "
+                           "'_', '-', '.' or spaces")
+    norm = posixpath.normpath(name)
+    if norm != name or norm == "." or norm.startswith(".."):
+        raise BadReference(f"{name!r} cannot be a model name: MLflow stores names as paths and "
+                           "it reads as another path; choose a name such as iris")
+    return name
+
+
+def check_tag_key(key: str) -> str:
+    """Return ``key`` if MLflow accepts it as a tag's key (checked before anything is written).
+
+    Args:
+        key: the tag's key.
+
+    Returns:
+        ``key`` itself.
+
+    Raises:
+        BadReference: empty, longer than :data:`MAX_TAG_KEY`, or with characters MLflow refuses.
+
+    Example:
+        >>> check_tag_key("owner")
+        'owner'
+    """
+    if not key:
+        raise BadReference("a tag needs a key: KEY=VALUE")
+    if len(key) > MAX_TAG_KEY:
+        raise BadReference(f"the tag key is {len(key)} characters long; MLflow takes at most "
+                           f"{MAX_TAG_KEY}")
+    if not re.fullmatch(r"[/\w.\- :]+", key):
+        raise BadReference(f"tag key {key!r} is not allowed: use letters, digits, '_', '-', '.', "
+                           "' ', ':' and '/'")
+    norm = posixpath.normpath(key)
+    if norm != key or norm == "." or norm.startswith(("..", "/")):
+        raise BadReference(f"tag key {key!r} is not allowed: it reads as another path")
+    return key
+
+
+def _check_printable(text: str, what: str) -> None:
+    """Refuse control characters (a newline, a tab): they cannot be typed back as a name."""
+    for c in text:
+        if unicodedata.category(c).startswith("C"):
+            raise BadReference(f"{what} cannot contain control characters such as "
+                               f"{c.encode('unicode_escape').decode()!r}: {text!r}")

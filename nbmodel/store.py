@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import lineage
-from .errors import StoreError, first_line
+from .errors import BadStoreURI, StoreError, first_line
 from .gateway import Gateway
 
 if TYPE_CHECKING:
@@ -148,12 +148,12 @@ def _normalise(uri: str, *, base: Path) -> str:
     """Make sqlite URIs absolute, so a later ``cd`` does not switch stores."""
     uri = uri.strip()
     if not uri:
-        raise StoreError("the store URI is empty; give sqlite:///FILE.db or http://HOST:PORT")
+        raise BadStoreURI("the store URI is empty; give sqlite:///FILE.db or http://HOST:PORT")
     if "://" not in uri:
         if uri.endswith((".db", ".sqlite", ".sqlite3")):
             uri = f"sqlite:///{uri}"
         else:
-            raise StoreError(
+            raise BadStoreURI(
                 f"{uri!r} is not a store URI; give sqlite:///FILE.db for a local store "
                 "or http://HOST:PORT for an mlflow server"
             )
@@ -211,6 +211,9 @@ CALL_SETTINGS = {
 # Loggers that report routine steps of a call at INFO ("Waiting up to 300 seconds for model
 # version to finish creation", at every version a server registers).
 QUIET_LOGGERS = ("mlflow.store.model_registry.abstract_store", "mlflow.tracking._model_registry.client")
+# MLflow logs every SQL error with its traceback at ERROR before raising it; nbmodel reports the
+# error itself, in one line.
+SILENT_LOGGERS = ("mlflow.store.db.utils",)
 
 _calls_lock = threading.Lock()
 _calls_depth = 0
@@ -238,10 +241,10 @@ def mlflow_calls() -> Iterator[None]:
             _calls_saved[:] = [(k, os.environ.get(k)) for k in CALL_SETTINGS]
             for key, value in CALL_SETTINGS.items():
                 os.environ.setdefault(key, value)
-            loggers = [logging.getLogger(n) for n in QUIET_LOGGERS]
+            loggers = [logging.getLogger(n) for n in QUIET_LOGGERS + SILENT_LOGGERS]
             _calls_levels[:] = [(lg, lg.level) for lg in loggers]
             for lg in loggers:
-                lg.setLevel(logging.WARNING)
+                lg.setLevel(logging.CRITICAL if lg.name in SILENT_LOGGERS else logging.WARNING)
         _calls_depth += 1
     try:
         yield
@@ -319,6 +322,41 @@ def _is_locked_error(exc: BaseException) -> bool:
     return "database is locked" in text or "database table is locked" in text
 
 
+# What sqlite (or the file system under it) says when it refuses a read or a write, and what the
+# user can do about it: the one line a magic shows instead of MLflow's pages of SQL.
+_REFUSALS = (
+    (("readonly database", "read-only file system", "permission denied", "access denied"),
+     "is read-only here ({why}): ask for write access, or choose a store you can write with "
+     "%model_store"),
+    (("database or disk is full", "no space left on device", "disk quota exceeded"),
+     "has no room left ({why}): free some disk space and try again"),
+    (("no such table", "no such column", "malformed", "file is not a database", "disk i/o error"),
+     "is damaged ({why}): restore it from a backup, or choose another store with %model_store"),
+    (("unable to open database file",),
+     "cannot be opened ({why}): check that its file and folder exist and can be written"),
+)
+
+
+def _refusal(uri: str, exc: BaseException) -> StoreError | None:
+    """The one-line :class:`StoreError` for a store that refused a call, or None for any other
+    error (a missing model, a bad argument: the caller's concern)."""
+    chain: list[BaseException] = []
+    seen: BaseException | None = exc
+    while seen is not None and len(chain) < 5:
+        chain.append(seen)
+        seen = seen.__cause__ or seen.__context__
+    for err in chain:
+        lowered = str(err).lower()
+        for needles, advice in _REFUSALS:
+            for needle in needles:
+                if needle in lowered:
+                    why = needle
+                    if isinstance(err, OSError) and err.strerror:
+                        why = err.strerror.lower()
+                    return StoreError(f"the store {uri} " + advice.format(why=why))
+    return None
+
+
 @dataclass
 class Store:
     """An MLflow tracking store and model registry, opened lazily.
@@ -334,6 +372,8 @@ class Store:
     _client: Any = field(default=None, repr=False)
     _open_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _gateway: Gateway | None = field(default=None, repr=False)
+    #: True once this session created the store's sqlite file (a new, empty store).
+    created: bool = field(default=False, repr=False)
 
     @property
     def gateway(self) -> Gateway:
@@ -475,13 +515,29 @@ class Store:
         path = self.db_path
         if path is None:
             return
+        if path.is_dir():
+            raise BadStoreURI(
+                f"cannot open the store {self.uri}: {path} is a folder, not a store file; give a "
+                f"file such as {path / 'mlflow.db'}"
+            )
         if not path.parent.is_dir():
-            raise StoreError(
+            raise BadStoreURI(
                 f"cannot open the store {self.uri}: the folder {path.parent} does not exist; "
                 "create it or choose another store with %model_store"
             )
         if path.exists():
+            if path.stat().st_size == 0:
+                # Not a store: MLflow would silently make a new empty one in its place.
+                raise BadStoreURI(
+                    f"cannot open the store {self.uri}: {path} is an empty file, not a store; "
+                    "delete it to start a new store there, or choose another with %model_store"
+                )
             return
+        if not os.access(path.parent, os.W_OK):
+            raise BadStoreURI(
+                f"cannot create the store {self.uri}: the folder {path.parent} cannot be written; "
+                "choose a store in a folder you can write with %model_store"
+            )
         with self.write_lock(), _quiet_mlflow_logs():
             if path.exists():
                 return
@@ -492,6 +548,7 @@ class Store:
                 store = SqlAlchemyStore(f"sqlite:///{tmp}", self.artifact_root)
                 store.engine.dispose()
                 os.replace(tmp, path)
+                self.created = True
             except Exception as exc:  # noqa: BLE001
                 raise StoreError(f"cannot create the store {self.uri}: {first_line(exc)}") from exc
             finally:
@@ -619,6 +676,9 @@ class Store:
                     if self.is_server and _is_unreachable(exc):
                         raise self.unreachable(exc) from exc
                     if not _is_locked_error(exc) or time.monotonic() > deadline:
+                        refused = _refusal(self.uri, exc)
+                        if refused is not None:
+                            raise refused from exc
                         raise
                     time.sleep(delay)
                     delay = min(delay * 2, 0.5)

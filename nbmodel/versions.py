@@ -31,7 +31,7 @@ from .errors import (
     first_line,
 )
 from .evaluate import key_metrics
-from .refs import Ref, branch_alias, branch_of_alias, parse_ref
+from .refs import Ref, branch_alias, branch_of_alias, check_tag_key, parse_ref
 from .store import Store, get_store
 
 if TYPE_CHECKING:
@@ -680,6 +680,7 @@ def tag(ref: str | Ref, tags: Mapping[str, Any] | None = None, **more: Any) -> V
     for k in all_tags:
         if not isinstance(k, str) or not k or k.startswith(TAG):
             raise BadData(f"tag key {k!r} is not allowed; keys starting with 'nbmodel.' are nbmodel's own")
+        check_tag_key(k)
     v = resolve(ref)
     store = get_store()
     for k, val in all_tags.items():

@@ -11,7 +11,15 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..errors import BadData, BadReference
-from ..evaluate import as_frame_or_array, as_target, check_fits, detect_task, predict, probabilities
+from ..evaluate import (
+    as_frame_or_array,
+    as_target,
+    check_fits,
+    check_labels,
+    detect_task,
+    predict,
+    probabilities,
+)
 from ..metrics import CLASSIFIER, REGRESSOR
 from ..refs import Ref
 from ..versions import Version
@@ -205,6 +213,7 @@ def compare(
     t0 = time.perf_counter()
     X = as_frame_or_array(X, "the eval data")
     y_arr = as_target(y, X.shape[0], "the eval targets")
+    check_labels(y_arr, "the eval targets")
     bar = Progress(len(ref_list) * 2 + 1 + (2 if plots else 0),
                    callback=progress if callable(progress) else None,
                    enabled=progress is not False)
@@ -230,6 +239,7 @@ def _run(ref_list: list[Any], X: Any, y: np.ndarray, bar: Progress, *, log: bool
     models = []
     for v in versions:
         models.append(load(v))
+        check_labels(y, "the eval targets", models[-1])
         bar.step(f"loaded {v.ref}")
     _timed(timings, "load", t)
     if groups is not None:  # a column of X, dropped when the models were not fitted on it

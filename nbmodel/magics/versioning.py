@@ -5,7 +5,9 @@ store. Each parses its line, calls the core function of the same name, and retur
 from __future__ import annotations
 
 import argparse
+import keyword
 import re
+import sys
 from typing import Any
 
 from IPython.core.magic import Magics, line_magic, magics_class
@@ -28,7 +30,7 @@ def _summary(v: Any) -> str:
 
 def _var_name_for(name: str) -> str:
     var = re.sub(r"\W", "_", name)
-    return var if var.isidentifier() else f"model_{var}"
+    return var if var.isidentifier() and not keyword.iskeyword(var) else f"model_{var}"
 
 
 @magics_class
@@ -99,8 +101,9 @@ class VersioningMagics(Magics):
         """
         from ..versions import checkout, resolve
 
-        if args.var is not None and not args.var.isidentifier():
-            raise NbmodelUsageError(f"{args.var!r} is not a valid variable name", "usage")
+        if args.var is not None and (not args.var.isidentifier() or keyword.iskeyword(args.var)):
+            raise NbmodelUsageError(f"{args.var!r} is not a valid variable name; choose another, "
+                                    "such as clf", "usage")
         from ..lineage import branch_of
 
         v = resolve(args.ref)
@@ -168,6 +171,10 @@ class VersioningMagics(Magics):
         if args.uri:
             store = set_store(None if args.uri == "default" else args.uri)
             print(f"store: {store.uri}")
+            if store.created and store.db_path is not None:
+                # A notice beside the answer: the store line stays the one line scripts read.
+                print(f"created a new, empty store: {store.db_path} (artifacts will go to "
+                      f"{store.artifact_root})", file=sys.stderr)
         else:
             uri, origin = resolve_uri()
             print(f"store: {uri} ({origin})")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import math
 import re
 import threading
 import warnings
@@ -113,7 +114,12 @@ def parse_rule(text: str | Rule) -> Rule:
         raise BadAlert(f"unknown metric {m.group('metric')!r} in the alert {text!r}. {GRAMMAR}")
     if feature is not None and metric not in ("psi", "ks", "pvalue"):
         raise BadAlert(f"only psi, ks and pvalue take a [feature], not {metric} ({text!r}). {GRAMMAR}")
-    return Rule(metric, m.group("op"), float(m.group("num")), feature.strip() if feature else None)
+    threshold = float(m.group("num"))
+    if not math.isfinite(threshold):
+        # 1e999 reads as inf, which the rule's saved text could not be read back from.
+        raise BadAlert(f"the threshold of the alert {text!r} is out of range; give a finite number "
+                       "such as 0.2")
+    return Rule(metric, m.group("op"), threshold, feature.strip() if feature else None)
 
 
 def is_group(rule: Rule) -> bool:

@@ -44,11 +44,13 @@ MAX_WORKERS = 64
 
 
 # -- where records live ----------------------------------------------------------------------
-def state_dir(store: Any = None) -> Path:
-    """The deployments folder of a store (made if missing).
+def state_dir(store: Any = None, *, create: bool = True) -> Path:
+    """The deployments folder of a store (made if missing, unless ``create`` is False).
 
     Args:
         store: the store (default: the one in use).
+        create: make the folder; readers pass False, so that listing what runs never writes
+            beside a store (which may be read-only).
 
     Returns:
         ``.nbmodel/deployments`` beside a sqlite store's file, else a per-user cache folder
@@ -68,7 +70,8 @@ def state_dir(store: Any = None) -> Path:
         digest = hashlib.sha1(store.uri.encode()).hexdigest()[:12]
         base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
         folder = base / "nbmodel" / "deployments" / digest
-    folder.mkdir(parents=True, exist_ok=True)
+    if create:
+        folder.mkdir(parents=True, exist_ok=True)
     return folder
 
 
@@ -318,7 +321,7 @@ def deployments(name: str | None = None) -> Deployments:
     Example:
         >>> nbmodel.deployments()  # doctest: +SKIP
     """
-    folder = state_dir()
+    folder = state_dir(create=False)
     only = parse_ref(name).name if name is not None else None
     out = Deployments()
     ports = set()
