@@ -281,3 +281,41 @@ def test_a_fresh_server_imports_only_the_library_of_the_model_it_serves(
     """)
     env = {**kernel_env, "MLFLOW_TRACKING_URI": os.environ["MLFLOW_TRACKING_URI"]}
     assert _imported_libraries(script, env) == [DISTS[flavor]]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("flavor", list(MAKERS))
+def test_deployed_and_queried_over_http_as_mlflow_answers(flavor: str, wine: dict[str, Any],
+                                                          isolated_store: Any) -> None:
+    requests = pytest.importorskip("requests")
+    import mlflow.pyfunc
+    from mlflow.pyfunc import scoring_server
+
+    import nbmodel
+    import nbmodel.serving as serving
+
+    model = MAKERS[flavor](wine)
+    v = nbmodel.commit(model, "wine_kinds", eval=(wine["X_test"], wine["y_test"]))
+    X = wine["X_test"].iloc[:6]
+    bodies = [{"dataframe_split": {"columns": list(X.columns), "data": X.values.tolist()}},
+              {"dataframe_records": json.loads(X.to_json(orient="records"))},
+              {"inputs": X.values.tolist()} if flavor in ("pytorch", "keras")
+              else {"inputs": {c: X[c].tolist() for c in X.columns}}]
+    pyfunc = mlflow.pyfunc.load_model(v.uri)
+    try:
+        dep = serving.deploy("wine_kinds/1")
+        for body in bodies:
+            r = requests.post(dep.url, data=json.dumps(body), headers={"Content-Type": "application/json"},
+                              timeout=60)
+            want = scoring_server.invocations(json.dumps(body), "application/json", pyfunc,
+                                              pyfunc.metadata.get_input_schema())
+            assert (r.status_code, r.text) == (want.status, want.response), body
+            assert r.status_code == 200, r.text
+        got = np.asarray(requests.post(dep.url, json=bodies[0], timeout=60).json()["predictions"])
+        np.testing.assert_allclose(got.reshape(native_output(model, X).shape), native_output(model, X),
+                                   rtol=1e-5, atol=1e-6)
+        health = requests.get(dep.base_url + "/health", timeout=10).json()["models"][0]
+        if flavor in ("xgboost", "lightgbm"):  # rows are independent: fast path and batching
+            assert health["fast"] and health["batch"], health
+    finally:
+        serving.stop("all")
