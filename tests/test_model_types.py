@@ -319,3 +319,23 @@ def test_deployed_and_queried_over_http_as_mlflow_answers(flavor: str, wine: dic
             assert health["fast"] and health["batch"], health
     finally:
         serving.stop("all")
+
+
+@pytest.mark.slow
+def test_a_served_networks_monitoring_records_its_classes(wine: dict[str, Any], isolated_store: Any) -> None:
+    import mlflow.artifacts
+
+    import nbmodel
+    from nbmodel.serving import _models
+
+    net = torch_model(wine)
+    nbmodel.commit(net, "wine_kinds", eval=(wine["X_test"], wine["y_test"]))
+    path = mlflow.artifacts.download_artifacts(nbmodel.show("wine_kinds/1").uri,
+                                               dst_path=os.path.join(os.getcwd(), "served"))
+    h = _models.load_handle("wine_kinds", 1, path)
+    X = wine["X_test"].iloc[:5]
+    body = json.dumps({"dataframe_split": {"columns": list(X.columns), "data": X.values.tolist()}}).encode()
+    answer, _, recorded = _models.predict_slow(h, body, "application/json")
+    scores = np.asarray(json.loads(answer)["predictions"])
+    assert scores.shape == (5, 3)  # the client gets MLflow's answer, the raw scores
+    assert np.asarray(recorded).tolist() == scores.argmax(axis=1).tolist()

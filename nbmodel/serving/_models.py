@@ -648,7 +648,20 @@ def _slow(h: Handle, payload: Any, body: bytes, content_type: str) -> tuple[byte
         raise RequestError(f"{h.name} version {h.version} could not predict: {first_line(exc)}") from None
     buf = StringIO()
     ss.predictions_to_json(out, buf)
-    return buf.getvalue().encode(), data, out
+    return buf.getvalue().encode(), data, _as_recorded(model, out)
+
+
+def _as_recorded(model: Any, out: Any) -> Any:
+    """The predictions monitoring records: a network's class scores (one column per class) as
+    the class with the highest score, as nbmodel reads them everywhere else."""
+    flavors = model.metadata.flavors
+    if "pytorch" in flavors or "keras" in flavors:
+        import numpy as np
+
+        scores = np.asarray(out)
+        if scores.ndim == 2 and scores.shape[1] > 1:
+            return scores.argmax(axis=1)
+    return out
 
 
 def _check_frame(h: Handle, data: Any) -> None:
