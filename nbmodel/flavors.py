@@ -43,11 +43,6 @@ class Kind:
     dists: tuple[str, ...]  #: distributions pinned in its requirements
     network: bool  #: answers raw outputs (scores), not labels
 
-    @property
-    def module(self) -> str:
-        """MLflow's module for the flavor (``mlflow.xgboost``)."""
-        return f"mlflow.{self.name}"
-
 
 KINDS = {
     "xgboost": Kind("xgboost", ("xgboost",), network=False),
