@@ -52,7 +52,8 @@ def _passed(run: subprocess.CompletedProcess) -> None:
 
 def test_the_lessons_are_the_four_of_the_course():
     assert [p.name for p in LESSONS] == [
-        "01_versioning.ipynb", "02_compare.ipynb", "03_deploy.ipynb", "04_monitor.ipynb"]
+        "01_versioning.ipynb", "02_compare.ipynb", "03_deploy.ipynb", "04_monitor.ipynb",
+        "08_model_types.ipynb"]
 
 
 def test_in_order_in_one_folder_then_again(tmp_path):
