@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from . import branches, lineage
+from . import branches, flavors, lineage
 from .errors import BadData, NbmodelError, first_line
 from .evaluate import as_frame_or_array, as_target, check_fits, check_labels, check_model, detect_task, score
 from .refs import check_name, check_tag_key, parse_ref
@@ -233,7 +233,8 @@ def _read_inputs(model: Any, eval: Sequence[Any] | None, train: Sequence[Any] | 
     sample = X_eval if X_eval is not None else X_train
     signature, example = _signature(model, sample) if sample is not None else (None, None)
     return _Inputs(task, metrics, profile, signature, example, _is_sklearn(model),
-                   _source(model, source, var_names), _flatten_params(model),
+                   _source(model, source, var_names),
+                   {**_flatten_params(model), **flavors.layer_params(model)},
                    None if X_eval is None else (X_eval, y_eval))
 
 
@@ -432,6 +433,11 @@ def _log_model(store: Store, name: str, model: Any, run_id: str, signature: Any,
         # MLflow warns and logs about its own internals (pydantic, serialisation advice, input
         # validation) on every log; nbmodel chose the format deliberately.
         warnings.simplefilter("ignore")
+        kind = flavors.kind_of(model)
+        if kind is not None:  # XGBoost, LightGBM, PyTorch, Keras: MLflow's flavor for each
+            model_id = _logged_model_id(store, name, run_id, kind.name, logged)
+            info = flavors.log_model(kind, model, model_id=model_id, **common)
+            return info.model_uri, info.model_id, kind.name
         if sklearn_flavor:
             # skops (MLflow's default, safe to load) when the model is made of scikit-learn,
             # numpy and scipy parts only; skops refuses to load types it does not trust, so
@@ -491,7 +497,7 @@ def _skops_trusted_types(model: Any) -> list[str] | None:
     numpy's or scipy's own (a tree's ``sklearn.tree._tree.Tree``): trusting those keeps the safe
     format. None when something else is inside: that model goes to cloudpickle."""
     try:
-        import skops.io as sio
+        sio = flavors.import_skops()  # without importing PyTorch where it is installed
 
         untrusted = sio.get_untrusted_types(data=sio.dumps(model))
     except Exception:  # noqa: BLE001 - skops cannot even write it

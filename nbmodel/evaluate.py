@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from . import flavors
 from .errors import BadData, NotAModel, first_line
 from .metrics import CLASSIFIER, KEY_METRICS, LOWER_IS_BETTER, REGRESSOR
 
@@ -34,19 +35,17 @@ def check_model(model: Any, what: str = "the object") -> None:
         what: how the message names it.
 
     Raises:
-        NotAModel: ``model`` has no callable ``predict``.
+        NotAModel: ``model`` is none of the model types nbmodel stores and has no callable
+            ``predict``.
 
     Example:
         >>> check_model([1, 2])
         Traceback (most recent call last):
         nbmodel.errors.NotAModel: the object is a list, not a model: ...
     """
-    if model is None or not callable(getattr(model, "predict", None)):
+    if model is None or (flavors.kind_of(model) is None and not callable(getattr(model, "predict", None))):
         kind = type(model).__name__
-        raise NotAModel(
-            f"{what} is a {kind}, not a model: nbmodel commits objects with a predict() "
-            "method (a fitted scikit-learn estimator or pipeline, or your own class)"
-        )
+        raise NotAModel(f"{what} is a {kind}, not a model: nbmodel commits {flavors.SUPPORTED}")
 
 
 def as_frame_or_array(X: Any, what: str) -> Any:
@@ -260,7 +259,7 @@ def predict(model: Any, X: Any, what: str) -> np.ndarray:
     import numpy as np
 
     try:
-        pred = model.predict(X)
+        pred = flavors.predict(model, X)
     except Exception as exc:  # noqa: BLE001 - the model's own message says what is wrong
         raise BadData(f"the model could not predict on {what}: {first_line(exc)}") from exc
     return np.asarray(pred)
@@ -284,13 +283,13 @@ def probabilities(model: Any, X: Any) -> tuple[np.ndarray | None, list[Any] | No
     """
     import numpy as np
 
-    fn = getattr(model, "predict_proba", None)
-    if not callable(fn):
-        return None, None
     try:
-        proba = np.asarray(fn(X), dtype=float)
+        proba = flavors.predict_proba(model, X)
     except Exception:  # noqa: BLE001 - probabilities are a bonus (some SVMs refuse)
         return None, None
+    if proba is None:
+        return None, None
+    proba = np.asarray(proba, dtype=float)
     if proba.ndim != 2 or proba.shape[0] != len(X):
         return None, None
     classes = list(getattr(model, "classes_", range(proba.shape[1])))

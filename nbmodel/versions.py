@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from . import lineage
+from . import flavors, lineage
 from .display import Shown
 from .errors import (
     AliasNotFound,
@@ -553,6 +553,7 @@ def load(ref: str | Ref | Version, *, fresh: bool = False) -> Any:
         >>> clf = nbmodel.load("iris@production")  # doctest: +SKIP
     """
     import copy
+    import warnings
 
     v = ref if isinstance(ref, Version) else resolve(ref)
     store = get_store()
@@ -563,7 +564,12 @@ def load(ref: str | Ref | Version, *, fresh: bool = False) -> Any:
         model = _load_uncached(v)
         with _cache_lock:
             _cache[key] = model
-    return copy.deepcopy(model) if fresh else model
+    if not fresh:
+        return model
+    with warnings.catch_warnings():
+        # torch deprecates parts of itself that copying an exported graph module touches.
+        warnings.simplefilter("ignore", FutureWarning)
+        return copy.deepcopy(model)
 
 
 def _verified_copy(v: Version) -> str:
@@ -604,6 +610,12 @@ def _load_uncached(v: Version) -> Any:
 
     try:
         folder = _verified_copy(v)
+        kind = flavors.kind_named(v.flavor)
+        if kind is not None:  # XGBoost, LightGBM, PyTorch, Keras: the library's own object
+            try:
+                return flavors.load_native(kind, folder)
+            finally:
+                shutil.rmtree(folder, ignore_errors=True)
         if v.flavor == "sklearn" or (v.flavor is None and _has_flavor(v, "sklearn")):
             try:
                 return mlflow.sklearn.load_model(folder)

@@ -17,7 +17,7 @@ LAYER_NAMES = ["helpers", "store", "core", "monitoring", "serving", "top"]
 #: The first two parts of a module's dotted name -> its layer.
 LAYERS = {
     **dict.fromkeys(["errors", "metrics", "display", "refs", "data", "source", "requirements",
-                     "lineage", "digests"], HELPERS),
+                     "lineage", "digests", "flavors"], HELPERS),
     **dict.fromkeys(["store", "gateway"], STORE),
     **dict.fromkeys(["versions", "commits", "history", "diffs", "aliases", "evaluate", "comparison",
                      "explain"],

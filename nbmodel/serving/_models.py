@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import first_line
+from ..flavors import import_skops, prepare_env
 
 log = logging.getLogger("nbmodel.serving")
 
@@ -141,8 +142,12 @@ def _columns(meta: dict[str, Any]) -> list[Column] | None:
 
 
 def _load_native(path: str, meta: dict[str, Any]) -> Any:
-    """The scikit-learn estimator, read the way mlflow.sklearn reads it; None if another flavor."""
-    sk = (meta.get("flavors") or {}).get("sklearn")
+    """The scikit-learn estimator, read the way mlflow.sklearn reads it (or an XGBoost or
+    LightGBM estimator, read as their flavors read them); None if another flavor."""
+    flavors = meta.get("flavors") or {}
+    if flavors.get("xgboost") or flavors.get("lightgbm"):
+        return _load_booster_estimator(path, flavors)
+    sk = flavors.get("sklearn")
     if not sk:
         return None
     fmt = sk.get("serialization_format", "cloudpickle")
@@ -155,13 +160,33 @@ def _load_native(path: str, meta: dict[str, Any]) -> Any:
         with open(os.path.join(path, sk.get("pickled_model", "model.pkl")), "rb") as f:
             return cloudpickle.load(f)
     if fmt == "skops" and allowed and not sk.get("code"):
-        import skops.io
-
-        return skops.io.load(os.path.join(path, sk.get("pickled_model", "model.skops")),
+        return import_skops().load(os.path.join(path, sk.get("pickled_model", "model.skops")),
                              trusted=sk.get("skops_trusted_types"))
     import mlflow.sklearn  # anything else, and MLflow's own refusal when loading is disallowed
 
     return mlflow.sklearn.load_model(path)
+
+
+def _load_booster_estimator(path: str, flavors: dict[str, Any]) -> Any:
+    """An XGBoost or LightGBM scikit-learn-API estimator from its native file, without MLflow
+    (the rows of a request are independent, so it takes the fast path); None for a bare
+    Booster or a format read otherwise, which MLflow's pyfunc answers."""
+    xgb, lgb = flavors.get("xgboost"), flavors.get("lightgbm")
+    if isinstance(xgb, dict) and not xgb.get("code"):
+        module, _, cls = str(xgb.get("model_class", "")).rpartition(".")
+        if module != "xgboost.sklearn":
+            return None
+        import xgboost.sklearn
+
+        model = getattr(xgboost.sklearn, cls)()
+        model.load_model(os.path.join(path, str(xgb.get("data", "model.xgb"))))
+        return model
+    if isinstance(lgb, dict) and lgb.get("serialization_format") == "skops" and not lgb.get("code"):
+        if not str(lgb.get("model_class", "")).startswith("lightgbm.sklearn."):
+            return None
+        return import_skops().load(os.path.join(path, str(lgb.get("data", "model.skops"))),
+                             trusted=lgb.get("skops_trusted_types"))
+    return None
 
 
 def _example(path: str, meta: dict[str, Any]) -> dict[str, Any] | None:
@@ -222,6 +247,7 @@ def load_handle(name: str, version: int, path: str, *, with_pyfunc: bool = False
 
     verify(path, recorded_tags(name, int(version)), what=f"{name}/{version}")
     meta = read_mlmodel(path)
+    prepare_env(meta)  # a Keras model: the backend it was saved with, before Keras is imported
     h = Handle(name=name, version=int(version), path=path, columns=_columns(meta))
     h.native = _load_native(path, meta)
     h.example = _example(path, meta)
@@ -622,7 +648,20 @@ def _slow(h: Handle, payload: Any, body: bytes, content_type: str) -> tuple[byte
         raise RequestError(f"{h.name} version {h.version} could not predict: {first_line(exc)}") from None
     buf = StringIO()
     ss.predictions_to_json(out, buf)
-    return buf.getvalue().encode(), data, out
+    return buf.getvalue().encode(), data, _as_recorded(model, out)
+
+
+def _as_recorded(model: Any, out: Any) -> Any:
+    """The predictions monitoring records: a network's class scores (one column per class) as
+    the class with the highest score, as nbmodel reads them everywhere else."""
+    flavors = model.metadata.flavors
+    if "pytorch" in flavors or "keras" in flavors:
+        import numpy as np
+
+        scores = np.asarray(out)
+        if scores.ndim == 2 and scores.shape[1] > 1:
+            return scores.argmax(axis=1)
+    return out
 
 
 def _check_frame(h: Handle, data: Any) -> None:

@@ -57,6 +57,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from ..flavors import import_skops
 from ._process import server_env
 
 #: Set to 0 (or false, no, off) to start every server as a fresh process.
@@ -482,7 +483,7 @@ def _import_server() -> None:
     import cloudpickle  # noqa: F401
     import numpy  # noqa: F401
     import pandas  # noqa: F401
-    import skops.io  # noqa: F401
+    import_skops()  # without torch, which skops's walk through scikit-learn would import
     import uvicorn  # noqa: F401
     import uvicorn.lifespan.off  # noqa: F401
     import uvicorn.loops.auto  # noqa: F401

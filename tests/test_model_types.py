@@ -1,0 +1,341 @@
+"""Model types: XGBoost, LightGBM, PyTorch and Keras models through the same API and magics.
+
+Each library's model is tiny and trained here (well under a second). A library that is not
+installed skips only its own tests.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pytest
+
+# Keras 3 reads its backend once, at import; the models libraries' extra installs torch.
+os.environ.setdefault("KERAS_BACKEND", "torch")
+
+LIBRARIES = ("xgboost", "lightgbm", "torch", "keras")
+
+
+@pytest.fixture(scope="module")
+def wine() -> dict[str, Any]:
+    from sklearn.datasets import load_wine
+    from sklearn.model_selection import train_test_split
+
+    X, y = load_wine(return_X_y=True, as_frame=True)
+    X = (X - X.mean()) / X.std()  # networks learn in a few steps on standardised columns
+    X_train, X_test, y_train, y_test = train_test_split(X, y, random_state=0, stratify=y)
+    return {"X_train": X_train, "X_test": X_test, "y_train": y_train, "y_test": y_test}
+
+
+def xgb_model(wine: dict[str, Any], trees: int = 5) -> Any:
+    xgboost = pytest.importorskip("xgboost")
+    return xgboost.XGBClassifier(n_estimators=trees, max_depth=2).fit(wine["X_train"], wine["y_train"])
+
+
+def lgbm_model(wine: dict[str, Any], trees: int = 5) -> Any:
+    lightgbm = pytest.importorskip("lightgbm")
+    return lightgbm.LGBMClassifier(n_estimators=trees, verbose=-1).fit(wine["X_train"], wine["y_train"])
+
+
+def torch_model(wine: dict[str, Any], hidden: int = 8) -> Any:
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(13, hidden), torch.nn.ReLU(), torch.nn.Linear(hidden, 3))
+    opt = torch.optim.Adam(net.parameters(), lr=0.05)
+    X = torch.tensor(wine["X_train"].values, dtype=torch.float32)
+    y = torch.tensor(wine["y_train"].values)
+    for _ in range(60):
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(net(X), y).backward()
+        opt.step()
+    return net.eval()
+
+
+def keras_model(wine: dict[str, Any], hidden: int = 8) -> Any:
+    pytest.importorskip("torch")
+    keras = pytest.importorskip("keras")
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((13,)), keras.layers.Dense(hidden, activation="relu"),
+                              keras.layers.Dense(3, activation="softmax")])
+    model.compile(optimizer=keras.optimizers.Adam(0.05), loss="sparse_categorical_crossentropy")
+    model.fit(wine["X_train"].values, wine["y_train"].values, epochs=30, verbose=0)
+    return model
+
+
+MAKERS: dict[str, Callable[..., Any]] = {"xgboost": xgb_model, "lightgbm": lgbm_model, "pytorch": torch_model,
+                                         "keras": keras_model}
+DISTS = {"xgboost": "xgboost", "lightgbm": "lightgbm", "pytorch": "torch", "keras": "keras"}
+
+
+def native_output(model: Any, X: Any) -> np.ndarray:
+    """What the library itself answers, asked the library's own way."""
+    kind = type(model).__module__.split(".")[0]
+    if kind == "torch":
+        import torch
+
+        with torch.no_grad():
+            return model(torch.tensor(np.asarray(X, dtype=np.float32))).numpy()
+    if kind == "keras":
+        return np.asarray(model.predict(np.asarray(X, dtype=np.float32), verbose=0))
+    return np.asarray(model.predict(X))
+
+
+@pytest.mark.parametrize("flavor", [*[f for f in MAKERS if f != "keras"],
+                                    pytest.param("keras", marks=pytest.mark.slow)])  # imports Keras: seconds
+def test_commit_stores_the_librarys_flavor_and_checkout_gives_the_native_object(
+        flavor: str, wine: dict[str, Any], isolated_store: Any) -> None:
+    import mlflow
+
+    import nbmodel
+
+    model = MAKERS[flavor](wine)
+    v = nbmodel.commit(model, "wine_kinds", eval=(wine["X_test"], wine["y_test"]), message=flavor)
+    assert v.flavor == flavor
+    assert v.metrics["accuracy"] > 0.8, v.metrics
+    assert "roc_auc" in v.metrics
+    info = mlflow.models.get_model_info(v.uri)
+    assert flavor in info.flavors and info.signature is not None
+    reqs = mlflow.pyfunc.get_model_dependencies(v.uri)
+    pinned = open(reqs, encoding="utf-8").read().split()
+    dist = DISTS[flavor]
+    assert any(line.lower().startswith(f"{dist}==") for line in pinned), pinned
+    params = v.params
+    if flavor in ("pytorch", "keras"):
+        assert int(params["parameters"]) == 13 * 8 + 8 + 8 * 3 + 3
+        assert any(k.startswith("layer.") for k in params)
+    else:
+        assert params["n_estimators"] == "5"
+
+    back = nbmodel.checkout(v.ref)
+    if flavor == "pytorch":
+        import torch
+
+        assert isinstance(back, torch.nn.Module)
+    elif flavor == "keras":
+        import keras
+
+        assert isinstance(back, keras.Model)
+    else:
+        assert type(back) is type(model)
+    X = wine["X_test"]
+    np.testing.assert_allclose(native_output(back, X), native_output(model, X), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_plain_mlflow_loads_every_type_in_a_process_that_never_imported_the_tests(
+        wine: dict[str, Any], isolated_store: Any, kernel_env: dict[str, str]) -> None:
+    import nbmodel
+
+    models = {}
+    for flavor, make in MAKERS.items():
+        try:
+            models[flavor] = make(wine)
+        except pytest.skip.Exception:
+            continue
+    if not models:
+        pytest.skip("no model library installed")
+    data = (wine["X_test"], wine["y_test"])
+    uris = {f: nbmodel.commit(m, f"wine_{f}", eval=data).uri for f, m in models.items()}
+    X = wine["X_test"]
+    script = textwrap.dedent("""
+        import json, sys
+        import numpy as np, pandas as pd
+        import mlflow.pyfunc
+        uris, columns, rows = json.loads(sys.stdin.read())
+        X = pd.DataFrame(rows, columns=columns)
+        out = {}
+        for flavor, uri in uris.items():
+            model = mlflow.pyfunc.load_model(uri)
+            if model.metadata.get_input_schema().is_tensor_spec():
+                answer = model.predict(X.to_numpy(dtype=np.float32))
+            else:
+                answer = model.predict(X)
+            out[flavor] = np.asarray(answer).tolist()
+        print(json.dumps({"out": out, "nbmodel": "nbmodel" in sys.modules,
+                          "tests": any(m.startswith("test_") for m in sys.modules)}))
+    """)
+    env = {**kernel_env, "PYTHONPATH": "", "MLFLOW_TRACKING_URI": os.environ["MLFLOW_TRACKING_URI"]}
+    given = json.dumps([uris, list(X.columns), X.values.tolist()])
+    done = subprocess.run([sys.executable, "-c", script], input=given, capture_output=True,
+                          text=True, env=env, timeout=300, cwd=os.getcwd())
+    assert done.returncode == 0, done.stderr[-3000:]
+    got = json.loads(done.stdout.strip().splitlines()[-1])
+    assert got["nbmodel"] is False and got["tests"] is False
+    for flavor, model in models.items():
+        np.testing.assert_allclose(np.asarray(got["out"][flavor]).reshape(native_output(model, X).shape),
+                                   native_output(model, X), rtol=1e-5, atol=1e-6, err_msg=flavor)
+
+
+def test_diff_shows_a_networks_architecture_change_and_parameter_counts(
+        wine: dict[str, Any], isolated_store: Any) -> None:
+    import nbmodel
+
+    data = (wine["X_test"], wine["y_test"])
+    nbmodel.commit(torch_model(wine, hidden=8), "wine_net", eval=data)
+    nbmodel.commit(torch_model(wine, hidden=16), "wine_net", eval=data)
+    d = nbmodel.diff("wine_net/1", "wine_net/2")
+    changes = {k: (a, b) for k, a, b in d.params}
+    assert changes["layer.0"] == ("Linear(in_features=13, out_features=8, bias=True)",
+                                  "Linear(in_features=13, out_features=16, bias=True)")
+    assert changes["parameters"] == ("139", str(13 * 16 + 16 + 16 * 3 + 3))
+    assert "layer.0" in str(d) and "parameters" in str(d)
+
+
+def test_compare_scores_a_sklearn_model_a_booster_and_a_network_on_the_same_data(
+        wine: dict[str, Any], isolated_store: Any) -> None:
+    from sklearn.linear_model import LogisticRegression
+
+    import nbmodel
+
+    data = (wine["X_test"], wine["y_test"])
+    linear = LogisticRegression(max_iter=500).fit(wine["X_train"], wine["y_train"])
+    nbmodel.commit(linear, "wine_kinds", eval=data)
+    nbmodel.commit(xgb_model(wine), "wine_kinds", eval=data)
+    nbmodel.commit(torch_model(wine), "wine_kinds", eval=data)
+    c = nbmodel.compare(["wine_kinds/1", "wine_kinds/2", "wine_kinds/3"], *data, plots=False)
+    for ref in ("wine_kinds/1", "wine_kinds/2", "wine_kinds/3"):
+        v = nbmodel.show(ref)
+        assert c.metrics["accuracy"][c.refs.index(ref)] == pytest.approx(v.metrics["accuracy"], abs=1e-6)
+    assert len(c.metrics["roc_auc"]) == 3 and all(x is not None and x > 0.8 for x in c.metrics["roc_auc"])
+
+
+def test_a_network_regressor_scores_as_a_regressor(isolated_store: Any) -> None:
+    torch = pytest.importorskip("torch")
+    import nbmodel
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(64, 3)).astype(np.float32)
+    y = X @ np.array([1.0, -2.0, 0.5]) + 0.1 * rng.normal(size=64)
+    torch.manual_seed(0)
+    net = torch.nn.Linear(3, 1)
+    with torch.no_grad():
+        net.weight[:] = torch.tensor([[1.0, -2.0, 0.5]])
+        net.bias[:] = 0.0
+    v = nbmodel.commit(net, "wine_reg", eval=(X, y))
+    assert set(v.metrics) == {"rmse", "mae", "r2"} and v.metrics["r2"] > 0.95
+
+
+def test_a_type_nbmodel_cannot_store_is_a_usage_error_naming_what_it_can(shell: Any,
+                                                                         isolated_store: Any) -> None:
+    from IPython.core.error import UsageError
+
+    import nbmodel
+    from nbmodel.errors import NotAModel
+
+    with pytest.raises(NotAModel) as err:
+        nbmodel.commit({"weights": [1, 2]}, "wine_kinds")
+    for name in ("scikit-learn", "XGBoost", "LightGBM", "PyTorch", "Keras", "predict()"):
+        assert name in str(err.value)
+    shell.ns["blob"] = object()
+    e = shell.fails("%model_commit blob")
+    assert isinstance(e, UsageError) and "XGBoost" in str(e)
+
+
+def test_detecting_a_type_imports_no_model_library(kernel_env: dict[str, str]) -> None:
+    script = ("import sys, nbmodel.flavors as f\n"
+              "class Module:\n    pass\n"
+              "assert f.kind_of(Module()) is None and f.kind_of(object()) is None\n"
+              f"print([m for m in {LIBRARIES!r} if m in sys.modules])")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=kernel_env,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+
+
+def _imported_libraries(script: str, env: dict[str, str]) -> list[str]:
+    done = subprocess.run([sys.executable, "-c", script + f"\nimport sys\nprint([m for m in {LIBRARIES!r} "
+                           "if m in sys.modules])"], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1].replace("'", '"'))
+
+
+@pytest.mark.slow
+def test_the_warm_starter_imports_no_model_library(kernel_env: dict[str, str]) -> None:
+    script = "from nbmodel.serving import _warm\n_warm._import_server()\n_warm._import_mlflow()"
+    assert _imported_libraries(script, kernel_env) == []
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("flavor", ["xgboost", "pytorch"])
+def test_a_fresh_server_imports_only_the_library_of_the_model_it_serves(
+        flavor: str, wine: dict[str, Any], isolated_store: Any, kernel_env: dict[str, str]) -> None:
+    import mlflow.artifacts
+
+    import nbmodel
+
+    v = nbmodel.commit(MAKERS[flavor](wine), "wine_kinds", eval=(wine["X_test"], wine["y_test"]))
+    path = mlflow.artifacts.download_artifacts(v.uri, dst_path=os.path.join(os.getcwd(), "served"))
+    body = json.dumps({"dataframe_split": {"columns": list(wine["X_test"].columns),
+                                           "data": wine["X_test"].values[:3].tolist()}})
+    script = textwrap.dedent(f"""
+        from nbmodel.serving import _models
+        h = _models.load_handle("wine_kinds", 1, {path!r})
+        _models.predict_slow(h, {body!r}.encode(), "application/json")
+    """)
+    env = {**kernel_env, "MLFLOW_TRACKING_URI": os.environ["MLFLOW_TRACKING_URI"]}
+    assert _imported_libraries(script, env) == [DISTS[flavor]]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("flavor", list(MAKERS))
+def test_deployed_and_queried_over_http_as_mlflow_answers(flavor: str, wine: dict[str, Any],
+                                                          isolated_store: Any) -> None:
+    requests = pytest.importorskip("requests")
+    import mlflow.pyfunc
+    from mlflow.pyfunc import scoring_server
+
+    import nbmodel
+    import nbmodel.serving as serving
+
+    model = MAKERS[flavor](wine)
+    v = nbmodel.commit(model, "wine_kinds", eval=(wine["X_test"], wine["y_test"]))
+    X = wine["X_test"].iloc[:6]
+    bodies = [{"dataframe_split": {"columns": list(X.columns), "data": X.values.tolist()}},
+              {"dataframe_records": json.loads(X.to_json(orient="records"))},
+              {"inputs": X.values.tolist()} if flavor in ("pytorch", "keras")
+              else {"inputs": {c: X[c].tolist() for c in X.columns}}]
+    pyfunc = mlflow.pyfunc.load_model(v.uri)
+    try:
+        dep = serving.deploy("wine_kinds/1")
+        for body in bodies:
+            r = requests.post(dep.url, data=json.dumps(body), headers={"Content-Type": "application/json"},
+                              timeout=60)
+            want = scoring_server.invocations(json.dumps(body), "application/json", pyfunc,
+                                              pyfunc.metadata.get_input_schema())
+            assert (r.status_code, r.text) == (want.status, want.response), body
+            assert r.status_code == 200, r.text
+        got = np.asarray(requests.post(dep.url, json=bodies[0], timeout=60).json()["predictions"])
+        np.testing.assert_allclose(got.reshape(native_output(model, X).shape), native_output(model, X),
+                                   rtol=1e-5, atol=1e-6)
+        health = requests.get(dep.base_url + "/health", timeout=10).json()["models"][0]
+        if flavor in ("xgboost", "lightgbm"):  # rows are independent: fast path and batching
+            assert health["fast"] and health["batch"], health
+    finally:
+        serving.stop("all")
+
+
+@pytest.mark.slow
+def test_a_served_networks_monitoring_records_its_classes(wine: dict[str, Any], isolated_store: Any) -> None:
+    import mlflow.artifacts
+
+    import nbmodel
+    from nbmodel.serving import _models
+
+    net = torch_model(wine)
+    nbmodel.commit(net, "wine_kinds", eval=(wine["X_test"], wine["y_test"]))
+    path = mlflow.artifacts.download_artifacts(nbmodel.show("wine_kinds/1").uri,
+                                               dst_path=os.path.join(os.getcwd(), "served"))
+    h = _models.load_handle("wine_kinds", 1, path)
+    X = wine["X_test"].iloc[:5]
+    body = json.dumps({"dataframe_split": {"columns": list(X.columns), "data": X.values.tolist()}}).encode()
+    answer, _, recorded = _models.predict_slow(h, body, "application/json")
+    scores = np.asarray(json.loads(answer)["predictions"])
+    assert scores.shape == (5, 3)  # the client gets MLflow's answer, the raw scores
+    assert np.asarray(recorded).tolist() == scores.argmax(axis=1).tolist()
