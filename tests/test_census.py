@@ -152,6 +152,14 @@ def test_reads_work_on_a_read_only_store_and_write_nothing_beside_it(store: Any,
     same_tables(before, dump(db_of(store)))
 
 
+def test_monitoring_a_model_nothing_was_recorded_for_writes_nothing(store: Any, shell: Any) -> None:
+    """%model_monitor is a read: before the first record it creates no monitoring run."""
+    store.check()
+    before = dump(db_of(store))
+    shell.run("%model_monitor iris")
+    same_tables(before, dump(db_of(store)))
+
+
 # -- defects 6, 7 and 11: plain mistakes, refused before anything is written ---------------------
 
 @pytest.mark.parametrize("kwargs", [

@@ -214,7 +214,7 @@ def load(name: str, version: int) -> Calibration | None:
         if key in _cache and (_cache[key] is not None or
                               time.monotonic() - _missing_at.get(key, 0.0) < _MISSING_SECONDS):
             return _cache[key]
-    run = monitor_run(name)
+    run = monitor_run(name, create=False)
     path = f"{CALIBRATION}/v{version}.json"
     found = None
     if path in run.list(CALIBRATION, ".json"):

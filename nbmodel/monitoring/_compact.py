@@ -178,7 +178,7 @@ def view(name: str, version: int) -> View | None:
 
 
 def _view(name: str, version: int) -> View | None:
-    run = monitor_run(name)
+    run = monitor_run(name, create=False)
     path, files = _newest(run, version)
     if path is None:
         return None
@@ -205,7 +205,7 @@ def _view(name: str, version: int) -> View | None:
 def pending_files(name: str, version: int) -> tuple[int, int]:
     """Batch files of ``name/version`` and label files of the model that no summary covers
     yet (labels only once the version has a summary; a few listings)."""
-    run = monitor_run(name)
+    run = monitor_run(name, create=False)
     path, _ = _newest(run, version)
     if path is None:
         return len(run.list(f"{BATCHES}/v{version}")), 0

@@ -50,7 +50,7 @@ class LiveView:
         from ._storage import BATCHES, LABELS, monitor_run
 
         name, version = target(self.ref)
-        run = monitor_run(name)
+        run = monitor_run(name, create=False)
         return len(run.list(f"{BATCHES}/v{version}")), len(run.list(LABELS))
 
     def refresh(self) -> None:

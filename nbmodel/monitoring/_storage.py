@@ -195,6 +195,8 @@ class MonitorRun:
         return list(found.values())
 
     def _list_own(self, folder: str, ext: str = ".npz") -> builtins.list[str]:
+        if not self.run_id:
+            return []  # no monitoring run yet (see monitor_run's create=False)
         if self.local_dir is not None:
             target_dir = os.path.join(self.local_dir, folder)
             try:
@@ -218,6 +220,8 @@ class MonitorRun:
         Returns:
             Their names, sorted.
         """
+        if not self.run_id:
+            return []
         if self.local_dir is not None:
             try:
                 return sorted(e.name for e in os.scandir(os.path.join(self.local_dir, folder)) if e.is_dir())
@@ -290,12 +294,14 @@ def _local_dir(artifact_uri: str) -> str | None:
     return None
 
 
-def monitor_run(name: str, *, store: Store | None = None) -> MonitorRun:
+def monitor_run(name: str, *, store: Store | None = None, create: bool = True) -> MonitorRun:
     """The monitoring run of model ``name``, created on first use.
 
     Args:
         name: the registered model.
         store: the store (default: the current one).
+        create: False for a reader: where nothing was recorded yet, an empty stand-in that
+            lists no files, and nothing (run or experiment) is written to the store.
 
     Returns:
         The :class:`MonitorRun`, cached per store and model for the life of the process.
@@ -310,8 +316,12 @@ def monitor_run(name: str, *, store: Store | None = None) -> MonitorRun:
         found = _runs.get(key)
     if found is not None:
         return found
+    if not create and not store.gateway.has_experiment(name):
+        return _absent(store, name)
     exp_id = store.experiment_id(name)
     run = _find(store, exp_id)
+    if run is None and not create:
+        return _absent(store, name)
     if run is None:
         with store.write_lock():
             run = _find(store, exp_id)
@@ -330,6 +340,12 @@ def monitor_run(name: str, *, store: Store | None = None) -> MonitorRun:
     with _runs_lock:
         _runs.setdefault(key, found)
         return _runs[key]
+
+
+def _absent(store: Store, name: str) -> MonitorRun:
+    """What a reader sees of a model nothing was recorded for: no run, no files (not cached, so
+    the first record creates the real one)."""
+    return MonitorRun(store.uri, name, "", "", None, experiment_id=None)
 
 
 def _all(store: Store, exp_id: str) -> list[Any]:

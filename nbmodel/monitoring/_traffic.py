@@ -321,7 +321,7 @@ def traffic(name: str, version: int) -> Traffic:
         reader = _readers.get(key)
         if reader is None:
             reader = _readers[key] = _Reader(schema(name, version))
-    return reader.refresh(monitor_run(name))
+    return reader.refresh(monitor_run(name, create=False))
 
 
 def recorded(ref: str | Ref, *, since: Any = None, labelled: bool = False) -> pd.DataFrame:
@@ -351,7 +351,7 @@ def recorded(ref: str | Ref, *, since: Any = None, labelled: bool = False) -> pd
     sch = schema(name, version)
     tr = traffic(name, version)
     reader = _readers[(get_store().uri, name, int(version))]
-    run = monitor_run(name)
+    run = monitor_run(name, create=False)
     frames = []
     for path in reader.files[: tr.files]:
         raw = run.read(path)
