@@ -584,3 +584,12 @@ def fuzz_operation(op: Any, api: Any, failures: list[str], given: Any, settings:
             failures.append(f"{op.method.upper()} {case.formatted_path} {body!r:.80}: {code} {answer!r:.200}")
 
     one()
+
+
+@pytest.mark.parametrize("rule", ["nonsense", "accuracy_score<0.9", "accuracy[petal]<0.9"])
+def test_an_alert_rule_that_cannot_be_read_is_refused_in_one_line(store: Any, shell: Any, rule: str) -> None:
+    store.check()
+    before = dump(db_of(store))
+    message = one_line(shell.fails(f'%model_monitor iris --alert "{rule}"'))
+    assert "\n" not in message.strip() and rule in message
+    same_tables(before, dump(db_of(store)))

@@ -45,6 +45,11 @@ alert rules are METRIC OP NUMBER, or METRIC[FEATURE] OP NUMBER for one feature:
   e.g.    "accuracy<0.9"  "psi>0.2"  "psi[petal length (cm)]>0.2"  "rmse>=50"  "volume<100"
           "accuracy[sex=F]<0.85"  "accuracy_gap>0.05\""""
 
+#: The one line a refused rule ends with (the whole grammar is :data:`GRAMMAR`).
+_HINT = ("rules are METRIC OP NUMBER; the metrics are volume, labelled, latency_p50/p95, accuracy, "
+         "f1_macro, rmse, mae, psi, ks, pvalue, prediction_psi, est_accuracy, est_f1_macro, and per group METRIC[COL=VALUE], "
+         "METRIC_gap, METRIC_ratio")
+
 #: Each metric a rule can name -> what it needs: a task, a drift reference ("drift"), or nothing.
 METRICS: dict[str, str | None] = {
     "volume": None, "labelled": None, "latency_p50": None, "latency_p95": None,
@@ -102,7 +107,8 @@ def parse_rule(text: str | Rule) -> Rule:
         return text
     m = _RULE.match(str(text))
     if not m:
-        raise BadAlert(f"cannot read the alert {text!r}. {GRAMMAR}")
+        raise BadAlert(f'cannot read the alert {text!r} (write one such as "accuracy<0.9" or '
+                       f'"psi[age]>0.2"); {_HINT}')
     metric = m.group("metric").lower()
     metric = _SYNONYMS.get(metric, metric)
     feature = m.group("feature")
@@ -111,9 +117,10 @@ def parse_rule(text: str | Rule) -> Rule:
     if is_group_rule(metric, feature):
         return Rule(metric, m.group("op"), float(m.group("num")), feature.strip() if feature else None)
     if metric not in METRICS:
-        raise BadAlert(f"unknown metric {m.group('metric')!r} in the alert {text!r}. {GRAMMAR}")
+        raise BadAlert(f"unknown metric {m.group('metric')!r} in the alert {text!r}; {_HINT}")
     if feature is not None and metric not in ("psi", "ks", "pvalue"):
-        raise BadAlert(f"only psi, ks and pvalue take a [feature], not {metric} ({text!r}). {GRAMMAR}")
+        raise BadAlert(f"only psi, ks and pvalue take a [feature], not {metric} ({text!r}); "
+                       "rules are METRIC OP NUMBER, and METRIC[COL=VALUE] OP NUMBER for a group")
     threshold = float(m.group("num"))
     if not math.isfinite(threshold):
         # 1e999 reads as inf, which the rule's saved text could not be read back from.
