@@ -47,8 +47,8 @@ alert rules are METRIC OP NUMBER, or METRIC[FEATURE] OP NUMBER for one feature:
 
 #: The one line a refused rule ends with (the whole grammar is :data:`GRAMMAR`).
 _HINT = ("rules are METRIC OP NUMBER; the metrics are volume, labelled, latency_p50/p95, accuracy, "
-         "f1_macro, rmse, mae, psi, ks, pvalue, prediction_psi, est_accuracy, est_f1_macro, and per group METRIC[COL=VALUE], "
-         "METRIC_gap, METRIC_ratio")
+         "f1_macro, rmse, mae, psi, ks, pvalue, prediction_psi, est_accuracy, est_f1_macro, and per "
+         "group METRIC[COL=VALUE], METRIC_gap, METRIC_ratio")
 
 #: Each metric a rule can name -> what it needs: a task, a drift reference ("drift"), or nothing.
 METRICS: dict[str, str | None] = {
