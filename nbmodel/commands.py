@@ -536,7 +536,7 @@ _DECLARED = [
             help="the version the new branch starts at (default: main's head)"),
         arg("--delete", action="store_true", help="delete the branch's name (its versions stay)"),
         arg("-m", "--message", default="", help=_MESSAGE),
-    ), magic="model_branch", cli=False, run=_branch),
+    ), magic="model_branch", run=_branch),
     Command("merge", "merge one branch of a model into another: pick the better head, or ensemble them", (
         arg("name", help="the model (iris)"),
         arg("source", help="the branch to merge (experiment)"),
@@ -571,13 +571,13 @@ _DECLARED = [
             help='a rule on the candidate\'s live figures, such as "error_rate<0.01", "p99_ms<20", '
                  '"accuracy>=0.95" (repeatable; default error_rate<0.01)'),
         arg("--stop", action="store_true", help="end the canary: no more traffic to the candidate"),
-    ), magic="model_canary", cli=False, run=_canary),
+    ), magic="model_canary", run=_canary),
     Command("shadow", "mirror a running deployment's requests to a candidate and compare", (
         arg("ref", help="the candidate version (iris/4); again while it runs: its report"),
         arg("--alias", default=None, help="the deployment's alias (default: production)"),
         arg("--promote", action="store_true", help="end the shadow and start a canary of the candidate"),
         arg("--stop", action="store_true", help="end the shadow"),
-    ), magic="model_shadow", cli=False, run=_shadow),
+    ), magic="model_shadow", run=_shadow),
     Command("test", "run a version's test cases (exit 1 when one fails), list or remove them", (
         arg("ref", help="the version: iris/4, iris@candidate, iris (the newest)"),
         arg("--eval", nargs=2, metavar=("X", "y"), where=_MAGIC_ONLY,

@@ -197,3 +197,26 @@ def test_the_picker_starts_on_the_first_choice(p):
     update(d.target, index=1)
     click(d.refresh_btn)
     assert d.target.value == "iris/2"  # a refresh keeps the choice
+
+
+def test_history_tab_shows_each_versions_model_tests(store, ns):  # noqa: F811
+    """The panel, like the log and the card, says "1/1 passed" for a version whose tests ran."""
+    from sklearn.datasets import load_iris
+
+    import nbmodel
+    from nbmodel import modeltests
+    from nbmodel.widgets import panel
+
+    X, y = load_iris(return_X_y=True, as_frame=True)
+    modeltests.add_tests("iris/2", rules=["accuracy >= 0.5"], eval=(X, y))
+    modeltests.run_tests("iris/2")
+    made = panel("iris", namespace=ns)
+    try:
+        text = made.tab("History").text()
+    finally:
+        made.close()
+    header = next(ln for ln in text.splitlines() if ln.startswith("version"))
+    assert "tests" in header.split()
+    line = next(ln for ln in text.splitlines() if ln.strip().startswith("2 "))
+    assert "1/1 passed" in line, text
+    assert nbmodel.resolve("iris/2").tests["passed"] == 1

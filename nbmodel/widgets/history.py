@@ -74,6 +74,7 @@ class HistoryTab(ActionTab):
         from ..display import text_table
         from ..evaluate import key_metrics
         from ..history import _marks, _one_line, log
+        from ..modeltests import summary_text
         from ..versions import _fmt
 
         try:
@@ -86,13 +87,16 @@ class HistoryTab(ActionTab):
             return
         self.versions = list(hist.versions)
         metrics = hist.metric_names
-        head = ["version", "aliases", "message", *metrics, "parent", "retired"]
+        any_tests = any(v.tests for v in self.versions)
+        head = ["version", "aliases", "message", *metrics, *(["tests"] if any_tests else []),
+                "parent", "retired"]
         rows = []
         for v in self.versions:
             km = {**key_metrics(v.metrics, v.task, n=10), **v.metrics}
             parent = (v.parent or "") + (f" + {v.merge_parent}" if v.merge_parent else "")
+            tests = [summary_text(v.tests)] if any_tests else []
             rows.append([str(v.version), _marks(v), _one_line(v.message or "", 40),
-                         *[_fmt(km[m]) if m in km else "" for m in metrics],
+                         *[_fmt(km[m]) if m in km else "" for m in metrics], *tests,
                          parent, "retired" if v.retired else ""])
         lines = text_table(head, rows).splitlines() if rows else [" ".join(head)]
         heads = _branch_line(self.ctx.name)
