@@ -23,7 +23,7 @@ from .errors import BadData, NbmodelError, first_line
 from .evaluate import as_frame_or_array, as_target, check_fits, check_labels, check_model, detect_task, score
 from .refs import check_name, check_tag_key, parse_ref
 from .source import cells_from_shell, current_shell
-from .store import Store, get_store
+from .store import Store, get_store, mlflow_calls
 from .versions import (
     MODEL_ARTIFACT,
     PROFILE_ARTIFACT,
@@ -317,7 +317,8 @@ def _write(store: Store, model: Any, name: str, message: str, user_tags: dict[st
         from .explain import record_importance  # permutation importance on the eval data
         version_tags.update(record_importance(gateway, run_id, model, inputs.eval_data, inputs.task))
         from .digests import recorded_tags  # the files' SHA-256, checked on every load
-        version_tags.update(recorded_tags(model_uri))
+        with mlflow_calls():  # quiet: a download from a server draws progress bars otherwise
+            version_tags.update(recorded_tags(model_uri))
         from .modeltests import inherited_tags  # the parent's test cases travel to its child
         version_tags.update(inherited_tags(store, parent))
         # Finished before the version exists: a kernel killed after registering leaves no
@@ -423,7 +424,7 @@ def _log_model(store: Store, name: str, model: Any, run_id: str, signature: Any,
     from mlflow.models import Model
 
     from .requirements import _modules_in, pinned_requirements
-    from .store import mlflow_calls, quiet_logs, unchecked_serving_input, use_in_mlflow
+    from .store import quiet_logs, unchecked_serving_input, use_in_mlflow
 
     use_in_mlflow(store.uri)
     common = dict(artifact_path=None, name=MODEL_ARTIFACT, run_id=run_id, signature=signature,

@@ -584,9 +584,11 @@ def _verified_copy(v: Version) -> str:
     import mlflow.artifacts
 
     from .digests import verify
+    from .store import mlflow_calls
 
-    folder = mlflow.artifacts.download_artifacts(artifact_uri=v.uri,
-                                                 dst_path=tempfile.mkdtemp(prefix="nbmodel-"))
+    with mlflow_calls():  # quiet: a download from a server draws progress bars otherwise
+        folder = mlflow.artifacts.download_artifacts(artifact_uri=v.uri,
+                                                     dst_path=tempfile.mkdtemp(prefix="nbmodel-"))
     verify(folder, all_tags(v), what=v.ref)
     return folder
 

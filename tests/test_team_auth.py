@@ -39,7 +39,9 @@ def auth_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     ini.write_text("[mlflow]\ndefault_permission = EDIT\n"
                    f"database_uri = sqlite:///{folder / 'auth.db'}\n"
                    f"admin_username = {ADMIN}\nadmin_password = {ADMIN_PASSWORD}\n"
-                   "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n")
+                   "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+                   # A password's hash is checked once a minute, not on every request.
+                   "auth_cache_ttl_seconds = 60\n")
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_TRACKING")}
     env.update(MLFLOW_AUTH_CONFIG_PATH=str(ini), MLFLOW_DISABLE_TELEMETRY="true",

@@ -31,7 +31,7 @@ from nbmodel.store import CALL_SETTINGS, mlflow_calls
 
 team = [pytest.mark.team, pytest.mark.slow]
 
-CHATTER = ("Waiting up to", "View run", "View experiment")
+CHATTER = ("Waiting up to", "View run", "View experiment", "Downloading artifacts")
 
 
 @contextmanager

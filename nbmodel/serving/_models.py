@@ -791,4 +791,7 @@ def model_dir(gateway: Any, name: str, version: int) -> str:
         return uri
     import mlflow.artifacts
 
-    return mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{version}")
+    from ..store import mlflow_calls
+
+    with mlflow_calls():  # quiet: a download from a server draws progress bars otherwise
+        return mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{version}")
