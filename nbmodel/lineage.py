@@ -115,15 +115,7 @@ def branch_of(obj: Any) -> str | None:
         >>> branch_of(object()) is None
         True
     """
-    try:
-        found = _branches.get(obj)
-    except TypeError:
-        found = None
-    if found is None:
-        entry = _branches_by_id.get(id(obj))
-        if entry is not None and entry[0] is obj:
-            found = entry[1]
-    return found
+    return _lookup(_branches, _branches_by_id, obj)
 
 
 def kernel_branch(name: str) -> str | None:
@@ -149,12 +141,18 @@ def head_of(obj: Any) -> str | None:
         >>> head_of(object()) is None
         True
     """
+    return _lookup(_heads, _heads_by_id, obj)
+
+
+def _lookup(weak: Any, by_id: dict[int, Any], obj: Any) -> str | None:
+    """What ``weak`` (keyed by the object, where it can be weakly referenced) or ``by_id`` (keyed
+    by its id, holding the object itself) keeps for ``obj``."""
     try:
-        found = _heads.get(obj)
+        found = weak.get(obj)
     except TypeError:
         found = None
     if found is None:
-        entry = _heads_by_id.get(id(obj))
+        entry = by_id.get(id(obj))
         if entry is not None and entry[0] is obj:
             found = entry[1]
     return found
