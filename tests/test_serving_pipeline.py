@@ -151,7 +151,6 @@ def test_bad_chains_are_refused_before_anything_starts(
         servers: Any, chain: dict[str, Any], shell: Any) -> None:
     import nbmodel
     from nbmodel.errors import DeployError, NbmodelError
-    from nbmodel.serving import _rollout  # noqa: F401 - the record folder is the store's
 
     before = nbmodel.alias_history("features", "production")
     with pytest.raises(DeployError, match="two or more"):
