@@ -483,6 +483,9 @@ _DECLARED = [
             "cluster (MLflow format, MLServer runtime); serves nothing here"),
         arg("--steps", default=None,
             help="with --kserve: a canary's traffic shares such as 10,50,100, one manifest each"),
+        arg("--chain", nargs="+", metavar="NAME@ALIAS", default=None,
+            help="serve a pipeline named REF: these models called in order, each one's predictions "
+            "the next one's input, each following its own alias"),
         arg("--stop", action="store_true", help="stop serving REF"),
     ), magic="model_deploy", cli=False, routes=(
         Route("POST", "deployments", {"ref": "ref", "alias": "alias", "port": "port"}),

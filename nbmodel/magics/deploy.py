@@ -23,8 +23,12 @@ class DeployMagics(Magics):
         reuses the one already serving the alias, which switches to the new version without
         dropping a request) and returns the deployment: URL and a ready curl line.
 
+        With --chain it serves a pipeline named REF instead: the models in order, each one's
+        predictions the next one's input, each following its own alias; no alias moves.
+
         Example: %model_deploy iris/3      %model_deploy iris/4 --if-better --eval X_test y_test
                  %model_deploy wine@production --port 5001      %model_deploy --stop iris
+                 %model_deploy pipeline --chain features@production classifier@production
         """
         from .. import serving
 
@@ -32,6 +36,8 @@ class DeployMagics(Magics):
             stopped = serving.stop(args.ref)
             print("stopped " + (", ".join(stopped) if stopped else "nothing (no deployments)"))
             return None
+        if args.chain:
+            return _deploy_chain(args)
         if args.dockerfile:
             folder = serving.dockerfile(args.ref, args.dockerfile)
             print(f"wrote {folder}/Dockerfile: build it with docker build -t {_image(args.ref)} {folder}")
@@ -58,6 +64,22 @@ class DeployMagics(Magics):
         """What runs: ref, version now served, URL, uptime, requests, errors, health (also the
         servers started by other kernels, and those that died). Example: %model_deployments"""
         return run("deployments", args)
+
+
+def _deploy_chain(args: argparse.Namespace) -> Any:
+    from .. import serving
+
+    others = [flag for flag, given in (("--alias", args.alias), ("--if-better", args.if_better),
+                                       ("--eval", args.eval), ("--force", args.force),
+                                       ("--message", args.message), ("--dockerfile", args.dockerfile),
+                                       ("--kserve", args.kserve), ("--steps", args.steps)) if given]
+    if others:
+        raise NbmodelUsageError(f"{', '.join(others)} do{'es' if len(others) == 1 else ''} not go "
+                                "with --chain: a pipeline serves its stages' aliases as they stand",
+                                "usage")
+    return serving.deploy(args.ref, chain=args.chain, port=args.port, host=args.host,
+                          token=args.token, detach=args.detach, max_body=args.max_body,
+                          workers=args.workers)
 
 
 def _image(ref: str) -> str:

@@ -34,8 +34,8 @@ from ._process import Forked, free_port, server_args, server_command, server_env
 from ._records import DEFAULT_MAX_BODY, DeploymentRecord, ModelSpec
 
 __all__ = ["DEFAULT_MAX_BODY", "LOOPBACK", "MAX_WORKERS", "Deployment", "Deployments", "Forked",
-           "check_better", "deploy", "deployments", "dockerfile", "free_port", "server_args",
-           "server_command", "server_env", "state_dir", "stop"]
+           "check_better", "deploy", "deploy_pipeline", "deployments", "dockerfile", "free_port",
+           "server_args", "server_command", "server_env", "state_dir", "stop"]
 
 LOOPBACK = R.LOOPBACK
 START_TIMEOUT = 90.0
@@ -141,6 +141,8 @@ class Deployment(Shown):
     record: str | None = field(default=None, repr=False)
     #: a canary or shadow on this deployment: kind, candidate ("iris/4"), share, state, reason
     rollout: dict[str, Any] | None = None
+    #: a pipeline's stages, in order: ref, name, alias, version (and live figures)
+    stages: list[dict[str, Any]] | None = None
 
     @property
     def ref(self) -> str:
@@ -181,7 +183,7 @@ class Deployment(Shown):
             "health": self.health, "requests": self.requests, "errors": self.errors,
             "uptime_s": self.uptime_s, "error": self.error, "detached": self.detached,
             "token_required": bool(self.token), "started": self.started, "user": self.user,
-            "machine": self.machine, "rollout": self.rollout,
+            "machine": self.machine, "rollout": self.rollout, "stages": self.stages,
         }
 
     @property
@@ -191,6 +193,9 @@ class Deployment(Shown):
         return self._version_text()
 
     def _version_text(self) -> str:
+        if self.stages is not None:  # a pipeline: each stage's version, in order
+            return " -> ".join(f"{s['name']}/{s['version'] if s.get('version') is not None else '-'}"
+                               for s in self.stages)
         serving = f"{self.name}/{self.version}" if self.version is not None else "-"
         ro = self.rollout
         if ro is None or ro.get("state") != "running":
@@ -287,6 +292,9 @@ def _deployments_of(record: DeploymentRecord, health: dict[str, Any] | None) -> 
                        started=record.started, example=spec.example,
                        record=str(record.path) if record.path is not None else None)
         m = live.get(d.name)
+        if spec.chain:
+            d.stages = [{"ref": s.ref, "name": s.name, "alias": s.alias, "version": s.version}
+                        for s in spec.chain]
         if health is None:
             d.health = "down" if not record.stopped else f"stopped ({record.stopped})"
             d.version = spec.version
@@ -297,8 +305,11 @@ def _deployments_of(record: DeploymentRecord, health: dict[str, Any] | None) -> 
             d.requests, d.errors = m.get("requests"), m.get("errors")
             d.uptime_s = health.get("uptime_s")
             d.error = m.get("error")
-            d.health = "ok" if m.get("version") is not None and not m.get("error") else (
-                "degraded" if m.get("version") is not None else "down")
+            serving = m.get("serving", m.get("version") is not None)
+            d.health = "ok" if serving and not m.get("error") else (
+                "degraded" if serving else "down")
+            if spec.chain and m.get("stages") is not None:
+                d.stages = m["stages"]
         if spec.rollout is not None:
             from ._rollout import RolloutReport
 
@@ -449,7 +460,8 @@ def check_better(candidate: Any, alias: str, X: Any, y: Any) -> tuple[bool, str]
 def deploy(ref: str, *, alias: str | None = None, port: int | None = None,
            host: str | None = None, token: str | None = None, detach: bool = False,
            if_better: tuple[Any, Any] | None = None, force: bool = False, message: str = "",
-           max_body: int | None = None, workers: int | None = None) -> Deployment:
+           max_body: int | None = None, workers: int | None = None,
+           chain: list[str] | None = None) -> Deployment:
     """Point ``alias`` at a version and serve ``NAME@alias`` over MLflow's scoring protocol.
 
     The alias moves only once the version answers: a deploy that fails (the port is taken,
@@ -474,6 +486,8 @@ def deploy(ref: str, *, alias: str | None = None, port: int | None = None,
         max_body: the largest request body in bytes (413 above it).
         workers: worker processes sharing the port (default 1; a server already running
             keeps its own count).
+        chain: serve a pipeline named ``ref`` instead: these models (``NAME@ALIAS`` each)
+            called in order, see :func:`deploy_pipeline`.
 
     Returns:
         The :class:`Deployment` (URL, version served, a ready ``curl`` line).
@@ -490,6 +504,12 @@ def deploy(ref: str, *, alias: str | None = None, port: int | None = None,
     from ..store import get_store
     from ..versions import model_aliases, resolve
 
+    if chain is not None:
+        if alias or if_better is not None or force or message:
+            raise DeployError("a pipeline moves no alias: --alias, --if-better, --force and "
+                              "--message do not go with --chain")
+        return deploy_pipeline(ref, chain, port=port, host=host, token=token, detach=detach,
+                               max_body=max_body, workers=workers)
     if workers is not None and not 1 <= int(workers) <= MAX_WORKERS:
         raise DeployError(f"--workers takes a count from 1 to {MAX_WORKERS}, not {workers}")
     check_max_body(max_body)
@@ -573,6 +593,126 @@ def deploy(ref: str, *, alias: str | None = None, port: int | None = None,
     if note:
         print(note)
     return dep
+
+
+def deploy_pipeline(name: str, chain: list[str], *, port: int | None = None,
+                    host: str | None = None, token: str | None = None, detach: bool = False,
+                    max_body: int | None = None, workers: int | None = None) -> Deployment:
+    """Serve a pipeline: one endpoint, named ``name``, that calls the models of ``chain`` in
+    order in one process, each stage's predictions being the next stage's input, and answers
+    with the last stage's. Each stage follows its own alias, as a deployed model does; no
+    alias moves.
+
+    Args:
+        name: the pipeline's name (its endpoint: ``/models/NAME/invocations``, or
+            ``/invocations`` on a server of its own).
+        chain: two or more stages, each ``NAME@ALIAS`` (``features@production``).
+        port, host, token, detach, max_body, workers: as for :func:`deploy`.
+
+    Returns:
+        The :class:`Deployment`, with ``stages``.
+
+    Raises:
+        DeployError: fewer than two stages, a stage without an alias, a name already serving
+            a model; the reference errors for an unknown model or alias. Nothing is started
+            then.
+
+    Example:
+        >>> nbmodel.deploy("pipeline",  # doctest: +SKIP
+        ...                chain=["features@production", "classifier@production"])
+        pipeline (features/2 -> classifier/1) serving at http://127.0.0.1:5001/invocations
+    """
+    from ..store import get_store
+    from ..versions import resolve
+
+    if workers is not None and not 1 <= int(workers) <= MAX_WORKERS:
+        raise DeployError(f"--workers takes a count from 1 to {MAX_WORKERS}, not {workers}")
+    check_max_body(max_body)
+    r = parse_ref(name)
+    if r.version is not None or r.alias is not None:
+        raise DeployError(f"a pipeline is named by a plain name, not {name!r}: "
+                          "%model_deploy NAME --chain features@production classifier@production")
+    chain = list(chain or [])
+    if len(chain) < 2:
+        raise DeployError(f"a pipeline chains two or more models; --chain has {len(chain)}: "
+                          "--chain features@production classifier@production")
+    if port is not None and not 0 < int(port) < 65536:
+        raise DeployError(f"--port takes a TCP port from 1 to 65535, not {port}")
+    store = get_store()
+    stages = []
+    for text in chain:
+        sr = parse_ref(text)
+        if sr.alias is None:
+            raise DeployError(f"each stage follows an alias: write {sr.name}@production, "
+                              f"not {text!r}")
+        v = resolve(sr)  # an unknown model or alias is refused here, before anything starts
+        if v.retired:
+            raise RetiredVersion(f"{text} points to {v.ref}, which is retired; move the alias first")
+        path = _local_dir(store, v.name, v.version)
+        if path is not None:
+            _check_artifacts(v, path)
+        stages.append(ModelSpec(name=v.name, alias=sr.alias, version=v.version, path=path))
+    folder = state_dir(store)
+    target = _target(R.read_all(folder), r.name, None, port)
+    previous = target.model(r.name) if target is not None else None
+    if target is not None:
+        _check_target(target, token, workers)
+        if previous is not None and not previous.chain:
+            raise DeployError(f"port {target.port} already serves the model {r.name}; "
+                              "name the pipeline otherwise, or use another --port")
+        host = target.host
+    host = host or "127.0.0.1"
+    if host not in LOOPBACK and not token and not (target is not None and target.token):
+        token = secrets.token_urlsafe(24)
+    spec = ModelSpec(name=r.name, chain=stages,
+                     example=_serving_example(stages[0].path))
+    with R.locked(folder):
+        dep = _place(folder, store, spec, port=port, host=host, token=token, detach=detach,
+                     max_body=max_body, workers=workers)
+    try:
+        return _wait_for_stages(dep, [s.ref for s in stages])
+    except BaseException:
+        if previous is not None:
+            _put_back(dep, previous)
+        else:
+            _forget(dep, r.name)
+        raise
+
+
+def _wait_for_stages(dep: Deployment, refs: list[str]) -> Deployment:
+    """Return once the server serves the pipeline with these stages, every one loaded.
+
+    Raises:
+        DeployError: a stage failed to load, or the pipeline is not served in time.
+    """
+    deadline = time.monotonic() + SWITCH_TIMEOUT
+    assert dep.record is not None
+    record = R.read(dep.record)
+    while True:
+        health = _health(record)
+        if health is not None:
+            for d in _deployments_of(record, health):
+                if d.name != dep.name:
+                    continue
+                live = [s.get("ref") for s in d.stages or []]
+                if live == refs and d.health in ("ok", "degraded") and d.version is None:
+                    return d
+                if d.error and "failed" in d.error:
+                    raise DeployError(f"the pipeline {dep.name} was not deployed: {d.error}")
+        if time.monotonic() > deadline:
+            raise DeployError(f"the pipeline {dep.name} was not deployed: the server did not "
+                              f"serve it within {SWITCH_TIMEOUT:.0f} s")
+        time.sleep(0.02)
+
+
+def _put_back(dep: Deployment, spec: ModelSpec) -> None:
+    """Write back the pipeline a failed redeployment replaced in the record."""
+    if dep.record is None:
+        return
+    with R.locked(Path(dep.record).parent), contextlib.suppress(OSError, ValueError):
+        record = R.read(dep.record)
+        record.models = [spec if m.name == spec.name else m for m in record.models]
+        R.write(record)
 
 
 def check_max_body(max_body: int | None) -> None:

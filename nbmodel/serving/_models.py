@@ -507,6 +507,70 @@ def predict_rows(h: Handle, rows: list[list[Any]]) -> Any:
         raise RequestError(f"{h.name} version {h.version} could not predict: {first_line(exc)}") from None
 
 
+# -- pipelines: one stage's predictions as the next stage's input ------------------------------
+def _as_2d(previous: Any) -> Any:
+    """The previous stage's predictions as a 2-D array (a 1-D one is one column).
+
+    Raises:
+        RequestError: they are not rows of values (say, a 3-D tensor).
+    """
+    import numpy as np
+
+    values = previous.to_numpy() if hasattr(previous, "to_numpy") else np.asarray(previous)
+    if values.ndim == 1:
+        values = values.reshape(-1, 1)
+    if values.ndim != 2:
+        raise RequestError(f"the previous stage answered a {values.ndim}-D array, which is no "
+                           "table of rows for the next stage", 500, "INTERNAL_ERROR")
+    return values
+
+
+def stage_rows(h: Handle, previous: Any) -> list[list[Any]] | None:
+    """The previous stage's predictions as rows for ``h``'s fast path, or None when they do
+    not fit it (not numbers, another width, or ``h`` has no fast path)."""
+    if not h.fast or not h.columns:
+        return None
+    values = _as_2d(previous)
+    if values.shape[1] != len(h.columns) or values.dtype.kind not in "fiu":
+        return None
+    if values.dtype.kind == "f" and any(c.type in _INTEGRAL for c in h.columns):
+        return None  # MLflow's schema decides what fractions in a long column mean
+    return values.tolist()
+
+
+def stage_frame(h: Handle, previous: Any) -> Any:
+    """The previous stage's predictions as a DataFrame for ``h``, its columns named from
+    ``h``'s signature when the widths agree (a DataFrame's own names are kept otherwise)."""
+    import pandas as pd
+
+    if hasattr(previous, "columns"):
+        frame = previous
+    else:
+        frame = pd.DataFrame(_as_2d(previous))
+    names = h.names
+    if names and len(names) == frame.shape[1] and list(frame.columns) != names:
+        frame = frame.set_axis(names, axis=1)
+    return frame
+
+
+def predict_frame(h: Handle, frame: Any) -> Any:
+    """``h``'s pyfunc predictions for a DataFrame (a later stage of a pipeline).
+
+    Raises:
+        RequestError: the model could not predict (its own message, first line).
+    """
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return h.pyfunc().predict(frame)
+    except MlflowException as exc:
+        raise RequestError(f"{h.name} version {h.version} could not predict: "
+                           f"{_schema_message(exc)}", 500, "INTERNAL_ERROR") from None
+    except Exception as exc:  # noqa: BLE001 - the model's own message says what is wrong
+        raise RequestError(f"{h.name} version {h.version} could not predict: {first_line(exc)}",
+                           500, "INTERNAL_ERROR") from None
+
+
 class Batcher:
     """Answers the fast-path requests of one version that are waiting together with one call
     to ``predict``, on the event loop.
@@ -746,6 +810,9 @@ class Slot:
     rollout_error: str | None = None
     #: requests, errors and seconds answered per version during a rollout (this worker's)
     per_version: dict[int, list[float]] = field(default_factory=dict)
+    #: a pipeline's stages, called in order (each follows its own alias); None for a model
+    stages: list[Slot] | None = None
+    seconds: float = 0.0  # time spent answering (a pipeline stage's mean latency)
 
     @property
     def ref(self) -> str:
@@ -767,6 +834,8 @@ class Slot:
         }
 
     def status(self) -> dict[str, Any]:
+        if self.stages is not None:
+            return self.pipeline_status()
         h = self.handle
         return {
             "ref": self.ref, "name": self.name, "alias": self.alias,
@@ -779,6 +848,29 @@ class Slot:
             "monitored": bool(h and h.recorder is not None),
             "columns": h.names if h else None,
             "rollout": self.rollout_status(),
+        }
+
+    def pipeline_status(self) -> dict[str, Any]:
+        """A pipeline's status: its own requests and errors, and each stage's model, alias,
+        version and figures (``version`` is None: a pipeline has none of its own)."""
+        stages = []
+        for s in self.stages or []:
+            h = s.handle
+            ok = s.requests - s.errors
+            stages.append({"ref": s.ref, "name": s.name, "alias": s.alias,
+                           "version": h.version if h else None, "requests": s.requests,
+                           "errors": s.errors, "error": s.error, "swaps": s.swaps,
+                           "mean_ms": round(1000 * s.seconds / ok, 4) if ok > 0 else None})
+        errors = [f"{s['ref']}: {s['error']}" for s in stages if s["error"]]
+        return {
+            "ref": self.ref, "name": self.name, "alias": None, "version": None,
+            "loaded_at": None, "requests": self.requests, "errors": self.errors, "swaps": 0,
+            "error": "; ".join(errors) or self.error, "fast": False, "batch": False,
+            "per_call": None, "monitored": False,
+            "columns": (self.stages[0].handle.names
+                        if self.stages and self.stages[0].handle else None),
+            "rollout": None, "stages": stages,
+            "serving": bool(stages) and all(s["version"] is not None for s in stages),
         }
 
 

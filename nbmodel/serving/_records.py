@@ -108,6 +108,9 @@ class ModelSpec:
     example: str | None = None
     #: a canary or shadow rollout of a candidate version, running or ended
     rollout: Rollout | None = None
+    #: a pipeline: the models it calls in order, each following its own alias (``name`` is
+    #: then the pipeline's own name, with no alias or version of its own)
+    chain: list[ModelSpec] | None = None
 
     @property
     def ref(self) -> str:
@@ -120,6 +123,9 @@ class ModelSpec:
         known = {f.name for f in fields(cls)}
         spec = cls(**{k: v for k, v in data.items() if k in known})
         spec.rollout = Rollout.from_json(data.get("rollout"))
+        chain = data.get("chain")
+        spec.chain = ([cls.from_json(s) for s in chain if isinstance(s, dict)]
+                      if isinstance(chain, list) and chain else None)
         return spec
 
 

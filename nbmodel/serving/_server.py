@@ -107,6 +107,15 @@ class Metrics:
         self.shadow_rows = Counter("nbmodel_shadow_rows",
                                    "Rows a shadow candidate predicted, by agreement with the serving version",
                                    ["model", "version", "result"], registry=self.registry)
+        # A pipeline's stages (model: the pipeline, stage: the stage's model name).
+        self.stage_requests = Counter("nbmodel_stage_requests", "Requests a pipeline stage answered",
+                                      ["model", "stage"], registry=self.registry)
+        self.stage_errors = Counter("nbmodel_stage_errors",
+                                    "Requests a pipeline stage answered with an error",
+                                    ["model", "stage"], registry=self.registry)
+        self.stage_latency = Histogram(
+            "nbmodel_stage_latency_seconds", "Time a pipeline stage took to answer",
+            ["model", "stage"], registry=self.registry, buckets=ROLLOUT_BUCKETS)
         self.rollout_share = Gauge("nbmodel_rollout_share", "Percent of requests sent to the candidate",
                                    ["model", "version", "kind"], registry=self.registry,
                                    multiprocess_mode="livemostrecent")
@@ -248,7 +257,27 @@ class App:
 
     # -- models ---------------------------------------------------------------------------
     def add_slot(self, spec: ModelSpec, *, with_pyfunc: bool) -> Slot:
-        """Load a model named by the record (from the kernel's hints, else the registry)."""
+        """Load a model named by the record (from the kernel's hints, else the registry); a
+        pipeline serves once every stage has loaded."""
+        if spec.chain:
+            slot = Slot(name=spec.name, alias=None,
+                        stages=[self._load_slot(s, with_pyfunc=with_pyfunc) for s in spec.chain])
+            self.slots = {**self.slots, slot.name: slot}
+            log.warning("serving pipeline %s: %s", slot.name,
+                        " -> ".join(f"{s.ref} ({s.handle.version})" for s in slot.stages or []
+                                    if s.handle is not None))
+            return slot
+        slot = self._load_slot(spec, with_pyfunc=with_pyfunc)
+        slots = dict(self.slots)
+        slots[slot.name] = slot
+        self.slots = slots
+        log.warning("serving %s: version %s", slot.ref, slot.handle.version if slot.handle else None)
+        if spec.rollout is not None:
+            # a server (or a replacement worker) that starts during a rollout serves it
+            self._sync_rollout(slot, spec.rollout)
+        return slot
+
+    def _load_slot(self, spec: ModelSpec, *, with_pyfunc: bool) -> Slot:
         slot = Slot(name=spec.name, alias=spec.alias)
         version, path = spec.version, spec.path
         if version is None or not path or not os.path.isfile(os.path.join(path, "MLmodel")):
@@ -261,14 +290,14 @@ class App:
         self._attach_recorder(handle)
         slot.handle = handle
         self.metrics.version.labels(slot.name, slot.alias or "").set(handle.version)
-        slots = dict(self.slots)
-        slots[slot.name] = slot
-        self.slots = slots
-        log.warning("serving %s: version %s", slot.ref, handle.version)
-        if spec.rollout is not None:
-            # a server (or a replacement worker) that starts during a rollout serves it
-            self._sync_rollout(slot, spec.rollout)
         return slot
+
+    def followed(self) -> list[Slot]:
+        """Every slot that serves a model: the models, and the stages of the pipelines."""
+        out = []
+        for slot in self.slots.values():
+            out.extend(slot.stages if slot.stages is not None else [slot])
+        return out
 
     def registry_gateway(self) -> Any:
         """The store's gateway to MLflow (opened on first use)."""
@@ -317,7 +346,7 @@ class App:
         if self.mlflow_ready.is_set():  # a model added later may need MLflow to load
             self._reload_record()
         shared = None
-        slots = list(self.slots.values())
+        slots = self.followed()
         if self.sqlite is None:
             shared = self._shared_versions([s for s in slots if s.alias])
             if shared is None:
@@ -467,6 +496,13 @@ class App:
         names = record.names
         for spec in record.models:
             slot = self.slots.get(spec.name)
+            if slot is not None and _chain_of(slot) != _chain_of(spec):
+                try:  # another chain under the same name: the old one serves until it loads
+                    self.add_slot(spec, with_pyfunc=True)
+                except Exception as exc:  # noqa: BLE001
+                    slot.error = f"the new chain failed to load ({first_line(exc)})"
+                    log.warning("%s: %s", slot.ref, slot.error)
+                continue
             if slot is not None and slot.alias != spec.alias:
                 slot.alias = spec.alias
             if slot is not None:
@@ -566,7 +602,7 @@ class App:
         # Set before the loop below: a version swapped in from now on loads its own pyfunc
         # and recorder; one swapped in earlier is covered by the loop.
         self.mlflow_ready.set()
-        for slot in list(self.slots.values()):
+        for slot in self.followed():
             handle = slot.handle
             if handle is not None:
                 self._attach_recorder(handle)
@@ -612,7 +648,7 @@ class App:
         self.wake.set()
         for _, rec in self._to_close:
             _close(rec)
-        for slot in self.slots.values():
+        for slot in self.followed():
             if slot.handle is not None and slot.handle.recorder is not None:
                 _close(slot.handle.recorder)
             if slot.shadow is not None:
@@ -627,7 +663,7 @@ class App:
             totals = self.metrics.totals()
             for m in models:
                 m["requests"], m["errors"] = totals.get(m["name"], (0, 0))
-        serving = all(m["version"] is not None for m in models) and bool(models)
+        serving = all(m.get("serving", m["version"] is not None) for m in models) and bool(models)
         degraded = any(m["error"] for m in models)
         status = "ok" if serving and not degraded else ("degraded" if serving else "down")
         body = {
@@ -680,7 +716,8 @@ class App:
             raise RequestError(f"{path} takes GET", 405, "METHOD_NOT_ALLOWED")
         if path == "/ping":
             primary = next(iter(self.slots.values()), None)
-            ok = primary is not None and primary.handle is not None
+            ok = primary is not None and (primary.handle is not None or (
+                primary.stages is not None and all(s.handle is not None for s in primary.stages)))
             return (200 if ok else 503), b"\n", _JSON
         if path == "/health":
             status, body = self.health()
@@ -699,6 +736,8 @@ class App:
                            receive: Any, key: bytes | None = None) -> tuple[int, bytes, list]:
         t0 = time.perf_counter()
         slot = self._slot_for(path)
+        if slot.stages is not None:
+            return await self._pipeline(slot, ctype, clen, receive, t0)
         handle = slot.handle
         candidate = slot.candidate  # read once, as the handle: one version answers a request
         role = None
@@ -737,6 +776,81 @@ class App:
             except Exception:  # noqa: BLE001 - monitoring never fails a request
                 pass
         return 200, out, _JSON
+
+    async def _pipeline(self, slot: Slot, ctype: bytes | None, clen: bytes | None, receive: Any,
+                        t0: float) -> tuple[int, bytes, list]:
+        """Answer through a pipeline: the request goes to the first stage, each stage's
+        predictions are the next one's input, and the last stage's are the answer. Each stage's
+        handle is read once, when the request arrives, as a model's is."""
+        stages = slot.stages or []
+        handles = [s.handle for s in stages]
+        try:
+            missing = next((s for s, h in zip(stages, handles) if h is None), None)
+            if missing is not None:
+                raise RequestError(f"{slot.name}: stage {missing.ref} is not serving: {missing.error}",
+                                   503, "TEMPORARILY_UNAVAILABLE")
+            body = await self._read_body(clen, receive)
+            preds: Any = None
+            for k, (stage, handle) in enumerate(zip(stages, handles)):
+                started = time.perf_counter()
+                try:
+                    if k == 0:
+                        _, frame, preds = await self._predict(handle, body, ctype)  # type: ignore[arg-type]
+                    else:
+                        frame, preds = await self._stage(handle, preds)  # type: ignore[arg-type]
+                except RequestError as exc:
+                    self._stage_done(slot, stage, None)
+                    if k > 0:
+                        exc.status = 500 if exc.status < 500 else exc.status
+                        exc.message = f"stage {k + 1} of {slot.name}: {exc.message}"
+                    raise
+                self._stage_done(slot, stage, time.perf_counter() - started)
+                rec = handle.recorder  # type: ignore[union-attr]
+                if rec is not None:
+                    try:
+                        rec.submit(frame, preds, (time.perf_counter() - started) * 1000.0)
+                    except Exception:  # noqa: BLE001 - monitoring never fails a request
+                        pass
+            out = M.dump(preds)
+        except RequestError as exc:
+            slot.requests += 1
+            slot.errors += 1
+            self.metrics.requests.labels(slot.name).inc()
+            self.metrics.errors.labels(slot.name, str(exc.status)).inc()
+            raise
+        slot.requests += 1
+        self.metrics.requests.labels(slot.name).inc()
+        self.metrics.latency.labels(slot.name).observe(time.perf_counter() - t0)
+        return 200, out, _JSON
+
+    def _stage_done(self, slot: Slot, stage: Slot, elapsed: float | None) -> None:
+        """One request through one stage, in its figures and the ``stage`` series (None: an
+        error)."""
+        stage.requests += 1
+        self.metrics.stage_requests.labels(slot.name, stage.name).inc()
+        if elapsed is None:
+            stage.errors += 1
+            self.metrics.stage_errors.labels(slot.name, stage.name).inc()
+        else:
+            stage.seconds += elapsed
+            self.metrics.stage_latency.labels(slot.name, stage.name).observe(elapsed)
+
+    async def _stage(self, handle: M.Handle, previous: Any) -> tuple[Any, Any]:
+        """A later stage's ``(input, predictions)``: the previous stage's predictions as its
+        rows, on the fast path when they fit it, else as a DataFrame through MLflow's pyfunc."""
+        rows = M.stage_rows(handle, previous)
+        if rows is not None:
+            if handle.batcher is not None:
+                return rows, await handle.batcher.predict(rows)
+            return rows, M.predict_rows(handle, rows)
+        frame = M.stage_frame(handle, previous)
+        return frame, await asyncio.to_thread(self._stage_slow, handle, frame)
+
+    def _stage_slow(self, handle: M.Handle, frame: Any) -> Any:
+        if not self.mlflow_ready.wait(120):
+            raise RequestError("the server is still starting; try again in a moment", 503,
+                               "TEMPORARILY_UNAVAILABLE")
+        return M.predict_frame(handle, frame)
 
     async def _predict(self, handle: M.Handle, body: bytes, ctype: bytes | None) -> tuple[bytes, Any, Any]:
         mime = _mime(ctype)
@@ -829,6 +943,12 @@ class App:
             f"the body is {size} bytes; this server takes at most {self.max_body} "
             "(send fewer rows per request, or deploy with a larger --max-body)",
             413, "REQUEST_LIMIT_EXCEEDED")
+
+
+def _chain_of(item: Slot | ModelSpec) -> list[str] | None:
+    """A pipeline's stage references (None for a model), to see whether a record changed it."""
+    stages = item.stages if isinstance(item, Slot) else item.chain
+    return [s.ref for s in stages] if stages else None
 
 
 def _mime(ctype: bytes | None) -> str | None:
@@ -976,6 +1096,8 @@ def _preload(app: App, spec: ModelSpec) -> None:
     """The supervisor reads each model once, so its imports (scikit-learn's above all) are
     done before the fork; it runs no prediction, so no thread pool (OpenMP's, which does not
     survive a fork) starts before the workers do."""
+    for stage in spec.chain or []:
+        _preload(app, stage)
     path = spec.path
     if not path or not os.path.isfile(os.path.join(path, "MLmodel")):
         return  # the workers resolve it from the registry
