@@ -373,6 +373,11 @@ export function testBadge(ref: string, t: ITestResults | null | undefined): IBad
   };
 }
 
+/** Whether a model's branches are worth showing: only once it has one besides main. */
+export function hasBranches(branches: IBranch[] | undefined): boolean {
+  return (branches ?? []).some(b => b.name !== 'main');
+}
+
 /** A branch as one line: `experiment → v5 · 2 ahead`. */
 export function branchLine(b: IBranch): string {
   const head = b.head === null ? 'no head' : `v${b.head}`;

@@ -41,6 +41,7 @@ import {
   branchLine,
   deploymentHealth,
   deploymentLabel,
+  hasBranches,
   hasMore,
   logMagic,
   mergeBlocked,
@@ -177,7 +178,7 @@ function VersionRow(props: {
             {a}
           </span>
         ))}
-        {(v.branches ?? []).map(b => (
+        {(hasBranches(state.branches) ? v.branches ?? [] : []).map(b => (
           <span key={b} className="jp-nbmodel-branch" title={`head of the branch ${b}`}>
             ⎇ {b}
           </span>
@@ -320,8 +321,8 @@ function Aliases(props: {
 /** A model's branches with their heads, and the merge each one would insert. */
 function Branches(props: { actions: IActions; name: string; state: IOpenModel }): JSX.Element | null {
   const { actions, name, state } = props;
-  if (!state.branches.length) {
-    return null;
+  if (!hasBranches(state.branches)) {
+    return null; // main alone says nothing the versions do not
   }
   return (
     <ul className="jp-nbmodel-branches" aria-label={`branches of ${name}`}>

@@ -4,6 +4,7 @@ import * as assert from 'node:assert/strict';
 import {
   IBranch,
   branchLine,
+  hasBranches,
   mergeBlocked,
   mergeMagic,
   rolloutView,
@@ -35,6 +36,13 @@ test('branches read as their head and how far ahead of main they are', () => {
   assert.equal(branchLine(main), 'main → v3');
   assert.equal(branchLine(experiment), 'experiment → v5 · 2 ahead');
   assert.equal(branchLine({ name: 'empty', head: null, ahead: 0, moved: null }), 'empty → no head · 0 ahead');
+});
+
+test('branches show once a model has one besides main', () => {
+  assert.equal(hasBranches(undefined), false);
+  assert.equal(hasBranches([]), false);
+  assert.equal(hasBranches([main]), false);
+  assert.equal(hasBranches([main, experiment]), true);
 });
 
 test('the merge insert names the branch, the target and eval variables it explains', () => {
