@@ -18,6 +18,28 @@ export interface IVersion {
   user: string | null;
   retired: boolean;
   tags?: Record<string, string>;
+  /** The model tests' results (null or absent: the version has no test cases). */
+  tests?: ITestResults | null;
+  /** The branches whose head this version is. */
+  branches?: string[];
+  /** A merge version's second parent. */
+  merge_parent?: string | null;
+}
+
+/** A version's test results: `current` is false when they were not run on its current cases. */
+export interface ITestResults {
+  passed: number;
+  total: number;
+  current: boolean;
+}
+
+/** A branch of a model as `GET /nbmodel/api/models/{name}` lists it (main first). */
+export interface IBranch {
+  name: string;
+  head: number | null;
+  /** How many versions it has that main lacks. */
+  ahead: number;
+  moved: string | null;
 }
 
 /** A model as `GET /nbmodel/api/models` lists it (ModelSummary.to_dict()). */
@@ -48,6 +70,8 @@ export interface IModelPage {
   offset: number;
   limit: number;
   aliases: Record<string, number>;
+  /** Absent from servers without branches. */
+  branches?: IBranch[];
 }
 
 /** Versions per page, as the server's default. */
@@ -171,6 +195,14 @@ export function compareMagic(name: string, versions: number[]): string {
     .sort((a, b) => a - b)
     .map(v => shellQuote(versionRef(name, v)));
   return `${COMPARE_EXPECTS}\n%model_compare ${refs.join(' ')} --eval X_test y_test`;
+}
+
+/** The line that brings a branch back: `%model_merge iris experiment --into main --eval ...`. */
+export function mergeMagic(name: string, branch: string, into = 'main'): string {
+  return (
+    `${COMPARE_EXPECTS}\n%model_merge ${shellQuote(name)} ${shellQuote(branch)} ` +
+    `--into ${shellQuote(into)} --eval X_test y_test`
+  );
 }
 
 /** The line that makes the magics exist in a kernel. */
@@ -304,6 +336,71 @@ export function aliasEntries(aliases: Record<string, number>): [string, number][
   );
 }
 
+// -- tests and branches --------------------------------------------------------------------------
+
+export interface IBadge {
+  text: string;
+  /** `ok`, `failed` (some case fails) or `stale` (not run on the version's current cases). */
+  kind: 'ok' | 'failed' | 'stale';
+  title: string;
+}
+
+/** A version's test badge: "tests 7/7", "tests 5/7" (failed), "tests not run"; null: no cases. */
+export function testBadge(ref: string, t: ITestResults | null | undefined): IBadge | null {
+  if (!t) {
+    return null;
+  }
+  if (!t.current) {
+    return {
+      text: 'tests not run',
+      kind: 'stale',
+      title: `${ref}'s tests were not run on its current cases: run %model_test ${ref}`
+    };
+  }
+  const failed = t.total - t.passed;
+  if (failed > 0) {
+    return {
+      text: `tests ${t.passed}/${t.total}`,
+      kind: 'failed',
+      title: `${failed} of ${t.total} test case${t.total === 1 ? '' : 's'} failed on ${ref}: ` +
+        'the alias, rollback and deploy gates refuse it'
+    };
+  }
+  return {
+    text: `tests ${t.passed}/${t.total}`,
+    kind: 'ok',
+    title: `all ${t.total} test case${t.total === 1 ? '' : 's'} passed on ${ref}`
+  };
+}
+
+/** Whether a model's branches are worth showing: only once it has one besides main. */
+export function hasBranches(branches: IBranch[] | undefined): boolean {
+  return (branches ?? []).some(b => b.name !== 'main');
+}
+
+/** A branch as one line: `experiment → v5 · 2 ahead`. */
+export function branchLine(b: IBranch): string {
+  const head = b.head === null ? 'no head' : `v${b.head}`;
+  if (b.name === 'main') {
+    return `${b.name} → ${head}`;
+  }
+  return `${b.name} → ${head} · ${b.ahead} ahead`;
+}
+
+/** Why a branch has no merge button enabled ('' when it can be merged into `into`). */
+export function mergeBlocked(b: IBranch, into = 'main'): string {
+  if (b.name === into) {
+    return `${into} is the branch merges go into`;
+  }
+  if (b.head === null) {
+    return `${b.name} has no head to merge`;
+  }
+  if (b.ahead <= 0) {
+    return `nothing to merge: ${b.name} has no versions that ${into} lacks`;
+  }
+  return '';
+}
+
 // -- deployments and alerts ---------------------------------------------------------------------
 
 /** A deployment as nbmodel.serving describes it (Deployment.to_dict()). */
@@ -315,6 +412,61 @@ export interface IDeploymentLike {
   url?: string;
   health?: string;
   error?: string | null;
+  rollout?: IRollout | null;
+}
+
+/** A canary or shadow on a deployment, running or ended. */
+export interface IRollout {
+  kind: 'canary' | 'shadow' | string;
+  /** `iris/4` */
+  candidate: string;
+  /** Percent of requests sent to the candidate. */
+  share: number;
+  state: string;
+  reason?: string | null;
+}
+
+/** The version a deployment serves: `iris/3` (its label when the version is unknown). */
+export function servingRef(d: IDeploymentLike): string {
+  if (d.name && d.version !== undefined && d.version !== null) {
+    return `${d.name}/${d.version}`;
+  }
+  return deploymentLabel(d);
+}
+
+export interface IRolloutView {
+  /** `iris/3 75% · iris/4 25% canary`, `iris/3 · iris/4 shadow`, `iris/4 canary rolled back: ...` */
+  text: string;
+  /** The candidate's share while a canary runs (drawn as a bar), else null. */
+  share: number | null;
+  /** `running`, `promoted` or `ended` (rolled back or stopped). */
+  kind: 'running' | 'promoted' | 'ended';
+}
+
+/** How the sidebar shows a deployment's rollout; null when it has none. */
+export function rolloutView(d: IDeploymentLike): IRolloutView | null {
+  const ro = d.rollout;
+  if (!ro || (ro.kind !== 'canary' && ro.kind !== 'shadow')) {
+    return null;
+  }
+  const serving = servingRef(d);
+  if (ro.state === 'running') {
+    if (ro.kind === 'shadow') {
+      return { text: `${serving} · ${ro.candidate} shadow`, share: null, kind: 'running' };
+    }
+    const share = Math.max(0, Math.min(100, Math.round(Number(ro.share) || 0)));
+    return {
+      text: `${serving} ${100 - share}% · ${ro.candidate} ${share}% canary`,
+      share,
+      kind: 'running'
+    };
+  }
+  const reason = ro.reason ? `: ${ro.reason}` : '';
+  return {
+    text: `${ro.candidate} ${ro.kind} ${ro.state}${reason}`,
+    share: null,
+    kind: ro.state === 'promoted' ? 'promoted' : 'ended'
+  };
 }
 
 /** What to call a deployment, and what `stop` takes: `iris@production`. */

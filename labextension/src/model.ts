@@ -7,6 +7,7 @@ import { ISignal, Signal } from '@lumino/signaling';
 
 import { ApiError, IAlert, IDeployment, api, setFolder } from './api';
 import {
+  IBranch,
   IFeatures,
   IModelSummary,
   IStoreInfo,
@@ -20,6 +21,8 @@ export interface IOpenModel {
   versions: IVersion[];
   total: number;
   aliases: Record<string, number>;
+  /** The model's branches, main first (empty where the server has none). */
+  branches: IBranch[];
   loading: boolean;
   error: ApiError | null;
 }
@@ -185,7 +188,14 @@ export class SidebarModel {
       this.emit();
       return;
     }
-    this.open.set(name, { versions: [], total: 0, aliases: {}, loading: true, error: null });
+    this.open.set(name, {
+      versions: [],
+      total: 0,
+      aliases: {},
+      branches: [],
+      loading: true,
+      error: null
+    });
     this.emit();
     await this.reloadModel(name);
     this.emit();
@@ -203,6 +213,7 @@ export class SidebarModel {
         versions: page.versions,
         total: page.total,
         aliases: page.aliases,
+        branches: page.branches ?? [],
         error: null
       });
       const present = new Set(page.versions.map(v => v.version));

@@ -23,6 +23,7 @@ import {
   askStop
 } from './dialogs';
 import {
+  IDeploymentLike,
   IModelSummary,
   IStoreInfo,
   IVersion,
@@ -37,15 +38,21 @@ import {
   firstLine,
   folderLabel,
   alertText,
+  branchLine,
   deploymentHealth,
   deploymentLabel,
+  hasBranches,
   hasMore,
   logMagic,
+  mergeBlocked,
+  mergeMagic,
   metricsLine,
   pythonName,
   rollbackMagic,
+  rolloutView,
   showMagic,
-  storeLocation
+  storeLocation,
+  testBadge
 } from './logic';
 import { IOpenModel, SidebarModel } from './model';
 
@@ -125,6 +132,22 @@ function LinkButton(props: {
   );
 }
 
+function TestBadge(props: { v: IVersion }): JSX.Element | null {
+  const badge = testBadge(props.v.ref, props.v.tests);
+  if (!badge) {
+    return null;
+  }
+  return (
+    <span
+      className={`jp-nbmodel-tests jp-mod-${badge.kind}`}
+      title={badge.title}
+      data-tests={badge.kind}
+    >
+      {badge.text}
+    </span>
+  );
+}
+
 function VersionRow(props: {
   model: SidebarModel;
   actions: IActions;
@@ -155,6 +178,12 @@ function VersionRow(props: {
             {a}
           </span>
         ))}
+        {(hasBranches(state.branches) ? v.branches ?? [] : []).map(b => (
+          <span key={b} className="jp-nbmodel-branch" title={`head of the branch ${b}`}>
+            ⎇ {b}
+          </span>
+        ))}
+        <TestBadge v={v} />
         {v.retired && (
           <span className="jp-nbmodel-retired" title="retired: deploy and alias refuse it">
             retired
@@ -289,6 +318,42 @@ function Aliases(props: {
   );
 }
 
+/** A model's branches with their heads, and the merge each one would insert. */
+function Branches(props: { actions: IActions; name: string; state: IOpenModel }): JSX.Element | null {
+  const { actions, name, state } = props;
+  if (!hasBranches(state.branches)) {
+    return null; // main alone says nothing the versions do not
+  }
+  return (
+    <ul className="jp-nbmodel-branches" aria-label={`branches of ${name}`}>
+      {state.branches.map(b => {
+        const blocked = mergeBlocked(b);
+        return (
+          <li key={b.name} data-branch={b.name}>
+            <span className="jp-nbmodel-branch-line">⎇ {branchLine(b)}</span>
+            {b.moved && (
+              <span className="jp-nbmodel-age" title={b.moved}>
+                {age(b.moved)}
+              </span>
+            )}
+            {b.name !== 'main' && (
+              <LinkButton
+                label="merge"
+                title={
+                  blocked ||
+                  `insert %model_merge ${name} ${b.name} --into main into the notebook`
+                }
+                disabled={!!blocked}
+                onClick={() => actions.insert(mergeMagic(name, b.name))}
+              />
+            )}
+          </li>
+        );
+      })}
+    </ul>
+  );
+}
+
 function ModelItem(props: {
   model: SidebarModel;
   actions: IActions;
@@ -328,6 +393,7 @@ function ModelItem(props: {
         <div className="jp-nbmodel-model-body">
           {state.error && <ErrorBox error={state.error} />}
           <Aliases model={model} actions={actions} name={summary.name} state={state} />
+          <Branches actions={actions} name={summary.name} state={state} />
           <div className="jp-nbmodel-selection">
             <LinkButton
               label="log"
@@ -383,6 +449,31 @@ function ModelItem(props: {
   );
 }
 
+/** A canary's split (a bar and `iris/3 75% · iris/4 25% canary`), a shadow, or how one ended. */
+function Rollout(props: { d: IDeploymentLike }): JSX.Element | null {
+  const view = rolloutView(props.d);
+  if (!view) {
+    return null;
+  }
+  return (
+    <div className={`jp-nbmodel-rollout jp-mod-${view.kind}`} data-rollout={view.kind} title={view.text}>
+      {view.share !== null && (
+        <div
+          className="jp-nbmodel-split"
+          role="meter"
+          aria-label="share of requests sent to the candidate"
+          aria-valuemin={0}
+          aria-valuemax={100}
+          aria-valuenow={view.share}
+        >
+          <div className="jp-nbmodel-split-candidate" style={{ width: `${view.share}%` }} />
+        </div>
+      )}
+      <span className="jp-nbmodel-rollout-text">{view.text}</span>
+    </div>
+  );
+}
+
 function Deployments(props: { model: SidebarModel }): JSX.Element | null {
   const { model } = props;
   if (!model.features.deployments) {
@@ -414,6 +505,7 @@ function Deployments(props: { model: SidebarModel }): JSX.Element | null {
                   {d.url}
                 </a>
               )}
+              <Rollout d={d} />
               {d.error && <div className="jp-nbmodel-advice">{String(d.error)}</div>}
               <LinkButton
                 label="stop…"

@@ -1,4 +1,4 @@
-"""Start JupyterLab for the Galata tests on a fresh temporary store holding two versions.
+"""Start JupyterLab for the Galata tests on a fresh temporary store (iris, churn, fraud and wine).
 
 As in the README's quick start, no ``MLFLOW_TRACKING_URI`` is set: each notebook's kernel uses
 ``mlflow.db`` in its own folder. The fixture store is the root folder's; lesson 1 is copied to
@@ -22,7 +22,8 @@ PORT = os.environ.get("NBMODEL_UI_PORT", "8899")
 
 
 def make_store(folder: Path) -> str:
-    """iris/1 and iris/2, with production moved from 1 to 2 (so a rollback has somewhere to go)."""
+    """iris/1 and iris/2, with production moved from 1 to 2 (so a rollback has somewhere to go);
+    churn with model tests and a branch; fraud for a canary; wine with more versions than a page."""
     from sklearn.datasets import load_iris
     from sklearn.linear_model import LogisticRegression
 
@@ -35,6 +36,21 @@ def make_store(folder: Path) -> str:
     nbmodel.commit(LogisticRegression(C=0.05, max_iter=300).fit(X, y), "iris",
                    message="stronger regularisation", eval=(X, y), source="fit(X, y)")
     nbmodel.alias("iris/2", "production", message="second release")
+    # churn: model tests on churn/1 (one of two cases fails), and a branch "experiment" whose
+    # head churn/2 inherits the cases but never ran them.
+    nbmodel.commit(LogisticRegression(C=0.05, max_iter=300).fit(X, y), "churn",
+                   message="first churn model", eval=(X, y), source="fit(X, y)")
+    nbmodel.add_tests("churn/1", rules=["accuracy >= 0.5", "accuracy >= 0.999"], eval=(X, y))
+    nbmodel.run_tests("churn/1")
+    nbmodel.branch("churn", "experiment", start="churn/1")
+    experiment = nbmodel.checkout("churn@experiment")
+    experiment.set_params(C=1.0).fit(X, y)
+    nbmodel.commit(experiment, "churn", message="less regularisation", eval=(X, y),
+                   source="fit(X, y)")
+    # fraud: two versions without test cases, for a canary of fraud/2 on fraud@production.
+    for c in (0.05, 1.0):
+        nbmodel.commit(LogisticRegression(C=c, max_iter=300).fit(X, y), "fraud",
+                       message=f"C={c}", eval=(X, y), source="fit(X, y)")
     # A model with more versions than one page (50) of the sidebar, registered straight through
     # MLflow (no artifacts needed to list them), as a sweep in another tool might leave it.
     store = nbmodel.get_store()
