@@ -99,8 +99,14 @@ def load_ipython_extension(ipython: Any) -> None:
     Example:
         >>> %load_ext nbmodel  # doctest: +SKIP
     """
+    import os
+
     from .magics import register
 
+    # MLflow draws a progress bar (an ipywidget in a notebook) for every artifact download, also
+    # those nbmodel makes to check or compare versions; a notebook's outputs keep only nbmodel's
+    # answers. MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR=true set before loading keeps the bars.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     register(ipython)
 
 

@@ -19,8 +19,11 @@ def _artifact_text(v: Version, path: str) -> str | None:
         return None
     import mlflow.artifacts
 
+    from .store import mlflow_calls
+
     try:
-        return mlflow.artifacts.load_text(f"runs:/{v.run_id}/{path}")
+        with mlflow_calls():  # quiet: MLflow draws a progress bar for the download otherwise
+            return mlflow.artifacts.load_text(f"runs:/{v.run_id}/{path}")
     except Exception:  # noqa: BLE001 - not recorded for this version
         return None
 
