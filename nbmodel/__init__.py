@@ -41,6 +41,8 @@ _API = {
     "set_alias": ("aliases", "set_alias"),
     "delete_alias": ("aliases", "delete_alias"),
     "rollback": ("aliases", "rollback"),
+    "protect": ("aliases", "protect"),
+    "unprotect": ("aliases", "unprotect"),
     "alias_history": ("aliases", "alias_history"),
     "parse_ref": ("refs", "parse_ref"),
     "sanitize_file": ("testing", "sanitize_file"),

@@ -439,7 +439,7 @@ class Gateway:
     # it releases it, and a tag holds its owner and expiry so a lease left by a dead kernel
     # can be broken once it lapses.
     @contextlib.contextmanager
-    def lease(self, key: str, *, owner: str, ttl: float = 30.0, wait: float = 10.0) -> Iterator[None]:
+    def lease(self, key: str, *, owner: str, ttl: float = 30.0, wait: float = 30.0) -> Iterator[None]:
         """Hold the lease ``key`` for the block: one holder at a time across kernels and machines.
 
         Args:
