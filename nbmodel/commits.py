@@ -127,6 +127,7 @@ def commit(
     source: str | None = None,
     parent: str | None = None,
     var_names: Sequence[str] | None = None,
+    lineage_tags: Mapping[str, str] | None = None,
 ) -> Version:
     """Register ``model`` as the next version of ``name``.
 
@@ -145,6 +146,8 @@ def commit(
             or last committed as, else the version this kernel last committed or checked out
             for ``name`` (its HEAD), else the newest version of ``name`` when the commit began.
         var_names: names the model and data have in the caller's namespace, for slicing cells.
+        lineage_tags: nbmodel's own tags of the version that registration must carry (a
+            merge's second parent), so no crash can leave the version without them.
 
     Returns:
         The new :class:`~nbmodel.versions.Version`.
@@ -169,7 +172,7 @@ def commit(
     inputs = _read_inputs(model, eval, train, source, var_names)
     store = get_store()
     parent = _parent(store, name, parent, head)
-    mv, run_id = _write(store, model, name, message, user_tags, parent, inputs)
+    mv, run_id = _write(store, model, name, message, user_tags, parent, inputs, lineage_tags)
     ref = f"{name}/{int(mv.version)}"
     _name_run(store, run_id, ref)
     branches.after_commit(store, model, name, ref, parent)
@@ -282,7 +285,8 @@ def _source(model: Any, source: str | None, var_names: Sequence[str] | None) -> 
 
 
 def _write(store: Store, model: Any, name: str, message: str, user_tags: dict[str, str],
-           parent: str | None, inputs: _Inputs) -> tuple[Any, str]:
+           parent: str | None, inputs: _Inputs,
+           lineage_tags: Mapping[str, str] | None = None) -> tuple[Any, str]:
     """Run, artifacts and model; then the version, registered in one call. A failure deletes
     the run (and the model logged in it), so nothing half-done stays behind.
 
@@ -321,6 +325,7 @@ def _write(store: Store, model: Any, name: str, message: str, user_tags: dict[st
             version_tags.update(recorded_tags(model_uri))
         from .modeltests import inherited_tags  # the parent's test cases travel to its child
         version_tags.update(inherited_tags(store, parent))
+        version_tags.update(lineage_tags or {})
         # Finished before the version exists: a kernel killed after registering leaves no
         # RUNNING run behind a version (its name is set once the number is known).
         gateway.finish_run(run_id)

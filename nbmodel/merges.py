@@ -246,11 +246,12 @@ def _commit(model: str, into: str, source: str, strategy: str, ensemble: Any, ds
     lineage.set_head(ensemble, dst.ref)
     lineage.set_branch(ensemble, model, into)
     text = message or f"merge {source} into {into} ({strategy} of {dst.ref} and {src.ref})"
+    # Both parents are registered with the version itself: no crash leaves a merge with one.
+    merge_tags = {T_MERGE_PARENT: src.ref, T_MERGE: json.dumps({
+        "strategy": strategy, "into": into, "from": source, "parents": [dst.ref, src.ref]})}
     v = commit(ensemble, model, message=text, eval=eval, train=train, parent=dst.ref,
-               source=f"# nbmodel.merge: {strategy} of {dst.ref} ({into}) and {src.ref} ({source})\n")
-    store.gateway.set_version_tag(model, v.version, T_MERGE_PARENT, src.ref)
-    store.gateway.set_version_tag(model, v.version, T_MERGE, json.dumps({
-        "strategy": strategy, "into": into, "from": source, "parents": [dst.ref, src.ref]}))
+               source=f"# nbmodel.merge: {strategy} of {dst.ref} ({into}) and {src.ref} ({source})\n",
+               lineage_tags=merge_tags)
     after = heads(store, model).get(into)
     where = (f"{into} now at {v.ref}" if after == v.version
              else f"{into} was moved by another kernel and stays at {model}/{after}")

@@ -387,3 +387,22 @@ def test_history_tab_of_a_model_without_branches_is_as_before(iris):
     finally:
         p.close()
     assert "branches:" not in text and "(main)" not in text
+
+
+def test_a_merge_is_registered_with_both_parents_at_once(iris, two_lines, monkeypatch):
+    """A kernel that dies right after registering the merge version leaves it with both
+    parents: no separate write may be needed after registration."""
+    from nbmodel.gateway import Gateway
+
+    def died(*args: Any, **kwargs: Any) -> None:
+        raise SystemExit("the kernel died after registering")
+
+    monkeypatch.setattr(Gateway, "set_version_tag", died)
+    try:
+        nbmodel.merge("iris", "experiment", eval=(iris["X_test"], iris["y_test"]), strategy="vote")
+    except SystemExit:
+        pass
+    monkeypatch.undo()
+    newest = max(int(mv.version) for mv in _client().search_model_versions("name='iris'"))
+    tags = _client().get_model_version("iris", str(newest)).tags
+    assert tags.get("nbmodel.merge_parent") == two_lines["v2"].ref, tags
