@@ -117,10 +117,15 @@ def _check(name: str, results: list[dict[str, Any]]) -> None:
     for before, after in zip(moves, moves[1:]):
         assert after.from_version == before.to_version, (before, after)
     assert moves[0].from_version is None and moves[0].to_version == 1
-    # Each rollback undid the move just before it, never a later one.
-    for i, m in enumerate(moves):
+    # Each rollback went back to the holder before the current one (the trail is a stack: two
+    # rollbacks in a row undo two moves), never to a version that came later.
+    stack: list[int | None] = [None]
+    for m in moves:
         if m.kind == "rollback":
-            assert m.to_version == moves[i - 1].from_version
+            stack.pop()
+            assert m.to_version == stack[-1], (m, stack[-3:])
+        else:
+            stack.append(m.to_version)
     assert held.get("production") == moves[-1].to_version
 
 
