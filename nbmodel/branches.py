@@ -22,6 +22,7 @@ from __future__ import annotations
 import datetime as _dt
 import html
 import json
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -451,6 +452,9 @@ def after_commit(store: Store, model: Any, name: str, ref: str, parent: str | No
             moved = on
         except AliasMoved:
             moved = None
+            # The version is registered all the same; say that it is on no branch, and how to name one.
+            print(f"{ref} is on no branch: another kernel advanced {on} while it was committed; "
+                  f"%model_branch {name} NEW --from {ref} names a line for it", file=sys.stderr)
     elif on == MAIN:
         moved = MAIN  # main without an alias: its head is the newest version, this one
     lineage.set_branch(model, name, moved)

@@ -406,3 +406,20 @@ def test_a_merge_is_registered_with_both_parents_at_once(iris, two_lines, monkey
     newest = max(int(mv.version) for mv in _client().search_model_versions("name='iris'"))
     tags = _client().get_model_version("iris", str(newest)).tags
     assert tags.get("nbmodel.merge_parent") == two_lines["v2"].ref, tags
+
+
+def test_a_commit_whose_branch_another_kernel_advanced_says_it_is_on_no_branch(iris, two_lines,
+                                                                                monkeypatch, capsys):
+    from nbmodel.aliases import AliasMoved
+
+    def moved_first(*args: Any, **kwargs: Any) -> None:
+        raise AliasMoved("iris@branch-experiment was moved by bob")
+
+    exp = two_lines["exp"]
+    exp.set_params(C=2.0).fit(iris["X_train"], iris["y_train"])
+    monkeypatch.setattr(B, "move_pointer", moved_first)
+    capsys.readouterr()
+    v = _commit(exp, iris, message="C=2 on experiment")
+    err = capsys.readouterr().err
+    assert f"{v.ref} is on no branch" in err and "experiment" in err
+    assert _heads()["experiment"] == 2  # the branch stayed where the other kernel left it
