@@ -589,7 +589,8 @@ _DECLARED = [
             help='a metric rule such as "accuracy >= 0.9", or a function registered with '
                  "nbmodel.test_case (repeatable)"),
         arg("--group", metavar="COL", where=_MAGIC_ONLY,
-            help="with --add: the rule must hold in every group of column COL"),
+            help="with --add: the rule must hold in every group of COL, a column of X or a "
+                 "variable with one group value per row"),
         arg("--add-rows", nargs=2, metavar=("X", "y"), where=_MAGIC_ONLY,
             help="these rows must get exactly these predictions"),
         arg("--invariant", action="append", metavar="COL", where=_MAGIC_ONLY,

@@ -75,6 +75,54 @@ def test_metric_overall_and_per_group(data):
     assert "1/2 tests passed; failing: accuracy >= 0.8 per site" in str(report)
 
 
+def _plain_commit(d: dict[str, Any], name: str = "plain") -> Any:
+    """A model fitted on the features only: it refuses any other column."""
+    from sklearn.linear_model import LogisticRegression
+
+    model = LogisticRegression(max_iter=1000).fit(d["X_train"][FEATURES], d["y_train"])
+    return nbmodel.commit(model, name, eval=(d["X_test"][FEATURES], d["y_test"]))
+
+
+def test_per_group_rule_on_a_column_the_model_was_not_fitted_on(data):
+    v = _plain_commit(data)
+    X = data["X_test"][FEATURES + ["site"]]
+    y_bad = data["y_test"].copy()
+    south = (X["site"] == "south").to_numpy()
+    y_bad[south] = (y_bad[south] + 1) % 3
+    mt.add_tests(v.ref, rules=["accuracy >= 0.9"], group="site", eval=(X, data["y_test"]))
+    mt.add_tests(v.ref, rules=["accuracy >= 0.8"], group="site", eval=(X, y_bad))
+    report = nbmodel.run_tests(v.ref)
+    good, bad = _result(report, "accuracy >= 0.9 per site"), _result(report, "accuracy >= 0.8 per site")
+    assert good.passed and good.error == ""
+    assert not bad.passed and bad.error == "" and bad.measured.endswith("(site=south)")
+
+
+def test_per_group_rule_with_one_group_value_per_row(data, shell):
+    import pandas as pd
+
+    v = _plain_commit(data)
+    X = data["X_test"][FEATURES]
+    region = pd.Series(data["X_test"]["site"].to_numpy(), index=X.index, name="region")
+    listed = mt.add_tests(v.ref, rules=["accuracy >= 0.9"], group=region, eval=(X, data["y_test"]))
+    assert "accuracy >= 0.9 per region" in str(listed)
+    assert _result(nbmodel.run_tests(v.ref), "accuracy >= 0.9 per region").passed
+    with pytest.raises(mt.BadCase, match="3 values for 38 rows"):
+        mt.add_tests(v.ref, rules=["accuracy >= 0.5"], group=region.head(3), eval=(X, data["y_test"]))
+    shell.ns.update({"X_f": X, "y_test": data["y_test"], "zone": region.rename("zone")})
+    added = shell.run(f'%model_test {v.ref} --add "accuracy >= 0.5" --group zone --eval X_f y_test')
+    assert "added 'accuracy >= 0.5 per zone'" in str(added)
+    assert len(nbmodel.list_tests(v.ref)) == 2
+
+
+def test_a_continuous_grouping_column_is_refused_and_nothing_is_stored(data):
+    v = _plain_commit(data)
+    for col in ("petal length (cm)", "noise"):  # 22 and 38 distinct values in 38 rows
+        with pytest.raises(mt.BadCase, match=r"distinct values in 38 rows; group by a column with a few"):
+            mt.add_tests(v.ref, rules=["accuracy >= 0.9"], group=col,
+                         eval=(data["X_test"], data["y_test"]))
+    assert len(nbmodel.list_tests(v.ref)) == 0
+
+
 def test_expected_rows_show_the_first_failing_rows(data):
     v = _commit(data)
     X_edge, y_edge = data["X_test"].head(4), data["y_test"].head(4)

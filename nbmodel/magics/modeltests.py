@@ -39,7 +39,11 @@ class ModelTestMagics(Magics):
             rows = None
             if args.add_rows:
                 rows = (lookup(shell, args.add_rows[0]), lookup(shell, args.add_rows[1]))
-            return add_tests(args.ref, rules=args.add or (), eval=eval_, group=args.group,
+            group = args.group
+            if group and eval_ is not None and group not in getattr(eval_[0], "columns", ()) \
+                    and group in shell.user_ns:
+                group = lookup(shell, group)  # one group value per row, kept in a variable
+            return add_tests(args.ref, rules=args.add or (), eval=eval_, group=group,
                              rows=rows, invariant=args.invariant or (),
                              increasing=args.increasing or (), robust=args.robust or ())
         if args.list or args.remove:

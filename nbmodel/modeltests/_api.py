@@ -32,6 +32,8 @@ from ._tags import T_CASES, T_RESULTS, read_json_tag, summary_text, tests_summar
 #: Failing case names kept in the results tag (the run's artifact keeps them all).
 MAX_NAMED = 20
 RESULTS_ARTIFACT = "nbmodel/tests/results.json"
+#: Most distinct values a grouping column may have (more is a continuous column: bin it first).
+MAX_GROUPS = 30
 
 #: Functions registered with :func:`test_case` in this session, by case name.
 _registered: dict[str, Callable[..., Any]] = {}
@@ -134,7 +136,7 @@ def _save(v: Any, store: Any, cases: CaseSet, note: str) -> CaseList:
 
 
 def add_tests(ref: str | Ref, *, rules: Sequence[str] = (), eval: Sequence[Any] | None = None,  # noqa: A002
-              group: str | None = None, rows: Sequence[Any] | None = None,
+              group: Any = None, rows: Sequence[Any] | None = None,
               invariant: Sequence[str] = (), increasing: Sequence[str] = (),
               robust: Sequence[str] = ()) -> CaseList:
     """Declare test cases on a version; they are stored with it and its children inherit them.
@@ -144,7 +146,9 @@ def add_tests(ref: str | Ref, *, rules: Sequence[str] = (), eval: Sequence[Any] 
         rules: metric rules (``"accuracy >= 0.9"``), or names of functions registered with
             :func:`test_case` in this session.
         eval: ``(X, y)`` the metric, invariance, direction, robustness and function cases run on.
-        group: with ``rules``: the rule must hold in every group of this column of ``X``.
+        group: with ``rules``: the rule must hold in every group: a column of ``X`` (its
+            name), or one group value per row (a Series, stored with the case's data under its
+            name; the model is never given it).
         rows: ``(X, y)``: these rows must get exactly these predictions.
         invariant: columns whose change must not change any prediction.
         increasing: columns whose rise must not lower any prediction (a regressor's) or
@@ -163,6 +167,8 @@ def add_tests(ref: str | Ref, *, rules: Sequence[str] = (), eval: Sequence[Any] 
         ...                   robust=["nan"])  # doctest: +SKIP
     """
     pair = None if eval is None else (eval[0], eval[1])
+    if group is not None and not isinstance(group, str):
+        pair, group = _with_groups(pair, group)
     new: list[tuple[Case, tuple[Any, Any] | None]] = []
     for rule in rules:
         fn = _registered.get(rule)
@@ -202,6 +208,33 @@ def _check_data(case: Case, data: tuple[Any, Any] | None) -> None:
         col = case.spec.get(what)
         if col is not None and col not in getattr(X, "columns", ()):
             raise BadCase(f"{case.name!r}: the data has no column {col!r} (give a DataFrame that has it)")
+    group = case.spec.get("group")
+    if group is not None:
+        distinct, n = X[group].nunique(), len(X)
+        if distinct > MAX_GROUPS or (distinct > 10 and distinct > n // 2):
+            raise BadCase(f"{case.name!r}: {group!r} has {distinct} distinct values in {n} rows; group by "
+                          f"a column with a few values (bin it first, e.g. pd.cut(X[{group!r}], 4))")
+
+
+def _with_groups(pair: tuple[Any, Any] | None, groups: Any) -> tuple[tuple[Any, Any], str]:
+    """The case's data with one group value per row added as a column, and that column's name."""
+    import numpy as np
+    import pandas as pd
+
+    if pair is None:
+        raise BadCase("--group with one value per row needs the data it belongs to: --eval X y")
+    X, y = pair
+    if not isinstance(X, pd.DataFrame):
+        raise BadCase("--group with one value per row needs X as a DataFrame")
+    values = np.asarray(groups)
+    if values.ndim != 1 or len(values) != len(X):
+        raise BadCase(f"--group has {values.shape[0] if values.ndim else 1} values for {len(X)} rows: "
+                      "give one group value per row of X")
+    name = str(getattr(groups, "name", None) or "group")
+    if name in X.columns:
+        raise BadCase(f"--group: X already has a column {name!r}; name the groups otherwise "
+                      "(Series.rename) or give the column's name")
+    return (X.assign(**{name: values}), y), name
 
 
 def remove_test(ref: str | Ref, name: str) -> CaseList:

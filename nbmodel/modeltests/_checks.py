@@ -95,6 +95,17 @@ def _predict(model: Any, X: Any) -> Any:
     return out[:, 0] if out.ndim == 2 and out.shape[1] == 1 else out
 
 
+def _inputs(model: Any) -> list[str] | None:
+    """The column names the model was fitted on, where it says (None when it does not)."""
+    names = getattr(model, "feature_names_in_", None)
+    if names is None:
+        try:
+            names = model.metadata.get_input_schema().input_names()
+        except Exception:  # noqa: BLE001 - no signature, or not a pyfunc model
+            return None
+    return [str(n) for n in names]
+
+
 def _records(X: Any, index: Any, **extra: Any) -> list[dict[str, Any]]:
     import pandas as pd
 
@@ -151,9 +162,13 @@ def _metric(model: Any, case: Case, data: Any) -> tuple[bool, str, list[dict[str
     if not hasattr(X, "columns") or group not in X.columns:
         raise _Failed(f"--group {group}: the data has no column {group!r}")
     ys = np.asarray(y)
+    col = X[group]
+    inputs = _inputs(model)
+    if inputs is not None and group not in inputs:
+        X = X.drop(columns=[group])  # a grouping column the model was not fitted on
     values = []
-    for g in sorted(X[group].dropna().unique().tolist(), key=str):
-        mask = (X[group] == g).to_numpy()
+    for g in sorted(col.dropna().unique().tolist(), key=str):
+        mask = (col == g).to_numpy()
         values.append((value(X[mask], ys[mask], f"the rows where {group}={g}"), str(g)))
     if not values:
         raise _Failed(f"the column {group!r} has no values")
