@@ -27,6 +27,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="the store to read them from (default: as nbmodel resolves it)")
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """With ``--nbmodel``, keep MLflow's own deprecation warnings (from its database layer)
+    out of the run's summary: they say nothing about the model under test."""
+    if config.getoption("nbmodel", default=None):
+        config.addinivalue_line("filterwarnings", "ignore::DeprecationWarning:mlflow")
+        config.addinivalue_line("filterwarnings", "ignore:The ``noload`` loader strategy")
+
+
 class CaseItem(pytest.Item):
     """One test case of one version."""
 
