@@ -337,6 +337,19 @@ def test_deploy_refuses_before_anything_starts(gated):
     assert refused["why"].startswith("refused deploy to gate/2 by ana")
 
 
+def test_if_better_combines_with_the_gate(gated, data):
+    from nbmodel import serving
+
+    v1, v2 = gated
+    nbmodel.run_tests(v2.ref)
+    # gate/2 scores as well as gate/1 on clean data, so --if-better alone would let it through
+    with pytest.raises(mt.GateRefused, match="fails its tests: nan answered"):
+        serving.deploy(v2.ref, if_better=(data["X_test"], data["y_test"]))
+    assert len(serving.deployments()) == 0
+    assert nbmodel.resolve("gate@production").version == 1
+    assert _trail("gate")[-1]["kind"] == "refused"
+
+
 # ---- the magic and the CLI ----------------------------------------------------------------------------
 def test_magic_adds_lists_runs_and_removes(shell, data):
     shell.ns.update(data)
