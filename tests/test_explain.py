@@ -127,15 +127,19 @@ def test_a_slow_model_stops_at_the_time_budget_and_the_note_says_so():
             time.sleep(0.01)
             return (np.asarray(X)[:, 0] > 0).astype(int)
 
-    X, y = planted(n=100)
+    X, y = planted(n=MIN_ROWS + 1)
     start = time.perf_counter()
     imp = permutation(Slow(), X, y, "classifier", budget=0.1)  # one repeat takes 0.03 s
     assert time.perf_counter() - start < 1.0
+    assert imp.rows == imp.of == MIN_ROWS + 1
     assert 1 <= imp.repeats < 5 and imp.planned == 5 and imp.bounded
     assert f"{imp.repeats} of 5 repeats (the time budget stopped it)" in imp.note
     assert Importance.from_dict(imp.to_dict()) == imp
     full = permutation(Slow(), X, y, "classifier", budget=None)
     assert full.repeats == 5 and full.planned is None and not full.bounded
+    # Small data is measured whole, however busy the machine: lessons show the same figures.
+    small = permutation(Slow(), X.iloc[:MIN_ROWS], y[:MIN_ROWS], "classifier", budget=0.0)
+    assert small.repeats == 5 and not small.bounded
 
 
 def test_the_card_states_the_sample_and_the_repeats_importance_used(isolated_store, monkeypatch):
@@ -147,10 +151,12 @@ def test_the_card_states_the_sample_and_the_repeats_importance_used(isolated_sto
     assert small.importance is None and "importance" not in str(nbmodel.show(small.ref))
 
     monkeypatch.setattr(_importance, "ROW_BUDGET", 3 * 5 * 1000)  # 1000 rows of 3 features
+    monkeypatch.setattr(_importance, "TIME_BUDGET", 60.0)  # every repeat, however busy the machine
     X, y = planted(n=1500, seed=7)
     v = nbmodel.commit(clf, "carded", eval=(X, y))
     card = nbmodel.show(v.ref)
-    line = "permutation importance (drop in accuracy), 5 repeats, seed 0, on a sample of 1000 of 1500 eval rows"
+    line = ("permutation importance (drop in accuracy), 5 repeats, seed 0, "
+            "on a sample of 1000 of 1500 eval rows")
     assert f"importance  {line}" in str(card)
     assert "<td class='k'>importance</td><td>" + line in card._repr_html_()
 

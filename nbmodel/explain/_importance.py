@@ -26,8 +26,9 @@ SEED = 0
 REPEATS = 5
 #: Rows predicted in all (rows x features x repeats) before the eval data is sampled.
 ROW_BUDGET = 200_000
-#: Seconds the importance may take: a slow model gets fewer rows (never fewer than MIN_ROWS),
-#: then fewer repeats (never fewer than one); the note, and so the card, say so.
+#: Seconds the importance may take on more than MIN_ROWS rows: a slow model gets fewer rows
+#: (never fewer than MIN_ROWS), then fewer repeats (never fewer than one); the note, and so the
+#: card, say so.
 TIME_BUDGET = 0.6
 MIN_ROWS = 1000
 
@@ -251,8 +252,10 @@ def permutation(model: Any, X: Any, y: Any, task: str | None, *, repeats: int = 
         repeats: shuffles per feature.
         seed: the seed of the shuffles and of the sample.
         rows: how many rows to use (default :func:`sample_size`).
-        budget: seconds it may take; fewer repeats are done when they would take longer (at
-            least one; the note says so). None: no limit.
+        budget: seconds it may take on more than :data:`MIN_ROWS` rows; fewer repeats are
+            done when they would take longer (at least one; the note says so). None: no limit.
+            Smaller data is measured whole with every repeat, so that small examples show the
+            same figures every time, however busy the machine.
 
     Returns:
         An :class:`Importance`.
@@ -267,6 +270,8 @@ def permutation(model: Any, X: Any, y: Any, task: str | None, *, repeats: int = 
     start = time.perf_counter()
     n = X.shape[0]
     y = np.asarray(y)
+    if n <= MIN_ROWS:
+        budget = None
     with threadpool_limits(limits=1):
         use = sample_size(model, X, repeats) if rows is None else min(rows, n)
         if use < n:
