@@ -166,6 +166,18 @@ def test_the_card_states_the_sample_and_the_repeats_importance_used(isolated_sto
     assert "1 of 5 repeats" in str(stored(v).note)
 
 
+def test_a_bare_array_for_a_model_fitted_by_name_warns_at_no_shuffle(isolated_store):
+    import warnings
+
+    clf, Xt, yt = fitted()
+    v = nbmodel.commit(clf, "planted")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # scikit-learn warned once per shuffle
+        imp = permutation(clf, Xt.to_numpy(), yt, "classifier")
+        e = explain(v.ref, Xt.to_numpy(), yt, shap=False, plots=False)
+    assert imp.features[0] == "signal" and e.importance.features[0] == "signal"
+
+
 def test_a_model_that_fails_on_shuffled_data_still_commits(isolated_store):
     class Picky:
         calls = 0

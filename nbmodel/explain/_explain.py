@@ -11,7 +11,7 @@ from ..display import STYLE, Shown, html_table, text_table
 from ..errors import BadData
 from ..metrics import CLASSIFIER
 from ._groups import GroupReport, group_metrics
-from ._importance import Importance, feature_names, permutation, stored
+from ._importance import Importance, feature_names, named, permutation, stored
 from ._shap import INSTALL, ShapValues, available, shap_values
 
 if TYPE_CHECKING:
@@ -251,6 +251,7 @@ def explain(ref: str | Ref | Version, X: Any = None, y: Any = None, *, groups: A
     if groups is not None:
         X, group_col, group_name = split_groups(X, groups, model)
     check_fits(model, X, "the eval data")
+    X = named(model, X)
     y = as_target(y, X.shape[0], "the eval targets")
     task = v.task or detect_task(model, y)
     if row is not None and not 0 <= row < X.shape[0]:

@@ -152,6 +152,23 @@ def _scorer(task: str | None, y: Any) -> tuple[str, Any]:
     return "r2", r2
 
 
+def named(model: Any, X: Any) -> Any:
+    """``X`` with the model's feature names when it is a bare array the model was fitted on by
+    name: scikit-learn warns at every prediction otherwise, once per shuffle.
+
+    Example:
+        >>> list(named(clf, X_test.to_numpy()).columns)[:1]  # doctest: +SKIP
+        ['sepal length (cm)']
+    """
+    names = getattr(model, "feature_names_in_", None)
+    if (names is None or hasattr(X, "columns") or getattr(X, "ndim", 0) != 2
+            or len(names) != X.shape[1]):
+        return X
+    import pandas as pd
+
+    return pd.DataFrame(X, columns=list(names))
+
+
 def _take(X: Any, idx: Any) -> Any:
     return X.iloc[idx] if hasattr(X, "iloc") else X[idx]
 
@@ -268,6 +285,7 @@ def permutation(model: Any, X: Any, y: Any, task: str | None, *, repeats: int = 
     from threadpoolctl import threadpool_limits
 
     start = time.perf_counter()
+    X = named(model, X)
     n = X.shape[0]
     y = np.asarray(y)
     if n <= MIN_ROWS:
