@@ -75,7 +75,7 @@ class Importance:
         """How it was measured, in one line (the sample stated when there is one).
 
         Example:
-            >>> Importance(["a"], [0.1], [0.0], "accuracy", 2000, 10000).note[-40:]
+            >>> Importance(["a"], [0.1], [0.0], "accuracy", 2000, 10000).note[-46:]
             'seed 0, on a sample of 2000 of 10000 eval rows'
         """
         rows = (f"on a sample of {self.rows} of {self.of} eval rows" if self.sampled
