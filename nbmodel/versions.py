@@ -141,6 +141,8 @@ class Version(Shown):
     #: A merge version's second parent.
     merge_parent: str | None = None
     tests: dict[str, Any] | None = None
+    #: How permutation importance was measured, when on less than asked (a sample, fewer repeats).
+    importance: str | None = None
     _params: dict[str, str] | None = field(default=None, repr=False, compare=False)
 
     @property
@@ -246,6 +248,7 @@ class Version(Shown):
         except ValueError:
             data = None
         heads = sorted(b for b in map(branch_of_alias, aliases) if b)
+        from .explain._importance import card_note  # json only, as tests_summary
         from .modeltests._tags import tests_summary  # json only: cheap for long histories
 
         return cls(
@@ -268,6 +271,7 @@ class Version(Shown):
             run_id=run_id,
             source=source,
             tests=tests_summary(tags),
+            importance=card_note(tags),
         )
 
     @classmethod
@@ -344,6 +348,8 @@ class Version(Shown):
         if self.metrics:
             rows.append(("metrics", ", ".join(f"{k} {_fmt(v)}" for k, v in self.metrics.items())))
         rows.append(("data", summary(self.data)))
+        if self.importance:
+            rows.append(("importance", self.importance))
         if self.tests:
             from .modeltests._tags import summary_text
 

@@ -82,6 +82,102 @@ def test_large_eval_data_is_sampled_and_the_note_says_so():
     assert imp.features[0] == "signal"
 
 
+@pytest.mark.parametrize("as_array", [False, True])
+@pytest.mark.parametrize("task", ["classifier", "regressor"])
+def test_importance_equals_scikit_learns_permutation_importance(task, as_array):
+    from sklearn.inspection import permutation_importance
+    from sklearn.linear_model import LogisticRegression, Ridge
+
+    X, y = planted(n=300)
+    if task == "regressor":
+        y = X["signal"].to_numpy() * 2 + X["weak"].to_numpy()
+    data = X.to_numpy() if as_array else X
+    model = (LogisticRegression() if task == "classifier" else Ridge()).fit(data, y)
+    imp = permutation(model, data, y, task, budget=None)
+    ref = permutation_importance(model, data, y, n_repeats=5, random_state=0,
+                                 scoring="accuracy" if task == "classifier" else "r2")
+    names = list(X.columns) if not as_array else ["x0", "x1", "x2"]
+    for i, name in enumerate(names):
+        assert imp.value(name) == pytest.approx(
+            (ref.importances_mean[i], ref.importances_std[i]), abs=1e-12)
+
+
+def test_importance_runs_on_one_native_thread():
+    # Threads of BLAS or OpenMP waiting for each other made a busy machine's commits seconds
+    # slower for a fraction of a second of work.
+    from threadpoolctl import threadpool_info
+
+    seen = []
+
+    class Counting:
+        def predict(self, X):
+            seen.append(max((p["num_threads"] for p in threadpool_info()), default=1))
+            return (np.asarray(X)[:, 0] > 0).astype(int)
+
+    X, y = planted(n=100)
+    permutation(Counting(), X, y, "classifier")
+    assert seen and set(seen) == {1}
+
+
+def test_a_slow_model_stops_at_the_time_budget_and_the_note_says_so():
+    import time
+
+    class Slow:
+        def predict(self, X):
+            time.sleep(0.01)
+            return (np.asarray(X)[:, 0] > 0).astype(int)
+
+    X, y = planted(n=MIN_ROWS + 1)
+    start = time.perf_counter()
+    imp = permutation(Slow(), X, y, "classifier", budget=0.1)  # one repeat takes 0.03 s
+    assert time.perf_counter() - start < 1.0
+    assert imp.rows == imp.of == MIN_ROWS + 1
+    assert 1 <= imp.repeats < 5 and imp.planned == 5 and imp.bounded
+    assert f"{imp.repeats} of 5 repeats (the time budget stopped it)" in imp.note
+    assert Importance.from_dict(imp.to_dict()) == imp
+    full = permutation(Slow(), X, y, "classifier", budget=None)
+    assert full.repeats == 5 and full.planned is None and not full.bounded
+    # Small data is measured whole, however busy the machine: lessons show the same figures.
+    small = permutation(Slow(), X.iloc[:MIN_ROWS], y[:MIN_ROWS], "classifier", budget=0.0)
+    assert small.repeats == 5 and not small.bounded
+
+
+def test_the_card_states_the_sample_and_the_repeats_importance_used(isolated_store, monkeypatch):
+    from nbmodel.explain import _importance
+
+    clf, _, _ = fitted()
+    small_X, small_y = planted(n=200, seed=5)
+    small = nbmodel.commit(clf, "carded", eval=(small_X, small_y))
+    assert small.importance is None and "importance" not in str(nbmodel.show(small.ref))
+
+    monkeypatch.setattr(_importance, "ROW_BUDGET", 3 * 5 * 1000)  # 1000 rows of 3 features
+    monkeypatch.setattr(_importance, "TIME_BUDGET", 60.0)  # every repeat, however busy the machine
+    X, y = planted(n=1500, seed=7)
+    v = nbmodel.commit(clf, "carded", eval=(X, y))
+    card = nbmodel.show(v.ref)
+    line = ("permutation importance (drop in accuracy), 5 repeats, seed 0, "
+            "on a sample of 1000 of 1500 eval rows")
+    assert f"importance  {line}" in str(card)
+    assert "<td class='k'>importance</td><td>" + line in card._repr_html_()
+
+    monkeypatch.setattr(_importance, "TIME_BUDGET", 0.0)
+    v = nbmodel.commit(clf, "carded", eval=(X, y))
+    assert "1 of 5 repeats (the time budget stopped it)" in str(nbmodel.show(v.ref))
+    assert "1 of 5 repeats" in str(stored(v).note)
+
+
+def test_a_bare_array_for_a_model_fitted_by_name_warns_at_no_shuffle(isolated_store):
+    import warnings
+
+    clf, Xt, yt = fitted()
+    v = nbmodel.commit(clf, "planted")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # scikit-learn warned once per shuffle
+        imp = permutation(clf, Xt.to_numpy(), yt, "classifier")
+        e = explain(v.ref, Xt.to_numpy(), yt, shap=False, plots=False)
+    assert imp.features[0] == "signal" and e.importance.features[0] == "signal"
+
+
 def test_a_model_that_fails_on_shuffled_data_still_commits(isolated_store):
     class Picky:
         calls = 0

@@ -11,41 +11,32 @@ from ..display import STYLE, Shown, html_table, text_table
 from ..errors import BadData
 from ..metrics import CLASSIFIER
 from ._groups import GroupReport, group_metrics
-from ._importance import Importance, feature_names, permutation, stored
+from ._importance import Importance, feature_names, named, permutation, stored
 from ._shap import INSTALL, ShapValues, available, shap_values
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure as MplFigure
 
+    from ..comparison import Figure
     from ..refs import Ref
     from ..versions import Version
 
 #: Features a row's SHAP explanation lists, largest first.
 ROW_TOP = 5
-FIGURE_DPI = 80
 
 
-@dataclass(repr=False)
-class Picture(Shown):
-    """A rendered figure: a PNG in a notebook, ``<figure: title>`` in text."""
+def _figure(name: str, title: str, fig: MplFigure) -> Figure:
+    """The comparison's :class:`~nbmodel.comparison.Figure` of a drawn figure, trimmed to its
+    drawing (labels of any length fit)."""
+    from ..comparison._plots import FIGURE_DPI
+    from ..comparison._results import Figure
 
-    title: str
-    png: bytes
-
-    def __str__(self) -> str:
-        return f"<figure: {self.title}>"
-
-    def _repr_png_(self) -> bytes:
-        return self.png
-
-
-def _render(fig: MplFigure) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=FIGURE_DPI, metadata={"Software": None}, bbox_inches="tight")
-    return buf.getvalue()
+    return Figure(name, title, buf.getvalue())
 
 
-def importance_figure(imp: Importance, title: str) -> Picture:
+def importance_figure(imp: Importance, title: str) -> Figure:
     """A ranked horizontal bar chart of importance with the spread over repeats as error bars."""
     from matplotlib.figure import Figure as MplFigure
 
@@ -58,10 +49,10 @@ def importance_figure(imp: Importance, title: str) -> Picture:
     ax.axvline(0, color="#999", linewidth=0.8)
     ax.set_xlabel(f"drop in {imp.metric} when shuffled")
     ax.set_title(title, fontsize=10)
-    return Picture(title, _render(fig))
+    return _figure("importance", title, fig)
 
 
-def shap_figure(sv: ShapValues, title: str, top: int = 15) -> Picture:
+def shap_figure(sv: ShapValues, title: str, top: int = 15) -> Figure:
     """A summary (beeswarm-like) plot: each row's SHAP value per feature, coloured by the
     feature's value, features by mean absolute SHAP value."""
     import numpy as np
@@ -81,7 +72,7 @@ def shap_figure(sv: ShapValues, title: str, top: int = 15) -> Picture:
     ax.axvline(0, color="#999", linewidth=0.8)
     ax.set_xlabel("SHAP value (colour: feature value, blue low, red high)")
     ax.set_title(title, fontsize=10)
-    return Picture(title, _render(fig))
+    return _figure("shap", title, fig)
 
 
 @dataclass(repr=False)
@@ -96,7 +87,7 @@ class Explanation(Shown):
     shap_note: str = ""
     row: int | None = None
     groups: GroupReport | None = None
-    figures: list[Picture] = field(default_factory=list)
+    figures: list[Figure] = field(default_factory=list)
 
     def _title(self) -> str:
         kind = {"classifier": "classifier", "regressor": "regressor"}.get(self.task or "", "model")
@@ -260,6 +251,7 @@ def explain(ref: str | Ref | Version, X: Any = None, y: Any = None, *, groups: A
     if groups is not None:
         X, group_col, group_name = split_groups(X, groups, model)
     check_fits(model, X, "the eval data")
+    X = named(model, X)
     y = as_target(y, X.shape[0], "the eval targets")
     task = v.task or detect_task(model, y)
     if row is not None and not 0 <= row < X.shape[0]:

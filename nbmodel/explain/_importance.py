@@ -1,9 +1,10 @@
 """Permutation importance: computed at commit on the eval data, stored on the version, read back.
 
-scikit-learn's :func:`~sklearn.inspection.permutation_importance` with a fixed seed and a few
-repeats, scored with the version's primary metric (accuracy for classifiers, R² for
-regressors). Its cost is predictions of ``rows x features x repeats`` rows, so large eval data
-is sampled (with the same seed) down to a budget; the result says which rows it used.
+scikit-learn's :func:`~sklearn.inspection.permutation_importance` (the same figures) with a
+fixed seed and a few repeats, scored with the version's primary metric (accuracy for
+classifiers, R² for regressors). Its cost is predictions of ``rows x features x repeats`` rows,
+so large eval data is sampled (with the same seed) down to a budget, and the repeats stop at a
+time budget; the result, and the version's card, say which rows and repeats it used.
 """
 
 from __future__ import annotations
@@ -25,7 +26,9 @@ SEED = 0
 REPEATS = 5
 #: Rows predicted in all (rows x features x repeats) before the eval data is sampled.
 ROW_BUDGET = 200_000
-#: Seconds the importance may take; a slow model gets fewer rows, never fewer than MIN_ROWS.
+#: Seconds the importance may take on more than MIN_ROWS rows: a slow model gets fewer rows
+#: (never fewer than MIN_ROWS), then fewer repeats (never fewer than one); the note, and so the
+#: card, say so.
 TIME_BUDGET = 0.6
 MIN_ROWS = 1000
 
@@ -42,6 +45,8 @@ class Importance:
         rows: the eval rows used; ``of`` the rows given (more means a sample).
         repeats: shuffles per feature.
         seed: the random seed of the shuffles and the sample.
+        planned: the repeats asked for when the time budget stopped it after ``repeats``
+            (None: all were done).
     """
 
     features: list[str]
@@ -53,6 +58,7 @@ class Importance:
     repeats: int = REPEATS
     seed: int = SEED
     seconds: float = field(default=0.0, compare=False)
+    planned: int | None = None
 
     @property
     def sampled(self) -> bool:
@@ -60,16 +66,23 @@ class Importance:
         return self.rows < self.of
 
     @property
+    def bounded(self) -> bool:
+        """Whether it was measured on less than asked: a sample of the rows, or fewer repeats."""
+        return self.sampled or self.planned is not None
+
+    @property
     def note(self) -> str:
         """How it was measured, in one line (the sample stated when there is one).
 
         Example:
-            >>> Importance(["a"], [0.1], [0.0], "accuracy", 2000, 10000).note[-40:]
+            >>> Importance(["a"], [0.1], [0.0], "accuracy", 2000, 10000).note[-46:]
             'seed 0, on a sample of 2000 of 10000 eval rows'
         """
         rows = (f"on a sample of {self.rows} of {self.of} eval rows" if self.sampled
                 else f"on {self.rows} eval rows")
-        return (f"permutation importance (drop in {self.metric}), {self.repeats} repeats, "
+        repeats = (f"{self.repeats} of {self.planned} repeats (the time budget stopped it)"
+                   if self.planned is not None else f"{self.repeats} repeats")
+        return (f"permutation importance (drop in {self.metric}), {repeats}, "
                 f"seed {self.seed}, {rows}")
 
     def rank(self, feature: str) -> int | None:
@@ -90,28 +103,20 @@ class Importance:
             >>> Importance(["a"], [0.1], [0.0], "accuracy", 10, 10).to_dict()["features"]
             ['a']
         """
-        return {"features": self.features, "mean": self.mean, "std": self.std, "metric": self.metric,
-                "rows": self.rows, "of": self.of, "repeats": self.repeats, "seed": self.seed}
+        d: dict[str, Any] = {"features": self.features, "mean": self.mean, "std": self.std,
+                             "metric": self.metric, "rows": self.rows, "of": self.of,
+                             "repeats": self.repeats, "seed": self.seed}
+        if self.planned is not None:
+            d["planned"] = self.planned
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Importance:
         """The inverse of :meth:`to_dict`."""
         return cls([str(f) for f in d["features"]], [float(x) for x in d["mean"]],
                    [float(x) for x in d["std"]], str(d["metric"]), int(d["rows"]), int(d["of"]),
-                   int(d.get("repeats", REPEATS)), int(d.get("seed", SEED)))
-
-
-class _Fitted:
-    """scikit-learn's function insists on ``fit``; any object with ``predict`` is fitted already."""
-
-    def __init__(self, model: Any) -> None:
-        self.model = model
-
-    def fit(self, X: Any, y: Any = None) -> _Fitted:  # noqa: ARG002 - never called
-        return self
-
-    def predict(self, X: Any) -> Any:
-        return self.model.predict(X)
+                   int(d.get("repeats", REPEATS)), int(d.get("seed", SEED)),
+                   planned=int(d["planned"]) if d.get("planned") is not None else None)
 
 
 def feature_names(model: Any, X: Any) -> list[str]:
@@ -125,22 +130,43 @@ def feature_names(model: Any, X: Any) -> list[str]:
     return [f"x{i}" for i in range(X.shape[1])]
 
 
-def _scorer(task: str | None) -> tuple[str, Any]:
-    """The metric importance is measured with, and a scorer ``(model, X, y) -> float``."""
+def _scorer(task: str | None, y: Any) -> tuple[str, Any]:
+    """The metric importance is measured with, and a scorer of predictions against ``y``
+    (``pred -> float``), so that each shuffle costs one ``predict`` and nothing else."""
     import numpy as np
 
     from .. import metrics as M
 
     if task == CLASSIFIER:
-        def accuracy(model: Any, X: Any, y: Any) -> float:
-            pred = np.asarray(model.predict(X))
-            return float(np.mean(pred.reshape(len(y), -1)[:, 0] == np.asarray(y)))
+        truth = np.asarray(y)
+
+        def accuracy(pred: Any) -> float:
+            return float(np.mean(np.asarray(pred).reshape(len(truth), -1)[:, 0] == truth))
         return "accuracy", accuracy
 
-    def r2(model: Any, X: Any, y: Any) -> float:
-        pred = np.asarray(model.predict(X), dtype=float).reshape(len(y), -1)[:, 0]
-        return float(M.regression(M.error_sums(np.asarray(y, dtype=float), pred))["r2"])
+    target = np.asarray(y, dtype=float)
+
+    def r2(pred: Any) -> float:
+        p = np.asarray(pred, dtype=float).reshape(len(target), -1)[:, 0]
+        return float(M.regression(M.error_sums(target, p))["r2"])
     return "r2", r2
+
+
+def named(model: Any, X: Any) -> Any:
+    """``X`` with the model's feature names when it is a bare array the model was fitted on by
+    name: scikit-learn warns at every prediction otherwise, once per shuffle.
+
+    Example:
+        >>> list(named(clf, X_test.to_numpy()).columns)[:1]  # doctest: +SKIP
+        ['sepal length (cm)']
+    """
+    names = getattr(model, "feature_names_in_", None)
+    if (names is None or hasattr(X, "columns") or getattr(X, "ndim", 0) != 2
+            or len(names) != X.shape[1]):
+        return X
+    import pandas as pd
+
+    return pd.DataFrame(X, columns=list(names))
 
 
 def _take(X: Any, idx: Any) -> Any:
@@ -166,9 +192,74 @@ def sample_size(model: Any, X: Any, repeats: int = REPEATS) -> int:
     return rows
 
 
+class _Shuffles:
+    """scikit-learn's shuffles of one column, drawn exactly as ``permutation_importance`` draws
+    them (its own seeded generator per column; each repeat shuffles the shuffled column again),
+    so the figures equal scikit-learn's while the repeats can run in any order."""
+
+    def __init__(self, column: Any, seed: int) -> None:
+        import numpy as np
+
+        self.rng = np.random.RandomState(seed)
+        self.order = np.arange(len(column))
+        self.column = column
+
+    def next(self) -> Any:
+        self.rng.shuffle(self.order)
+        col = self.column
+        if hasattr(col, "iloc"):
+            shuffled = col.iloc[self.order]
+            shuffled.index = col.index
+        else:
+            shuffled = col[self.order]
+        self.column = shuffled
+        return shuffled
+
+
+def _drops(model: Any, X: Any, score: Any, repeats: int, seed: int, budget: float | None,
+           since: float) -> tuple[list[list[float]], bool]:
+    """The drop of the score per feature and repeat, one repeat of every feature at a time,
+    stopping before a repeat that would end more than ``budget`` seconds after ``since`` (a
+    ``perf_counter`` time), never before the first.
+
+    Returns:
+        The drops (features x repeats done) and whether the budget stopped it.
+    """
+    import numpy as np
+
+    frame = hasattr(X, "iloc")
+    work = X.copy()
+    baseline = score(model.predict(work))
+    # scikit-learn seeds every column's shuffles with one number drawn from the seed.
+    column_seed = np.random.RandomState(seed).randint(np.iinfo(np.int32).max + 1)
+    columns = [X.iloc[:, j] if frame else X[:, j] for j in range(X.shape[1])]
+    shuffles = [_Shuffles(c, column_seed) for c in columns]
+    drops: list[list[float]] = [[] for _ in columns]
+    start = time.perf_counter()
+    for done in range(repeats):
+        now = time.perf_counter()
+        if done and budget is not None and now - since + (now - start) / done > budget:
+            return drops, True
+        for j, (original, sh) in enumerate(zip(columns, shuffles)):
+            if frame:
+                work.isetitem(j, sh.next())
+                drops[j].append(baseline - score(model.predict(work)))
+                work.isetitem(j, original)
+            else:
+                work[:, j] = sh.next()
+                drops[j].append(baseline - score(model.predict(work)))
+                work[:, j] = original
+    return drops, False
+
+
 def permutation(model: Any, X: Any, y: Any, task: str | None, *, repeats: int = REPEATS,
-                seed: int = SEED, rows: int | None = None) -> Importance:
+                seed: int = SEED, rows: int | None = None,
+                budget: float | None = TIME_BUDGET) -> Importance:
     """Permutation importance of every feature of ``X``, most important first.
+
+    The figures are scikit-learn's :func:`~sklearn.inspection.permutation_importance` (the same
+    shuffles, the same seed), computed on one native thread: on a busy machine, threads of
+    BLAS or OpenMP waiting for each other made small predictions many times slower.
 
     Args:
         model: anything with ``predict``.
@@ -178,6 +269,10 @@ def permutation(model: Any, X: Any, y: Any, task: str | None, *, repeats: int = 
         repeats: shuffles per feature.
         seed: the seed of the shuffles and of the sample.
         rows: how many rows to use (default :func:`sample_size`).
+        budget: seconds it may take on more than :data:`MIN_ROWS` rows; fewer repeats are
+            done when they would take longer (at least one; the note says so). None: no limit.
+            Smaller data is measured whole with every repeat, so that small examples show the
+            same figures every time, however busy the machine.
 
     Returns:
         An :class:`Importance`.
@@ -187,24 +282,29 @@ def permutation(model: Any, X: Any, y: Any, task: str | None, *, repeats: int = 
         'petal width (cm)'
     """
     import numpy as np
-    from sklearn.inspection import permutation_importance
+    from threadpoolctl import threadpool_limits
 
     start = time.perf_counter()
+    X = named(model, X)
     n = X.shape[0]
     y = np.asarray(y)
-    use = sample_size(model, X, repeats) if rows is None else min(rows, n)
-    if use < n:
-        idx = np.sort(np.random.default_rng(seed).choice(n, size=use, replace=False))
-        X, y = _take(X, idx), y[idx]
-    metric, scorer = _scorer(task)
-    r = permutation_importance(_Fitted(model), X, y, scoring=scorer, n_repeats=repeats,
-                               random_state=seed)
+    if n <= MIN_ROWS:
+        budget = None
+    with threadpool_limits(limits=1):
+        use = sample_size(model, X, repeats) if rows is None else min(rows, n)
+        if use < n:
+            idx = np.sort(np.random.default_rng(seed).choice(n, size=use, replace=False))
+            X, y = _take(X, idx), y[idx]
+        metric, score = _scorer(task, y)
+        drops, stopped = _drops(model, X, score, repeats, seed, budget, start)
     names = feature_names(model, X)
-    mean = [float(m) for m in r.importances_mean]
-    std = [float(s) for s in r.importances_std]
+    drop = np.asarray(drops, dtype=float).reshape(len(names), -1)  # features x repeats done
+    mean = [float(m) for m in np.mean(drop, axis=1)]
+    std = [float(s) for s in np.std(drop, axis=1)]
     order = sorted(range(len(names)), key=lambda i: (-mean[i], names[i]))
     return Importance([names[i] for i in order], [mean[i] for i in order], [std[i] for i in order],
-                      metric, use, n, repeats, seed, time.perf_counter() - start)
+                      metric, use, n, drop.shape[1] if len(names) else repeats, seed,
+                      time.perf_counter() - start, planned=repeats if stopped else None)
 
 
 # -- at commit --------------------------------------------------------------------------------
@@ -214,7 +314,7 @@ def at_commit(model: Any, X: Any, y: Any, task: str | None) -> Importance | None
     if X is None or y is None:
         return None
     try:
-        return permutation(model, X, y, task)
+        return permutation(model, X, y, task, budget=TIME_BUDGET)
     except Exception:  # noqa: BLE001 - importance is a bonus of the commit
         return None
 
@@ -243,6 +343,27 @@ def record_importance(gateway: Any, run_id: str, model: Any, eval_data: tuple[An
         return {}
     gateway.log_dict(run_id, imp.to_dict(), IMPORTANCE_ARTIFACT)
     return {T_IMPORTANCE: _tag_text(imp)}
+
+
+def card_note(tags: dict[str, str]) -> str | None:
+    """The version card's line on importance, from the version's tags: how it was measured, when
+    that was less than asked (a sample of the eval data, or fewer repeats); else None.
+
+    Reads the tag only (JSON, no download), as a history of many versions is listed.
+
+    Example:
+        >>> card_note({T_IMPORTANCE: '{"features":["a"],"mean":[0.1],"std":[0],"metric":"r2",'
+        ...            '"rows":2000,"of":10000}'})
+        'permutation importance (drop in r2), 5 repeats, seed 0, on a sample of 2000 of 10000 eval rows'
+    """
+    text = tags.get(T_IMPORTANCE)
+    if not text:
+        return None
+    try:
+        imp = Importance.from_dict(json.loads(text))
+    except (ValueError, KeyError, TypeError):
+        return None
+    return imp.note if imp.bounded else None
 
 
 def _tag_text(imp: Importance) -> str:
