@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import flavors, lineage
-from .branches import MAIN, _materialize_main, _unknown, check_branch, heads
+from .branches import MAIN, _materialize_main, _unknown, ancestors, check_branch, heads, parents
 from .errors import AliasMoved, BadData, BadReference, BranchNotFound, MergeRefused
 from .evaluate import CLASSIFIER, detect_task, key_metrics, score
 from .flavors import predict as _head_predict  # functions, not the module: see Ensemble
@@ -111,6 +111,12 @@ def merge(name: str | Ref, source: str, *, into: str = MAIN, eval: Sequence[Any]
     dst, src = resolve(f"{model}/{found[into]}"), resolve(f"{model}/{found[source]}")
     if dst.version == src.version:
         say(f"{into} and {source} both point to {dst.ref}: nothing to merge")
+        return dst
+    graph = parents(store, model)
+    if strategy is None and src.version in ancestors(graph, dst.version):
+        # Like git's "Already up to date": the source's work is in the target's line already.
+        say(f"{into} at {dst.ref} already contains {source} ({src.ref}): nothing to merge; "
+            f"--strategy pick moves {into} back to {src.ref}")
         return dst
     X, y = _pair(eval, "eval")
     scores = _score(dst, src, X, y)

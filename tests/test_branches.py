@@ -517,3 +517,18 @@ def test_branch_errors_live_in_errors_and_stay_importable_where_they_were():
     assert issubclass(errors.BranchNotFound, errors.AliasNotFound)
     assert (errors.BranchNotFound.kind, errors.BranchExists.status, errors.MergeRefused.status) == (
         "branch-not-found", 409, 409)
+
+
+def test_merging_a_branch_already_merged_leaves_the_target_where_it_is(iris, two_lines):
+    """Before, a second merge of a better branch whose head main's merge version already
+    contains 'fast-forwarded' main back to that older head, out of its own merge."""
+    data = (iris["X_test"], iris["y_test"])
+    merged = nbmodel.merge("iris", "experiment", eval=data, strategy="average", force=True)
+    assert _heads() == {"main": merged.version, "experiment": 2}
+    out: list[str] = []
+    again = nbmodel.merge("iris", "experiment", eval=data, report=out.append)
+    assert again.version == merged.version and _heads() == {"main": merged.version, "experiment": 2}
+    assert out == [f"main at {merged.ref} already contains experiment (iris/2): nothing to merge; "
+                   "--strategy pick moves main back to iris/2"]
+    # Asked for by name, pick still moves it.
+    assert nbmodel.merge("iris", "experiment", eval=data, strategy="pick").version == 2
