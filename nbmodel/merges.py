@@ -28,7 +28,9 @@ from . import flavors, lineage
 from .branches import MAIN, _materialize_main, _unknown, ancestors, check_branch, heads, parents
 from .errors import AliasMoved, BadData, BadReference, BranchNotFound, MergeRefused
 from .evaluate import CLASSIFIER, detect_task, key_metrics, score
-from .flavors import predict as _head_predict  # functions, not the module: see Ensemble
+from .flavors import kind_named as _kind_named  # functions, not the module: see Ensemble
+from .flavors import load_native as _load_native
+from .flavors import predict as _head_predict
 from .flavors import predict_proba as _head_proba
 from .refs import Ref, branch_alias, parse_ref
 from .store import get_store
@@ -205,7 +207,8 @@ def _ensemble(strategy: str, task: str | None, dst: Version, src: Version, X: An
     try:
         if all(isinstance(m, BaseEstimator) and flavors.kind_of(m) is None for m in heads_):
             return _sklearn_ensemble(strategy, task, dst, src, heads_, X, y, train)
-        made = Ensemble(strategy, task, heads_, [f"{v.name}/{v.version}" for v in (dst, src)])
+        made = Ensemble(strategy, task, heads_, [f"{v.name}/{v.version}" for v in (dst, src)],
+                        packed=[_packed(v) for v in (dst, src)])
         return made.fit(*(train if train is not None else (X, y)))
     except MergeRefused:
         raise
@@ -279,17 +282,30 @@ class Ensemble:
         array([0, 2, 1])
     """
 
-    def __init__(self, strategy: str, task: str | None, heads: list[Any], names: list[str]) -> None:
+    def __init__(self, strategy: str, task: str | None, heads: list[Any], names: list[str], *,
+                 packed: list[tuple[str, bytes] | None] | None = None) -> None:
         self.strategy = strategy
         self.task = task
         self.heads = list(heads)
         self.names = list(names)
+        #: A network head travels as its flavor's files (flavor name, tar bytes): an exported
+        #: graph or a Keras model does not pickle, and its MLflow flavor loads it anywhere.
+        self.packed = list(packed or [None] * len(self.heads))
         self.classes_: Any = None
         self.final: Any = None
         self._head_classes: list[Any] = []
 
     def __repr__(self) -> str:
         return f"Ensemble({self.strategy} of {', '.join(self.names)})"
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["heads"] = [None if p else h for h, p in zip(self.heads, self.packed)]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.heads = [h if p is None else _unpack(*p) for h, p in zip(self.heads, self.packed)]
 
     @property
     def _estimator_type(self) -> str | None:
@@ -402,6 +418,46 @@ class Ensemble:
             return np.mean(probas, axis=0)
 
         return proba
+
+
+def _packed(v: Version) -> tuple[str, bytes] | None:
+    """A network version's stored files as tar bytes (see :class:`Ensemble`), else None."""
+    import io
+    import shutil
+    import tarfile
+
+    from .versions import _verified_copy
+
+    kind = flavors.kind_named(v.flavor)
+    if kind is None or not kind.network:
+        return None
+    folder = _verified_copy(v)
+    try:
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+            tar.add(folder, arcname="model")
+        return kind.name, buf.getvalue()
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _unpack(flavor: str, blob: bytes) -> Any:
+    """The head :func:`_packed` stored, loaded with its MLflow flavor."""
+    import io
+    import shutil
+    import tarfile
+    import tempfile
+
+    kind = _kind_named(flavor)
+    if kind is None:
+        raise ValueError(f"an ensemble head of flavor {flavor!r}, which this code cannot load")
+    folder = tempfile.mkdtemp(prefix="ensemble-")
+    try:
+        with tarfile.open(fileobj=io.BytesIO(blob), mode="r:gz") as tar:
+            tar.extractall(folder, filter="data")
+        return _load_native(kind, f"{folder}/model")
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _short(classes: Any) -> str:

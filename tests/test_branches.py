@@ -532,3 +532,33 @@ def test_merging_a_branch_already_merged_leaves_the_target_where_it_is(iris, two
                    "--strategy pick moves main back to iris/2"]
     # Asked for by name, pick still moves it.
     assert nbmodel.merge("iris", "experiment", eval=data, strategy="pick").version == 2
+
+
+@pytest.mark.slow
+def test_merge_a_pytorch_head_with_a_sklearn_head(iris, kernel_env):
+    """Before, a network head made the merge refuse; as a pickle, its exported graph would not
+    store at all ("cannot pickle 'ConfigModuleInstance'"): it travels as its flavor's files."""
+    torch = pytest.importorskip("torch")
+    _commit(_lr(iris, 0.05), iris, message="base")
+    nbmodel.branch("iris", "net")
+    nbmodel.checkout("iris@net")
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(4, 16), torch.nn.ReLU(), torch.nn.Linear(16, 3))
+    opt = torch.optim.Adam(net.parameters(), lr=0.05)
+    xt = torch.tensor(iris["X_train"].to_numpy(), dtype=torch.float32)
+    yt = torch.tensor(iris["y_train"].to_numpy())
+    for _ in range(200):
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(net(xt), yt).backward()
+        opt.step()
+    _commit(net, iris, message="a network")
+    v = nbmodel.merge("iris", "net", eval=(iris["X_test"], iris["y_test"]), strategy="average",
+                      force=True)
+    assert (v.parent, v.merge_parent) == ("iris/1", "iris/2") and v.metrics["accuracy"] > 0.8
+    expected = [int(p) for p in nbmodel.load(v).predict(iris["X"])]
+    env = {**kernel_env, "MLFLOW_TRACKING_URI": nbmodel.get_store().uri}
+    env.pop("PYTHONPATH")
+    out = subprocess.run([sys.executable, "-c", _PLAIN_LOAD, f"models:/iris/{v.version}"], env=env,
+                         capture_output=True, text=True, timeout=300, cwd=Path.cwd())
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == expected
