@@ -351,6 +351,9 @@ class Ensemble:
         Raises:
             ValueError: the heads are a classifier and a regressor, predict different classes,
                 or ``average`` lacks probabilities from a head.
+
+        Example:
+            >>> ens = ens.fit(X_train, y_train)  # doctest: +SKIP
         """
         import numpy as np
 
@@ -384,7 +387,12 @@ class Ensemble:
 
     # -- answering ---------------------------------------------------------------------------
     def predict(self, X: Any) -> Any:
-        """The ensemble's predictions: labels for a classifier, values for a regressor."""
+        """The ensemble's predictions: labels for a classifier, values for a regressor.
+
+        Example:
+            >>> ens.predict(X_test)[:3]  # doctest: +SKIP
+            array([0, 2, 1])
+        """
         import numpy as np
 
         if self.strategy == "stack":
@@ -403,7 +411,12 @@ class Ensemble:
     @property
     def predict_proba(self) -> Callable[[Any], Any]:
         """Class probabilities (``average``: the heads' mean; ``stack``: the final model's);
-        absent, as in scikit-learn, for a hard vote and for regressors."""
+        absent, as in scikit-learn, for a hard vote and for regressors.
+
+        Example:
+            >>> ens.predict_proba(X_test).shape  # doctest: +SKIP
+            (38, 3)
+        """
         if self.task != "classifier" or self.strategy == "vote":
             raise AttributeError("predict_proba")
 
