@@ -30,7 +30,7 @@ from typing import Any
 from . import lineage
 from .aliases import _Trail, move_pointer
 from .display import Shown
-from .errors import AliasMoved, AliasNotFound, BadReference, NbmodelError
+from .errors import AliasMoved, BadReference, BranchExists, BranchNotFound, NbmodelError
 from .refs import BRANCH_ALIAS_PREFIX, Ref, branch_alias, branch_of_alias, check_alias, parse_ref
 from .store import Store, get_store
 from .versions import T_MERGE_PARENT, T_PARENT, _user, age, model_aliases, newest_version, resolve
@@ -38,18 +38,8 @@ from .versions import T_MERGE_PARENT, T_PARENT, _user, age, model_aliases, newes
 MAIN = "main"
 START_PREFIX = "nbmodel.branch."
 
-
-class BranchNotFound(AliasNotFound):
-    """No branch of that name (the message lists the branches that exist)."""
-
-    kind = "branch-not-found"
-
-
-class BranchExists(NbmodelError):
-    """A branch (or an alias) of that name exists already."""
-
-    kind = "branch-exists"
-    status = 409
+__all__ = ["MAIN", "Branch", "BranchExists", "BranchList", "BranchNotFound", "branch", "branches",
+           "create", "delete", "head", "heads"]
 
 
 @dataclass(repr=False)

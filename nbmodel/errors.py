@@ -123,6 +123,26 @@ class ArtifactMismatch(NbmodelError):
     status = 409
 
 
+class BranchNotFound(AliasNotFound):
+    """No branch of that name (the message lists the branches that exist)."""
+
+    kind = "branch-not-found"
+
+
+class BranchExists(NbmodelError):
+    """A branch (or an alias) of that name exists already."""
+
+    kind = "branch-exists"
+    status = 409
+
+
+class MergeRefused(NbmodelError):
+    """A merge that would make things worse, or that cannot be made (nothing was written)."""
+
+    kind = "merge-refused"
+    status = 409
+
+
 class NbmodelWarning(UserWarning):
     """Warnings nbmodel raises itself (errors in nbmodel's own test run)."""
 

@@ -423,3 +423,142 @@ def test_a_commit_whose_branch_another_kernel_advanced_says_it_is_on_no_branch(i
     err = capsys.readouterr().err
     assert f"{v.ref} is on no branch" in err and "experiment" in err
     assert _heads()["experiment"] == 2  # the branch stayed where the other kernel left it
+
+
+# -- heads of any library -----------------------------------------------------------------------
+
+_PLAIN_LOAD = """
+import json, sys
+import mlflow
+from sklearn.datasets import load_iris
+X, y = load_iris(return_X_y=True, as_frame=True)
+m = mlflow.pyfunc.load_model(sys.argv[1])
+print(json.dumps([int(p) for p in m.predict(X)]))
+"""
+
+
+@pytest.fixture
+def boosted_line(iris: dict[str, Any]) -> dict[str, Any]:
+    """iris/1, a weak LogisticRegression, on main; iris/2, an XGBoost classifier, on boost."""
+    xgboost = pytest.importorskip("xgboost")
+    _commit(_lr(iris, 0.05), iris, message="base")
+    nbmodel.branch("iris", "boost")
+    nbmodel.checkout("iris@boost")
+    booster = xgboost.XGBClassifier(n_estimators=8, max_depth=2).fit(iris["X_train"], iris["y_train"])
+    v2 = _commit(booster, iris, message="xgboost")
+    assert v2.parent == "iris/1" and _heads() == {"main": 1, "boost": 2}
+    return {"booster": booster}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("strategy", ["vote", "average"])
+def test_merge_an_xgboost_head_with_a_sklearn_head(iris, boosted_line, kernel_env, strategy):
+    """Before, only scikit-learn heads could be ensembled ("... is not a scikit-learn model")."""
+    v = nbmodel.merge("iris", "boost", eval=(iris["X_test"], iris["y_test"]), strategy=strategy,
+                      force=True)
+    assert (v.version, v.parent, v.merge_parent) == (3, "iris/1", "iris/2")
+    assert _heads() == {"main": 3, "boost": 2}
+    tags = _client().get_model_version("iris", "3").tags
+    assert json.loads(tags["nbmodel.merge"])["strategy"] == strategy
+    merged = nbmodel.load("iris/3")
+    assert callable(getattr(merged, "predict_proba", None)) == (strategy == "average")
+    X = iris["X"]
+    expected = [int(p) for p in merged.predict(X)]
+    # It agrees with its heads where they agree.
+    lr, xgb = nbmodel.load("iris/1").predict(X), boosted_line["booster"].predict(X)
+    assert all(e == a for e, a, b in zip(expected, lr, xgb) if a == b)
+    # Plain MLflow loads and predicts it in a fresh process without nbmodel.
+    env = {**kernel_env, "MLFLOW_TRACKING_URI": nbmodel.get_store().uri}
+    env.pop("PYTHONPATH")
+    out = subprocess.run([sys.executable, "-c", _PLAIN_LOAD, "models:/iris@branch-main"], env=env,
+                         capture_output=True, text=True, timeout=180, cwd=Path.cwd())
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == expected
+    assert "nbmodel" not in out.stderr
+
+
+@pytest.mark.slow
+def test_stack_of_an_xgboost_head_and_a_sklearn_head(iris, boosted_line):
+    v = nbmodel.merge("iris", "boost", eval=(iris["X_test"], iris["y_test"]), strategy="stack",
+                      train=(iris["X_train"], iris["y_train"]), force=True)
+    assert (v.parent, v.merge_parent) == ("iris/1", "iris/2")
+    assert "roc_auc" in v.metrics and v.metrics["accuracy"] > 0.8
+
+
+def test_a_regressor_and_a_classifier_are_refused_in_one_line(shell, diabetes):
+    """Before, the classifier head was scored as a regressor (or the merge failed deep inside)."""
+    from sklearn.linear_model import LinearRegression
+
+    shell.run("from sklearn.linear_model import LogisticRegression\n"
+              "clf = LogisticRegression(max_iter=500).fit(X_train, y_train)")
+    shell.run("%model_commit clf -n mixed --eval X_test y_test")
+    shell.run("%model_branch mixed reg")
+    shell.run("%model_checkout mixed@reg --as r")
+    reg = LinearRegression().fit(shell.ns["X_train"], shell.ns["y_train"].astype(float))
+    shell.ns["r"] = reg
+    nbmodel.lineage.set_head(reg, "mixed/1")
+    nbmodel.lineage.set_branch(reg, "mixed", "reg")
+    shell.run("%model_commit r -n mixed --eval X_test y_test")
+    assert _heads("mixed") == {"main": 1, "reg": 2}
+    before = _snapshot(Path.cwd())
+    for strategy in ("vote", "average"):
+        err = shell.fails(f"%model_merge mixed reg --eval X_test y_test --strategy {strategy}")
+        assert type(err).__name__ == "UsageError" and err.kind == "merge-refused"
+        assert "\n" not in str(err) and "classifier" in str(err) and "regressor" in str(err)
+    assert _snapshot(Path.cwd()) == before
+    assert _heads("mixed") == {"main": 1, "reg": 2}
+
+
+def test_branch_errors_live_in_errors_and_stay_importable_where_they_were():
+    from nbmodel import errors
+
+    assert B.BranchNotFound is errors.BranchNotFound and B.BranchExists is errors.BranchExists
+    assert M.MergeRefused is errors.MergeRefused
+    assert issubclass(errors.BranchNotFound, errors.AliasNotFound)
+    assert (errors.BranchNotFound.kind, errors.BranchExists.status, errors.MergeRefused.status) == (
+        "branch-not-found", 409, 409)
+
+
+def test_merging_a_branch_already_merged_leaves_the_target_where_it_is(iris, two_lines):
+    """Before, a second merge of a better branch whose head main's merge version already
+    contains 'fast-forwarded' main back to that older head, out of its own merge."""
+    data = (iris["X_test"], iris["y_test"])
+    merged = nbmodel.merge("iris", "experiment", eval=data, strategy="average", force=True)
+    assert _heads() == {"main": merged.version, "experiment": 2}
+    out: list[str] = []
+    again = nbmodel.merge("iris", "experiment", eval=data, report=out.append)
+    assert again.version == merged.version and _heads() == {"main": merged.version, "experiment": 2}
+    assert out == [f"main at {merged.ref} already contains experiment (iris/2): nothing to merge; "
+                   "--strategy pick moves main back to iris/2"]
+    # Asked for by name, pick still moves it.
+    assert nbmodel.merge("iris", "experiment", eval=data, strategy="pick").version == 2
+
+
+@pytest.mark.slow
+def test_merge_a_pytorch_head_with_a_sklearn_head(iris, kernel_env):
+    """Before, a network head made the merge refuse; as a pickle, its exported graph would not
+    store at all ("cannot pickle 'ConfigModuleInstance'"): it travels as its flavor's files."""
+    torch = pytest.importorskip("torch")
+    _commit(_lr(iris, 0.05), iris, message="base")
+    nbmodel.branch("iris", "net")
+    nbmodel.checkout("iris@net")
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(4, 16), torch.nn.ReLU(), torch.nn.Linear(16, 3))
+    opt = torch.optim.Adam(net.parameters(), lr=0.05)
+    xt = torch.tensor(iris["X_train"].to_numpy(), dtype=torch.float32)
+    yt = torch.tensor(iris["y_train"].to_numpy())
+    for _ in range(200):
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(net(xt), yt).backward()
+        opt.step()
+    _commit(net, iris, message="a network")
+    v = nbmodel.merge("iris", "net", eval=(iris["X_test"], iris["y_test"]), strategy="average",
+                      force=True)
+    assert (v.parent, v.merge_parent) == ("iris/1", "iris/2") and v.metrics["accuracy"] > 0.8
+    expected = [int(p) for p in nbmodel.load(v).predict(iris["X"])]
+    env = {**kernel_env, "MLFLOW_TRACKING_URI": nbmodel.get_store().uri}
+    env.pop("PYTHONPATH")
+    out = subprocess.run([sys.executable, "-c", _PLAIN_LOAD, f"models:/iris/{v.version}"], env=env,
+                         capture_output=True, text=True, timeout=300, cwd=Path.cwd())
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == expected
