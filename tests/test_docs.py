@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "nbmodel"
@@ -69,3 +70,42 @@ def test_the_check_finds_a_method_without_an_example(tmp_path: Path) -> None:
         'class _Hidden:\n    def m(self):\n        pass\n'
     )
     assert _without_example(mod) == ["mod.py:2 C.m", "mod.py:13 C.p", "mod.py:16 C.a"]
+
+
+# -- the README's images --------------------------------------------------------------------------
+README = PACKAGE.parent / "README.md"
+_IMAGE = re.compile(r"!\[(?P<alt>[^\]]*)\]\((?P<src>[^)\s]+)[^)]*\)|<img\b[^>]*\bsrc=\"(?P<html>[^\"]+)\"")
+
+
+def _broken_images(readme: Path) -> list[str]:
+    """Images the README shows (Markdown or <img>) that are not in the repository, or that have
+    no alt text; web addresses are left alone."""
+    problems = []
+    for m in _IMAGE.finditer(readme.read_text(encoding="utf-8")):
+        src = m.group("src") or m.group("html")
+        if m.group("src") is not None and not m.group("alt").strip():
+            problems.append(f"{src}: no alt text")
+        if "://" in src:
+            continue
+        if not (readme.parent / src.split("#")[0]).is_file():
+            problems.append(f"{src}: missing")
+    return problems
+
+
+def test_every_image_the_readme_shows_exists() -> None:
+    assert _broken_images(README) == [], "the README links images that are not in the repository"
+
+
+def test_the_readme_shows_the_sidebar_and_a_panel() -> None:
+    shown = {m.group("src") or m.group("html") for m in _IMAGE.finditer(README.read_text(encoding="utf-8"))}
+    assert {"docs/sidebar.png", "docs/panel.png"} <= shown
+
+
+def test_the_image_check_finds_a_missing_image_and_missing_alt_text(tmp_path: Path) -> None:
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "here.png").write_bytes(b"\x89PNG")
+    readme = tmp_path / "README.md"
+    readme.write_text("![A picture](docs/here.png)\n![Gone](docs/gone.png)\n![](docs/here.png)\n"
+                      '<img src="docs/lost.png" alt="x">\n![Badge](https://example.org/b.svg)\n')
+    assert _broken_images(readme) == ["docs/gone.png: missing", "docs/here.png: no alt text",
+                                      "docs/lost.png: missing"]
