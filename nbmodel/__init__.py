@@ -73,10 +73,15 @@ _API = {
     "run_tests": ("modeltests", "run_tests"),
 }
 
+#: Subpackages reached as attributes (``nbmodel.monitoring``), imported on first use.
+_PACKAGES = frozenset({"comparison", "modeltests", "monitoring", "serving", "widgets"})
+
 __all__ = sorted(_API) + ["load_ipython_extension", "unload_ipython_extension", "__version__"]
 
 
 def __getattr__(name: str) -> Any:
+    if name in _PACKAGES:  # nbmodel.monitoring.compact(...) works before anything imported it
+        return importlib.import_module(f".{name}", __name__)
     try:
         module, attr = _API[name]
     except KeyError:

@@ -27,6 +27,16 @@ def test_load_ext_imports_nothing_heavy():
         assert f"'{magic}'" in names
 
 
+def test_subpackages_are_attributes_and_explain_stays_callable():
+    # in a fresh process: nbmodel.monitoring.X before anything imported it, and nbmodel.explain
+    # still a function after the explain package was imported (a commit with --eval does that)
+    code = ("import nbmodel\nprint(callable(nbmodel.monitoring.compact))\n"
+            "import nbmodel.explain._importance\nprint(callable(nbmodel.explain))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines()[:2] == ["True", "True"]
+
+
 def _all_magics() -> list[str]:
     from nbmodel.commands import MAGICS as DECLARED
 

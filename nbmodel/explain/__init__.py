@@ -13,6 +13,10 @@ Example:
 
 from __future__ import annotations
 
+import sys
+import types
+from typing import Any
+
 from ._changes import ImportanceChange, changes, version_changes
 from ._explain import Explanation, explain, split_groups
 from ._groups import GroupReport, group_metrics
@@ -23,3 +27,15 @@ __all__ = ["Explanation", "GroupReport", "GroupsSideBySide", "Importance", "Impo
            "ImportanceSideBySide", "changes", "explain", "group_metrics", "groups_side_by_side",
            "permutation", "record_importance", "side_by_side", "split_groups", "stored",
            "version_changes"]
+
+
+class _CallablePackage(types.ModuleType):
+    """``nbmodel.explain`` is both this package and the function :func:`explain`: importing the
+    package makes it the attribute of ``nbmodel``, so the package answers a call as the function
+    does and ``nbmodel.explain("iris/3")`` works whichever was looked up first."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Explanation:
+        return explain(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallablePackage

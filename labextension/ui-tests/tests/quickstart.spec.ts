@@ -8,8 +8,12 @@ import { expect, test } from '@jupyterlab/galata';
 import * as fs from 'fs';
 import * as path from 'path';
 
-// The README shows these two images: each run of this test takes them afresh.
-const DOCS = path.resolve(__dirname, '..', '..', '..', 'docs');
+// The README shows these two images: each run of this test takes them afresh, into docs/ when
+// NBMODEL_README_IMAGES=1 (to refresh the README's), else beside the other test results so a
+// test run leaves the working tree as it was.
+const DOCS = process.env.NBMODEL_README_IMAGES
+  ? path.resolve(__dirname, '..', '..', '..', 'docs')
+  : path.resolve(__dirname, '..', 'test-results', 'readme-images');
 const LESSON = 'example_notebooks/01_versioning.ipynb';
 
 test('lesson 1 run from the quick start shows its model in the sidebar', async ({ page }) => {
