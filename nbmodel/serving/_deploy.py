@@ -21,6 +21,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -685,6 +686,24 @@ def _wait_for_stages(dep: Deployment, refs: list[str]) -> Deployment:
     Raises:
         DeployError: a stage failed to load, or the pipeline is not served in time.
     """
+    def ready(d: Deployment) -> bool:
+        live = [s.get("ref") for s in d.stages or []]
+        if live == refs and d.health in ("ok", "degraded") and d.version is None:
+            return True
+        if d.error and "failed" in d.error:
+            raise DeployError(f"the pipeline {dep.name} was not deployed: {d.error}")
+        return False
+
+    live = _wait_until(dep, ready)
+    if live is None:
+        raise DeployError(f"the pipeline {dep.name} was not deployed: the server did not "
+                          f"serve it within {SWITCH_TIMEOUT:.0f} s")
+    return live
+
+
+def _wait_until(dep: Deployment, ready: Callable[[Deployment], bool]) -> Deployment | None:
+    """Poll the server of ``dep`` until ``ready`` holds for its live entry of ``dep``'s name
+    (``ready`` raises to give up): that entry, or None after :data:`SWITCH_TIMEOUT`."""
     deadline = time.monotonic() + SWITCH_TIMEOUT
     assert dep.record is not None
     record = R.read(dep.record)
@@ -692,16 +711,10 @@ def _wait_for_stages(dep: Deployment, refs: list[str]) -> Deployment:
         health = _health(record)
         if health is not None:
             for d in _deployments_of(record, health):
-                if d.name != dep.name:
-                    continue
-                live = [s.get("ref") for s in d.stages or []]
-                if live == refs and d.health in ("ok", "degraded") and d.version is None:
+                if d.name == dep.name and ready(d):
                     return d
-                if d.error and "failed" in d.error:
-                    raise DeployError(f"the pipeline {dep.name} was not deployed: {d.error}")
         if time.monotonic() > deadline:
-            raise DeployError(f"the pipeline {dep.name} was not deployed: the server did not "
-                              f"serve it within {SWITCH_TIMEOUT:.0f} s")
+            return None
         time.sleep(0.02)
 
 
@@ -979,27 +992,22 @@ def _wait_for_version(dep: Deployment, version: int, *, strict: bool = False) ->
         DeployError: the server could not load the version; with ``strict``, also when it
             does not answer with it within ``SWITCH_TIMEOUT``.
     """
-    deadline = time.monotonic() + SWITCH_TIMEOUT
-    assert dep.record is not None
-    record = R.read(dep.record)
-    while True:
-        health = _health(record)
-        if health is not None:
-            for d in _deployments_of(record, health):
-                if d.name != dep.name:
-                    continue
-                if d.version == version:
-                    return d
-                failed = d.error and "failed" in d.error
-                if failed and (str(version) in d.error or d.version is None):  # type: ignore[operator]
-                    raise DeployError(f"{dep.name}/{version} was not deployed: {d.error}")
-        if time.monotonic() > deadline:
-            why = f"still switching to version {version} after {SWITCH_TIMEOUT:.0f} s"
-            if strict:
-                raise DeployError(f"{dep.name}/{version} was not deployed: the server is {why}")
-            dep.error = why
-            return dep
-        time.sleep(0.02)
+    def ready(d: Deployment) -> bool:
+        if d.version == version:
+            return True
+        failed = d.error and "failed" in d.error
+        if failed and (str(version) in d.error or d.version is None):  # type: ignore[operator]
+            raise DeployError(f"{dep.name}/{version} was not deployed: {d.error}")
+        return False
+
+    live = _wait_until(dep, ready)
+    if live is not None:
+        return live
+    why = f"still switching to version {version} after {SWITCH_TIMEOUT:.0f} s"
+    if strict:
+        raise DeployError(f"{dep.name}/{version} was not deployed: the server is {why}")
+    dep.error = why
+    return dep
 
 
 # -- stop ------------------------------------------------------------------------------------
