@@ -624,35 +624,15 @@ def deploy_pipeline(name: str, chain: list[str], *, port: int | None = None,
         pipeline (features/2 -> classifier/1) serving at http://127.0.0.1:5001/invocations
     """
     from ..store import get_store
-    from ..versions import resolve
 
     if workers is not None and not 1 <= int(workers) <= MAX_WORKERS:
         raise DeployError(f"--workers takes a count from 1 to {MAX_WORKERS}, not {workers}")
     check_max_body(max_body)
-    r = parse_ref(name)
-    if r.version is not None or r.alias is not None:
-        raise DeployError(f"a pipeline is named by a plain name, not {name!r}: "
-                          "%model_deploy NAME --chain features@production classifier@production")
-    chain = list(chain or [])
-    if len(chain) < 2:
-        raise DeployError(f"a pipeline chains two or more models; --chain has {len(chain)}: "
-                          "--chain features@production classifier@production")
     if port is not None and not 0 < int(port) < 65536:
         raise DeployError(f"--port takes a TCP port from 1 to 65535, not {port}")
     store = get_store()
-    stages = []
-    for text in chain:
-        sr = parse_ref(text)
-        if sr.alias is None:
-            raise DeployError(f"each stage follows an alias: write {sr.name}@production, "
-                              f"not {text!r}")
-        v = resolve(sr)  # an unknown model or alias is refused here, before anything starts
-        if v.retired:
-            raise RetiredVersion(f"{text} points to {v.ref}, which is retired; move the alias first")
-        path = _local_dir(store, v.name, v.version)
-        if path is not None:
-            _check_artifacts(v, path)
-        stages.append(ModelSpec(name=v.name, alias=sr.alias, version=v.version, path=path))
+    r = parse_ref(name)
+    stages = pipeline_stages(name, chain, store)
     folder = state_dir(store)
     target = _target(R.read_all(folder), r.name, None, port)
     previous = target.model(r.name) if target is not None else None
@@ -678,6 +658,40 @@ def deploy_pipeline(name: str, chain: list[str], *, port: int | None = None,
         else:
             _forget(dep, r.name)
         raise
+
+
+def pipeline_stages(name: str, chain: list[str], store: Any) -> list[ModelSpec]:
+    """The stages of a pipeline named ``name``, each following its alias, checked before
+    anything starts (for ``%model_deploy NAME --chain`` and ``nbmodel serve NAME --chain``).
+
+    Raises:
+        DeployError: ``name`` is not a plain name, fewer than two stages, a stage without an
+            alias; RetiredVersion and the reference errors for a stage's alias.
+    """
+    from ..versions import resolve
+
+    r = parse_ref(name)
+    if r.version is not None or r.alias is not None:
+        raise DeployError(f"a pipeline is named by a plain name, not {name!r}: "
+                          "%model_deploy NAME --chain features@production classifier@production")
+    chain = list(chain or [])
+    if len(chain) < 2:
+        raise DeployError(f"a pipeline chains two or more models; --chain has {len(chain)}: "
+                          "--chain features@production classifier@production")
+    stages = []
+    for text in chain:
+        sr = parse_ref(text)
+        if sr.alias is None:
+            raise DeployError(f"each stage follows an alias: write {sr.name}@production, "
+                              f"not {text!r}")
+        v = resolve(sr, store=store)  # an unknown model or alias is refused here, before anything starts
+        if v.retired:
+            raise RetiredVersion(f"{text} points to {v.ref}, which is retired; move the alias first")
+        path = _local_dir(store, v.name, v.version)
+        if path is not None:
+            _check_artifacts(v, path)
+        stages.append(ModelSpec(name=v.name, alias=sr.alias, version=v.version, path=path))
+    return stages
 
 
 def _wait_for_stages(dep: Deployment, refs: list[str]) -> Deployment:
