@@ -59,19 +59,32 @@ def post_once(port: int, body: bytes, timeout: float = 2.0) -> int:
         conn.close()
 
 
-def wait_answering(proc: subprocess.Popen, port: int, body: bytes, t0: float, limit: float = 180) -> float:
-    """Seconds from ``t0`` to the first 200 answer to a prediction."""
+def poll(check: Any, limit: float, pause: float, proc: Any = None) -> float | None:
+    """Seconds until ``check()`` holds (connection errors count as not yet), or None after
+    ``limit`` seconds.
+
+    Raises:
+        RuntimeError: ``proc`` exited meanwhile.
+    """
+    t0 = time.perf_counter()
     while True:
-        if proc.poll() is not None:
+        if proc is not None and proc.poll() is not None:
             raise RuntimeError(f"the server exited with {proc.returncode}")
         try:
-            if post_once(port, body) == 200:
+            if check():
                 return time.perf_counter() - t0
         except OSError:
             pass
         if time.perf_counter() - t0 > limit:
-            raise RuntimeError("the server did not answer in time")
-        time.sleep(0.01)
+            return None
+        time.sleep(pause)
+
+
+def wait_answering(proc: subprocess.Popen, port: int, body: bytes, t0: float, limit: float = 180) -> float:
+    """Seconds from ``t0`` to the first 200 answer to a prediction."""
+    if poll(lambda: post_once(port, body) == 200, limit - (time.perf_counter() - t0), 0.01, proc) is None:
+        raise RuntimeError("the server did not answer in time")
+    return time.perf_counter() - t0
 
 
 def stop(proc: subprocess.Popen) -> None:
@@ -223,13 +236,12 @@ def wait_following(folder: Path, port: int, limit: float = 120, key: str = "foll
     attached, the model's pyfunc loaded for the other request forms."""
     import urllib.request
 
-    t0 = time.perf_counter()
-    while time.perf_counter() - t0 < limit:
+    def says() -> bool:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as r:
-            if json.loads(r.read()).get(key):
-                return time.perf_counter() - t0
-        time.sleep(0.05)
-    return float("nan")
+            return bool(json.loads(r.read()).get(key))
+
+    took = poll(says, limit, 0.05)
+    return float("nan") if took is None else took
 
 
 def warm_startups(store_uri: str, folder: Path, body: bytes, load: Any, seconds: float,
@@ -500,10 +512,9 @@ def rollout_under_load(store_uri: str, folder: Path, body: bytes, load: Any, con
         time.sleep(1.0)
         started = time.perf_counter()
         R.update_rollout(rec, "iris", lambda cur: ro, create=True)
-        state = "running"
-        while state == "running" and time.perf_counter() - started < 22:
-            time.sleep(0.1)
-            state = R.read(rec).models[0].rollout.state
+        poll(lambda: R.read(rec).models[0].rollout.state != "running",
+             22 - (time.perf_counter() - started), 0.1)
+        state = R.read(rec).models[0].rollout.state
         took = time.perf_counter() - started
         thread.join()
     finally:
