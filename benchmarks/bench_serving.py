@@ -320,8 +320,9 @@ def main() -> None:
     p.add_argument("--connections", type=int, default=8)
     p.add_argument("--monitor-rounds", type=int, default=5)
     p.add_argument("--rollout-rounds", type=int, default=3)
-    p.add_argument("--only", choices=["all", "ceiling", "rollouts"], default="all",
-                   help="run only the ceiling comparison, or only the canary and shadow figures")
+    p.add_argument("--only", choices=["all", "ceiling", "rollouts", "profile"], default="all",
+                   help="run only the ceiling comparison, only the canary and shadow figures, or only "
+                   "the in-process profile of the request path")
     args = p.parse_args()
     load = load_wrk if shutil.which("wrk") else load_python
     import importlib.util
@@ -345,6 +346,8 @@ def main() -> None:
             store_uri, body = make_store(folder)
             if args.only == "ceiling":
                 report_ceiling(store_uri, folder, body, load, args)
+            elif args.only == "profile":
+                report_profile(store_uri, body)
             else:
                 report_rollouts(store_uri, folder, body, load, args)
         return
@@ -569,6 +572,73 @@ def report_ceiling(store_uri: str, folder: Path, body: bytes, load: Any, args: A
           f"{two['rps'] / one['rps']:.2f} (target >= 1.0). Here the load generator shares the 2 "
           f"cores with the server; where cores are free, workers scale about linearly up to the "
           f"free cores (each is a whole server; the kernel's accept queue spreads the connections)")
+
+
+def report_profile(store_uri: str, body: bytes, requests: int = 3000) -> None:
+    """nbmodel's request path profiled in this process (cProfile): the server's ASGI app called
+    directly with the benchmark's request, no socket and no HTTP parser, so what is left is
+    the app's own work. Prints the microseconds per request, then the share of it spent in the
+    model's own ``predict`` (the model's library), in parsing the request, and the rest
+    (routing, metrics, the answer), and the costliest functions."""
+    import asyncio
+    import cProfile
+    import pstats
+
+    from nbmodel.serving import _models, _server
+    from nbmodel.serving._records import DeploymentRecord, ModelSpec
+    from nbmodel.versions import resolve
+
+    _models.quiet_sklearn()
+    v = resolve("iris@production")
+    from nbmodel.serving import _deploy
+    from nbmodel.store import get_store
+
+    path = _deploy._local_dir(get_store(), v.name, v.version)
+    record = DeploymentRecord(host="127.0.0.1", port=0, store=store_uri, monitor=False,
+                              models=[ModelSpec("iris", "production", v.version, path)],
+                              path=Path(tempfile.gettempdir()) / "nbmodel-profile.json")
+    app = _server.App(record)
+    app.add_slot(record.models[0], with_pyfunc=False)
+    scope = {"type": "http", "method": "POST", "path": "/invocations",
+             "headers": [(b"content-type", b"application/json"),
+                         (b"content-length", str(len(body)).encode())]}
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(msg: dict[str, Any]) -> None:
+        pass
+
+    async def many(n: int) -> None:
+        for _ in range(n):
+            await app(scope, receive, send)
+
+    loop = asyncio.new_event_loop()
+    try:
+        loop.run_until_complete(many(300))  # warm up
+        t = time.perf_counter()
+        loop.run_until_complete(many(requests))
+        us = (time.perf_counter() - t) / requests * 1e6
+        prof = cProfile.Profile()
+        prof.enable()
+        loop.run_until_complete(many(requests))
+        prof.disable()
+    finally:
+        loop.close()
+    stats = pstats.Stats(prof)
+    total = stats.total_tt  # type: ignore[attr-defined]
+
+    def cumulative(name: str) -> float:
+        return sum(row[3] for (file, _, func), row in stats.stats.items()  # type: ignore[attr-defined]
+                   if func == name and "nbmodel/serving" in file)
+
+    predict = cumulative("_predict_native")
+    parse = cumulative("parse_json")
+    print(f"the request path in process, no HTTP: {us:.0f} us per request (without the profiler); "
+          f"under the profiler, the model's predict {100 * predict / total:.0f}%, parsing the "
+          f"request {100 * parse / total:.0f}%, the rest (routing, metrics, the answer, the event "
+          f"loop) {100 * (total - predict - parse) / total:.0f}%")
+    stats.sort_stats("tottime").print_stats(12)
 
 
 def report_rollouts(store_uri: str, folder: Path, body: bytes, load: Any, args: Any) -> None:
