@@ -77,6 +77,8 @@ class Metrics:
         from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
         self.multiprocess = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+        self._served: dict[str, tuple[Any, Any]] = {}
+        self._rollout_served: dict[tuple[str, str, str], tuple[Any, Any]] = {}
         self.registry = CollectorRegistry(auto_describe=True)
         self.requests = Counter("nbmodel_requests", "Prediction requests answered",
                                 ["model"], registry=self.registry)
@@ -120,6 +122,23 @@ class Metrics:
         self.rollout_share = Gauge("nbmodel_rollout_share", "Percent of requests sent to the candidate",
                                    ["model", "version", "kind"], registry=self.registry,
                                    multiprocess_mode="livemostrecent")
+
+    def served(self, name: str) -> tuple[Any, Any]:
+        """The ``requests`` and ``latency`` series of one model, looked up once: ``labels()``
+        takes a lock and builds a key on every call, a measurable share of a 1-row request."""
+        children = self._served.get(name)
+        if children is None:
+            children = self._served[name] = (self.requests.labels(name), self.latency.labels(name))
+        return children
+
+    def rollout_served(self, name: str, version: str, role: str) -> tuple[Any, Any]:
+        """The per-version ``rollout_requests`` and ``rollout_latency`` series, looked up once."""
+        key = (name, version, role)
+        children = self._rollout_served.get(key)
+        if children is None:
+            children = self._rollout_served[key] = (self.rollout_requests.labels(*key),
+                                                    self.rollout_latency.labels(*key))
+        return children
 
     def _exposed(self) -> Any:
         if not self.multiprocess:
@@ -706,15 +725,16 @@ class App:
         except RequestError as exc:
             slot.requests += 1
             slot.errors += 1
-            self.metrics.requests.labels(slot.name).inc()
+            self.metrics.served(slot.name)[0].inc()
             self.metrics.errors.labels(slot.name, str(exc.status)).inc()
             if role is not None and handle is not None:
                 self._count(slot, handle, role, None)
             raise
         elapsed = time.perf_counter() - t0
         slot.requests += 1
-        self.metrics.requests.labels(slot.name).inc()
-        self.metrics.latency.labels(slot.name).observe(elapsed)
+        requests, latency = self.metrics.served(slot.name)
+        requests.inc()
+        latency.observe(elapsed)
         if role is not None:
             self._count(slot, handle, role, elapsed)
             shadow = slot.shadow
@@ -766,12 +786,13 @@ class App:
         except RequestError as exc:
             slot.requests += 1
             slot.errors += 1
-            self.metrics.requests.labels(slot.name).inc()
+            self.metrics.served(slot.name)[0].inc()
             self.metrics.errors.labels(slot.name, str(exc.status)).inc()
             raise
         slot.requests += 1
-        self.metrics.requests.labels(slot.name).inc()
-        self.metrics.latency.labels(slot.name).observe(time.perf_counter() - t0)
+        requests, latency = self.metrics.served(slot.name)
+        requests.inc()
+        latency.observe(time.perf_counter() - t0)
         return 200, out, _JSON
 
     def _stage_done(self, slot: Slot, stage: Slot, elapsed: float | None) -> None:
@@ -831,7 +852,8 @@ class App:
     def _count(self, slot: Slot, handle: M.Handle, role: str, elapsed: float | None) -> None:
         """One request of a rollout, in the per-version series (elapsed None: an error)."""
         version = str(handle.version)
-        self.metrics.rollout_requests.labels(slot.name, version, role).inc()
+        requests, latency = self.metrics.rollout_served(slot.name, version, role)
+        requests.inc()
         figures = slot.per_version.get(handle.version)
         if figures is None:
             figures = slot.per_version[handle.version] = [0, 0, 0.0]
@@ -841,7 +863,7 @@ class App:
             self.metrics.rollout_errors.labels(slot.name, version, role).inc()
         else:
             figures[2] += elapsed
-            self.metrics.rollout_latency.labels(slot.name, version, role).observe(elapsed)
+            latency.observe(elapsed)
 
     def _slow(self, handle: M.Handle, body: bytes, mime: str, payload: Any) -> tuple[bytes, Any, Any]:
         if not self.mlflow_ready.wait(120):
