@@ -59,19 +59,32 @@ def post_once(port: int, body: bytes, timeout: float = 2.0) -> int:
         conn.close()
 
 
-def wait_answering(proc: subprocess.Popen, port: int, body: bytes, t0: float, limit: float = 180) -> float:
-    """Seconds from ``t0`` to the first 200 answer to a prediction."""
+def poll(check: Any, limit: float, pause: float, proc: Any = None) -> float | None:
+    """Seconds until ``check()`` holds (connection errors count as not yet), or None after
+    ``limit`` seconds.
+
+    Raises:
+        RuntimeError: ``proc`` exited meanwhile.
+    """
+    t0 = time.perf_counter()
     while True:
-        if proc.poll() is not None:
+        if proc is not None and proc.poll() is not None:
             raise RuntimeError(f"the server exited with {proc.returncode}")
         try:
-            if post_once(port, body) == 200:
+            if check():
                 return time.perf_counter() - t0
         except OSError:
             pass
         if time.perf_counter() - t0 > limit:
-            raise RuntimeError("the server did not answer in time")
-        time.sleep(0.01)
+            return None
+        time.sleep(pause)
+
+
+def wait_answering(proc: subprocess.Popen, port: int, body: bytes, t0: float, limit: float = 180) -> float:
+    """Seconds from ``t0`` to the first 200 answer to a prediction."""
+    if poll(lambda: post_once(port, body) == 200, limit - (time.perf_counter() - t0), 0.01, proc) is None:
+        raise RuntimeError("the server did not answer in time")
+    return time.perf_counter() - t0
 
 
 def stop(proc: subprocess.Popen) -> None:
@@ -223,13 +236,12 @@ def wait_following(folder: Path, port: int, limit: float = 120, key: str = "foll
     attached, the model's pyfunc loaded for the other request forms."""
     import urllib.request
 
-    t0 = time.perf_counter()
-    while time.perf_counter() - t0 < limit:
+    def says() -> bool:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as r:
-            if json.loads(r.read()).get(key):
-                return time.perf_counter() - t0
-        time.sleep(0.05)
-    return float("nan")
+            return bool(json.loads(r.read()).get(key))
+
+    took = poll(says, limit, 0.05)
+    return float("nan") if took is None else took
 
 
 def warm_startups(store_uri: str, folder: Path, body: bytes, load: Any, seconds: float,
@@ -308,8 +320,9 @@ def main() -> None:
     p.add_argument("--connections", type=int, default=8)
     p.add_argument("--monitor-rounds", type=int, default=5)
     p.add_argument("--rollout-rounds", type=int, default=3)
-    p.add_argument("--only", choices=["all", "ceiling", "rollouts"], default="all",
-                   help="run only the ceiling comparison, or only the canary and shadow figures")
+    p.add_argument("--only", choices=["all", "ceiling", "rollouts", "profile"], default="all",
+                   help="run only the ceiling comparison, only the canary and shadow figures, or only "
+                   "the in-process profile of the request path")
     args = p.parse_args()
     load = load_wrk if shutil.which("wrk") else load_python
     import importlib.util
@@ -333,6 +346,8 @@ def main() -> None:
             store_uri, body = make_store(folder)
             if args.only == "ceiling":
                 report_ceiling(store_uri, folder, body, load, args)
+            elif args.only == "profile":
+                report_profile(store_uri, body)
             else:
                 report_rollouts(store_uri, folder, body, load, args)
         return
@@ -500,10 +515,9 @@ def rollout_under_load(store_uri: str, folder: Path, body: bytes, load: Any, con
         time.sleep(1.0)
         started = time.perf_counter()
         R.update_rollout(rec, "iris", lambda cur: ro, create=True)
-        state = "running"
-        while state == "running" and time.perf_counter() - started < 22:
-            time.sleep(0.1)
-            state = R.read(rec).models[0].rollout.state
+        poll(lambda: R.read(rec).models[0].rollout.state != "running",
+             22 - (time.perf_counter() - started), 0.1)
+        state = R.read(rec).models[0].rollout.state
         took = time.perf_counter() - started
         thread.join()
     finally:
@@ -558,6 +572,73 @@ def report_ceiling(store_uri: str, folder: Path, body: bytes, load: Any, args: A
           f"{two['rps'] / one['rps']:.2f} (target >= 1.0). Here the load generator shares the 2 "
           f"cores with the server; where cores are free, workers scale about linearly up to the "
           f"free cores (each is a whole server; the kernel's accept queue spreads the connections)")
+
+
+def report_profile(store_uri: str, body: bytes, requests: int = 3000) -> None:
+    """nbmodel's request path profiled in this process (cProfile): the server's ASGI app called
+    directly with the benchmark's request, no socket and no HTTP parser, so what is left is
+    the app's own work. Prints the microseconds per request, then the share of it spent in the
+    model's own ``predict`` (the model's library), in parsing the request, and the rest
+    (routing, metrics, the answer), and the costliest functions."""
+    import asyncio
+    import cProfile
+    import pstats
+
+    from nbmodel.serving import _models, _server
+    from nbmodel.serving._records import DeploymentRecord, ModelSpec
+    from nbmodel.versions import resolve
+
+    _models.quiet_sklearn()
+    v = resolve("iris@production")
+    from nbmodel.serving import _deploy
+    from nbmodel.store import get_store
+
+    path = _deploy._local_dir(get_store(), v.name, v.version)
+    record = DeploymentRecord(host="127.0.0.1", port=0, store=store_uri, monitor=False,
+                              models=[ModelSpec("iris", "production", v.version, path)],
+                              path=Path(tempfile.gettempdir()) / "nbmodel-profile.json")
+    app = _server.App(record)
+    app.add_slot(record.models[0], with_pyfunc=False)
+    scope = {"type": "http", "method": "POST", "path": "/invocations",
+             "headers": [(b"content-type", b"application/json"),
+                         (b"content-length", str(len(body)).encode())]}
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(msg: dict[str, Any]) -> None:
+        pass
+
+    async def many(n: int) -> None:
+        for _ in range(n):
+            await app(scope, receive, send)
+
+    loop = asyncio.new_event_loop()
+    try:
+        loop.run_until_complete(many(300))  # warm up
+        t = time.perf_counter()
+        loop.run_until_complete(many(requests))
+        us = (time.perf_counter() - t) / requests * 1e6
+        prof = cProfile.Profile()
+        prof.enable()
+        loop.run_until_complete(many(requests))
+        prof.disable()
+    finally:
+        loop.close()
+    stats = pstats.Stats(prof)
+    total = stats.total_tt  # type: ignore[attr-defined]
+
+    def cumulative(name: str) -> float:
+        return sum(row[3] for (file, _, func), row in stats.stats.items()  # type: ignore[attr-defined]
+                   if func == name and "nbmodel/serving" in file)
+
+    predict = cumulative("_predict_native")
+    parse = cumulative("parse_json")
+    print(f"the request path in process, no HTTP: {us:.0f} us per request (without the profiler); "
+          f"under the profiler, the model's predict {100 * predict / total:.0f}%, parsing the "
+          f"request {100 * parse / total:.0f}%, the rest (routing, metrics, the answer, the event "
+          f"loop) {100 * (total - predict - parse) / total:.0f}%")
+    stats.sort_stats("tottime").print_stats(12)
 
 
 def report_rollouts(store_uri: str, folder: Path, body: bytes, load: Any, args: Any) -> None:

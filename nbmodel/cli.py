@@ -6,6 +6,7 @@
     nbmodel diff iris/2 iris/3
     nbmodel rollback iris [--to 2] [--alias production]
     nbmodel serve iris@production [--port 5001]
+    nbmodel serve pipeline --chain features@production classifier@production
     nbmodel monitor iris [--window 1d]
     nbmodel sanitize-file
 

@@ -304,7 +304,7 @@ def _serve(a: argparse.Namespace) -> None:
     from .serving import serve
 
     code = serve(a.ref, port=a.port, host=a.host, token=a.token, max_body=a.max_body,
-                 workers=a.workers)
+                 workers=a.workers, chain=a.chain)
     if code:
         raise SystemExit(code)
 
@@ -358,6 +358,11 @@ def _sanitize_file(a: argparse.Namespace) -> Any:
 _MAGIC_ONLY = frozenset({MAGIC})
 _CLI_ONLY = frozenset({CLI})
 _MESSAGE = "why, kept in the audit trail"
+
+#: A pipeline's stages, for ``%model_deploy NAME --chain`` and ``nbmodel serve NAME --chain``.
+_CHAIN = arg("--chain", nargs="+", metavar="NAME@ALIAS", default=None,
+             help="serve a pipeline named REF: these models called in order, each one's predictions "
+             "the next one's input, each following its own alias")
 
 _DECLARED = [
     Command("status", "the store, its models with their newest version and aliases, and what runs",
@@ -483,9 +488,7 @@ _DECLARED = [
             "cluster (MLflow format, MLServer runtime); serves nothing here"),
         arg("--steps", default=None,
             help="with --kserve: a canary's traffic shares such as 10,50,100, one manifest each"),
-        arg("--chain", nargs="+", metavar="NAME@ALIAS", default=None,
-            help="serve a pipeline named REF: these models called in order, each one's predictions "
-            "the next one's input, each following its own alias"),
+        _CHAIN,
         arg("--stop", action="store_true", help="stop serving REF"),
     ), magic="model_deploy", cli=False, routes=(
         Route("POST", "deployments", {"ref": "ref", "alias": "alias", "port": "port"}),
@@ -503,6 +506,7 @@ _DECLARED = [
         arg("--token", default=None, help="require 'Authorization: Bearer TOKEN'"),
         arg("--max-body", type=int, default=None, help="the largest request body in bytes"),
         arg("--workers", type=int, default=1, help="worker processes sharing the port"),
+        _CHAIN,
     ), run=_serve),
     Command("monitor", "metrics, drift and alerts of recorded predictions", (
         arg("name", help="iris (the production alias's holder, else the newest), iris/3 or iris@staging"),

@@ -154,6 +154,23 @@ def test_step_figures_come_from_the_steps_own_requests() -> None:
     assert step_figures(now, now)["error_rate"] is None  # no request: nothing to judge yet
 
 
+def test_a_full_shadow_queue_drops_and_counts_instead_of_slowing_requests() -> None:
+    """The request path only appends to a bounded queue: when the candidate falls behind, the
+    extra requests are dropped from the comparison and counted, never waited for."""
+    from nbmodel.serving._rollout import Shadow
+
+    shadow = Shadow(candidate=None)
+    shadow.close()  # no thread drains the queue: a candidate that fell far behind
+    shadow.thread.join(5)
+    shadow.MAX_QUEUED = 3
+    t0 = time.perf_counter()
+    for i in range(10):
+        shadow.offer([[float(i)]], [0])
+    assert time.perf_counter() - t0 < 0.5
+    status = shadow.status()
+    assert (status["queued"], status["skipped"], status["compared"]) == (3, 7, 0)
+
+
 def test_a_rollout_survives_the_record_round_trip(tmp_path: Path) -> None:
     from nbmodel.serving import _records as R
 

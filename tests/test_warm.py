@@ -155,6 +155,53 @@ def test_kernels_racing_to_deploy_share_one_helper(warm: Path, commit_iris: Any,
     assert helpers(warm) == [helper]
 
 
+ASKS_THE_STARTER = """
+import json, os, sys
+from nbmodel.serving import _warm
+
+def run_server(path, env):  # where nbmodel serve contacts the warm starter
+    print(json.dumps({"mlflow": "mlflow" in sys.modules, "record": json.load(open(path))["models"]}))
+    os.unlink(path)
+    return 0
+
+_warm.run_server = run_server
+from nbmodel import cli
+sys.exit(cli.main(sys.argv[1:]))
+"""
+
+
+def test_nbmodel_serve_asks_the_starter_before_importing_mlflow(commit_iris: Any,
+                                                                kernel_env: dict[str, str]) -> None:
+    """With a sqlite store, ``nbmodel serve`` reads what to serve from the store's file, so it
+    reaches the warm starter without paying MLflow's import (seconds); a version named by number
+    is checked the same way, and what the file cannot answer still goes through the registry."""
+    import nbmodel
+
+    commit_iris(C=1.0)
+    commit_iris(C=0.5)
+    nbmodel.alias("iris/2", "production")
+    nbmodel.retire("iris/1")
+    env = {**kernel_env, "MLFLOW_TRACKING_URI": os.environ["MLFLOW_TRACKING_URI"]}
+
+    def serve(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-c", ASKS_THE_STARTER, "serve", *args], env=env,
+                              capture_output=True, text=True, timeout=120)
+
+    done = serve("iris@production")
+    assert done.returncode == 0, done.stderr
+    asked = json.loads(done.stdout.strip().splitlines()[-1])
+    assert asked["mlflow"] is False, "MLflow was imported before the starter was asked"
+    (model,) = asked["record"]
+    assert (model["name"], model["alias"], model["version"]) == ("iris", "production", 2)
+    assert os.path.isfile(os.path.join(model["path"], "MLmodel"))
+    assert "serving iris@production (iris/2)" in done.stdout
+    retired = serve("iris/1")
+    assert retired.returncode == 2 and "iris/1 is retired" in retired.stderr
+    unknown = serve("iris@staging")  # the registry's answer, with the aliases that exist
+    assert unknown.returncode == 2 and "no alias 'staging'" in unknown.stderr
+    assert "production (version 2)" in unknown.stderr
+
+
 @pytest.mark.slow
 def test_nbmodel_serve_forks_from_the_running_helper(warm: Path, commit_iris: Any, iris: Any,
                                                     kernel_env: dict[str, str]) -> None:

@@ -21,6 +21,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -623,35 +624,15 @@ def deploy_pipeline(name: str, chain: list[str], *, port: int | None = None,
         pipeline (features/2 -> classifier/1) serving at http://127.0.0.1:5001/invocations
     """
     from ..store import get_store
-    from ..versions import resolve
 
     if workers is not None and not 1 <= int(workers) <= MAX_WORKERS:
         raise DeployError(f"--workers takes a count from 1 to {MAX_WORKERS}, not {workers}")
     check_max_body(max_body)
-    r = parse_ref(name)
-    if r.version is not None or r.alias is not None:
-        raise DeployError(f"a pipeline is named by a plain name, not {name!r}: "
-                          "%model_deploy NAME --chain features@production classifier@production")
-    chain = list(chain or [])
-    if len(chain) < 2:
-        raise DeployError(f"a pipeline chains two or more models; --chain has {len(chain)}: "
-                          "--chain features@production classifier@production")
     if port is not None and not 0 < int(port) < 65536:
         raise DeployError(f"--port takes a TCP port from 1 to 65535, not {port}")
     store = get_store()
-    stages = []
-    for text in chain:
-        sr = parse_ref(text)
-        if sr.alias is None:
-            raise DeployError(f"each stage follows an alias: write {sr.name}@production, "
-                              f"not {text!r}")
-        v = resolve(sr)  # an unknown model or alias is refused here, before anything starts
-        if v.retired:
-            raise RetiredVersion(f"{text} points to {v.ref}, which is retired; move the alias first")
-        path = _local_dir(store, v.name, v.version)
-        if path is not None:
-            _check_artifacts(v, path)
-        stages.append(ModelSpec(name=v.name, alias=sr.alias, version=v.version, path=path))
+    r = parse_ref(name)
+    stages = pipeline_stages(name, chain, store)
     folder = state_dir(store)
     target = _target(R.read_all(folder), r.name, None, port)
     previous = target.model(r.name) if target is not None else None
@@ -679,12 +660,64 @@ def deploy_pipeline(name: str, chain: list[str], *, port: int | None = None,
         raise
 
 
+def pipeline_stages(name: str, chain: list[str], store: Any) -> list[ModelSpec]:
+    """The stages of a pipeline named ``name``, each following its alias, checked before
+    anything starts (for ``%model_deploy NAME --chain`` and ``nbmodel serve NAME --chain``).
+
+    Raises:
+        DeployError: ``name`` is not a plain name, fewer than two stages, a stage without an
+            alias; RetiredVersion and the reference errors for a stage's alias.
+    """
+    from ..versions import resolve
+
+    r = parse_ref(name)
+    if r.version is not None or r.alias is not None:
+        raise DeployError(f"a pipeline is named by a plain name, not {name!r}: "
+                          "%model_deploy NAME --chain features@production classifier@production")
+    chain = list(chain or [])
+    if len(chain) < 2:
+        raise DeployError(f"a pipeline chains two or more models; --chain has {len(chain)}: "
+                          "--chain features@production classifier@production")
+    stages = []
+    for text in chain:
+        sr = parse_ref(text)
+        if sr.alias is None:
+            raise DeployError(f"each stage follows an alias: write {sr.name}@production, "
+                              f"not {text!r}")
+        v = resolve(sr, store=store)  # an unknown model or alias is refused here, before anything starts
+        if v.retired:
+            raise RetiredVersion(f"{text} points to {v.ref}, which is retired; move the alias first")
+        path = _local_dir(store, v.name, v.version)
+        if path is not None:
+            _check_artifacts(v, path)
+        stages.append(ModelSpec(name=v.name, alias=sr.alias, version=v.version, path=path))
+    return stages
+
+
 def _wait_for_stages(dep: Deployment, refs: list[str]) -> Deployment:
     """Return once the server serves the pipeline with these stages, every one loaded.
 
     Raises:
         DeployError: a stage failed to load, or the pipeline is not served in time.
     """
+    def ready(d: Deployment) -> bool:
+        live = [s.get("ref") for s in d.stages or []]
+        if live == refs and d.health in ("ok", "degraded") and d.version is None:
+            return True
+        if d.error and "failed" in d.error:
+            raise DeployError(f"the pipeline {dep.name} was not deployed: {d.error}")
+        return False
+
+    live = _wait_until(dep, ready)
+    if live is None:
+        raise DeployError(f"the pipeline {dep.name} was not deployed: the server did not "
+                          f"serve it within {SWITCH_TIMEOUT:.0f} s")
+    return live
+
+
+def _wait_until(dep: Deployment, ready: Callable[[Deployment], bool]) -> Deployment | None:
+    """Poll the server of ``dep`` until ``ready`` holds for its live entry of ``dep``'s name
+    (``ready`` raises to give up): that entry, or None after :data:`SWITCH_TIMEOUT`."""
     deadline = time.monotonic() + SWITCH_TIMEOUT
     assert dep.record is not None
     record = R.read(dep.record)
@@ -692,16 +725,10 @@ def _wait_for_stages(dep: Deployment, refs: list[str]) -> Deployment:
         health = _health(record)
         if health is not None:
             for d in _deployments_of(record, health):
-                if d.name != dep.name:
-                    continue
-                live = [s.get("ref") for s in d.stages or []]
-                if live == refs and d.health in ("ok", "degraded") and d.version is None:
+                if d.name == dep.name and ready(d):
                     return d
-                if d.error and "failed" in d.error:
-                    raise DeployError(f"the pipeline {dep.name} was not deployed: {d.error}")
         if time.monotonic() > deadline:
-            raise DeployError(f"the pipeline {dep.name} was not deployed: the server did not "
-                              f"serve it within {SWITCH_TIMEOUT:.0f} s")
+            return None
         time.sleep(0.02)
 
 
@@ -979,27 +1006,22 @@ def _wait_for_version(dep: Deployment, version: int, *, strict: bool = False) ->
         DeployError: the server could not load the version; with ``strict``, also when it
             does not answer with it within ``SWITCH_TIMEOUT``.
     """
-    deadline = time.monotonic() + SWITCH_TIMEOUT
-    assert dep.record is not None
-    record = R.read(dep.record)
-    while True:
-        health = _health(record)
-        if health is not None:
-            for d in _deployments_of(record, health):
-                if d.name != dep.name:
-                    continue
-                if d.version == version:
-                    return d
-                failed = d.error and "failed" in d.error
-                if failed and (str(version) in d.error or d.version is None):  # type: ignore[operator]
-                    raise DeployError(f"{dep.name}/{version} was not deployed: {d.error}")
-        if time.monotonic() > deadline:
-            why = f"still switching to version {version} after {SWITCH_TIMEOUT:.0f} s"
-            if strict:
-                raise DeployError(f"{dep.name}/{version} was not deployed: the server is {why}")
-            dep.error = why
-            return dep
-        time.sleep(0.02)
+    def ready(d: Deployment) -> bool:
+        if d.version == version:
+            return True
+        failed = d.error and "failed" in d.error
+        if failed and (str(version) in d.error or d.version is None):  # type: ignore[operator]
+            raise DeployError(f"{dep.name}/{version} was not deployed: {d.error}")
+        return False
+
+    live = _wait_until(dep, ready)
+    if live is not None:
+        return live
+    why = f"still switching to version {version} after {SWITCH_TIMEOUT:.0f} s"
+    if strict:
+        raise DeployError(f"{dep.name}/{version} was not deployed: the server is {why}")
+    dep.error = why
+    return dep
 
 
 # -- stop ------------------------------------------------------------------------------------

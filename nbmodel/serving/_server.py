@@ -40,6 +40,7 @@ from ._models import RequestError, Slot
 from ._process import parent_alive
 from ._records import DeploymentRecord, ModelSpec
 from ._rollout import KEY_HEADER, Controller, Shadow, to_candidate
+from ._sqlite import SqliteRegistry
 
 log = logging.getLogger("nbmodel.serving")
 
@@ -76,6 +77,8 @@ class Metrics:
         from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
         self.multiprocess = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+        self._served: dict[str, tuple[Any, Any]] = {}
+        self._rollout_served: dict[tuple[str, str, str], tuple[Any, Any]] = {}
         self.registry = CollectorRegistry(auto_describe=True)
         self.requests = Counter("nbmodel_requests", "Prediction requests answered",
                                 ["model"], registry=self.registry)
@@ -119,6 +122,23 @@ class Metrics:
         self.rollout_share = Gauge("nbmodel_rollout_share", "Percent of requests sent to the candidate",
                                    ["model", "version", "kind"], registry=self.registry,
                                    multiprocess_mode="livemostrecent")
+
+    def served(self, name: str) -> tuple[Any, Any]:
+        """The ``requests`` and ``latency`` series of one model, looked up once: ``labels()``
+        takes a lock and builds a key on every call, a measurable share of a 1-row request."""
+        children = self._served.get(name)
+        if children is None:
+            children = self._served[name] = (self.requests.labels(name), self.latency.labels(name))
+        return children
+
+    def rollout_served(self, name: str, version: str, role: str) -> tuple[Any, Any]:
+        """The per-version ``rollout_requests`` and ``rollout_latency`` series, looked up once."""
+        key = (name, version, role)
+        children = self._rollout_served.get(key)
+        if children is None:
+            children = self._rollout_served[key] = (self.rollout_requests.labels(*key),
+                                                    self.rollout_latency.labels(*key))
+        return children
 
     def _exposed(self) -> Any:
         if not self.multiprocess:
@@ -170,56 +190,6 @@ class Metrics:
                     buckets[le] = buckets.get(le, 0) + sample.value
         out["buckets"] = sorted(buckets.items())
         return out
-
-
-class SqliteRegistry:
-    """Alias and version lookups read straight from a sqlite store's MLflow tables, with the
-    standard library's sqlite3 (read-only), so the server follows its alias from its first
-    second instead of after MLflow's import. Anything unexpected (another schema, several
-    workspaces holding the name) answers None and the caller asks MLflow's client."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-        # one connection per thread, kept: opening one reads the whole schema (~1.7 ms here),
-        # while a query on an open one costs microseconds and still sees every new commit
-        self._local = threading.local()
-
-    @classmethod
-    def of(cls, uri: str) -> SqliteRegistry | None:
-        if not uri.startswith("sqlite:///"):
-            return None
-        path = uri[len("sqlite:///"):]
-        return cls(path) if os.path.isabs(path) else None
-
-    def _rows(self, sql: str, args: tuple[Any, ...]) -> list[tuple[Any, ...]] | None:
-        import sqlite3
-
-        conn = getattr(self._local, "conn", None)
-        try:
-            if conn is None:
-                conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=5)
-                self._local.conn = conn
-            return conn.execute(sql, args).fetchall()
-        except sqlite3.Error:
-            if conn is not None:
-                conn.close()
-            self._local.conn = None  # open afresh next time
-            return None
-
-    def alias_version(self, name: str, alias: str) -> int | None:
-        rows = self._rows("SELECT version FROM registered_model_aliases WHERE name = ? AND alias = ?",
-                          (name, alias))
-        return int(rows[0][0]) if rows and len(rows) == 1 else None
-
-    def model_dir(self, name: str, version: int) -> str | None:
-        rows = self._rows("SELECT storage_location FROM model_versions WHERE name = ? AND version = ?",
-                          (name, int(version)))
-        if not rows or len(rows) != 1 or not rows[0][0]:
-            return None
-        path = str(rows[0][0])
-        if path.startswith("file://"):
-            path = path[len("file://"):]
-        return path if os.path.isabs(path) and os.path.isfile(os.path.join(path, "MLmodel")) else None
 
 
 class App:
@@ -755,15 +725,16 @@ class App:
         except RequestError as exc:
             slot.requests += 1
             slot.errors += 1
-            self.metrics.requests.labels(slot.name).inc()
+            self.metrics.served(slot.name)[0].inc()
             self.metrics.errors.labels(slot.name, str(exc.status)).inc()
             if role is not None and handle is not None:
                 self._count(slot, handle, role, None)
             raise
         elapsed = time.perf_counter() - t0
         slot.requests += 1
-        self.metrics.requests.labels(slot.name).inc()
-        self.metrics.latency.labels(slot.name).observe(elapsed)
+        requests, latency = self.metrics.served(slot.name)
+        requests.inc()
+        latency.observe(elapsed)
         if role is not None:
             self._count(slot, handle, role, elapsed)
             shadow = slot.shadow
@@ -815,12 +786,13 @@ class App:
         except RequestError as exc:
             slot.requests += 1
             slot.errors += 1
-            self.metrics.requests.labels(slot.name).inc()
+            self.metrics.served(slot.name)[0].inc()
             self.metrics.errors.labels(slot.name, str(exc.status)).inc()
             raise
         slot.requests += 1
-        self.metrics.requests.labels(slot.name).inc()
-        self.metrics.latency.labels(slot.name).observe(time.perf_counter() - t0)
+        requests, latency = self.metrics.served(slot.name)
+        requests.inc()
+        latency.observe(time.perf_counter() - t0)
         return 200, out, _JSON
 
     def _stage_done(self, slot: Slot, stage: Slot, elapsed: float | None) -> None:
@@ -880,7 +852,8 @@ class App:
     def _count(self, slot: Slot, handle: M.Handle, role: str, elapsed: float | None) -> None:
         """One request of a rollout, in the per-version series (elapsed None: an error)."""
         version = str(handle.version)
-        self.metrics.rollout_requests.labels(slot.name, version, role).inc()
+        requests, latency = self.metrics.rollout_served(slot.name, version, role)
+        requests.inc()
         figures = slot.per_version.get(handle.version)
         if figures is None:
             figures = slot.per_version[handle.version] = [0, 0, 0.0]
@@ -890,7 +863,7 @@ class App:
             self.metrics.rollout_errors.labels(slot.name, version, role).inc()
         else:
             figures[2] += elapsed
-            self.metrics.rollout_latency.labels(slot.name, version, role).observe(elapsed)
+            latency.observe(elapsed)
 
     def _slow(self, handle: M.Handle, body: bytes, mime: str, payload: Any) -> tuple[bytes, Any, Any]:
         if not self.mlflow_ready.wait(120):
