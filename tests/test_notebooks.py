@@ -54,7 +54,7 @@ def test_the_lessons_are_those_of_the_course():
     assert [p.name for p in LESSONS] == [
         "01_versioning.ipynb", "02_compare.ipynb", "03_deploy.ipynb", "04_monitor.ipynb",
         "05_testing.ipynb", "06_branches.ipynb", "07_explain.ipynb", "08_model_types.ipynb",
-        "10_monitoring_scale.ipynb"]
+        "09_rollouts.ipynb", "10_monitoring_scale.ipynb"]
 
 
 def test_in_order_in_one_folder_then_again(tmp_path):

@@ -654,7 +654,7 @@ def _start(ref: str, kind: str, *, alias: str | None, steps: Any = None, interva
                   f"checks {', '.join(rules)}" if kind == "canary" else ": every request mirrored"),
                kind)
         try:
-            _wait_loaded(record, v.name, v.version)
+            _wait_loaded(record, v.name, v.version, kind)
         except DeployError as exc:
             why = str(exc)
 
@@ -670,15 +670,18 @@ def _start(ref: str, kind: str, *, alias: str | None, steps: Any = None, interva
     return report(v.name, alias)
 
 
-def _wait_loaded(record: R.DeploymentRecord, name: str, version: int, timeout: float = 60.0) -> None:
-    """Wait until the server has loaded the candidate (or said why it cannot)."""
+def _wait_loaded(record: R.DeploymentRecord, name: str, version: int, kind: str,
+                 timeout: float = 60.0) -> None:
+    """Wait until the server serves this ``kind`` of rollout with the candidate loaded (or
+    says why it cannot): a shadow promoted to a canary has its candidate loaded already, and
+    the report must not show the shadow's figures as the canary's."""
     from . import _deploy
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for m in (_deploy._health(record) or {}).get("models", []):
             ro = m.get("rollout") if m.get("name") == name else None
-            if isinstance(ro, dict) and ro.get("candidate") == version:
+            if isinstance(ro, dict) and ro.get("candidate") == version and ro.get("kind") == kind:
                 if ro.get("loaded"):
                     return
                 if ro.get("error"):

@@ -498,6 +498,7 @@ class App:
     def _sync_rollout(self, slot: Slot, ro: Any) -> None:
         """Serve the rollout the record now says: load its candidate when it starts, let it
         go when it ends (a promoted one once the alias's new holder serves)."""
+        changed = ro is not None and (slot.rollout is None or slot.rollout.started != ro.started)
         slot.rollout = ro
         cand = slot.candidate
         if ro is not None and ro.live:
@@ -525,18 +526,26 @@ class App:
             slot.rollout_error = None
             slot.per_version = {}
             if ro.kind == "shadow":
-                name = slot.name
-
-                def compared(agreed: int, differed: int, v: str = str(ro.candidate)) -> None:
-                    self.metrics.shadow_rows.labels(name, v, "agree").inc(agreed)
-                    self.metrics.shadow_rows.labels(name, v, "differ").inc(differed)
-
-                slot.shadow = Shadow(cand, compared)
+                slot.shadow = self._shadow(slot.name, cand, ro.candidate)
             slot.candidate = cand  # from now on requests may go (or be mirrored) to it
             log.warning("%s: %s of version %s started", slot.ref, ro.kind, ro.candidate)
-        elif ro.kind == "canary" and slot.shadow is not None:
+            return
+        # Another rollout of the candidate already loaded (a shadow promoted to a canary, a
+        # canary stopped and shadowed): its figures start from its own requests.
+        if changed:
+            slot.per_version = {}
+        if ro.kind == "canary" and slot.shadow is not None:
             slot.shadow.close()  # a shadow promoted to a canary: stop mirroring
             slot.shadow = None
+        elif ro.kind == "shadow" and slot.shadow is None:
+            slot.shadow = self._shadow(slot.name, cand, ro.candidate)
+
+    def _shadow(self, name: str, cand: M.Handle, version: int) -> Shadow:
+        def compared(agreed: int, differed: int, v: str = str(version)) -> None:
+            self.metrics.shadow_rows.labels(name, v, "agree").inc(agreed)
+            self.metrics.shadow_rows.labels(name, v, "differ").inc(differed)
+
+        return Shadow(cand, compared)
 
     def _end_rollout(self, slot: Slot) -> None:
         cand, shadow = slot.candidate, slot.shadow
