@@ -168,16 +168,21 @@ def prepare_batch(sch: Schema, X: Any, y_pred: Any, y_true: Any = None, *, ids: 
         kinds = [sch.kinds[c] for c in columns]
     else:
         kinds = [sch.kind(c, frame[c]) for c in columns]
+    num_cols = [c for c, k in zip(columns, kinds) if k == "numeric"]
+    if num_cols:
+        try:
+            # one copy of the numeric block, transposed: a contiguous row per feature column
+            block = frame if len(num_cols) == len(columns) else frame[num_cols]
+            num = np.ascontiguousarray(block.to_numpy(dtype=np.float64).T)
+        except (TypeError, ValueError):
+            bad = [c for c in num_cols if not pd.api.types.is_numeric_dtype(frame[c])]
+            raise BadData(f"column {', '.join(bad) or num_cols[0]} of X is not numeric, but "
+                          f"{sch.ref} was trained on numbers there") from None
+        for j, c in enumerate(num_cols):
+            out[FEATURE + c] = num[j]
     for c, kind in zip(columns, kinds):
-        s = frame[c]
-        if kind == "numeric":
-            try:
-                out[FEATURE + c] = s.to_numpy(dtype=np.float64)
-            except (TypeError, ValueError):
-                raise BadData(f"column {c} of X is not numeric, but {sch.ref} was trained on "
-                              "numbers there") from None
-        else:
-            out[FEATURE + c] = _text(s)
+        if kind != "numeric":
+            out[FEATURE + c] = _text(frame[c])
     if groups is not None:
         out.update(_groups(groups, n, columns))
     if y_true is not None:
@@ -202,11 +207,17 @@ def prepare_batch(sch: Schema, X: Any, y_pred: Any, y_true: Any = None, *, ids: 
     return out
 
 
-def _text(s: pd.Series) -> np.ndarray:
-    """A categorical column as strings, "" where missing."""
-    import numpy as np
+def _text(s: pd.Series) -> Any:
+    """A categorical column as strings, "" where missing: Arrow-backed strings stay an Arrow
+    array (no Python string per value), anything else becomes a numpy array of str."""
     import pandas as pd
 
+    if isinstance(s.array, pd.arrays.ArrowStringArray):
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        arr = pa.array(s)
+        return pc.fill_null(arr, "") if arr.null_count else arr
     missing = pd.isna(s).to_numpy()
     if pd.api.types.is_string_dtype(s.dtype):
         col = s.to_numpy(dtype=object)  # arrow-backed strings: no per-value astype

@@ -100,7 +100,7 @@ class MonitorRun:
             The file's artifact path.
         """
         stem = f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}"
-        lengths = {len(a) if getattr(a, "ndim", 0) == 1 else -1 for a in arrays.values()}
+        lengths = {len(a) if getattr(a, "ndim", 1) == 1 else -1 for a in arrays.values()}
         if len(lengths) == 1 and -1 not in lengths:
             return self.write_bytes(folder, f"{stem}.arrow", _ipc(arrays))
         import numpy as np
@@ -330,7 +330,8 @@ def _ipc(arrays: dict[str, Any]) -> bytes:
     """Columns as an uncompressed Arrow IPC file (read back memory-mapped, without decoding)."""
     import pyarrow as pa
 
-    table = pa.table({k: pa.array(v) for k, v in arrays.items()})
+    table = pa.table({k: v if isinstance(v, (pa.Array, pa.ChunkedArray)) else pa.array(v)
+                      for k, v in arrays.items()})
     sink = pa.BufferOutputStream()
     with pa.ipc.new_file(sink, table.schema) as writer:
         writer.write_table(table)

@@ -17,10 +17,10 @@ from ..refs import Ref
 from ..store import get_store
 from ._schema import OTHER, Schema, class_name, prediction_reference, schema, target
 from ._storage import BATCHES, FEATURE, GROUP, LABELS, MonitorRun, monitor_run
+from ._windows import parse_since
 
 #: Rows of batch files prepared together: whole columns at a time, with bounded memory.
 PART_ROWS = 2_000_000
-from ._windows import parse_since
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -140,19 +140,25 @@ class _Reader:
             if col is None:
                 continue
             st = feats[f]
-            numeric = isinstance(col, np.ndarray) and col.dtype.kind in "fiub"
+            chunks = [col] if isinstance(col, np.ndarray) else \
+                [c.to_numpy(zero_copy_only=False) for c in col.chunks]
+            numeric = all(c.dtype.kind in "fiub" for c in chunks)
             if st.get("kind") == "categorical":
                 index = self.cat_index[f]
                 other = index[OTHER]
-                inv, uniq = _factorize(col.astype(str) if numeric else col)
+                if numeric:
+                    col = np.concatenate(chunks).astype(str) if chunks else np.zeros(0, dtype=str)
+                inv, uniq = _factorize(col)
                 lookup = np.array([self.n_bins[k] if u in ("", "nan", "None") or u is None
                                    else index.get(str(u), other) for u in uniq.tolist()], dtype=np.int16)
                 codes[k] = lookup[inv] if len(lookup) else self.n_bins[k]
             elif numeric:
-                x = col.astype(np.float64, copy=False)
-                b = np.searchsorted(np.asarray(st["edges"]), x, side="right").astype(np.int16)
-                b[np.isnan(x)] = self.n_bins[k]
-                codes[k] = b
+                edges = np.asarray(st["edges"], dtype=np.float64)
+                at = 0
+                for x in chunks:  # each chunk binned where it lies (a mapped file): no copy
+                    codes[k, at:at + len(x)] = bin_codes(x.astype(np.float64, copy=False), edges,
+                                                         self.n_bins[k])
+                    at += len(x)
         pred = raw["pred"]
         if self.task is None:
             self.task = self._guess_task(pred)
@@ -294,16 +300,13 @@ def _columns(raw: dict[str, Any]) -> dict[str, Any]:
 
 
 def _table_columns(table: Any) -> dict[str, Any]:
-    """The columns of an Arrow table: numbers and flags as numpy arrays (contiguous, no copy
-    for one file), a categorical feature's strings left to Arrow (see :func:`_factorize`)."""
-    import pyarrow as pa
-
+    """The columns of an Arrow table: features left to Arrow (binned chunk by chunk, or
+    encoded by Arrow: see :meth:`_Reader._prepare`), the rest as numpy arrays."""
     out: dict[str, Any] = {}
     for name in table.column_names:
         col = table.column(name)
-        text = pa.types.is_string(col.type) or pa.types.is_large_string(col.type)
-        if text and name.startswith(FEATURE):
-            out[name] = col
+        if name.startswith(FEATURE):
+            out[name] = col  # binned chunk by chunk, or encoded by Arrow (see _prepare)
         elif col.num_chunks == 1:
             out[name] = col.chunk(0).to_numpy(zero_copy_only=False)
         else:
@@ -350,6 +353,39 @@ def read_parts(run: MonitorRun, paths: list[str]) -> Iterator[tuple[list[str], d
         tables.append(table)
         rows += table.num_rows
     yield from flush()
+
+
+def bin_codes(x: np.ndarray, edges: np.ndarray, missing: int) -> np.ndarray:
+    """The reference bin of each value (``searchsorted(edges, x, side="right")``), ``missing``
+    for NaN. With the few edges of a profile, counting the edges each value reaches in whole
+    vectorised passes is several times faster than a binary search per value.
+
+    Args:
+        x: float64 values.
+        edges: the bin edges, increasing.
+        missing: the code of a missing value.
+
+    Returns:
+        int16 codes.
+
+    Example:
+        >>> import numpy as np
+        >>> bin_codes(np.array([0.5, 1.0, np.nan]), np.array([1.0, 2.0]), 3).tolist()
+        [0, 1, 3]
+    """
+    import numpy as np
+
+    if len(edges) > 60:
+        b = np.searchsorted(edges, x, side="right").astype(np.int16)
+    else:
+        acc = np.zeros(len(x), dtype=np.int8)
+        hit = np.empty(len(x), dtype=bool)
+        for e in edges:
+            np.greater_equal(x, e, out=hit)
+            acc += hit.view(np.int8)
+        b = acc.astype(np.int16)
+    b[np.isnan(x)] = missing
+    return b
 
 
 def _factorize(values: Any) -> tuple[np.ndarray, np.ndarray]:
