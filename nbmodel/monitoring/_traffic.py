@@ -302,15 +302,15 @@ def _columns(raw: dict[str, Any]) -> dict[str, Any]:
 def _table_columns(table: Any) -> dict[str, Any]:
     """The columns of an Arrow table: features left to Arrow (binned chunk by chunk, or
     encoded by Arrow: see :meth:`_Reader._prepare`), the rest as numpy arrays."""
+    import numpy as np
+
     out: dict[str, Any] = {}
     for name in table.column_names:
         col = table.column(name)
         if name.startswith(FEATURE):
             out[name] = col  # binned chunk by chunk, or encoded by Arrow (see _prepare)
-        elif col.num_chunks == 1:
-            out[name] = col.chunk(0).to_numpy(zero_copy_only=False)
-        else:
-            out[name] = col.to_numpy()
+        else:  # a copy: a kept view would keep the mapped file open for the life of the cache
+            out[name] = np.array(col.to_numpy(), copy=True) if col.num_chunks == 1 else col.to_numpy()
     return out
 
 
