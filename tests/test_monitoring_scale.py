@@ -262,3 +262,128 @@ def test_a_remote_stores_files_are_read_without_keeping_a_copy(model, iris):
     run.local_dir = None  # read as from a served artifact store
     assert run.read_bytes(path)[:4] == b"PAR1"
     assert os.listdir(run._download_dir) == []
+
+
+# -- raw batches: Arrow files now, .npz files of earlier versions still read ---------------------
+def test_batches_written_by_earlier_versions_still_read(model, iris):
+    """A store written before batches were Arrow files holds .npz batches (a 2-D array of the
+    numeric features with their names): they are read, summarised and compacted with new ones."""
+    v, clf = model
+    X, y = iris["X_test"], iris["y_test"].to_numpy()
+    pred = clf.predict(X)
+    run = monitor_run("iris")
+    old = {"ts": np.full(len(X), DAY0 * 1000, dtype=np.int64), "pred": pred,
+           "num": X.to_numpy(dtype=float), "num_cols": np.array(X.columns, dtype=str),
+           "y": y.astype(float), "has_y": np.ones(len(X), dtype=bool)}
+    assert run.write(f"{BATCHES}/v1", old).endswith(".npz")
+    record("iris", X, pred, y_true=y, timestamp=DAY0 + 86400)
+    assert [p.rsplit(".", 1)[-1] for p in run.list(f"{BATCHES}/v1")] == ["npz", "arrow"]
+    np.testing.assert_allclose(nbmodel.monitoring.recorded("iris")[PETAL].to_numpy(),
+                               np.r_[X[PETAL].to_numpy(), X[PETAL].to_numpy()])
+    raw = _raw("1d")
+    np.testing.assert_array_equal(raw.metrics["volume"], [len(X), len(X)])
+    np.testing.assert_allclose(raw.psi[0], raw.psi[1], rtol=1e-12)  # the same rows, either format
+    assert raw.metrics["accuracy"][0] == raw.metrics["accuracy"][1]
+    compact("iris")
+    clear_caches()
+    _same(raw, _compacted("1d"))
+
+
+def test_batches_are_columns_that_read_without_decoding(model, iris):
+    """One Arrow column per feature: a part of many files is binned a whole column at a time."""
+    import pyarrow as pa
+
+    v, clf = model
+    _batches(iris, clf, 3, ids=True)
+    run = monitor_run("iris")
+    path = run.list(f"{BATCHES}/v1")[0]
+    table = run.read_table(path)
+    assert f"x.{PETAL}" in table.column_names and table.schema.field(f"x.{PETAL}").type == pa.float64()
+    assert {"ts", "pred", "y", "has_y", "ids"} <= set(table.column_names)
+    from nbmodel.monitoring import _traffic
+
+    parts = list(_traffic.read_parts(run, run.list(f"{BATCHES}/v1")))
+    assert len(parts) == 1 and parts[0][2] == [60, 60, 60]  # three files, one part
+
+
+# -- groups given apart from X ----------------------------------------------------------------------
+def test_groups_recorded_apart_from_x_give_group_metrics_and_alerts(model, iris):
+    from nbmodel.errors import BadData
+
+    v, clf = model
+    X, y = iris["X_test"].reset_index(drop=True), iris["y_test"].to_numpy()
+    n = len(X)
+    sex = pd.Series(np.where(np.arange(n) % 2 == 0, "F", "M"), name="sex")
+    for day in (1, 2):
+        pred = clf.predict(X).copy()
+        if day == 2:  # every prediction for F wrong on day 2
+            f = (sex == "F").to_numpy()
+            pred[f] = (y[f] + 1) % 3
+        record("iris", X, pred, y_true=y, groups=sex, timestamp=DAY0 + day * 86400)
+    rep = monitor("iris", window="1d", groups="sex", plots=False, log_metrics=False,
+                  alerts=["accuracy_gap>0.5"])
+    assert rep.groups is not None and rep.groups.worst == "F"
+    assert {(f.rule.text, f.window) for f in rep.fired} == {("accuracy_gap[sex]>0.5", 1)}
+    df = nbmodel.monitoring.recorded("iris")
+    assert df["sex"].tolist()[:4] == ["F", "M", "F", "M"] and "sex" not in X.columns
+    # the rule was saved with its column and fires again without --groups
+    assert [a.rule for a in monitor("iris", window="1d", plots=False, log_metrics=False).open] == \
+        ["accuracy_gap[sex]>0.5"]
+    record("iris", X, pred, groups={"region": np.array(["n", "s"] * (n // 2) + ["n"] * (n % 2))})
+    assert set(nbmodel.monitoring.recorded("iris")["region"].dropna()) == {"n", "s"}
+    with pytest.raises(BadData, match="one group per row"):
+        record("iris", X, pred, groups=sex[:3])
+    with pytest.raises(BadData, match="also a column of X"):
+        record("iris", X, pred, groups=pd.Series(["a"] * n, name=PETAL))
+
+
+# -- served classifiers: probabilities for the estimated accuracy --------------------------------
+def test_the_recorder_asks_a_classifier_for_probabilities_once_a_batch(model, iris):
+    from nbmodel.monitoring import BackgroundRecorder
+
+    v, clf = model
+    X = iris["X_test"]
+    calibrate("iris/1", clf.predict(iris["X_train"]), clf.predict_proba(iris["X_train"]),
+              iris["y_train"])
+    calls = []
+
+    class Counting:
+        def predict_proba(self, X):
+            calls.append(len(X))
+            return clf.predict_proba(X)
+
+    rec = BackgroundRecorder("iris", 1, max_seconds=30, columns=list(X.columns), model=Counting())
+    for i in range(len(X)):
+        rec.submit([X.iloc[i].tolist()], clf.predict(X.iloc[[i]]), 1.0, timestamp=DAY0)
+    rec.close()
+    assert rec.recorded == len(X) and rec.last_error is None and calls == [len(X)]
+    s = monitor("iris", window="1d", plots=False, log_metrics=False).summary
+    assert 0.8 < s.metrics["est_accuracy"][0] <= 1.0
+    assert BackgroundRecorder("iris", 1, model=object()).proba is None  # no predict_proba: none
+
+
+@pytest.mark.filterwarnings("ignore:X does not have valid feature names")  # the server filters it
+def test_a_served_classifier_shows_its_estimated_accuracy(commit_iris, iris, isolated_store):
+    """Through the server's own call site: its requests reach monitoring with probabilities."""
+    import asyncio
+    import json
+
+    from test_serving import asgi_post, in_process_app, split
+
+    v = commit_iris(C=1.0)
+    clf = nbmodel.load(v)
+    calibrate("iris/1", clf.predict(iris["X_train"]), clf.predict_proba(iris["X_train"]),
+              iris["y_train"])
+    app, rec = in_process_app(isolated_store, v)
+    from nbmodel.monitoring import BackgroundRecorder
+
+    app.recorder_cls = BackgroundRecorder
+    app.add_slot(rec.models[0], with_pyfunc=False)
+    X = iris["X_test"]
+    for i in range(0, len(X), 5):
+        status, _ = asyncio.run(asgi_post(app, json.dumps(split(X.iloc[i:i + 5])).encode()))
+        assert status == 200
+    app.close()
+    s = monitor("iris", plots=False, log_metrics=False).summary
+    assert s.total == len(X)
+    assert np.isfinite(s.metrics["est_accuracy"]).all()

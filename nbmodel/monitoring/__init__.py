@@ -4,8 +4,11 @@ reference, and alerts, all kept in the MLflow store.
     nbmodel.record("iris", X_batch, y_pred, ids=ids)       # from a notebook or a job
     nbmodel.record_labels("iris", ids, y_true)             # labels that arrive later
     nbmodel.monitor("iris", window="1d", alerts=["accuracy<0.9", "psi>0.2"])
+    nbmodel.record("loans", X, y_pred, y_true=y, groups=applicants["sex"])   # a group beside X
+    nbmodel.monitor("loans", groups="sex", alerts=["accuracy_gap>0.05"])
 
-Records live in one monitoring run per model (artifacts ``monitor/batches/v<N>/*.npz``), so
+Records live in one monitoring run per model (artifacts ``monitor/batches/v<N>/*.arrow``, one
+Arrow column per feature; ``.npz`` files of earlier versions are still read), so
 they work alike on a sqlite store and an ``mlflow server``, survive restarts, and show in
 ``mlflow ui`` together with the per-window metrics. Compaction folds them into window summaries
 (``monitor/summaries/v<N>/*.parquet``) that reads use, and drops raw rows past their retention

@@ -29,6 +29,10 @@ class BackgroundRecorder:
             flush (so on_alert callbacks fire for served traffic); 0 turns it off.
         columns: the column names of inputs submitted as plain rows (a list of lists, as the
             server's fast path has them), so the request path builds nothing per request.
+        model: the served estimator: when it has ``predict_proba`` (a classifier), each flush
+            asks it for the probabilities of the whole batch at once (off the request path), so
+            monitoring shows the estimated accuracy of served traffic (see ``calibrate``).
+        use_array: the estimator takes a bare array, not a DataFrame with column names.
 
     Example:
         >>> rec = BackgroundRecorder("iris", 3)  # doctest: +SKIP
@@ -38,8 +42,9 @@ class BackgroundRecorder:
 
     def __init__(self, name: str, version: int | str | None = None, *, max_rows: int = 1000,
                  max_seconds: float = 5.0, check_alerts_every: float = 60.0,
-                 columns: list[str] | None = None) -> None:
+                 columns: list[str] | None = None, model: Any = None, use_array: bool = False) -> None:
         self.ref = f"{name}/{int(version)}" if version is not None else str(name)
+        self.proba = _proba_of(model, use_array)
         self.columns = list(columns) if columns is not None else None
         self.max_rows = max(1, int(max_rows))
         self.max_seconds = float(max_seconds)
@@ -117,7 +122,7 @@ class BackgroundRecorder:
             from ._record import record
 
             try:
-                record(self.ref, X, preds, timestamp=stamps, latency_ms=lats)
+                record(self.ref, X, preds, timestamp=stamps, latency_ms=lats, y_proba=self._probabilities(X))
             except NbmodelError as exc:
                 self.dropped += len(X)
                 self.last_error = str(exc)
@@ -128,6 +133,17 @@ class BackgroundRecorder:
                 return 0
             self.recorded += len(X)
             return len(X)
+
+    def _probabilities(self, X: Any) -> Any:
+        """The model's probabilities for the batch, or None (no predict_proba, or it failed:
+        the rows are recorded without them)."""
+        if self.proba is None:
+            return None
+        try:
+            return self.proba(X)
+        except Exception as exc:  # noqa: BLE001 - probabilities are a bonus, the rows matter
+            self.last_error = f"predict_proba: {type(exc).__name__}: {exc}"
+            return None
 
     def _served(self, items: list[tuple[Any, Any, float, float]]) -> tuple[Any, ...] | None:
         """The server's requests, vectorised: every input a list of rows in ``self.columns``
@@ -241,6 +257,17 @@ class BackgroundRecorder:
     def __repr__(self) -> str:
         return (f"<BackgroundRecorder {self.ref}: {self.recorded} recorded, {len(self._queue)} queued, "
                 f"{self.dropped} dropped>")
+
+
+def _proba_of(model: Any, use_array: bool) -> Any:
+    """A function of a batch's DataFrame giving ``model.predict_proba`` on it, or None for a
+    model without one (a regressor, a pyfunc)."""
+    fn = getattr(model, "predict_proba", None)
+    if model is None or not callable(fn):
+        return None
+    if use_array:
+        return lambda X: fn(X.to_numpy())
+    return fn
 
 
 def _close_at_exit(ref: weakref.ref[BackgroundRecorder]) -> None:

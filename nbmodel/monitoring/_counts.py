@@ -98,8 +98,19 @@ def base_windows(ts: np.ndarray, width_ms: int) -> tuple[np.ndarray, np.ndarray]
     """The base window of each row and the windows' starts."""
     import numpy as np
 
-    keys, win = np.unique(ts // width_ms, return_inverse=True)
-    return win.reshape(-1).astype(np.int64), keys.astype(np.int64) * width_ms
+    if not len(ts):
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    k = ts // width_ms
+    k0 = int(k.min())
+    rel = k - k0
+    span = int(rel.max()) + 1
+    if span > 4 * len(ts) + 1_000_000:  # sparse windows: sort instead of a table per slot
+        keys, win = np.unique(k, return_inverse=True)
+        return win.reshape(-1).astype(np.int64), keys.astype(np.int64) * width_ms
+    slots = np.flatnonzero(np.bincount(rel, minlength=span))
+    remap = np.zeros(span, dtype=np.int64)
+    remap[slots] = np.arange(len(slots))
+    return remap[rel], (slots + k0).astype(np.int64) * width_ms
 
 
 def from_traffic(tr: Traffic, width_ms: int) -> Counts:

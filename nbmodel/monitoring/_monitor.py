@@ -43,8 +43,10 @@ def monitor(ref: str | Ref, *, window: str | int | None = None, since: Any = Non
             none. ``[]`` removes the saved rules.
         log_metrics: also log the closed windows' metrics to the monitoring run (``mlflow ui``).
         plots: include matplotlib plots in the notebook view.
-        groups: a column of the recorded X: every metric per group of the labelled rows, and
-            the column of group rules that name none (``"accuracy_gap>0.05"``).
+        groups: a column of the recorded X, or a group recorded beside it
+            (``record(..., groups=series)``, by the series' name): every metric per group of
+            the labelled rows, and the column of group rules that name none
+            (``"accuracy_gap>0.05"``).
 
     Returns:
         A :class:`MonitorReport`; its ``open`` alerts are also kept in the store, and the

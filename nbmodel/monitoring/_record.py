@@ -17,7 +17,7 @@ from ..evaluate import as_frame_or_array, as_target
 from ..metrics import REGRESSOR
 from ..refs import Ref, parse_ref
 from ._schema import Schema, schema, target
-from ._storage import BATCHES, LABELS, monitor_run
+from ._storage import BATCHES, FEATURE, GROUP, LABELS, monitor_run
 
 if TYPE_CHECKING:
     import numpy as np
@@ -134,16 +134,17 @@ def _check_numbers(y: np.ndarray, present: np.ndarray, sch: Schema) -> None:
 
 def prepare_batch(sch: Schema, X: Any, y_pred: Any, y_true: Any = None, *, ids: Any = None,
                   timestamp: Any = None, latency_ms: Any = None,
-                  y_proba: Any = None) -> dict[str, np.ndarray]:
+                  y_proba: Any = None, groups: Any = None) -> dict[str, np.ndarray]:
     """The arrays of one batch file, checked before anything is written.
 
     Args:
         sch: the version recorded for.
-        X, y_pred, y_true, ids, timestamp, latency_ms, y_proba: as for :func:`record`.
+        X, y_pred, y_true, ids, timestamp, latency_ms, y_proba, groups: as for :func:`record`.
 
     Returns:
-        Named arrays: ``ts``, ``pred``, ``num``/``num_cols``, ``cat``/``cat_cols``, and
-        ``y``/``has_y``, ``ids``, ``lat``, ``conf`` (the predicted class's probability) when given.
+        One array per column of the batch file: ``ts``, ``pred``, ``x.<feature>`` (float64,
+        or strings for a categorical feature), and ``y``/``has_y``, ``ids``, ``lat``, ``conf``
+        (the predicted class's probability), ``g.<group>`` when given.
 
     Raises:
         BadData: anything that does not fit the version or the number of rows.
@@ -168,33 +169,22 @@ def prepare_batch(sch: Schema, X: Any, y_pred: Any, y_true: Any = None, *, ids: 
     else:
         kinds = [sch.kind(c, frame[c]) for c in columns]
     num_cols = [c for c, k in zip(columns, kinds) if k == "numeric"]
-    cat_cols = [c for c, k in zip(columns, kinds) if k != "numeric"]
     if num_cols:
         try:
-            if len(num_cols) == len(columns):
-                out["num"] = frame.to_numpy(dtype=np.float64)
-            else:  # column by column: selecting a sub-frame costs more than the copy
-                num = np.empty((n, len(num_cols)), dtype=np.float64)
-                for j, c in enumerate(num_cols):
-                    num[:, j] = frame[c].to_numpy(dtype=np.float64)
-                out["num"] = num
+            # one copy of the numeric block, transposed: a contiguous row per feature column
+            block = frame if len(num_cols) == len(columns) else frame[num_cols]
+            num = np.ascontiguousarray(block.to_numpy(dtype=np.float64).T)
         except (TypeError, ValueError):
             bad = [c for c in num_cols if not pd.api.types.is_numeric_dtype(frame[c])]
             raise BadData(f"column {', '.join(bad) or num_cols[0]} of X is not numeric, but "
                           f"{sch.ref} was trained on numbers there") from None
-        out["num_cols"] = np.array(num_cols, dtype=str)
-    if cat_cols:
-        cat = np.empty((n, len(cat_cols)), dtype=object)
-        for j, c in enumerate(cat_cols):
-            s = frame[c]
-            missing = pd.isna(s).to_numpy()
-            if pd.api.types.is_string_dtype(s.dtype):
-                cat[:, j] = s.to_numpy(dtype=object)  # arrow-backed strings: no per-value astype
-            else:
-                cat[:, j] = s.astype(str).to_numpy()
-            cat[missing, j] = ""
-        out["cat"] = cat.astype(str)
-        out["cat_cols"] = np.array(cat_cols, dtype=str)
+        for j, c in enumerate(num_cols):
+            out[FEATURE + c] = num[j]
+    for c, kind in zip(columns, kinds):
+        if kind != "numeric":
+            out[FEATURE + c] = _text(frame[c])
+    if groups is not None:
+        out.update(_groups(groups, n, columns))
     if y_true is not None:
         y, present = _labels(y_true, n, "y_true (the labels)")
         _check_numbers(y, present, sch)
@@ -214,6 +204,54 @@ def prepare_batch(sch: Schema, X: Any, y_pred: Any, y_true: Any = None, *, ids: 
         out["lat"] = lat
     if y_proba is not None:
         out["conf"] = confidence(y_proba, n)
+    return out
+
+
+def _text(s: pd.Series) -> Any:
+    """A categorical column as strings, "" where missing: Arrow-backed strings stay an Arrow
+    array (no Python string per value), anything else becomes a numpy array of str."""
+    import pandas as pd
+
+    if isinstance(s.array, pd.arrays.ArrowStringArray):
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        arr = pa.array(s)
+        return pc.fill_null(arr, "") if arr.null_count else arr
+    missing = pd.isna(s).to_numpy()
+    if pd.api.types.is_string_dtype(s.dtype):
+        col = s.to_numpy(dtype=object)  # arrow-backed strings: no per-value astype
+    else:
+        col = s.astype(str).to_numpy(dtype=object)
+    if missing.any():
+        col = col.copy()
+        col[missing] = ""
+    return col
+
+
+def _groups(groups: Any, n: int, columns: list[str]) -> dict[str, np.ndarray]:
+    """The ``g.<name>`` columns of ``record(..., groups=)``: a named Series, a dict of name to
+    values, or plain values (named ``group``)."""
+    import numpy as np
+    import pandas as pd
+
+    if isinstance(groups, pd.DataFrame):
+        named: dict[str, Any] = {str(c): groups[c] for c in groups.columns}
+    elif isinstance(groups, dict):
+        named = {str(k): v for k, v in groups.items()}
+    else:
+        name = getattr(groups, "name", None)
+        named = {str(name) if name is not None else "group": groups}
+    out = {}
+    for name, values in named.items():
+        if name in columns:
+            raise BadData(f"groups {name!r} is also a column of X: group by the column "
+                          f"(--groups {name}) or give the series another name")
+        arr = np.asarray(values, dtype=object) if not isinstance(values, pd.Series) else values
+        if getattr(arr, "ndim", 1) != 1 or len(arr) != n:
+            raise BadData(f"groups {name!r} has {len(arr)} values but X has {n} rows; give one "
+                          "group per row")
+        out[GROUP + name] = _text(pd.Series(np.asarray(arr, dtype=object)))
     return out
 
 
@@ -268,7 +306,8 @@ class Recorded(Shown):
 
 
 def record(ref: str | Ref, X: Any, y_pred: Any, y_true: Any = None, *, ids: Any = None,
-           timestamp: Any = None, latency_ms: Any = None, y_proba: Any = None) -> Recorded:
+           timestamp: Any = None, latency_ms: Any = None, y_proba: Any = None,
+           groups: Any = None) -> Recorded:
     """Record a batch of predictions of a version, for monitoring.
 
     Args:
@@ -285,6 +324,9 @@ def record(ref: str | Ref, X: Any, y_pred: Any, y_true: Any = None, *, ids: Any 
         y_proba: a classifier's ``predict_proba(X)``: with a calibration
             (:func:`~nbmodel.monitoring.calibrate`) it gives the estimated accuracy and F1 of
             windows whose labels have not arrived.
+        groups: one group per row kept apart from X (a person's sex, a region), for
+            ``monitor(..., groups=NAME)`` and group alert rules: a named Series (its name is
+            the group column's), a dict of name to values, or plain values (named ``group``).
 
     Returns:
         A :class:`Recorded` summary.
@@ -299,7 +341,7 @@ def record(ref: str | Ref, X: Any, y_pred: Any, y_true: Any = None, *, ids: Any 
     name, version = target(ref)
     sch = schema(name, version)
     arrays = prepare_batch(sch, X, y_pred, y_true, ids=ids, timestamp=timestamp, latency_ms=latency_ms,
-                           y_proba=y_proba)
+                           y_proba=y_proba, groups=groups)
     run = monitor_run(name)
     try:
         path = run.write(f"{BATCHES}/v{version}", arrays)
@@ -344,7 +386,8 @@ def record_labels(name: str | Ref, ids: Any, y_true: Any) -> Recorded:
         raise BadData("y_true has no labels (all missing)")
     _check_numbers(y, present, schema(*target(r)))  # and the model must exist
     run = monitor_run(r.name)
+    k = int(present.sum())
     path = run.write(LABELS, {"ids": id_arr.astype(str)[present], "y": y[present],
-                              "ts": np.array([int(_dt.datetime.now(_dt.UTC).timestamp() * 1000)])})
+                              "ts": np.full(k, int(_dt.datetime.now(_dt.UTC).timestamp() * 1000))})
     return Recorded(r.name, int(present.sum()), int(present.sum()), path)
 

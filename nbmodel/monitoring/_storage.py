@@ -3,8 +3,14 @@
 Layout of the run (ordinary MLflow data, visible in ``mlflow ui``)::
 
     run "iris monitor"  (tag nbmodel.monitor = true)
-      artifacts/monitor/batches/v3/<time>-<id>.npz   one file per record() call
-      artifacts/monitor/labels/<time>-<id>.npz       one file per record_labels() call
+      artifacts/monitor/batches/v3/<time>-<id>.arrow one file per record() call
+      artifacts/monitor/labels/<time>-<id>.arrow     one file per record_labels() call
+
+A batch is an Arrow IPC file, one column per recorded array (``x.<feature>``, ``g.<group>``,
+``ts``, ``pred``...): read memory-mapped, every column is contiguous and needs no decoding, so
+reading a thousand of them costs little more than their bytes. Stores written by earlier
+versions hold ``.npz`` files (a 2-D array of the numeric features and one of the categorical
+ones); they are read as before.
       metrics  v3/1d/volume, v3/1d/accuracy, v3/1d/psi/<feature>...  per closed window
 
 A batch file is written whole under a temporary name and renamed into place, so a reader never
@@ -37,10 +43,16 @@ from ..store import Store, get_store
 
 if TYPE_CHECKING:
     import numpy as np
+    import pyarrow as pa
 
 MONITOR_TAG = "nbmodel.monitor"
 BATCHES = "monitor/batches"
 LABELS = "monitor/labels"
+#: Column name prefixes in a batch file: a feature of X, and a group given apart from X.
+FEATURE = "x."
+GROUP = "g."
+#: Extensions of raw batch and label files: Arrow IPC, and ``.npz`` of earlier versions.
+RAW = (".arrow", ".npz")
 
 #: How long a reader trusts its list of the model's monitoring runs before searching again.
 SIBLINGS_SECONDS = 2.0
@@ -77,7 +89,8 @@ class MonitorRun:
 
     # -- writing --------------------------------------------------------------------------------
     def write(self, folder: str, arrays: dict[str, np.ndarray]) -> str:
-        """Write one ``.npz`` file under ``folder``, whole or not at all.
+        """Write one file under ``folder``, whole or not at all: an Arrow IPC table when every
+        array is one column of as many rows, else an ``.npz``.
 
         Args:
             folder: ``monitor/batches/v<N>`` or ``monitor/labels``.
@@ -86,13 +99,16 @@ class MonitorRun:
         Returns:
             The file's artifact path.
         """
+        stem = f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}"
+        lengths = {len(a) if getattr(a, "ndim", 1) == 1 else -1 for a in arrays.values()}
+        if len(lengths) == 1 and -1 not in lengths:
+            return self.write_bytes(folder, f"{stem}.arrow", _ipc(arrays))
         import numpy as np
 
-        fname = f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.npz"
         buf = io.BytesIO()
         named: dict[str, Any] = dict(arrays)
         np.savez(buf, **named)
-        return self.write_bytes(folder, fname, buf.getvalue())
+        return self.write_bytes(folder, f"{stem}.npz", buf.getvalue())
 
     def write_bytes(self, folder: str, fname: str, data: bytes) -> str:
         """Write one file under ``folder``, whole or not at all (a reader never sees half).
@@ -145,13 +161,13 @@ class MonitorRun:
             pass
 
     # -- reading --------------------------------------------------------------------------------
-    def list(self, folder: str, ext: str = ".npz") -> list[str]:
-        """Artifact paths of the finished ``.npz`` files under ``folder``, oldest first, in
-        this run and in any other monitoring run of the model.
+    def list(self, folder: str, ext: str | tuple[str, ...] = RAW) -> list[str]:
+        """Artifact paths of the finished files under ``folder`` (raw batches or labels unless
+        ``ext`` says), oldest first, in this run and in any other monitoring run of the model.
 
         Args:
             folder: as for :meth:`write`.
-            ext: the files' extension (``.parquet`` for compacted summaries).
+            ext: the files' extension(s) (``.parquet`` for compacted summaries).
 
         Returns:
             The paths (``[]`` for a folder not written yet).
@@ -194,7 +210,7 @@ class MonitorRun:
             self._siblings_at = now
         return list(found.values())
 
-    def _list_own(self, folder: str, ext: str = ".npz") -> builtins.list[str]:
+    def _list_own(self, folder: str, ext: str | tuple[str, ...] = RAW) -> builtins.list[str]:
         if not self.run_id:
             return []  # no monitoring run yet (see monitor_run's create=False)
         if self.local_dir is not None:
@@ -209,7 +225,8 @@ class MonitorRun:
             found = get_store().retry(self.repo.list_artifacts, folder)
         except Exception:  # noqa: BLE001 - a folder that does not exist yet
             return []
-        return sorted(f.path for f in found if not f.is_dir and f.path.endswith(ext))
+        return sorted(f.path for f in found if not f.is_dir and f.path.endswith(ext)
+                      and not f.path.rsplit("/", 1)[-1].startswith("."))
 
     def folders(self, folder: str) -> builtins.list[str]:
         """The names of the folders directly under ``folder`` in this run (``v1``, ``v2``...).
@@ -234,7 +251,7 @@ class MonitorRun:
         return sorted(f.path.rsplit("/", 1)[-1] for f in found if f.is_dir)
 
     def read(self, path: str) -> dict[str, np.ndarray]:
-        """The arrays of one file.
+        """The arrays of one file (Arrow or ``.npz``).
 
         Args:
             path: an artifact path from :meth:`list`.
@@ -244,8 +261,33 @@ class MonitorRun:
         """
         import numpy as np
 
+        if path.endswith(".arrow"):
+            table = self.read_table(path)
+            return {k: table.column(k).to_numpy() for k in table.column_names}
         with np.load(io.BytesIO(self.read_bytes(path)), allow_pickle=False) as npz:
             return {k: npz[k] for k in npz.files}
+
+    def read_table(self, path: str) -> pa.Table:
+        """One Arrow file as a table: memory-mapped from a local store (no copy, no decoding),
+        else read from the bytes.
+
+        Args:
+            path: an ``.arrow`` artifact path from :meth:`list`.
+
+        Returns:
+            The pyarrow table.
+        """
+        import pyarrow as pa
+
+        with self._lock:
+            owner = self._where.get(path)
+        if owner is not None:
+            return owner.read_table(path)
+        if self.local_dir is not None:
+            source: Any = pa.memory_map(os.path.join(self.local_dir, path))
+        else:
+            source = pa.py_buffer(self.read_bytes(path))
+        return pa.ipc.open_file(source).read_all()
 
     def read_bytes(self, path: str) -> bytes:
         """The content of one file; a remote store's file passes through a temporary folder
@@ -282,6 +324,18 @@ class MonitorRun:
                 return fh.read()
         finally:
             shutil.rmtree(one, ignore_errors=True)
+
+
+def _ipc(arrays: dict[str, Any]) -> bytes:
+    """Columns as an uncompressed Arrow IPC file (read back memory-mapped, without decoding)."""
+    import pyarrow as pa
+
+    table = pa.table({k: v if isinstance(v, (pa.Array, pa.ChunkedArray)) else pa.array(v)
+                      for k, v in arrays.items()})
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_file(sink, table.schema) as writer:
+        writer.write_table(table)
+    return sink.getvalue().to_pybytes()
 
 
 def _local_dir(artifact_uri: str) -> str | None:

@@ -16,10 +16,15 @@ from ..metrics import CLASSIFIER, REGRESSOR
 from ..refs import Ref
 from ..store import get_store
 from ._schema import OTHER, Schema, class_name, prediction_reference, schema, target
-from ._storage import BATCHES, LABELS, MonitorRun, monitor_run
+from ._storage import BATCHES, FEATURE, GROUP, LABELS, MonitorRun, monitor_run
 from ._windows import parse_since
 
+#: Rows of batch files prepared together: whole columns at a time, with bounded memory.
+PART_ROWS = 2_000_000
+
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     import numpy as np
     import pandas as pd
 
@@ -100,6 +105,9 @@ class _Reader:
     def _class_codes(self, values: np.ndarray) -> np.ndarray:
         import numpy as np
 
+        if values.dtype.kind == "f" and len(values) and np.all(np.isfinite(values)) \
+                and np.all(np.mod(values, 1) == 0):
+            values = values.astype(np.int64)  # 2.0 is the class 2 (class_name): hash integers
         inv, uniq = _factorize(values if values.dtype.kind in "iub" else values.astype(str))
         lookup = np.array([self._class(class_name(u)) for u in uniq], dtype=np.int32)
         return lookup[inv]
@@ -117,6 +125,8 @@ class _Reader:
         return REGRESSOR
 
     def _prepare(self, raw: dict[str, Any]) -> dict[str, Any]:
+        """Cut one part (the columns of one or more batch files, see :func:`_columns`) into
+        the reference's bins and codes, a whole column at a time."""
         import numpy as np
 
         n = len(raw["ts"])
@@ -125,32 +135,34 @@ class _Reader:
         # one contiguous row per feature; a missing value takes the slot after the last bin
         codes = np.empty((len(self.features), n), dtype=np.int16)
         codes[:] = np.asarray(self.n_bins, dtype=np.int16)[:, None]
-        num_cols = {str(c): j for j, c in enumerate(raw.get("num_cols", []))}
-        cat_cols = {str(c): j for j, c in enumerate(raw.get("cat_cols", []))}
         for k, f in enumerate(self.features):
+            col = raw.get(FEATURE + f)
+            if col is None:
+                continue
             st = feats[f]
+            chunks = [col] if isinstance(col, np.ndarray) else \
+                [c.to_numpy(zero_copy_only=False) for c in col.chunks]
+            numeric = all(c.dtype.kind in "fiub" for c in chunks)
             if st.get("kind") == "categorical":
-                if f in cat_cols:
-                    col = raw["cat"][:, cat_cols[f]]
-                elif f in num_cols:
-                    col = raw["num"][:, num_cols[f]].astype(str)
-                else:
-                    continue
                 index = self.cat_index[f]
                 other = index[OTHER]
+                if numeric:
+                    col = np.concatenate(chunks).astype(str) if chunks else np.zeros(0, dtype=str)
                 inv, uniq = _factorize(col)
-                lookup = np.array([self.n_bins[k] if u in ("", "nan", "None") else index.get(str(u), other)
-                                   for u in uniq], dtype=np.int16)
-                codes[k] = lookup[inv]
-            elif f in num_cols:
-                x = raw["num"][:, num_cols[f]]
-                b = np.searchsorted(np.asarray(st["edges"]), x, side="right").astype(np.int16)
-                b[np.isnan(x)] = self.n_bins[k]
-                codes[k] = b
+                lookup = np.array([self.n_bins[k] if u in ("", "nan", "None") or u is None
+                                   else index.get(str(u), other) for u in uniq.tolist()], dtype=np.int16)
+                codes[k] = lookup[inv] if len(lookup) else self.n_bins[k]
+            elif numeric:
+                edges = np.asarray(st["edges"], dtype=np.float64)
+                at = 0
+                for x in chunks:  # each chunk binned where it lies (a mapped file): no copy
+                    codes[k, at:at + len(x)] = bin_codes(x.astype(np.float64, copy=False), edges,
+                                                         self.n_bins[k])
+                    at += len(x)
         pred = raw["pred"]
         if self.task is None:
             self.task = self._guess_task(pred)
-        has_y = raw["has_y"] if "has_y" in raw else np.zeros(n, dtype=bool)
+        has_y = raw["has_y"].astype(bool) if raw.get("has_y") is not None else np.zeros(n, dtype=bool)
         out: dict[str, Any] = {"ts": raw["ts"].astype(np.int64), "codes": codes, "has_y": has_y,
                                "ids": raw.get("ids"), "lat": raw.get("lat"), "conf": raw.get("conf")}
         if self.task == CLASSIFIER:
@@ -180,12 +192,12 @@ class _Reader:
 
         with self.lock:
             folder = f"{BATCHES}/v{self.schema.version}"
-            for path in run.list(folder):
-                if path not in self.seen and path not in self.skip:
-                    self.parts.append(self._prepare(run.read(path)))
-                    self.file_rows.append(len(self.parts[-1]["ts"]))
-                    self.files.append(path)
-                    self.seen.add(path)
+            new = [p for p in run.list(folder) if p not in self.seen and p not in self.skip]
+            for paths, cols, rows in read_parts(run, new):
+                self.parts.append(self._prepare(cols))
+                self.file_rows.extend(rows)
+                self.files.extend(paths)
+                self.seen.update(paths)
             for path in run.list(LABELS):
                 if path not in self.label_files and path not in self.skip_labels:
                     raw = run.read(path)
@@ -277,10 +289,119 @@ class _Reader:
         return y, has_y
 
 
-def _factorize(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Codes and distinct values, by hashing (sorting strings, as np.unique does, costs more)."""
+def _columns(raw: dict[str, Any]) -> dict[str, Any]:
+    """A batch file of an earlier version (``.npz``: 2-D ``num``/``cat`` with their column
+    names) in the column layout of the Arrow files."""
+    out = {k: v for k, v in raw.items() if k not in ("num", "num_cols", "cat", "cat_cols")}
+    for key, names in (("num", "num_cols"), ("cat", "cat_cols")):
+        for j, c in enumerate(raw.get(names, [])):
+            out[FEATURE + str(c)] = raw[key][:, j]
+    return out
+
+
+def _table_columns(table: Any) -> dict[str, Any]:
+    """The columns of an Arrow table: features left to Arrow (binned chunk by chunk, or
+    encoded by Arrow: see :meth:`_Reader._prepare`), the rest as numpy arrays."""
+    import numpy as np
+
+    out: dict[str, Any] = {}
+    for name in table.column_names:
+        col = table.column(name)
+        if name.startswith(FEATURE):
+            out[name] = col  # binned chunk by chunk, or encoded by Arrow (see _prepare)
+        else:  # a copy: a kept view would keep the mapped file open for the life of the cache
+            out[name] = np.array(col.to_numpy(), copy=True) if col.num_chunks == 1 else col.to_numpy()
+    return out
+
+
+def read_parts(run: MonitorRun, paths: list[str]) -> Iterator[tuple[list[str], dict[str, Any], list[int]]]:
+    """The columns of ``paths``, a part at a time: consecutive Arrow files with the same
+    columns (up to :data:`PART_ROWS` rows) become one part, each ``.npz`` file of an earlier
+    version one part of its own.
+
+    Args:
+        run: the monitoring run.
+        paths: batch files, oldest first.
+
+    Yields:
+        ``(the part's files, its columns, rows per file)``.
+    """
+    import pyarrow as pa
+
+    group: list[str] = []
+    tables: list[Any] = []
+
+    def flush() -> Iterator[tuple[list[str], dict[str, Any], list[int]]]:
+        if group:
+            table = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
+            yield list(group), _table_columns(table), [t.num_rows for t in tables]
+            group.clear()
+            tables.clear()
+
+    rows = 0
+    for path in paths:
+        if not path.endswith(".arrow"):
+            yield from flush()
+            raw = _columns(run.read(path))
+            yield [path], raw, [len(raw["ts"])]
+            continue
+        table = run.read_table(path)
+        if tables and (table.schema != tables[0].schema or rows + table.num_rows > PART_ROWS):
+            yield from flush()
+            rows = 0
+        group.append(path)
+        tables.append(table)
+        rows += table.num_rows
+    yield from flush()
+
+
+def bin_codes(x: np.ndarray, edges: np.ndarray, missing: int) -> np.ndarray:
+    """The reference bin of each value (``searchsorted(edges, x, side="right")``), ``missing``
+    for NaN. With the few edges of a profile, counting the edges each value reaches in whole
+    vectorised passes is several times faster than a binary search per value.
+
+    Args:
+        x: float64 values.
+        edges: the bin edges, increasing.
+        missing: the code of a missing value.
+
+    Returns:
+        int16 codes.
+
+    Example:
+        >>> import numpy as np
+        >>> bin_codes(np.array([0.5, 1.0, np.nan]), np.array([1.0, 2.0]), 3).tolist()
+        [0, 1, 3]
+    """
+    import numpy as np
+
+    if len(edges) > 60:
+        b = np.searchsorted(edges, x, side="right").astype(np.int16)
+    else:
+        acc = np.zeros(len(x), dtype=np.int8)
+        hit = np.empty(len(x), dtype=bool)
+        for e in edges:
+            np.greater_equal(x, e, out=hit)
+            acc += hit.view(np.int8)
+        b = acc.astype(np.int16)
+    b[np.isnan(x)] = missing
+    return b
+
+
+def _factorize(values: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Codes and distinct values, by hashing (sorting strings, as np.unique does, costs more);
+    an Arrow column is encoded by Arrow itself, without making Python strings."""
     import numpy as np
     import pandas as pd
+
+    if not isinstance(values, np.ndarray):
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        arr = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
+        enc = pc.dictionary_encode(arr.fill_null(""))
+        return (np.asarray(enc.indices.to_numpy(zero_copy_only=False), dtype=np.int64),
+                np.asarray(enc.dictionary.to_numpy(zero_copy_only=False), dtype=object))
 
     codes, uniq = pd.factorize(values, use_na_sentinel=False)
     return np.asarray(codes, dtype=np.int64), np.asarray(uniq)
@@ -353,22 +474,26 @@ def recorded(ref: str | Ref, *, since: Any = None, labelled: bool = False) -> pd
     reader = _readers[(get_store().uri, name, int(version))]
     run = monitor_run(name, create=False)
     frames = []
-    for path in reader.files[: tr.files]:
-        raw = run.read(path)
+    groups: list[str] = []
+    for _, raw, _ in read_parts(run, reader.files[: tr.files]):
         cols: dict[str, Any] = {}
-        for j, c in enumerate(raw.get("num_cols", [])):
-            cols[str(c)] = raw["num"][:, j]
-        for j, c in enumerate(raw.get("cat_cols", [])):
-            cols[str(c)] = raw["cat"][:, j]
+        for k, v in raw.items():
+            if k.startswith(FEATURE):
+                cols[k[len(FEATURE):]] = v.to_numpy() if not isinstance(v, np.ndarray) else v
         df = pd.DataFrame(cols)
         if sch.columns:
             df = df[[c for c in sch.columns if c in df.columns]]
+        for k, v in raw.items():
+            if k.startswith(GROUP):
+                df[k[len(GROUP):]] = v
+                if k[len(GROUP):] not in groups:
+                    groups.append(k[len(GROUP):])
         df["timestamp"] = pd.to_datetime(raw["ts"], unit="ms", utc=True)
         df["y_pred"] = raw["pred"]
         df["id"] = raw["ids"] if "ids" in raw else None
         df["latency_ms"] = raw["lat"] if "lat" in raw else np.nan
         frames.append(df)
-    columns = [*(sch.columns or []), "timestamp", "y_pred", "y_true", "id", "latency_ms"]
+    columns = [*(sch.columns or []), *groups, "timestamp", "y_pred", "y_true", "id", "latency_ms"]
     if not frames:
         return pd.DataFrame(columns=columns)
     df = pd.concat(frames, ignore_index=True)

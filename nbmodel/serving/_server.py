@@ -307,7 +307,8 @@ class App:
                 return
             try:
                 handle.recorder = self.recorder_cls(handle.name, handle.version, columns=handle.names,
-                                                    max_rows=RECORD_ROWS)
+                                                    max_rows=RECORD_ROWS, model=handle.native,
+                                                    use_array=handle.use_array)
             except Exception as exc:  # noqa: BLE001 - monitoring must never stop serving
                 log.warning("monitoring is off for %s/%s: %s", handle.name, handle.version, exc)
 
