@@ -523,7 +523,8 @@ _DECLARED = [
             help="refresh period of --live"),
         arg("--no-plots", action="store_true", where=_MAGIC_ONLY, help="tables only"),
         arg("--groups", metavar="COL", default=None,
-            help="a column of the recorded X: metrics per group, and the column of group rules "
+            help="a column of the recorded X, or a group recorded with record(..., groups=...): "
+                 "metrics per group, and the column of group rules "
                  'such as "accuracy_gap>0.05"'),
         arg("model", nargs="?", default=None,
             help="with NAME 'compact': the model whose records to fold into window summaries "
