@@ -241,3 +241,23 @@ def test_magics_take_groups(monitored, shell):
     assert m.groups is not None
     err = shell.fails("%model_explain loans --groups female")
     assert "need the data" in str(err)
+
+
+def test_side_by_side_lists_every_feature_of_a_few_and_the_top_of_many():
+    from nbmodel.explain import Importance, ImportanceSideBySide
+
+    def imp(order: list[str]) -> Importance:
+        n = len(order)
+        return Importance(order, [float(n - i) for i in range(n)], [0.0] * n, "accuracy", 100, 100)
+
+    few = [f"f{i}" for i in range(15)]
+    text = str(ImportanceSideBySide(["m/1", "m/2"], [imp(few), imp(few[::-1])]))
+    assert all(f"\n{f} " in text for f in few) and "more features" not in text
+    many = [f"f{i}" for i in range(30)]
+    side = ImportanceSideBySide(["m/1", "m/2"], [imp(many), imp(many[10:] + many[:10])])
+    text, html = str(side), side._repr_html_()
+    shown = [f for f in many if f"\n{f} " in text]
+    assert shown == many[:20]  # top 10 of m/1 (f0-f9) and of m/2 (f10-f19)
+    assert "and 10 more features, none in any version's top 10" in text
+    assert "and 10 more features" in html
+    assert len(side.to_dict()["importance"][0]["features"]) == 30

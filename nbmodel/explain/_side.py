@@ -12,6 +12,10 @@ from ._changes import ImportanceChange, changes
 from ._groups import GroupReport, _fmt, group_metrics
 from ._importance import Importance, stored
 
+#: Side by side, every feature is listed up to this many; beyond, those in a version's top SHOWN.
+ALL_UP_TO = 15
+SHOWN = 10
+
 
 @dataclass(repr=False)
 class ImportanceSideBySide(Shown):
@@ -21,9 +25,23 @@ class ImportanceSideBySide(Shown):
     importances: list[Importance | None]
     change: ImportanceChange | None = None
 
-    def _rows(self) -> tuple[list[str], list[list[str]]]:
+    def _names(self) -> tuple[list[str], int]:
+        """The features shown, in the last version's order, and how many more there are: with
+        many features, those in some version's top :data:`SHOWN`."""
         have = [i for i in self.importances if i is not None]
         names = list(dict.fromkeys(f for imp in reversed(have) for f in imp.features))
+        if len(names) <= ALL_UP_TO:
+            return names, 0
+        shown = [f for f in names if any((imp.rank(f) or SHOWN + 1) <= SHOWN for imp in have)]
+        return shown, len(names) - len(shown)
+
+    def _more(self) -> str:
+        more = self._names()[1]
+        return (f"and {more} more features, none in any version's top {SHOWN} (to_dict() has them all)"
+                if more else "")
+
+    def _rows(self) -> tuple[list[str], list[list[str]]]:
+        names = self._names()[0]
         rows = []
         for f in names:
             cells = []
@@ -37,6 +55,8 @@ class ImportanceSideBySide(Shown):
     def __str__(self) -> str:
         head, rows = self._rows()
         lines = ["importance (rank, drop when shuffled ± std):", text_table(head, rows)]
+        if self._more():
+            lines.append(self._more())
         if self.change is not None:
             lines.append(f"{self.change.a} -> {self.change.b}: {self.change.sentence}")
         return "\n".join(lines)
@@ -44,6 +64,8 @@ class ImportanceSideBySide(Shown):
     def _repr_html_(self) -> str:
         head, rows = self._rows()
         out = STYLE + html_table(head, rows, caption="importance (rank, drop when shuffled ± std)")
+        if self._more():
+            out += f"<div class='nbm-line'>{html.escape(self._more())}</div>"
         if self.change is not None:
             out += (f"<div class='nbm-line'><b>{html.escape(self.change.a)} -&gt; "
                     f"{html.escape(self.change.b)}: {html.escape(self.change.sentence)}</b></div>")
