@@ -350,3 +350,95 @@ def test_the_team_store_fixture_gives_each_test_its_own_names(team_store: Any) -
     assert nbmodel.get_store().uri == team_store.uri.rstrip("/")
     assert team_store.name("iris").startswith(team_store.prefix) and team_store.prefix != "t"
     assert nbmodel.get_store().gateway.aliases(team_store.name("iris")) is None
+
+
+# -- temporary files ------------------------------------------------------------------------------
+class _Constant:
+    """A model nbmodel saves with MLflow's generic pyfunc wrapper (no library flavor)."""
+
+    def predict(self, X: Any) -> Any:
+        return [0] * len(X)
+
+
+@pytest.fixture
+def private_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """The temporary directory of this test alone, so leftovers are counted exactly."""
+    import tempfile
+
+    folder = tmp_path / "tmp"
+    folder.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(folder))
+    yield folder
+
+
+def _left_behind(tmp: Path, before: set[str]) -> list[str]:
+    """What is left in ``tmp`` that was not there before: files and folders, the one downloads
+    folder counted only by what it holds."""
+    import gc
+
+    gc.collect()
+    left = []
+    for entry in sorted(set(os.listdir(tmp)) - before):
+        if entry.startswith("nbmodel-downloads-"):
+            left += [f"{entry}/{sub}" for sub in os.listdir(tmp / entry)]
+        else:
+            left.append(entry)
+    return left
+
+
+def _load_diff_checkout(name: str) -> None:
+    from nbmodel import versions
+
+    clf = nbmodel.checkout(f"{name}/1")
+    assert clf.predict
+    nbmodel.diff(f"{name}/1", f"{name}/2")
+    pyfunc = nbmodel.load(f"{name}/3")  # a generic pyfunc: may read its files until dropped
+    assert list(pyfunc.predict([[1.0, 2.0]])) == [0]
+    del pyfunc
+    versions._cache.clear()
+
+
+def _three_versions(commit_iris: Any, name: str) -> None:
+    commit_iris(C=1.0, name=name)
+    commit_iris(C=0.1, name=name)
+    nbmodel.commit(_Constant(), name, message="constant")
+
+
+def test_loads_and_diffs_leave_no_temporary_folder_on_sqlite(isolated_store: Any, commit_iris: Any,
+                                                             private_tmp: Path) -> None:
+    _three_versions(commit_iris, "tmpcount")
+    before = set(os.listdir(private_tmp))
+    _load_diff_checkout("tmpcount")
+    assert _left_behind(private_tmp, before) == []
+
+
+@pytest.mark.team
+@pytest.mark.slow
+def test_loads_and_diffs_leave_no_temporary_folder_on_the_server(team_store: Any, commit_iris: Any,
+                                                                 private_tmp: Path) -> None:
+    name = team_store.name("tmpcount")
+    _three_versions(commit_iris, name)
+    before = set(os.listdir(private_tmp))
+    _load_diff_checkout(name)
+    assert _left_behind(private_tmp, before) == []
+
+
+def test_downloads_of_ended_processes_are_swept_and_a_servers_own_go_at_exit(
+        isolated_store: Any, commit_iris: Any, private_tmp: Path) -> None:
+    """A serving process keeps its model folder while it runs (a pyfunc reads it lazily); a
+    killed one's is removed by the next download, an ended one's at its exit."""
+    from nbmodel.versions import download_model, downloads_dir
+
+    v = commit_iris(name="swept")
+    root = Path(downloads_dir())
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    (root / f"{dead}-killed").mkdir()
+    folder = download_model(f"models:/swept/{v.version}")
+    assert (Path(folder) / "MLmodel").is_file()
+    assert sorted(os.listdir(root)) == [os.path.basename(folder)]
+    script = ("import nbmodel, sys; from nbmodel.versions import download_model; "
+              "print(download_model('models:/swept/1'))")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         env={**os.environ, "TMPDIR": str(private_tmp)}, check=True)
+    assert not Path(out.stdout.strip().splitlines()[-1]).exists()
