@@ -303,6 +303,37 @@ def mlflow_calls() -> Iterator[None]:
                     lg.setLevel(level)
 
 
+#: A write that must not happen twice: MLflow's REST client re-sends any request, POSTs too,
+#: whose answer timed out, so a slow server (busy, or a loaded machine) registered the same
+#: version twice. Sent once, with a little more time; the caller checks what a timeout left.
+SEND_ONCE_SETTINGS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "8"}
+
+
+@contextlib.contextmanager
+def sent_once() -> Iterator[None]:
+    """Inside the block (within :func:`mlflow_calls`), MLflow's requests are sent once, never
+    re-sent after a timeout. The previous settings are restored after it.
+
+    Example:
+        >>> with mlflow_calls(), sent_once():
+        ...     os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"]
+        '0'
+    """
+    with mlflow_calls():
+        with _calls_lock:
+            saved = {k: os.environ.get(k) for k in SEND_ONCE_SETTINGS}
+            os.environ.update(SEND_ONCE_SETTINGS)
+        try:
+            yield
+        finally:
+            with _calls_lock:
+                for key, old in saved.items():
+                    if old is None:
+                        os.environ.pop(key, None)
+                    else:
+                        os.environ[key] = old
+
+
 @contextlib.contextmanager
 def unchecked_serving_input() -> Iterator[None]:
     """Inside the block, MLflow's ``log_model`` does not reload the model it just saved to try

@@ -7,6 +7,7 @@ check the same behaviour on sqlite or against a small fake server on 127.0.0.1.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -442,3 +443,70 @@ def test_downloads_of_ended_processes_are_swept_and_a_servers_own_go_at_exit(
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                          env={**os.environ, "TMPDIR": str(private_tmp)}, check=True)
     assert not Path(out.stdout.strip().splitlines()[-1]).exists()
+
+
+# -- a write whose answer is late ----------------------------------------------------------------
+class _SlowCreateServer:
+    """Registers a version on the first ``model-versions/create`` but answers it too late; a
+    search by run then finds what it made."""
+
+    def __init__(self, delay: float) -> None:
+        creates = self.creates = []  # type: list[str]
+
+        class Handler(BaseHTTPRequestHandler):
+            def _reply(self, payload: dict[str, Any]) -> None:
+                body = json.dumps(payload).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_POST(self) -> None:  # noqa: N802 - http.server's name
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if self.path.endswith("/model-versions/create"):
+                    creates.append(self.path)
+                    time.sleep(delay)  # registered, but the answer comes after the client gave up
+                    with contextlib.suppress(OSError):
+                        self._reply({"model_version": _version_json(len(creates))})
+                    return
+                self._reply({})
+
+            def do_GET(self) -> None:  # noqa: N802
+                if "/model-versions/search" in self.path:
+                    self._reply({"model_versions": [_version_json(n + 1) for n in range(len(creates))]})
+                else:
+                    self._reply({})
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.uri = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+
+def _version_json(number: int) -> dict[str, Any]:
+    return {"name": "slow", "version": str(number), "run_id": "r1", "status": "READY",
+            "source": "models:/m-1", "creation_timestamp": 0, "last_updated_timestamp": 0}
+
+
+def test_a_version_whose_answer_times_out_is_registered_once_and_found(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """MLflow's client re-sent a timed-out create: a slow team server numbered one commit twice."""
+    from nbmodel import store as store_mod
+
+    monkeypatch.setitem(CALL_SETTINGS, "MLFLOW_HTTP_REQUEST_TIMEOUT", "1")
+    monkeypatch.setitem(store_mod.SEND_ONCE_SETTINGS, "MLFLOW_HTTP_REQUEST_TIMEOUT", "1")
+    server = _SlowCreateServer(delay=2.5)
+    try:
+        gateway = store_mod.Store(server.uri).gateway
+        mv = gateway.create_version("slow", "models:/m-1", run_id="r1", tags={}, description=None,
+                                    model_id="m-1")
+        time.sleep(3)  # a re-sent request would have reached the server by now
+        assert len(server.creates) == 1
+        assert int(mv.version) == 1 and mv.run_id == "r1"
+    finally:
+        server.httpd.shutdown()
+        server.httpd.server_close()
