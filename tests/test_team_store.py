@@ -510,3 +510,33 @@ def test_a_version_whose_answer_times_out_is_registered_once_and_found(
     finally:
         server.httpd.shutdown()
         server.httpd.server_close()
+
+
+# -- what a commit asks the store -----------------------------------------------------------------
+def test_a_commit_with_a_parent_does_not_try_to_create_its_model_again(
+        isolated_store: Any, commit_iris: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from nbmodel.gateway import Gateway
+
+    tries: list[str] = []
+    real = Gateway.create_model
+
+    def counted(self: Any, name: str, tags: Any = None) -> bool:
+        tries.append(name)
+        return real(self, name, tags)
+
+    monkeypatch.setattr(Gateway, "create_model", counted)
+    commit_iris(name="once")
+    assert tries == ["once"]
+    assert commit_iris(name="once").parent == "once/1"
+    assert tries == ["once"]  # a failed write per commit, and a round trip on a server
+
+
+def test_a_model_deleted_under_a_kernel_is_registered_anew(isolated_store: Any, commit_iris: Any) -> None:
+    from nbmodel.commits import _register
+
+    v = commit_iris(name="gone")
+    mv = isolated_store.client.get_model_version("gone", "1")
+    isolated_store.gateway.delete_model("gone")
+    again = _register(isolated_store, "gone", mv.source, mv.model_id, v.run_id, {}, "again", "gone/1")
+    assert int(again.version) == 1
+    assert isolated_store.client.get_registered_model("gone").tags == {"nbmodel.managed": "true"}
