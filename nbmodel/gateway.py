@@ -61,6 +61,16 @@ class Connection(Protocol):
         """
         ...
 
+    @property
+    def is_server(self) -> bool:
+        """Whether the store is reached over HTTP (an ``mlflow server``).
+
+        Example:
+            >>> nbmodel.get_store().is_server  # doctest: +SKIP
+            False
+        """
+        ...
+
     def retry(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Call ``fn`` with its arguments, retrying while the store is busy.
 
