@@ -29,6 +29,53 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.pop("MLFLOW_TRACKING_URI", None)
 
 
+class _Requests:
+    """Every HTTP request MLflow's client makes while counting: method, path, ms, bytes."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, str, float, int]] = []
+
+    def __enter__(self) -> _Requests:
+        import requests
+
+        real = self._real = requests.Session.request
+        seen = self.seen
+
+        def counted(session: Any, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+            t = time.perf_counter()
+            response = real(session, method, url, *args, **kwargs)
+            seen.append((method, url.split("/api/", 1)[-1].split("?")[0],
+                         (time.perf_counter() - t) * 1000, len(response.content)))
+            return response
+
+        requests.Session.request = counted  # type: ignore[method-assign]
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        import requests
+
+        requests.Session.request = self._real  # type: ignore[method-assign]
+
+    def summary(self, what: str, total_ms: float) -> str:
+        in_requests = sum(s[2] for s in self.seen)
+        size = sum(s[3] for s in self.seen)
+        kinds: dict[str, int] = {}
+        for method, path, _, _ in self.seen:
+            key = f"{method} {path.rsplit('/artifacts/', 1)[0] if 'artifacts/' in path else path}"
+            kinds[key] = kinds.get(key, 0) + 1
+        detail = ", ".join(f"{k} x{n}" if n > 1 else k for k, n in kinds.items())
+        return (f"  {what}: {total_ms:.0f} ms, {len(self.seen)} requests taking {in_requests:.0f} ms "
+                f"({size / 1024:.0f} KiB answered), {total_ms - in_requests:.0f} ms in the kernel: {detail}")
+
+
+def _requests_of(what: str, fn: Any) -> None:
+    with _Requests() as r:
+        t = time.perf_counter()
+        fn()
+        total = (time.perf_counter() - t) * 1000
+    print(r.summary(what, total))
+
+
 def _ms(xs: list[float]) -> float:
     return statistics.median(xs) * 1000
 
@@ -102,6 +149,11 @@ def bench_server_log(uri: str, n: int, tag: str) -> None:
         rollbacks.append(time.perf_counter() - t)
         nbmodel.alias(f"{name}/{n - 1}", "production")
     assert len(h) == n
+    print("team server, requests per operation (one run each):")
+    _requests_of(f"%model_log of {n} versions", lambda: str(nbmodel.log(name)))
+    _requests_of("rollback", lambda: nbmodel.rollback(name))
+    _requests_of("commit", lambda: nbmodel.commit(clf, name, message="counted", eval=(X_test, y_test),
+                                                  train=(X_train, y_train)))
     print(f"team server %model_log of {n} versions (query + table, median of 5): {_ms(logs):.0f} ms; "
           f"rollback: {_ms(rollbacks):.0f} ms (targets < 60 ms each)")
 

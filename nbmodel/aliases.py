@@ -598,7 +598,7 @@ def tests_gate(v: Any, alias: str, *, force: bool = False, message: str = "") ->
     store = get_store()
     with _turn(store, v.name):
         trail = _Trail.read(store, v.name)
-        current = model_aliases(store, v.name).get(alias)
+        current = trail.aliases.get(alias)
         return _tests_gate(store, trail, alias, v, current, force=force, message=message,
                            kind="deploy")
 
@@ -695,8 +695,8 @@ def _protection(name: str | Ref, alias: str, users: list[str] | None, message: s
     check_alias(alias)
     store = get_store()
     with _turn(store, r.name):
-        current = model_aliases(store, r.name).get(alias)
         trail = _Trail.read(store, r.name)
+        current = trail.aliases.get(alias)
         kind = "protect" if users is not None else "unprotect"
         if users is None and trail.allowed(alias) is None:
             raise AliasNotFound(f"{r.name}@{alias} is not protected")

@@ -519,10 +519,23 @@ _SKOPS_SAFE = frozenset({"sklearn", "numpy", "scipy"})
 def _register(store: Store, name: str, model_uri: str, model_id: str | None, run_id: str,
               tags: dict[str, str], message: str, parent: str | None) -> Any:
     """Register the version under the store's write lock (sqlite numbers never collide)."""
+    from mlflow.exceptions import MlflowException
+
     with store.write_lock():
-        created = store.gateway.create_model(name, {"nbmodel.managed": "true"})
+        # A model with a parent version exists: trying to create it again was a failed write
+        # (and on a server a round trip) in every commit. Deleted since? Then it is made anew.
+        created = False
+        if not (parent or "").startswith(f"{name}/"):
+            created = store.gateway.create_model(name, {"nbmodel.managed": "true"})
         tags = {**tags, T_PARENT: parent or ""}
         try:
+            try:
+                return store.gateway.create_version(name, model_uri, run_id=run_id, tags=tags,
+                                                    description=message or None, model_id=model_id)
+            except MlflowException as exc:
+                if created or getattr(exc, "error_code", "") != "RESOURCE_DOES_NOT_EXIST":
+                    raise
+            created = store.gateway.create_model(name, {"nbmodel.managed": "true"})
             return store.gateway.create_version(name, model_uri, run_id=run_id, tags=tags,
                                                 description=message or None, model_id=model_id)
         except BaseException:

@@ -29,10 +29,10 @@ def _artifact_text(v: Version, path: str) -> str | None:
 
 
 def _signature(v: Version) -> dict[str, list[str]] | None:
-    import mlflow
+    from .versions import model_info
 
     try:
-        sig = mlflow.models.get_model_info(v.uri).signature
+        sig = model_info(v.uri).signature
     except Exception:  # noqa: BLE001
         return None
     if sig is None:

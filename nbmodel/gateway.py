@@ -61,6 +61,16 @@ class Connection(Protocol):
         """
         ...
 
+    @property
+    def is_server(self) -> bool:
+        """Whether the store is reached over HTTP (an ``mlflow server``).
+
+        Example:
+            >>> nbmodel.get_store().is_server  # doctest: +SKIP
+            False
+        """
+        ...
+
     def retry(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Call ``fn`` with its arguments, retrying while the store is busy.
 
@@ -657,8 +667,34 @@ class Gateway:
             >>> mv = store.gateway.create_version(  # doctest: +SKIP
             ...     "iris", uri, run_id=rid, tags={}, description=None, model_id=None)
         """
-        return self._call("create_model_version", name, model_uri, run_id=run_id, tags=tags,
-                          description=description, model_id=model_id)
+        from .errors import StoreError
+        from .store import sent_once
+
+        try:
+            with sent_once():  # a re-sent create would register the model a second time
+                return self._call("create_model_version", name, model_uri, run_id=run_id,
+                                  tags=tags, description=description, model_id=model_id)
+        except StoreError:
+            if not self.store.is_server:
+                raise
+            made = self._version_of_run(name, run_id)  # the answer was lost, not the write?
+            if made is None:
+                raise
+            return made
+
+    def _version_of_run(self, name: str, run_id: str) -> Any:
+        """The version of ``name`` registered from run ``run_id`` (None: there is none, or the
+        server does not answer); a server may finish a write whose answer timed out."""
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                found = self._call("search_model_versions",
+                                   f"name = '{_escape(name)}' AND run_id = '{_escape(run_id)}'")
+            except Exception:  # noqa: BLE001 - the caller reports the first error
+                return None
+            if found or time.monotonic() > deadline:
+                return found[0] if found else None
+            time.sleep(0.5)
 
     # -- tracking ----------------------------------------------------------------------------
     def experiment_id(self, name: str) -> str:

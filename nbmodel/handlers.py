@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import datetime as _dt
 import json
-import os
 import threading
 from collections.abc import Callable
 from dataclasses import asdict, is_dataclass
@@ -315,8 +314,7 @@ class NoStoreYet(NbmodelError):
     status = 404
 
 
-#: Serialises the routes' calls: the core reads the store from one process-wide setting, which
-#: a route answering for a notebook's folder points at that folder's store while it runs.
+#: Serialises switching the server's own store (``PUT /store``).
 _STORE_SCOPE = threading.RLock()
 #: Where the store of the call in progress came from (the folder's resolution, not set_store).
 _scope = threading.local()
@@ -340,18 +338,9 @@ def folder_uri(folder: Path) -> tuple[str, str]:
         >>> folder_uri(Path("/home/ann/course"))  # doctest: +SKIP
         ('sqlite:////home/ann/course/mlflow.db', 'default')
     """
-    from . import store as store_mod
+    from .store import resolve_uri
 
-    uri, origin = store_mod.resolve_uri()
-    if origin == "set_store":
-        return uri, origin
-    if origin == "MLFLOW_TRACKING_URI":
-        # A relative sqlite path is read from the kernel's folder, as the kernel reads it.
-        return store_mod._normalise(os.environ["MLFLOW_TRACKING_URI"], base=folder), origin
-    found = store_mod._pyproject_uri(folder)
-    if found:
-        return found
-    return store_mod._normalise(store_mod.DEFAULT_URI, base=folder), "default"
+    return resolve_uri(folder)
 
 
 def in_folder(folder: Path | None, fn: Callable[..., Any], *args: Any,
@@ -375,23 +364,19 @@ def in_folder(folder: Path | None, fn: Callable[..., Any], *args: Any,
     Example:
         >>> in_folder(Path("/home/ann/course"), log, "iris")  # doctest: +SKIP
     """
-    from . import store as store_mod
+    from .store import resolve_uri, scoped
 
-    with _STORE_SCOPE:
-        saved = store_mod._explicit_uri
+    # The folder's store for this call only (a context variable, not the session's setting):
+    # the server answers for several folders at once.
+    uri, origin = resolve_uri() if folder is None else folder_uri(folder)
+    with scoped(uri, origin) as store:
+        _scope.origin = origin
         try:
-            origin = None
-            if folder is not None:
-                uri, origin = folder_uri(folder)
-                store_mod._explicit_uri = uri
-            store = store_mod.get_store()
-            _scope.origin = origin or store.origin
             if not read_only and not store.exists:
                 raise NoStoreYet(f"no store yet at {store.uri}: commit a model from a notebook "
                                  "in that folder first (%model_commit VAR)")
             return fn(*args, **kwargs)
         finally:
-            store_mod._explicit_uri = saved
             _scope.origin = None
 
 

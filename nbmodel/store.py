@@ -17,6 +17,7 @@ sqlite store are serialised across processes by the same lock, so version number
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import logging
 import os
 import threading
@@ -42,6 +43,10 @@ _explicit_uri: str | None = None
 _stores: dict[str, Store] = {}
 _stores_lock = threading.Lock()
 _held = threading.local()  # how deep this thread is inside write_lock(), per store
+#: The store of one call in progress (see :func:`scoped`): context-local, so a server answering
+#: for several notebook folders at once points each call at its folder's store.
+_scoped: contextvars.ContextVar[tuple[str, str] | None] = contextvars.ContextVar(
+    "nbmodel_scoped_store", default=None)
 
 
 def set_store(uri: str | None) -> Store:
@@ -71,8 +76,15 @@ def set_store(uri: str | None) -> Store:
     return store
 
 
-def resolve_uri() -> tuple[str, str]:
+def resolve_uri(folder: Path | None = None) -> tuple[str, str]:
     """The store's URI by the resolution order, without opening anything.
+
+    Args:
+        folder: resolve as a kernel started in this folder would (JupyterLab starts a
+            notebook's kernel in the notebook's folder): ``MLFLOW_TRACKING_URI`` with relative
+            sqlite paths read from there, the nearest ``pyproject.toml`` above it, else
+            ``mlflow.db`` in it. None: the working directory. A store chosen with
+            :func:`set_store` wins either way, and so does the store of :func:`scoped`.
 
     Returns:
         ``(uri, origin)``: origin is ``set_store``, ``MLFLOW_TRACKING_URI``, a pyproject.toml path
@@ -84,16 +96,46 @@ def resolve_uri() -> tuple[str, str]:
     Example:
         >>> resolve_uri()  # doctest: +SKIP
         ('sqlite:////home/ann/course/mlflow.db', 'default')
+        >>> resolve_uri(Path("/home/ann/other"))  # doctest: +SKIP
+        ('sqlite:////home/ann/other/mlflow.db', 'default')
     """
+    if folder is None:
+        scoped_store = _scoped.get()
+        if scoped_store is not None:
+            return scoped_store
     if _explicit_uri:
         return _explicit_uri, "set_store"
+    base = Path.cwd() if folder is None else folder
     env = os.environ.get("MLFLOW_TRACKING_URI", "").strip()
     if env:
-        return _normalise(env, base=Path.cwd()), "MLFLOW_TRACKING_URI"
-    found = _pyproject_uri(Path.cwd())
+        return _normalise(env, base=base), "MLFLOW_TRACKING_URI"
+    found = _pyproject_uri(base)
     if found:
         return found
-    return _normalise(DEFAULT_URI, base=Path.cwd()), "default"
+    return _normalise(DEFAULT_URI, base=base), "default"
+
+
+@contextlib.contextmanager
+def scoped(uri: str, origin: str) -> Iterator[Store]:
+    """Use the store ``uri`` for what runs inside, in this context only (this thread, or this
+    asyncio task), leaving the session's store and every other thread's as they were.
+
+    Args:
+        uri: a store URI as :func:`resolve_uri` gives it.
+        origin: where it came from, as :func:`resolve_uri` names it.
+
+    Yields:
+        The opened :class:`Store`.
+
+    Example:
+        >>> with scoped(*resolve_uri(Path("/home/ann/other"))):  # doctest: +SKIP
+        ...     nbmodel.log("iris")
+    """
+    token = _scoped.set((uri, origin))
+    try:
+        yield _open(uri, origin)
+    finally:
+        _scoped.reset(token)
 
 
 def get_store() -> Store:
@@ -259,6 +301,37 @@ def mlflow_calls() -> Iterator[None]:
                         os.environ[key] = old
                 for lg, level in _calls_levels:
                     lg.setLevel(level)
+
+
+#: A write that must not happen twice: MLflow's REST client re-sends any request, POSTs too,
+#: whose answer timed out, so a slow server (busy, or a loaded machine) registered the same
+#: version twice. Sent once, with a little more time; the caller checks what a timeout left.
+SEND_ONCE_SETTINGS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "8"}
+
+
+@contextlib.contextmanager
+def sent_once() -> Iterator[None]:
+    """Inside the block (within :func:`mlflow_calls`), MLflow's requests are sent once, never
+    re-sent after a timeout. The previous settings are restored after it.
+
+    Example:
+        >>> with mlflow_calls(), sent_once():
+        ...     os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"]
+        '0'
+    """
+    with mlflow_calls():
+        with _calls_lock:
+            saved = {k: os.environ.get(k) for k in SEND_ONCE_SETTINGS}
+            os.environ.update(SEND_ONCE_SETTINGS)
+        try:
+            yield
+        finally:
+            with _calls_lock:
+                for key, old in saved.items():
+                    if old is None:
+                        os.environ.pop(key, None)
+                    else:
+                        os.environ[key] = old
 
 
 @contextlib.contextmanager

@@ -580,23 +580,152 @@ def load(ref: str | Ref | Version, *, fresh: bool = False) -> Any:
 
 def _verified_copy(v: Version) -> str:
     """A local copy of the version's model files, checked against the digests recorded at
-    commit (a version committed before they were kept is loaded unchecked, as before).
+    commit (a version committed before they were kept is loaded unchecked, as before). The
+    caller removes it (:func:`release_download`) once loaded.
 
     Raises:
         ArtifactMismatch: the files are not the ones it was committed with.
     """
+    import shutil
+
+    from .digests import verify
+
+    folder = download_model(v.uri)
+    try:
+        verify(folder, all_tags(v), what=v.ref)
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    return folder
+
+
+def downloads_dir() -> str:
+    """The one folder that holds model files downloaded from a store: ``nbmodel-downloads-UID``
+    in the temporary directory, one subfolder per download, named for the process that made it.
+
+    A subfolder lives as long as what needs it: removed as soon as its model is loaded into
+    memory, with the object loaded from it (:func:`release_download`), or when its process ends;
+    the subfolders of processes that ended without cleaning up (killed) are removed by the next
+    download, so the folder never holds more than the live processes' models.
+
+    Example:
+        >>> downloads_dir()  # doctest: +SKIP
+        '/tmp/nbmodel-downloads-1000'
+    """
+    import tempfile
+
+    uid = os.getuid() if hasattr(os, "getuid") else 0
+    folder = os.path.join(tempfile.gettempdir(), f"nbmodel-downloads-{uid}")
+    os.makedirs(folder, mode=0o700, exist_ok=True)
+    return folder
+
+
+def _sweep_downloads(root: str) -> None:
+    """Remove the downloads of processes that are gone."""
+    import shutil
+
+    for entry in os.listdir(root):
+        pid = entry.split("-", 1)[0]
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(os.path.join(root, entry), ignore_errors=True)
+        except OSError:  # another user's process: alive
+            pass
+
+
+def download_model(uri: str) -> str:
+    """Download a model's files (``models:/NAME/VERSION`` or a run's artifact URI) into a new
+    subfolder of :func:`downloads_dir`, quietly.
+
+    The folder is removed when the process ends; remove it sooner with
+    :func:`release_download` (at once, or with the object loaded from it).
+
+    Args:
+        uri: the model's URI.
+
+    Returns:
+        The local folder holding the model's files.
+
+    Example:
+        >>> folder = download_model("models:/iris/3")  # doctest: +SKIP
+    """
+    import atexit
+    import shutil
     import tempfile
 
     import mlflow.artifacts
 
-    from .digests import verify
     from .store import mlflow_calls
 
-    with mlflow_calls():  # quiet: a download from a server draws progress bars otherwise
-        folder = mlflow.artifacts.download_artifacts(artifact_uri=v.uri,
-                                                     dst_path=tempfile.mkdtemp(prefix="nbmodel-"))
-    verify(folder, all_tags(v), what=v.ref)
+    root = downloads_dir()
+    _sweep_downloads(root)
+    folder = tempfile.mkdtemp(prefix=f"{os.getpid()}-", dir=root)
+    try:
+        with mlflow_calls():  # quiet: a download from a server draws progress bars otherwise
+            mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=folder)
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    global _downloads_at_exit
+    if not _downloads_at_exit:
+        _downloads_at_exit = True
+        atexit.register(_remove_own_downloads, root)
     return folder
+
+
+_downloads_at_exit = False
+
+
+def _remove_own_downloads(root: str) -> None:
+    import shutil
+
+    mine = f"{os.getpid()}-"
+    for entry in os.listdir(root) if os.path.isdir(root) else ():
+        if entry.startswith(mine):
+            shutil.rmtree(os.path.join(root, entry), ignore_errors=True)
+
+
+def release_download(folder: str, *, owner: object | None = None) -> None:
+    """Remove a folder made by :func:`download_model`: now, or once ``owner`` (the object
+    loaded from it, which may read its files lazily) is garbage.
+
+    Example:
+        >>> release_download(folder, owner=pyfunc_model)  # doctest: +SKIP
+    """
+    import shutil
+    import weakref
+
+    if owner is not None:
+        try:
+            weakref.finalize(owner, shutil.rmtree, folder, True)
+            return
+        except TypeError:  # not weakly referable: kept until the process ends
+            return
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def model_info(uri: str) -> Any:
+    """The ``mlflow.models.Model`` (flavors, signature) of a model URI, read quietly and
+    without leaving its downloaded ``MLmodel`` file behind (``mlflow.models.get_model_info``
+    leaves a temporary folder per call for a remote store, and draws a progress bar).
+
+    Example:
+        >>> model_info(nbmodel.resolve("iris/3").uri).signature  # doctest: +SKIP
+    """
+    import tempfile
+
+    import mlflow.artifacts
+    from mlflow.models import Model
+
+    from .store import mlflow_calls
+
+    with tempfile.TemporaryDirectory(prefix="nbmodel-mlmodel-") as tmp, mlflow_calls():
+        path = mlflow.artifacts.download_artifacts(artifact_uri=f"{uri.rstrip('/')}/MLmodel",
+                                                   dst_path=tmp)
+        return Model.load(path)
 
 
 def all_tags(v: Version) -> dict[str, str]:
@@ -612,40 +741,47 @@ def all_tags(v: Version) -> dict[str, str]:
 
 
 def _load_uncached(v: Version) -> Any:
-    import shutil
-
-    import mlflow
-
     try:
         folder = _verified_copy(v)
-        kind = flavors.kind_named(v.flavor)
-        if kind is not None:  # XGBoost, LightGBM, PyTorch, Keras: the library's own object
-            try:
-                return flavors.load_native(kind, folder)
-            finally:
-                shutil.rmtree(folder, ignore_errors=True)
-        if v.flavor == "sklearn" or (v.flavor is None and _has_flavor(v, "sklearn")):
-            try:
-                return mlflow.sklearn.load_model(folder)
-            finally:
-                shutil.rmtree(folder, ignore_errors=True)
-        loaded = mlflow.pyfunc.load_model(folder)
-        try:
-            wrapped = loaded.unwrap_python_model()
-            return getattr(wrapped, "model", wrapped)
-        except Exception:  # noqa: BLE001 - another flavor: the pyfunc itself predicts
-            return loaded
     except NbmodelError:
         raise
     except Exception as exc:  # noqa: BLE001
         raise NbmodelError(f"cannot load {v.ref}: {first_line(exc)}") from exc
+    owner = None
+    try:
+        model, lazy = _load_folder(v, folder)
+        if lazy:
+            owner = model
+        return model
+    except NbmodelError:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        raise NbmodelError(f"cannot load {v.ref}: {first_line(exc)}") from exc
+    finally:
+        # A pyfunc may read its files after loading: its folder goes with it; the others' at once.
+        release_download(folder, owner=owner)
+
+
+def _load_folder(v: Version, folder: str) -> tuple[Any, bool]:
+    """The model in ``folder``, and whether it may still read the folder's files."""
+    import mlflow
+
+    kind = flavors.kind_named(v.flavor)
+    if kind is not None:  # XGBoost, LightGBM, PyTorch, Keras: the library's own object
+        return flavors.load_native(kind, folder), False
+    if v.flavor == "sklearn" or (v.flavor is None and _has_flavor(v, "sklearn")):
+        return mlflow.sklearn.load_model(folder), False
+    loaded = mlflow.pyfunc.load_model(folder)
+    try:
+        wrapped = loaded.unwrap_python_model()
+    except Exception:  # noqa: BLE001 - another flavor: the pyfunc itself predicts
+        return loaded, True
+    return getattr(wrapped, "model", wrapped), True
 
 
 def _has_flavor(v: Version, flavor: str) -> bool:
-    import mlflow
-
     try:
-        return flavor in mlflow.models.get_model_info(v.uri).flavors
+        return flavor in model_info(v.uri).flavors
     except Exception:  # noqa: BLE001
         return False
 

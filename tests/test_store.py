@@ -97,3 +97,49 @@ def test_first_use_from_several_processes_at_once(tmp_path):
     tables = {r[0] for r in sqlite3.connect(db).execute("select name from sqlite_master")}
     assert not any(t.startswith("_alembic_tmp") for t in tables)
     assert not list(Path(db.parent).glob("*.tmp"))
+
+
+def test_a_folder_resolves_as_a_kernel_started_there(tmp_path, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b" / "sub").mkdir(parents=True)
+    (tmp_path / "b" / "pyproject.toml").write_text('[tool.nbmodel]\ntracking_uri = "sqlite:///b.db"\n')
+    assert store_mod.resolve_uri(tmp_path / "a") == (f"sqlite:///{tmp_path / 'a' / 'mlflow.db'}", "default")
+    assert store_mod.resolve_uri(tmp_path / "b" / "sub")[0] == f"sqlite:///{tmp_path / 'b' / 'b.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///env.db")
+    assert store_mod.resolve_uri(tmp_path / "a") == (f"sqlite:///{tmp_path / 'a' / 'env.db'}",
+                                                     "MLFLOW_TRACKING_URI")
+    nbmodel.set_store(str(tmp_path / "explicit.db"))
+    assert store_mod.resolve_uri(tmp_path / "a") == (f"sqlite:///{tmp_path / 'explicit.db'}", "set_store")
+
+
+def test_handlers_answer_for_two_folders_at_once_without_touching_the_session(tmp_path, monkeypatch):
+    """Each call sees its own folder's store while the other runs; the session's store stays."""
+    import threading
+
+    from nbmodel.handlers import in_folder
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    session = store_mod.resolve_uri()
+    folders = [tmp_path / "a", tmp_path / "b"]
+    for folder in folders:
+        folder.mkdir()
+    both_inside = threading.Barrier(2, timeout=10)
+    seen: dict[str, str] = {}
+
+    def call(folder):
+        def fn():
+            both_inside.wait()  # a process-wide lock around calls never lets both in
+            seen[folder.name] = nbmodel.get_store().uri
+            both_inside.wait()
+
+        in_folder(folder, fn, read_only=True)
+
+    threads = [threading.Thread(target=call, args=(f,)) for f in folders]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert seen == {f.name: f"sqlite:///{f / 'mlflow.db'}" for f in folders}
+    assert store_mod.resolve_uri() == session
+    assert store_mod._explicit_uri is None

@@ -7,6 +7,7 @@ check the same behaviour on sqlite or against a small fake server on 127.0.0.1.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -350,3 +351,192 @@ def test_the_team_store_fixture_gives_each_test_its_own_names(team_store: Any) -
     assert nbmodel.get_store().uri == team_store.uri.rstrip("/")
     assert team_store.name("iris").startswith(team_store.prefix) and team_store.prefix != "t"
     assert nbmodel.get_store().gateway.aliases(team_store.name("iris")) is None
+
+
+# -- temporary files ------------------------------------------------------------------------------
+class _Constant:
+    """A model nbmodel saves with MLflow's generic pyfunc wrapper (no library flavor)."""
+
+    def predict(self, X: Any) -> Any:
+        return [0] * len(X)
+
+
+@pytest.fixture
+def private_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """The temporary directory of this test alone, so leftovers are counted exactly."""
+    import tempfile
+
+    folder = tmp_path / "tmp"
+    folder.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(folder))
+    yield folder
+
+
+def _left_behind(tmp: Path, before: set[str]) -> list[str]:
+    """What is left in ``tmp`` that was not there before: files and folders, the one downloads
+    folder counted only by what it holds."""
+    import gc
+
+    gc.collect()
+    left = []
+    for entry in sorted(set(os.listdir(tmp)) - before):
+        if entry.startswith("nbmodel-downloads-"):
+            left += [f"{entry}/{sub}" for sub in os.listdir(tmp / entry)]
+        else:
+            left.append(entry)
+    return left
+
+
+def _load_diff_checkout(name: str) -> None:
+    from nbmodel import versions
+
+    clf = nbmodel.checkout(f"{name}/1")
+    assert clf.predict
+    nbmodel.diff(f"{name}/1", f"{name}/2")
+    pyfunc = nbmodel.load(f"{name}/3")  # a generic pyfunc: may read its files until dropped
+    assert list(pyfunc.predict([[1.0, 2.0]])) == [0]
+    del pyfunc
+    versions._cache.clear()
+
+
+def _three_versions(commit_iris: Any, name: str) -> None:
+    commit_iris(C=1.0, name=name)
+    commit_iris(C=0.1, name=name)
+    nbmodel.commit(_Constant(), name, message="constant")
+
+
+def test_loads_and_diffs_leave_no_temporary_folder_on_sqlite(isolated_store: Any, commit_iris: Any,
+                                                             private_tmp: Path) -> None:
+    _three_versions(commit_iris, "tmpcount")
+    before = set(os.listdir(private_tmp))
+    _load_diff_checkout("tmpcount")
+    assert _left_behind(private_tmp, before) == []
+
+
+@pytest.mark.team
+@pytest.mark.slow
+def test_loads_and_diffs_leave_no_temporary_folder_on_the_server(team_store: Any, commit_iris: Any,
+                                                                 private_tmp: Path) -> None:
+    name = team_store.name("tmpcount")
+    _three_versions(commit_iris, name)
+    before = set(os.listdir(private_tmp))
+    _load_diff_checkout(name)
+    assert _left_behind(private_tmp, before) == []
+
+
+def test_downloads_of_ended_processes_are_swept_and_a_servers_own_go_at_exit(
+        isolated_store: Any, commit_iris: Any, private_tmp: Path) -> None:
+    """A serving process keeps its model folder while it runs (a pyfunc reads it lazily); a
+    killed one's is removed by the next download, an ended one's at its exit."""
+    from nbmodel.versions import download_model, downloads_dir
+
+    v = commit_iris(name="swept")
+    root = Path(downloads_dir())
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    (root / f"{dead}-killed").mkdir()
+    folder = download_model(f"models:/swept/{v.version}")
+    assert (Path(folder) / "MLmodel").is_file()
+    assert sorted(os.listdir(root)) == [os.path.basename(folder)]
+    script = ("import nbmodel, sys; from nbmodel.versions import download_model; "
+              "print(download_model('models:/swept/1'))")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         env={**os.environ, "TMPDIR": str(private_tmp)}, check=True)
+    assert not Path(out.stdout.strip().splitlines()[-1]).exists()
+
+
+# -- a write whose answer is late ----------------------------------------------------------------
+class _SlowCreateServer:
+    """Registers a version on the first ``model-versions/create`` but answers it too late; a
+    search by run then finds what it made."""
+
+    def __init__(self, delay: float) -> None:
+        creates = self.creates = []  # type: list[str]
+
+        class Handler(BaseHTTPRequestHandler):
+            def _reply(self, payload: dict[str, Any]) -> None:
+                body = json.dumps(payload).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_POST(self) -> None:  # noqa: N802 - http.server's name
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if self.path.endswith("/model-versions/create"):
+                    creates.append(self.path)
+                    time.sleep(delay)  # registered, but the answer comes after the client gave up
+                    with contextlib.suppress(OSError):
+                        self._reply({"model_version": _version_json(len(creates))})
+                    return
+                self._reply({})
+
+            def do_GET(self) -> None:  # noqa: N802
+                if "/model-versions/search" in self.path:
+                    self._reply({"model_versions": [_version_json(n + 1) for n in range(len(creates))]})
+                else:
+                    self._reply({})
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.uri = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+
+def _version_json(number: int) -> dict[str, Any]:
+    return {"name": "slow", "version": str(number), "run_id": "r1", "status": "READY",
+            "source": "models:/m-1", "creation_timestamp": 0, "last_updated_timestamp": 0}
+
+
+def test_a_version_whose_answer_times_out_is_registered_once_and_found(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """MLflow's client re-sent a timed-out create: a slow team server numbered one commit twice."""
+    from nbmodel import store as store_mod
+
+    monkeypatch.setitem(CALL_SETTINGS, "MLFLOW_HTTP_REQUEST_TIMEOUT", "1")
+    monkeypatch.setitem(store_mod.SEND_ONCE_SETTINGS, "MLFLOW_HTTP_REQUEST_TIMEOUT", "1")
+    server = _SlowCreateServer(delay=2.5)
+    try:
+        gateway = store_mod.Store(server.uri).gateway
+        mv = gateway.create_version("slow", "models:/m-1", run_id="r1", tags={}, description=None,
+                                    model_id="m-1")
+        time.sleep(3)  # a re-sent request would have reached the server by now
+        assert len(server.creates) == 1
+        assert int(mv.version) == 1 and mv.run_id == "r1"
+    finally:
+        server.httpd.shutdown()
+        server.httpd.server_close()
+
+
+# -- what a commit asks the store -----------------------------------------------------------------
+def test_a_commit_with_a_parent_does_not_try_to_create_its_model_again(
+        isolated_store: Any, commit_iris: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from nbmodel.gateway import Gateway
+
+    tries: list[str] = []
+    real = Gateway.create_model
+
+    def counted(self: Any, name: str, tags: Any = None) -> bool:
+        tries.append(name)
+        return real(self, name, tags)
+
+    monkeypatch.setattr(Gateway, "create_model", counted)
+    commit_iris(name="once")
+    assert tries == ["once"]
+    assert commit_iris(name="once").parent == "once/1"
+    assert tries == ["once"]  # a failed write per commit, and a round trip on a server
+
+
+def test_a_model_deleted_under_a_kernel_is_registered_anew(isolated_store: Any, commit_iris: Any) -> None:
+    from nbmodel.commits import _register
+
+    v = commit_iris(name="gone")
+    mv = isolated_store.client.get_model_version("gone", "1")
+    isolated_store.gateway.delete_model("gone")
+    again = _register(isolated_store, "gone", mv.source, mv.model_id, v.run_id, {}, "again", "gone/1")
+    assert int(again.version) == 1
+    assert isolated_store.client.get_registered_model("gone").tags == {"nbmodel.managed": "true"}

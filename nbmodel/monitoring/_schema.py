@@ -150,9 +150,9 @@ def _load_profile(run_id: str | None) -> dict[str, Any] | None:
 
 def _signature_columns(model_uri: str) -> list[str] | None:
     try:
-        import mlflow
+        from ..versions import model_info
 
-        sig = mlflow.models.get_model_info(model_uri).signature
+        sig = model_info(model_uri).signature
         names = sig.inputs.input_names() if sig is not None and sig.inputs is not None else None
         return [str(n) for n in names] if names and all(isinstance(n, str) for n in names) else None
     except Exception:  # noqa: BLE001 - no signature: any columns are accepted

@@ -881,9 +881,8 @@ def model_dir(gateway: Any, name: str, version: int) -> str:
         uri = uri[len("file://"):]
     if uri.startswith("/") and Path(uri, "MLmodel").is_file():
         return uri
-    import mlflow.artifacts
+    from ..versions import download_model
 
-    from ..store import mlflow_calls
-
-    with mlflow_calls():  # quiet: a download from a server draws progress bars otherwise
-        return mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{version}")
+    # one folder per loaded version, removed when this server ends (or by the next download
+    # once it is gone); a server only downloads what it swaps in
+    return download_model(f"models:/{name}/{version}")
