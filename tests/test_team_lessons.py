@@ -1,11 +1,11 @@
 """The course on a team store: the lessons pass strict nbval, through nbmodel's sanitize file,
-with ``MLFLOW_TRACKING_URI`` naming the team server (``NBMODEL_TEAM_URI``) instead of the
-sqlite file their outputs were recorded on. Nothing nbmodel prints may depend on the store.
+with ``MLFLOW_TRACKING_URI`` naming a team server instead of the sqlite file their outputs were
+recorded on. Nothing nbmodel prints may depend on the store.
 
-The lessons name their models themselves (``iris``, ``cancer``, ``wine``) and ``%model_status``
-lists every model of the store, so the server must be fresh (CI starts one; the other team tests
-delete what they make): the test is skipped on a server that holds models (fails under
-``CI=true``), and deletes what the lessons made.
+``%model_status`` lists every model and deployment of the store, so the lessons get a fresh
+team server of their own (PostgreSQL and ``mlflow server``, started by ``.ci/team-server`` in
+a private state folder and stopped afterwards), run where the other team tests run: with
+``NBMODEL_TEAM_URI`` set, or under ``CI=true``.
 """
 
 from __future__ import annotations
@@ -13,72 +13,43 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from test_notebooks import ROOT, SANITIZE, _course, _passed
 
 pytestmark = [pytest.mark.team, pytest.mark.slow]
 
-#: Left out for now: lesson 03, whose deploy from a store with no local artifact folder asks
-#: the server for the alias it has not set yet ("Registered model alias production not found")
-#: instead of serving the version it was given; and lesson 01, whose ``%model_status`` showed
-#: one section more on a server that had served deployments before (not yet tried on a fresh
-#: server).
-LESSONS = [ROOT / "example_notebooks" / n for n in ("02_compare.ipynb", "04_monitor.ipynb")]
-MODELS = ("cancer", "wine")
+LESSONS = [ROOT / "example_notebooks" / n
+           for n in ("01_versioning.ipynb", "02_compare.ipynb", "03_deploy.ipynb", "04_monitor.ipynb")]
+SCRIPT = ROOT / ".ci" / "team-server"
 
 
-def _client(uri: str) -> Any:
-    from mlflow import MlflowClient
-
-    return MlflowClient(tracking_uri=uri, registry_uri=uri)
-
-
-def _delete(uri: str, names: tuple[str, ...]) -> None:
-    """Delete the lessons' models, and their experiments under another name: MLflow keeps a
-    deleted experiment's name, and nbmodel would restore it, runs and all, for the next run."""
-    import uuid
-
-    from mlflow.exceptions import MlflowException
-
-    client = _client(uri)
-    for name in names:
-        try:
-            client.delete_registered_model(name)
-        except MlflowException:
-            pass
-        exp = client.get_experiment_by_name(name)
-        if exp is None:
-            continue
-        if exp.lifecycle_stage != "active":
-            client.restore_experiment(exp.experiment_id)
-        client.rename_experiment(exp.experiment_id, f"{name}-lesson-done-{uuid.uuid4().hex[:8]}")
-        client.delete_experiment(exp.experiment_id)
+@pytest.fixture
+def fresh_server(tmp_path: Path) -> Iterator[str]:
+    """A team server of this test's own, stopped (its data removed) at the end."""
+    if not os.environ.get("NBMODEL_TEAM_URI") and os.environ.get("CI", "").lower() != "true":
+        pytest.skip("team tests run with NBMODEL_TEAM_URI set (`.ci/team-server start`), or in CI")
+    env = {**os.environ, "NBMODEL_TEAM_STATE": str(tmp_path / "team-state")}
+    started = subprocess.run(["bash", str(SCRIPT), "start"], env=env, capture_output=True, text=True,
+                             timeout=600)
+    try:
+        assert started.returncode == 0, started.stderr[-3000:]
+        yield started.stdout.strip().splitlines()[-1]
+    finally:
+        subprocess.run(["bash", str(SCRIPT), "stop"], env=env, capture_output=True, timeout=300)
 
 
-def test_the_lessons_pass_strict_nbval_on_the_team_server(team_store: Any, tmp_path: Path) -> None:
-    uri = team_store.uri
-    client = _client(uri)
-    # %model_status lists every model of the store: the lessons' outputs hold theirs alone.
-    others = [m.name for m in client.search_registered_models(max_results=20)]
-    if others or any(client.get_experiment_by_name(n) for n in MODELS):
-        why = (f"the lessons need a fresh team server; this one holds models ({others[:5]}) "
-               "or experiments named as the lessons' models")
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(why)
-        pytest.skip(why)
+def test_the_lessons_pass_strict_nbval_on_a_fresh_team_server(fresh_server: str, tmp_path: Path) -> None:
+    uri = fresh_server
     folder = tmp_path / "course"
     notebooks = _course(folder, LESSONS)
-    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_REGISTRY_URI",)}
+    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_REGISTRY_URI", "NBMODEL_TEAM_URI")}
     env.update(MLFLOW_TRACKING_URI=uri, MLFLOW_DISABLE_TELEMETRY="true", NBMODEL_USER="student",
                PYTHONPATH=os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p))
     args = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval-current-env",
             "--nbval", f"--nbval-sanitize-with={SANITIZE}", *[str(n) for n in notebooks]]
-    try:
-        run = subprocess.run(args, cwd=folder, env=env, capture_output=True, text=True, timeout=3600)
-        _passed(run)
-        assert not (folder / "mlflow.db").exists()  # everything went to the server
-    finally:
-        _delete(uri, MODELS)
+    run = subprocess.run(args, cwd=folder, env=env, capture_output=True, text=True, timeout=3600)
+    _passed(run)
+    assert not (folder / "mlflow.db").exists()  # everything went to the server

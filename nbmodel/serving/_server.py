@@ -252,7 +252,11 @@ class App:
         version, path = spec.version, spec.path
         if version is None or not path or not os.path.isfile(os.path.join(path, "MLmodel")):
             if slot.alias:
-                version = self.wanted(slot)
+                try:
+                    version = self.wanted(slot)
+                except Exception:  # noqa: BLE001 - a first deploy starts before its alias is set
+                    if version is None:
+                        raise
             if version is None:
                 raise ValueError(f"{slot.ref} names no version to serve")
             path = self.model_dir(slot.name, version)
