@@ -317,18 +317,22 @@ def test_deployed_and_queried_over_http_as_mlflow_answers(flavor: str, wine: dic
         health = requests.get(dep.base_url + "/health", timeout=10).json()["models"][0]
         if flavor in ("xgboost", "lightgbm"):  # rows are independent: fast path and batching
             assert health["fast"] and health["batch"], health
+        else:  # a network answers through MLflow's pyfunc, as plain MLflow would
+            assert not health["fast"] and not health["batch"], health
     finally:
         serving.stop("all")
 
 
 @pytest.mark.slow
-def test_a_served_networks_monitoring_records_its_classes(wine: dict[str, Any], isolated_store: Any) -> None:
+@pytest.mark.parametrize("flavor", ["pytorch", "xgboost-booster", "lightgbm-booster"])
+def test_a_served_networks_monitoring_records_its_classes(flavor: str, wine: dict[str, Any],
+                                                          isolated_store: Any) -> None:
     import mlflow.artifacts
 
     import nbmodel
     from nbmodel.serving import _models
 
-    net = torch_model(wine)
+    net = _classifier(flavor, wine)[0]  # a network's scores, a Booster's class probabilities
     nbmodel.commit(net, "wine_kinds", eval=(wine["X_test"], wine["y_test"]))
     path = mlflow.artifacts.download_artifacts(nbmodel.show("wine_kinds/1").uri,
                                                dst_path=os.path.join(os.getcwd(), "served"))
