@@ -478,4 +478,4 @@ def test_a_two_class_booster_scores_its_labels_not_its_probabilities(isolated_st
         booster = _booster(library, X.iloc[::2], y.iloc[::2], 2)
         v = nbmodel.commit(booster, f"cancer_{library}", eval=(X.iloc[1::2], y.iloc[1::2]))
         assert v.task == "classifier"
-        assert v.metrics["accuracy"] > 0.9 and v.metrics["roc_auc"] > 0.9, (library, v.metrics)
+        assert v.metrics["accuracy"] > 0.8 and v.metrics["roc_auc"] > 0.9, (library, v.metrics)
