@@ -319,7 +319,8 @@ def _write(store: Store, model: Any, name: str, message: str, user_tags: dict[st
         _log_run(store, run_id, inputs.params, inputs.metrics, inputs.task, model, model_id)
         version_tags = _version_tags(model, inputs, flavor, user, user_tags)
         from .explain import record_importance  # permutation importance on the eval data
-        version_tags.update(record_importance(gateway, run_id, model, inputs.eval_data, inputs.task))
+        version_tags.update(record_importance(gateway, run_id, flavors.adapt(model, inputs.task),
+                                             inputs.eval_data, inputs.task))
         from .digests import recorded_tags  # the files' SHA-256, checked on every load
         with mlflow_calls():  # quiet: a download from a server draws progress bars otherwise
             version_tags.update(recorded_tags(model_uri))

@@ -26,8 +26,9 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["KINDS", "SUPPORTED", "Kind", "import_skops", "kind_of", "kind_named", "layer_params",
-           "load_native", "log_model", "predict", "predict_proba", "prepare_env", "raw_output"]
+__all__ = ["KINDS", "SUPPORTED", "AsEstimator", "Kind", "adapt", "import_skops", "input_width", "kind_of",
+           "kind_named", "layer_params", "load_native", "log_model", "native", "predict", "predict_proba",
+           "prepare_env", "raw_output"]
 
 #: What nbmodel can store, for messages.
 SUPPORTED = ("scikit-learn estimators and pipelines, XGBoost (XGBClassifier, XGBRegressor, Booster), "
@@ -148,15 +149,35 @@ def _scores(model: Any) -> bool:
     return kind is not None and (kind.network or type(model).__name__ == "Booster")
 
 
+def _binary_booster(model: Any) -> bool:
+    """Whether ``model`` is a Booster trained for two classes: it answers one probability (of
+    class 1) per row, not one score per class."""
+    import json
+
+    kind = kind_of(model)
+    if type(model).__name__ != "Booster" or kind not in (KINDS["xgboost"], KINDS["lightgbm"]):
+        return False
+    try:
+        if kind is KINDS["xgboost"]:
+            objective = str(json.loads(model.save_config())["learner"]["objective"]["name"])
+            return objective == "binary:logistic"
+        objective = str((getattr(model, "params", None) or {}).get("objective", ""))
+        return objective in ("binary", "binary_logloss", "cross_entropy", "xentropy")
+    except (KeyError, ValueError, TypeError):
+        return False
+
+
 def predict(model: Any, X: Any) -> Any:
-    """The model's predictions on ``X``: class labels for scores of several classes, else the
-    values it answers (one column flattened).
+    """The model's predictions on ``X``: class labels for scores of several classes (or a
+    two-class Booster's probabilities), else the values it answers (one column flattened).
 
     Example:
         >>> predict(net, X_test)[:3]  # doctest: +SKIP
         array([0, 2, 1])
     """
     out = raw_output(model, X)
+    if _binary_booster(model) and out.ndim == 1:
+        return (out > 0.5).astype("int64")
     if _scores(model) and out.ndim == 2:
         return out.argmax(axis=1) if out.shape[1] > 1 else out[:, 0]
     return out
@@ -177,12 +198,179 @@ def predict_proba(model: Any, X: Any) -> Any:
     # XGBoost and networks answer float32, whose rows sum to 1 only within float32's precision.
     answer = raw_output(model, X) if _scores(model) or not callable(fn) else fn(X)
     out = np.asarray(answer, dtype=np.float64)
+    if _binary_booster(model) and out.ndim == 1:
+        out = np.column_stack([1.0 - out, out])
     if out.ndim != 2 or out.shape[1] < 2:
         return None
     if np.all(out >= 0) and np.allclose(out.sum(axis=1), 1.0, atol=1e-4):
         return out / out.sum(axis=1, keepdims=True)
     shifted = np.exp(out - out.max(axis=1, keepdims=True))
     return shifted / shifted.sum(axis=1, keepdims=True)
+
+
+class AsEstimator:
+    """A model of one of :data:`KINDS` asked the way scikit-learn's are, for the code that
+    only knows that API (permutation importance, SHAP's model-agnostic explainer, test cases):
+    ``predict`` gives labels or values (as :func:`predict`), ``predict_proba`` the class
+    probabilities of a classifier (as :func:`predict_proba`), ``classes_``, ``n_features_in_``
+    and, where the model knows them, ``feature_names_in_``. Data of another width is refused
+    with a ValueError that says so, before the library fails its own way. The native object is
+    ``model``.
+
+    Example:
+        >>> est = adapt(net, "classifier")  # doctest: +SKIP
+        >>> est.predict(X_test)[:3], est.predict_proba(X_test).shape  # doctest: +SKIP
+        (array([0, 2, 1]), (45, 3))
+    """
+
+    def __init__(self, model: Any, task: str | None = None) -> None:
+        self.model = model
+        self.task = task
+        self._width = input_width(model)
+
+    def __repr__(self) -> str:
+        return f"AsEstimator({type(self.model).__name__})"
+
+    def _check(self, X: Any) -> None:
+        shape = getattr(X, "shape", None)
+        if shape is None or len(shape) != 2:
+            raise ValueError(f"the model takes a 2-D table of rows, not {type(X).__name__} of shape {shape}")
+        if self._width is not None and shape[1] != self._width:
+            raise ValueError(f"the model takes {self._width} columns; the data has {shape[1]}")
+
+    def predict(self, X: Any) -> Any:
+        import numpy as np
+
+        self._check(X)
+        if kind_of(self.model) in (KINDS["pytorch"], KINDS["keras"]):
+            scores = raw_output(self.model, X)
+            if scores.ndim == 2 and scores.shape[1] > 1:
+                labels = scores.argmax(axis=1)
+                unknown = np.isnan(scores).any(axis=1)
+                if unknown.any():  # a row whose scores are NaN has no class: not argmax's 0
+                    labels = labels.astype(np.float64)
+                    labels[unknown] = np.nan
+                return labels
+        return np.asarray(predict(self.model, X))
+
+    @property
+    def predict_proba(self) -> Any:
+        """The class probabilities (a classifier's only: a regressor has no such attribute)."""
+        if not self._classifier():
+            raise AttributeError("predict_proba")
+
+        def proba(X: Any) -> Any:
+            self._check(X)
+            out = predict_proba(self.model, X)
+            if out is None:
+                raise ValueError("the model gives no class probabilities")
+            return out
+        return proba
+
+    @property
+    def classes_(self) -> Any:
+        import numpy as np
+
+        own = getattr(self.model, "classes_", None)
+        if own is not None:
+            return own
+        n = self._classes()
+        if not n:
+            raise AttributeError("classes_")
+        return np.arange(n)
+
+    @property
+    def n_features_in_(self) -> int | None:
+        return self._width
+
+    @property
+    def feature_names_in_(self) -> Any:
+        names = _feature_names(self.model)
+        if names is None:
+            raise AttributeError("feature_names_in_")
+        return names
+
+    def _classifier(self) -> bool:
+        if self.task is not None:
+            return self.task == "classifier"
+        return self._classes() > 1
+
+    def _classes(self) -> int:
+        """How many class scores the model answers (0 for a regressor, or when unknown),
+        from one row of zeros."""
+        import numpy as np
+
+        if self.task == "regressor" or self._width is None:
+            return 0
+        try:
+            out = np.asarray(predict_proba(self.model, np.zeros((1, self._width), dtype=np.float32)))
+        except Exception:  # noqa: BLE001 - a model that cannot answer zeros: not known
+            return 0
+        return int(out.shape[1]) if out.ndim == 2 else 0
+
+
+def adapt(model: Any, task: str | None = None) -> Any:
+    """``model`` as scikit-learn's API asks it: an :class:`AsEstimator` for a model of one of
+    :data:`KINDS`, any other model as it is.
+
+    Args:
+        model: a loaded model.
+        task: ``classifier`` or ``regressor`` when known (else told from the model's output).
+
+    Example:
+        >>> adapt(object()).__class__.__name__
+        'object'
+    """
+    if isinstance(model, AsEstimator) or kind_of(model) is None:
+        return model
+    return AsEstimator(model, task)
+
+
+def native(model: Any) -> Any:
+    """The model an :func:`adapt` result stands for (any other model is itself).
+
+    Example:
+        >>> native(3)
+        3
+    """
+    return model.model if isinstance(model, AsEstimator) else model
+
+
+def input_width(model: Any) -> int | None:
+    """How many columns a model of one of :data:`KINDS` takes, when it says (None otherwise).
+
+    Example:
+        >>> input_width(object()) is None
+        True
+    """
+    kind = kind_of(model)
+    try:
+        if kind is KINDS["keras"]:
+            shape = model.inputs[0].shape
+            return int(shape[-1]) if len(shape) == 2 and shape[-1] is not None else None
+        if kind is KINDS["pytorch"]:
+            for p in model.parameters():  # the first layer's weights: (outputs, inputs)
+                return int(p.shape[1]) if p.dim() == 2 else None
+            return None
+        if kind is KINDS["xgboost"]:
+            booster = model if type(model).__name__ == "Booster" else model.get_booster()
+            return int(booster.num_features())
+        if kind is KINDS["lightgbm"]:
+            return int(model.num_feature() if type(model).__name__ == "Booster" else model.n_features_in_)
+    except Exception:  # noqa: BLE001 - a model that does not say: no check
+        return None
+    return None
+
+
+def _feature_names(model: Any) -> Any:
+    """The column names a model was trained with, when it has them (scikit-learn's API, an
+    XGBoost Booster's ``feature_names``); None for networks and nameless boosters."""
+    import numpy as np
+
+    names = getattr(model, "feature_names_in_", None)
+    if names is None and kind_of(model) is KINDS["xgboost"] and type(model).__name__ == "Booster":
+        names = model.feature_names
+    return None if names is None else np.asarray([str(n) for n in names], dtype=object)
 
 
 # -- describing a model ------------------------------------------------------------------------

@@ -228,6 +228,7 @@ def explain(ref: str | Ref | Version, X: Any = None, y: Any = None, *, groups: A
         >>> nbmodel.explain("iris/3", X_test, y_test, groups="sex")  # doctest: +SKIP
     """
     from ..evaluate import as_frame_or_array, as_target, check_fits, detect_task, predict
+    from ..flavors import adapt
     from ..versions import Version, load, resolve
 
     v = ref if isinstance(ref, Version) else resolve(ref)
@@ -245,7 +246,7 @@ def explain(ref: str | Ref | Version, X: Any = None, y: Any = None, *, groups: A
         if plots:
             out.figures.append(importance_figure(imp, f"permutation importance of {v.ref}"))
         return out
-    model = load(v)
+    model = adapt(load(v), v.task)  # XGBoost, LightGBM, networks: asked as scikit-learn's
     X = as_frame_or_array(X, "the eval data")
     group_col = None
     if groups is not None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from ..flavors import native
 from ..metrics import CLASSIFIER
 
 #: Rows explained at most (sampled with the seed), and background rows for the explainers.
@@ -96,15 +97,17 @@ def shap_values(model: Any, X: Any, task: str | None, names: list[str], *, row: 
         idx = np.sort(np.append(idx[:-1], row))
     sample = X.iloc[idx]
     background = X.iloc[np.sort(rng.choice(n, size=min(BACKGROUND, n), replace=False))]
-    kind = _kind(model)
+    kind = _kind(native(model))
     proba = task == CLASSIFIER and callable(getattr(model, "predict_proba", None))
     if kind == "tree":
-        explainer = shap.TreeExplainer(model)
-        raw = explainer(sample, check_additivity=False)
-    elif kind == "linear":
+        try:
+            raw = shap.TreeExplainer(native(model))(sample, check_additivity=False)
+        except Exception:  # noqa: BLE001 - trees shap cannot read (XGBoost 3.1+ for shap 0.49)
+            kind = "permutation"
+    if kind == "linear":
         explainer = shap.LinearExplainer(model, background)
         raw = explainer(sample)
-    else:
+    elif kind == "permutation":
         fn = model.predict_proba if proba else model.predict
 
         def f(a: Any) -> Any:

@@ -453,10 +453,11 @@ def run_tests(ref: str | Ref, *, eval: Sequence[Any] | None = None, record: bool
         >>> nbmodel.run_tests("iris/4")  # doctest: +SKIP
         iris/4: 7/7 tests passed
     """
+    from ..flavors import adapt
     from ..versions import load
 
     v, cases = load_cases(ref)
-    model = load(v)
+    model = adapt(load(v), v.task)  # XGBoost, LightGBM, networks: asked as scikit-learn's
     cache: dict[str, Any] = {}
     results = [execute(model, cases, c, eval, cache) for c in cases.cases]
     report = ModelTestReport(v.ref, results, cases.digest)

@@ -56,9 +56,10 @@ class CaseItem(pytest.Item):
         from . import execute
 
         if "model" not in self.shared:
+            from ..flavors import adapt
             from ..versions import load
 
-            self.shared["model"] = load(self.version)
+            self.shared["model"] = adapt(load(self.version), self.version.task)
         self.result = execute(self.shared["model"], self.cases, self.case,
                               cache=self.shared.setdefault("data", {}))
         self.shared.setdefault("results", {})[self.case.name] = self.result

@@ -715,11 +715,19 @@ def _slow(h: Handle, payload: Any, body: bytes, content_type: str) -> tuple[byte
     return buf.getvalue().encode(), data, _as_recorded(model, out)
 
 
-def _as_recorded(model: Any, out: Any) -> Any:
-    """The predictions monitoring records: a network's class scores (one column per class) as
-    the class with the highest score, as nbmodel reads them everywhere else."""
-    flavors = model.metadata.flavors
+def _scores_out(flavors: dict[str, Any]) -> bool:
+    """Whether a model of these flavors answers class scores rather than labels: a network, or
+    an XGBoost or LightGBM Booster (whose multi-class answer is one probability per class)."""
     if "pytorch" in flavors or "keras" in flavors:
+        return True
+    booster = flavors.get("xgboost") or flavors.get("lightgbm")
+    return isinstance(booster, dict) and str(booster.get("model_class", "")).endswith(".Booster")
+
+
+def _as_recorded(model: Any, out: Any) -> Any:
+    """The predictions monitoring records: a network's or a Booster's class scores (one column
+    per class) as the class with the highest score, as nbmodel reads them everywhere else."""
+    if _scores_out(model.metadata.flavors):
         import numpy as np
 
         scores = np.asarray(out)
