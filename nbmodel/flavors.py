@@ -135,7 +135,11 @@ def raw_output(model: Any, X: Any) -> Any:
             out = model(torch.from_numpy(as_input(model, X)))
         return out.detach().cpu().numpy()
     if kind is KINDS["keras"]:
-        return np.asarray(model.predict(as_input(model, X), verbose=0))
+        data = as_input(model, X)
+        if len(data) == 0:  # Keras 3's predict fails on no rows (UnboundLocalError): none answered
+            width = getattr(model, "output_shape", (None, 1))[-1] or 1
+            return np.zeros((0, width), dtype=np.float32)
+        return np.asarray(model.predict(data, verbose=0))
     if kind is KINDS["xgboost"] and type(model).__name__ == "Booster":
         import xgboost
 
