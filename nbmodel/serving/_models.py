@@ -96,6 +96,7 @@ class Handle:
     _pyfunc_lock: threading.Lock = field(default_factory=threading.Lock)
 
     batcher: Batcher | None = None
+    kernel: Any = None  # the estimator's own arithmetic for plain arrays (see _linear_kernel)
 
     @property
     def batch(self) -> bool:
@@ -255,6 +256,8 @@ def load_handle(name: str, version: int, path: str, *, with_pyfunc: bool = False
         with_pyfunc = True  # no fast path: MLflow's pyfunc answers everything
     elif all(c.type in _NUMERIC for c in h.columns):
         h.fast, h.use_array = _check_fast(h)
+        if h.use_array:
+            h.kernel = _check_kernel(h)
         if h.fast and _check_batch(h):
             h.batcher = Batcher(h)
     if with_pyfunc:
@@ -282,6 +285,71 @@ def _check_fast(h: Handle) -> tuple[bool, bool]:
     except Exception:  # noqa: BLE001 - e.g. a pipeline selecting columns by name
         same = False
     return True, same
+
+
+#: scikit-learn's linear models whose predict is one matrix product: their answers are computed
+#: here as scikit-learn computes them, without its per-call input validation (which costs a
+#: one-row request about a hundred times the product itself).
+_LINEAR_CLASSIFIERS = frozenset({"LogisticRegression", "RidgeClassifier", "SGDClassifier",
+                                 "LinearSVC", "Perceptron"})
+_LINEAR_REGRESSORS = frozenset({"LinearRegression", "Ridge", "Lasso", "ElasticNet", "SGDRegressor",
+                                "LinearSVR", "HuberRegressor", "BayesianRidge"})
+
+
+def _linear_kernel(model: Any) -> Any:
+    """``predict`` of a fitted scikit-learn linear model as its own arithmetic on a finite numeric
+    array (``LinearClassifierMixin.predict``, ``LinearModel._decision_function``), or None."""
+    import numpy as np
+
+    kind = type(model).__name__
+    if not type(model).__module__.startswith("sklearn.") or \
+            kind not in _LINEAR_CLASSIFIERS | _LINEAR_REGRESSORS:
+        return None
+    coef, intercept = getattr(model, "coef_", None), getattr(model, "intercept_", None)
+    if not isinstance(coef, np.ndarray) or intercept is None:
+        return None
+    coef_t = coef.T
+    if kind in _LINEAR_REGRESSORS:
+        return lambda X: X @ coef_t + intercept
+    classes = getattr(model, "classes_", None)
+    if classes is None or coef.ndim != 2:
+        return None
+
+    def classify(X: Any) -> Any:
+        scores = X @ coef_t + intercept
+        if scores.shape[1] == 1:
+            return classes.take((scores[:, 0] > 0).astype(int))
+        return classes.take(scores.argmax(axis=1))
+
+    return classify
+
+
+def _check_kernel(h: Handle) -> Any:
+    """The model's kernel when it gives exactly the estimator's answers on the example rows."""
+    import numpy as np
+
+    kernel = _linear_kernel(h.native)
+    if kernel is None:
+        return None
+    rows = _example_rows(h)
+    try:
+        X = _array(h, rows)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            want = np.asarray(h.native.predict(X))
+        got = np.asarray(_kernel_input_predict(kernel, X))
+    except Exception:  # noqa: BLE001 - anything odd: the estimator answers
+        return None
+    same = got.shape == want.shape and got.dtype == want.dtype and bool(np.array_equal(got, want))
+    return kernel if same else None
+
+
+def _kernel_input_predict(kernel: Any, X: Any) -> Any:
+    import numpy as np
+
+    if X.dtype.kind != "f":
+        X = X.astype(np.float64)  # as scikit-learn's check_array converts integers
+    return kernel(X)
 
 
 def _example_rows(h: Handle) -> list[list[Any]]:
@@ -492,6 +560,13 @@ def _check_names(h: Handle, cols: list[Any]) -> None:
 
 
 def _predict_native(h: Handle, rows: list[list[Any]]) -> Any:
+    if h.kernel is not None:
+        import numpy as np
+
+        X = _array(h, rows)
+        if np.isfinite(X).all():  # NaN or infinity: the estimator refuses it in its own words
+            return _kernel_input_predict(h.kernel, X)
+        return h.native.predict(X)
     return h.native.predict(_array(h, rows) if h.use_array else _frame(h, rows))
 
 
