@@ -63,3 +63,15 @@ def test_nan_goes_to_the_estimator_which_refuses_it():
         list(h.native.predict(np.array([[0.5, 1.0, -1.0, 2.0, 0.0]])))
     with pytest.raises(ValueError, match="NaN"):
         M._predict_native(h, [[float("nan"), 1.0, -1.0, 2.0, 0.0]])
+
+
+def test_the_curl_line_example_comes_from_the_store_when_no_folder_is_local(commit_iris):
+    import json
+
+    from nbmodel.serving._deploy import _serving_example
+
+    v = commit_iris()
+    body = json.loads(_serving_example(None, v.uri))  # as for a team server's version
+    split = body["dataframe_split"]
+    assert split["columns"][0] == "sepal length (cm)" and len(split["data"]) == 1
+    assert _serving_example(None, None) is None

@@ -11,8 +11,10 @@ a private state folder and stopped afterwards), run where the other team tests r
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,11 +29,15 @@ SCRIPT = ROOT / ".ci" / "team-server"
 
 
 @pytest.fixture
-def fresh_server(tmp_path: Path) -> Iterator[str]:
+def fresh_server() -> Iterator[str]:
     """A team server of this test's own, stopped (its data removed) at the end."""
     if not os.environ.get("NBMODEL_TEAM_URI") and os.environ.get("CI", "").lower() != "true":
         pytest.skip("team tests run with NBMODEL_TEAM_URI set (`.ci/team-server start`), or in CI")
-    env = {**os.environ, "NBMODEL_TEAM_STATE": str(tmp_path / "team-state")}
+    # PostgreSQL runs as an unprivileged user (as root), who must reach the state folder: pytest's
+    # own temporary folders are private, so the folder goes in the temporary directory itself.
+    state = Path(tempfile.mkdtemp(prefix="nbmodel-lessons-team-"))
+    state.chmod(0o755)
+    env = {**os.environ, "NBMODEL_TEAM_STATE": str(state / "state")}
     started = subprocess.run(["bash", str(SCRIPT), "start"], env=env, capture_output=True, text=True,
                              timeout=600)
     try:
@@ -39,6 +45,7 @@ def fresh_server(tmp_path: Path) -> Iterator[str]:
         yield started.stdout.strip().splitlines()[-1]
     finally:
         subprocess.run(["bash", str(SCRIPT), "stop"], env=env, capture_output=True, timeout=300)
+        shutil.rmtree(state, ignore_errors=True)
 
 
 def test_the_lessons_pass_strict_nbval_on_a_fresh_team_server(fresh_server: str, tmp_path: Path) -> None:

@@ -385,15 +385,19 @@ def _published(name: str | None, local_ports: set[int]) -> list[Deployment]:
 
 
 # -- deploy ----------------------------------------------------------------------------------
-def _serving_example(path: str | None) -> str | None:
-    """A one-row request body from the version's serving example, for the curl line."""
-    if not path:
-        return None
+def _serving_example(path: str | None, uri: str | None = None) -> str | None:
+    """A one-row request body from the version's serving example, for the curl line: read from
+    the model's local folder, else (a store with no local files) downloaded from ``uri``."""
     try:
-        from ._models import _example, read_mlmodel
+        if path:
+            from ._models import _example, read_mlmodel
 
-        ex = _example(path, read_mlmodel(path))
-    except Exception:  # noqa: BLE001
+            ex = _example(path, read_mlmodel(path))
+        elif uri:
+            ex = _remote_example(uri)
+        else:
+            return None
+    except Exception:  # noqa: BLE001 - the curl line then shows the body's shape only
         return None
     if not ex:
         return None
@@ -402,6 +406,26 @@ def _serving_example(path: str | None) -> str | None:
         ex = {"dataframe_split": {"columns": split.get("columns"), "data": split["data"][:1]}}
     text = json.dumps(ex)
     return text if len(text) <= 2000 and "'" not in text else None
+
+
+def _remote_example(uri: str) -> dict[str, Any] | None:
+    """The serving example of the model at ``uri`` (``models:/NAME/VERSION``): its ``MLmodel``
+    and the example's file, downloaded into a folder removed at once."""
+    import tempfile
+
+    import mlflow.artifacts
+
+    from ..store import mlflow_calls
+    from ..versions import model_info
+
+    name = (model_info(uri).saved_input_example_info or {}).get("serving_input_path")
+    if not name:
+        return None
+    with tempfile.TemporaryDirectory(prefix="nbmodel-example-") as tmp, mlflow_calls():
+        local = mlflow.artifacts.download_artifacts(artifact_uri=f"{uri.rstrip('/')}/{name}", dst_path=tmp)
+        with open(local, encoding="utf-8") as f:
+            data = json.load(f)
+    return data if isinstance(data, dict) else None
 
 
 def _local_dir(store: Any, name: str, version: int) -> str | None:
@@ -564,7 +588,7 @@ def deploy(ref: str, *, alias: str | None = None, port: int | None = None,
     follows = live and target is not None and v.name in target.names
     unset = r.alias is None and previous is None
     spec = ModelSpec(name=v.name, alias=alias if follows or not move or unset else None,
-                     version=v.version, path=path, example=_serving_example(path))
+                     version=v.version, path=path, example=_serving_example(path, v.uri))
     if not move:
         with R.locked(folder):
             dep = _place(folder, store, spec, port=port, host=host, token=token, detach=detach,
