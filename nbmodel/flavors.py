@@ -243,6 +243,13 @@ class AsEstimator:
             raise ValueError(f"the model takes {self._width} columns; the data has {shape[1]}")
 
     def predict(self, X: Any) -> Any:
+        """Labels (a classifier's, a network's argmax; NaN where a row's scores are NaN) or
+        values (a regressor's).
+
+        Example:
+            >>> adapt(net, "classifier").predict(X_test)[:3]  # doctest: +SKIP
+            array([0, 2, 1])
+        """
         import numpy as np
 
         self._check(X)
@@ -259,7 +266,12 @@ class AsEstimator:
 
     @property
     def predict_proba(self) -> Any:
-        """The class probabilities (a classifier's only: a regressor has no such attribute)."""
+        """The class probabilities (a classifier's only: a regressor has no such attribute).
+
+        Example:
+            >>> adapt(net, "classifier").predict_proba(X_test).shape  # doctest: +SKIP
+            (45, 3)
+        """
         if not self._classifier():
             raise AttributeError("predict_proba")
 
@@ -273,6 +285,12 @@ class AsEstimator:
 
     @property
     def classes_(self) -> Any:
+        """The model's classes, or 0..n-1 for a network or Booster that has none of its own.
+
+        Example:
+            >>> adapt(net, "classifier").classes_  # doctest: +SKIP
+            array([0, 1, 2])
+        """
         import numpy as np
 
         own = getattr(self.model, "classes_", None)
@@ -285,10 +303,22 @@ class AsEstimator:
 
     @property
     def n_features_in_(self) -> int | None:
+        """The number of input columns the model takes, where it says.
+
+        Example:
+            >>> adapt(net, "classifier").n_features_in_  # doctest: +SKIP
+            13
+        """
         return self._width
 
     @property
     def feature_names_in_(self) -> Any:
+        """The input columns' names, where the model knows them (else no such attribute).
+
+        Example:
+            >>> adapt(booster, "classifier").feature_names_in_[:2]  # doctest: +SKIP
+            ['alcohol', 'malic_acid']
+        """
         names = _feature_names(self.model)
         if names is None:
             raise AttributeError("feature_names_in_")

@@ -29,7 +29,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     """With ``--nbmodel``, keep MLflow's own deprecation warnings (from its database layer)
-    out of the run's summary: they say nothing about the model under test."""
+    out of the run's summary: they say nothing about the model under test.
+
+    Example:
+        pytest --nbmodel iris@candidate   # its summary ends "3 passed", no MLflow warning
+    """
     if config.getoption("nbmodel", default=None):
         config.addinivalue_line("filterwarnings", "ignore::DeprecationWarning:mlflow")
         config.addinivalue_line("filterwarnings", "ignore:The ``noload`` loader strategy")
