@@ -52,6 +52,17 @@ def warm_starter() -> Any:
     _warm.shutdown()
 
 
+@pytest.fixture
+def servers(isolated_store: Any, warm_starter: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """nbmodel.serving, the session's warm starter on as in a notebook; stops every server of
+    the test's store at the end, even when the test fails."""
+    import nbmodel.serving as serving
+
+    monkeypatch.setenv("NBMODEL_WARM_SERVER", "1")
+    yield serving
+    serving.stop("all")
+
+
 @pytest.fixture(autouse=True)
 def no_warm_starter(monkeypatch: pytest.MonkeyPatch) -> None:
     """Off unless a test asks for it (``servers``, ``warm_starter``): the fast set starts no

@@ -13,16 +13,6 @@ import pytest
 requests = pytest.importorskip("requests")
 
 
-@pytest.fixture
-def servers(isolated_store: Any, warm_starter: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
-    """nbmodel.serving, the session's warm starter on; stops every server of the test's store."""
-    import nbmodel.serving as serving
-
-    monkeypatch.setenv("NBMODEL_WARM_SERVER", "1")
-    yield serving
-    serving.stop("all")
-
-
 @pytest.mark.slow
 def test_a_canary_after_a_shadow_reports_its_own_requests(shell: Any, commit_iris: Any, iris: Any,
                                                           servers: Any) -> None:

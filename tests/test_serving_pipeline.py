@@ -15,16 +15,6 @@ requests = pytest.importorskip("requests")
 
 
 @pytest.fixture
-def servers(isolated_store: Any, warm_starter: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
-    """nbmodel.serving, the session's warm starter on; stops every server of the test's store."""
-    import nbmodel.serving as serving
-
-    monkeypatch.setenv("NBMODEL_WARM_SERVER", "1")
-    yield serving
-    serving.stop("all")
-
-
-@pytest.fixture
 def chain(iris: dict[str, Any]) -> dict[str, Any]:
     """``features`` (two versions: a linear model whose predictions are the two principal
     components of the iris features, and the same with their signs flipped) and a

@@ -14,16 +14,6 @@ import pytest
 requests = pytest.importorskip("requests")
 
 
-@pytest.fixture
-def servers(isolated_store: Any, warm_starter: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
-    """nbmodel.serving, the session's warm starter on; stops every server of the test's store."""
-    import nbmodel.serving as serving
-
-    monkeypatch.setenv("NBMODEL_WARM_SERVER", "1")
-    yield serving
-    serving.stop("all")
-
-
 def split(X: Any) -> str:
     return json.dumps({"dataframe_split": {"columns": list(X.columns), "data": X.values.tolist()}})
 
