@@ -63,6 +63,48 @@ def servers(isolated_store: Any, warm_starter: Any, monkeypatch: pytest.MonkeyPa
     serving.stop("all")
 
 
+@pytest.fixture
+def serve_until_answered() -> Callable[..., str]:
+    """``serve_until_answered(args, check, says=LINE)``: run ``nbmodel serve ARGS --port PORT``
+    in the foreground as from a terminal, wait until its ``/ping`` answers, call
+    ``check(base_url)`` while it serves, then stop it with Ctrl-C (SIGINT): it must exit 0
+    having printed ``LINE``. Returns everything it printed."""
+    import signal
+    import socket
+    import subprocess
+    import time
+
+    import requests
+
+    def _serve(args: list[str], check: Callable[[str], None], *, says: str) -> str:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        base_url = f"http://127.0.0.1:{port}"
+        proc = subprocess.Popen([sys.executable, "-m", "nbmodel.cli", "serve", *args, "--port", str(port)],
+                                cwd=Path(__file__).parents[1], stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True)
+        try:
+            deadline = time.time() + 120
+            while True:
+                try:
+                    if requests.get(f"{base_url}/ping", timeout=1).status_code == 200:
+                        break
+                except requests.RequestException:
+                    pass
+                assert proc.poll() is None and time.time() < deadline, proc.stdout.read()  # type: ignore[union-attr]
+                time.sleep(0.05)
+            check(base_url)
+        finally:
+            proc.send_signal(signal.SIGINT)
+            out, _ = proc.communicate(timeout=30)
+        assert proc.returncode == 0, out
+        assert says in out, out
+        return out
+
+    return _serve
+
+
 @pytest.fixture(autouse=True)
 def no_warm_starter(monkeypatch: pytest.MonkeyPatch) -> None:
     """Off unless a test asks for it (``servers``, ``warm_starter``): the fast set starts no

@@ -480,40 +480,21 @@ def test_dockerfile_written_by_mlflow(shell: Any, commit_iris: Any, tmp_path: Pa
 
 
 @pytest.mark.slow
-def test_nbmodel_serve_from_a_terminal(commit_iris: Any, iris: Any, isolated_store: Any) -> None:
+def test_nbmodel_serve_from_a_terminal(commit_iris: Any, iris: Any, isolated_store: Any,
+                                       serve_until_answered: Any) -> None:
     import nbmodel
+    import nbmodel.serving as serving
 
     commit_iris(C=1.0)
     nbmodel.alias("iris/1", "production")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "nbmodel.cli", "serve", "iris@production",
-                             "--port", str(port)], cwd=Path(__file__).parents[1],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        deadline = time.time() + 120
-        while True:
-            try:
-                if requests.get(f"http://127.0.0.1:{port}/ping", timeout=1).status_code == 200:
-                    break
-            except requests.RequestException:
-                pass
-            assert proc.poll() is None and time.time() < deadline, proc.stdout.read()
-            time.sleep(0.05)
-        r = post(f"http://127.0.0.1:{port}/invocations", split(iris["X_test"].iloc[:2]))
-        assert r.status_code == 200
-        import nbmodel.serving as serving
 
+    def check(base_url: str) -> None:
+        r = post(f"{base_url}/invocations", split(iris["X_test"].iloc[:2]))
+        assert r.status_code == 200
         assert [d.ref for d in serving.deployments()] == ["iris@production"]
         assert "deployments" in str(nbmodel.status())
-    finally:
-        proc.send_signal(signal.SIGINT)
-        out, _ = proc.communicate(timeout=30)
-    assert proc.returncode == 0, out
-    assert "serving iris@production (iris/1)" in out
-    import nbmodel.serving as serving
 
+    serve_until_answered(["iris@production"], check, says="serving iris@production (iris/1)")
     assert not serving.deployments()  # its record went with it
 
 
