@@ -53,14 +53,21 @@ def warm_starter() -> Any:
 
 
 @pytest.fixture
-def servers(isolated_store: Any, warm_starter: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
-    """nbmodel.serving, the session's warm starter on as in a notebook; stops every server of
-    the test's store at the end, even when the test fails."""
+def stop_servers(isolated_store: Any) -> Any:
+    """nbmodel.serving, servers started afresh (no warm starter); stops every server of the
+    test's store at the end, even when the test fails."""
     import nbmodel.serving as serving
 
-    monkeypatch.setenv("NBMODEL_WARM_SERVER", "1")
     yield serving
     serving.stop("all")
+
+
+@pytest.fixture
+def servers(stop_servers: Any, warm_starter: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """``stop_servers``, with the session's warm starter on as in a notebook: every server
+    the test starts is stopped at its end, even when the test fails."""
+    monkeypatch.setenv("NBMODEL_WARM_SERVER", "1")
+    return stop_servers
 
 
 @pytest.fixture

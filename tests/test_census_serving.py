@@ -19,12 +19,10 @@ requests = pytest.importorskip("requests")
 
 
 @pytest.fixture
-def servers(isolated_store: Any) -> Any:
-    """nbmodel.serving; stops every server of the test's store at the end."""
-    import nbmodel.serving as serving
-
-    yield serving
-    serving.stop("all")
+def servers(stop_servers: Any) -> Any:
+    """The census starts its servers afresh, without the warm starter: conftest's
+    ``stop_servers`` (every server of the test's store stopped at the end)."""
+    return stop_servers
 
 
 def post(url: str, body: Any, ctype: str = "application/json") -> Any:

@@ -17,14 +17,10 @@ def store(template, use_store_copy):  # noqa: F811
 
 
 @pytest.fixture
-def servers(store, warm_starter, monkeypatch):
-    """nbmodel.serving with the session's warm starter on, as in a notebook; stops everything
-    the test's store runs at the end, even when the test fails."""
-    import nbmodel.serving as serving
-
-    monkeypatch.setenv("NBMODEL_WARM_SERVER", "1")
-    yield serving
-    serving.stop("all")
+def servers(store, servers):
+    """conftest's ``servers``, set up after this test's copy of the store, so everything that
+    copy runs is stopped at the end while it is still the store."""
+    return servers
 
 
 @pytest.fixture

@@ -21,22 +21,6 @@ import pytest
 requests = pytest.importorskip("requests")
 
 
-@pytest.fixture
-def stop_servers(isolated_store: Any) -> Any:
-    """nbmodel.serving; stops every server of the test's store at the end."""
-    import nbmodel.serving as serving
-
-    yield serving
-    serving.stop("all")
-
-
-@pytest.fixture
-def servers(stop_servers: Any, warm_starter: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
-    """``stop_servers``, with the session's warm starter on as in a notebook."""
-    monkeypatch.setenv("NBMODEL_WARM_SERVER", "1")
-    return stop_servers
-
-
 def post(url: str, body: Any, ctype: str = "application/json", **headers: str) -> Any:
     data = body if isinstance(body, (str, bytes)) else json.dumps(body)
     return requests.post(url, data=data, headers={"Content-Type": ctype, **headers}, timeout=30)
