@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _helpers import post, split
 
 requests = pytest.importorskip("requests")
 
@@ -23,15 +24,6 @@ def servers(stop_servers: Any) -> Any:
     """The census starts its servers afresh, without the warm starter: conftest's
     ``stop_servers`` (every server of the test's store stopped at the end)."""
     return stop_servers
-
-
-def post(url: str, body: Any, ctype: str = "application/json") -> Any:
-    data = body if isinstance(body, (str, bytes)) else json.dumps(body)
-    return requests.post(url, data=data, headers={"Content-Type": ctype}, timeout=30)
-
-
-def split(X: Any) -> dict[str, Any]:
-    return {"dataframe_split": {"columns": list(X.columns), "data": X.values.tolist()}}
 
 
 def model_folder(version: int, name: str = "iris") -> Path:

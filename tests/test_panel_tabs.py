@@ -5,9 +5,9 @@ store and the servers. Every test that starts a server stops everything its stor
 from __future__ import annotations
 
 import os
-import time
 
 import pytest
+from _helpers import wait_for
 from test_panel import click, front_end, ns, template, update  # noqa: F401 - fixtures
 
 
@@ -43,15 +43,6 @@ def alive(pid):
         return False
     with open(f"/proc/{pid}/stat", encoding="utf-8") as f:
         return f.read().rsplit(")", 1)[-1].split()[0] != "Z"
-
-
-def wait_for(check, timeout=30.0):
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.1)
-    return True
 
 
 # -- Monitor --------------------------------------------------------------------------------

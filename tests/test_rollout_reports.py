@@ -4,11 +4,11 @@ the test."""
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 
 import pytest
+from _helpers import split_json
 
 requests = pytest.importorskip("requests")
 
@@ -22,7 +22,7 @@ def test_a_canary_after_a_shadow_reports_its_own_requests(shell: Any, commit_iri
     commit_iris(C=1.0)
     commit_iris(C=0.01)
     X = iris["X_test"]
-    body = json.dumps({"dataframe_split": {"columns": list(X.columns), "data": X.values.tolist()}})
+    body = split_json(X)
     dep = shell.run("%model_deploy iris/1")
     shell.run("%model_shadow iris/2")
     for _ in range(20):

@@ -17,17 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _helpers import post, split, wait_for
 
 requests = pytest.importorskip("requests")
-
-
-def post(url: str, body: Any, ctype: str = "application/json", **headers: str) -> Any:
-    data = body if isinstance(body, (str, bytes)) else json.dumps(body)
-    return requests.post(url, data=data, headers={"Content-Type": ctype, **headers}, timeout=30)
-
-
-def split(X: Any) -> dict[str, Any]:
-    return {"dataframe_split": {"columns": list(X.columns), "data": X.values.tolist()}}
 
 
 def mlflow_answer(uri: str, body: Any, ctype: str = "application/json") -> Any:
@@ -441,17 +433,7 @@ def gone(pid: int, timeout: float = 10.0) -> bool:
     """Wait until process ``pid`` has ended (a zombie not yet reaped counts as ended)."""
     from nbmodel.serving import _process
 
-    deadline = time.monotonic() + timeout
-    while _process.pid_alive(pid):
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
-
-
-def parent_pid(pid: int) -> int:
-    with open(f"/proc/{pid}/stat", encoding="utf-8") as f:
-        return int(f.read().rsplit(")", 1)[1].split()[1])
+    return wait_for(lambda: not _process.pid_alive(pid), timeout)
 
 
 @pytest.mark.slow

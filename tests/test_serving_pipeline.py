@@ -10,6 +10,7 @@ import time
 from typing import Any
 
 import pytest
+from _helpers import split_json
 
 requests = pytest.importorskip("requests")
 
@@ -41,10 +42,6 @@ def chain(iris: dict[str, Any]) -> dict[str, Any]:
     return {"f1": f1, "f2": f2, "clf": clf}
 
 
-def split(X: Any) -> str:
-    return json.dumps({"dataframe_split": {"columns": list(X.columns), "data": X.values.tolist()}})
-
-
 def expected(clf: Any, features: Any, X: Any) -> str:
     import pandas as pd
 
@@ -63,7 +60,7 @@ def test_two_model_pipeline_follows_each_stage_alias_under_load(
     dep = nbmodel.deploy("pipeline", chain=["features@production", "classifier@production"])
     assert [s["version"] for s in dep.stages] == [2, 1]
     assert "features/2 -> classifier/1" in str(dep)
-    body = split(X)
+    body = split_json(X)
     r = requests.post(dep.url, data=body, headers={"Content-Type": "application/json"}, timeout=10)
     assert r.status_code == 200, r.text
     assert r.text == via_v2
@@ -197,7 +194,7 @@ def test_nbmodel_serve_chain_from_a_terminal(chain: dict[str, Any], iris: dict[s
     X = iris["X_test"]
 
     def check(base_url: str) -> None:
-        r = requests.post(f"{base_url}/invocations", data=split(X),
+        r = requests.post(f"{base_url}/invocations", data=split_json(X),
                           headers={"Content-Type": "application/json"}, timeout=5)
         assert r.status_code == 200, r.text
         assert r.text == expected(chain["clf"], chain["f2"], X)
