@@ -287,6 +287,13 @@ def use_store_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
     _reset_nbmodel()
 
 
+@pytest.fixture
+def store(template: Path, use_store_copy: Any) -> Any:
+    """A copy of the test module's own ``template`` fixture (a store folder it builds once with
+    ``build_store``), for one test."""
+    return use_store_copy(template)
+
+
 class TeamStore:
     """The team server as one test's store: ``name("iris")`` is a model name no other test uses."""
 

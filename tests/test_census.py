@@ -70,11 +70,6 @@ def template(build_store: Any, iris: dict[str, Any]) -> Path:
 
 
 @pytest.fixture
-def store(template: Path, use_store_copy: Any) -> Any:
-    return use_store_copy(template)
-
-
-@pytest.fixture
 def clf(iris: dict[str, Any]) -> Any:
     from sklearn.linear_model import LogisticRegression
 
