@@ -9,6 +9,13 @@ from collections.abc import Callable
 from typing import Any
 
 
+def fit_iris(iris: dict[str, Any], C: float = 1.0) -> Any:
+    """A LogisticRegression with this ``C``, fitted on the ``iris`` fixture's training split."""
+    from sklearn.linear_model import LogisticRegression
+
+    return LogisticRegression(C=C, max_iter=500).fit(iris["X_train"], iris["y_train"])
+
+
 def split(X: Any) -> dict[str, Any]:
     """The frame ``X`` as MLflow's ``dataframe_split`` request body."""
     return {"dataframe_split": {"columns": list(X.columns), "data": X.values.tolist()}}

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _helpers import fit_iris
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
@@ -234,12 +235,10 @@ def shell(iris: dict[str, Any]) -> Shell:
 @pytest.fixture
 def commit_iris(iris: dict[str, Any]) -> Callable[..., Any]:
     """Commit a LogisticRegression with the given C to ``iris``; returns the Version."""
-    from sklearn.linear_model import LogisticRegression
-
     import nbmodel
 
     def _commit(C: float = 1.0, message: str = "", name: str = "iris", **kw: Any) -> Any:
-        clf = LogisticRegression(C=C, max_iter=500).fit(iris["X_train"], iris["y_train"])
+        clf = fit_iris(iris, C)
         return nbmodel.commit(clf, name, message=message or f"C={C}",
                               eval=(iris["X_test"], iris["y_test"]),
                               train=(iris["X_train"], iris["y_train"]), **kw)

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _helpers import post, split, wait_for
+from _helpers import fit_iris, post, split, wait_for
 
 requests = pytest.importorskip("requests")
 
@@ -157,10 +157,7 @@ def test_deploy_serves_mlflow_protocol_exactly(shell: Any, commit_iris: Any, iri
 
 
 def v_predict(iris: Any, C: float, X: Any) -> list[int]:
-    from sklearn.linear_model import LogisticRegression
-
-    clf = LogisticRegression(C=C, max_iter=500).fit(iris["X_train"], iris["y_train"])
-    return clf.predict(X).tolist()
+    return fit_iris(iris, C).predict(X).tolist()
 
 
 @pytest.mark.slow

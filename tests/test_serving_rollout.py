@@ -10,19 +10,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _helpers import split_json
+from _helpers import fit_iris, split_json
 
 requests = pytest.importorskip("requests")
 
 
 def answers_of(iris: dict[str, Any], *Cs: float) -> dict[str, int]:
     """The answer body of each version (1, 2, ...) committed with these C, to X_test."""
-    from sklearn.linear_model import LogisticRegression
-
     out = {}
     for v, C in enumerate(Cs, start=1):
-        clf = LogisticRegression(C=C, max_iter=500).fit(iris["X_train"], iris["y_train"])
-        out[json.dumps({"predictions": clf.predict(iris["X_test"]).tolist()})] = v
+        out[json.dumps({"predictions": fit_iris(iris, C).predict(iris["X_test"]).tolist()})] = v
     assert len(out) == len(Cs), "the versions must answer differently"
     return out
 
