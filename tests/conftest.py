@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _helpers import fit_iris
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
@@ -50,6 +51,66 @@ def warm_starter() -> Any:
         starter = _warm.prestart()
     yield starter
     _warm.shutdown()
+
+
+@pytest.fixture
+def stop_servers(isolated_store: Any) -> Any:
+    """nbmodel.serving, servers started afresh (no warm starter); stops every server of the
+    test's store at the end, even when the test fails."""
+    import nbmodel.serving as serving
+
+    yield serving
+    serving.stop("all")
+
+
+@pytest.fixture
+def servers(stop_servers: Any, warm_starter: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """``stop_servers``, with the session's warm starter on as in a notebook: every server
+    the test starts is stopped at its end, even when the test fails."""
+    monkeypatch.setenv("NBMODEL_WARM_SERVER", "1")
+    return stop_servers
+
+
+@pytest.fixture
+def serve_until_answered() -> Callable[..., str]:
+    """``serve_until_answered(args, check, says=LINE)``: run ``nbmodel serve ARGS --port PORT``
+    in the foreground as from a terminal, wait until its ``/ping`` answers, call
+    ``check(base_url)`` while it serves, then stop it with Ctrl-C (SIGINT): it must exit 0
+    having printed ``LINE``. Returns everything it printed."""
+    import signal
+    import socket
+    import subprocess
+    import time
+
+    import requests
+
+    def _serve(args: list[str], check: Callable[[str], None], *, says: str) -> str:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        base_url = f"http://127.0.0.1:{port}"
+        proc = subprocess.Popen([sys.executable, "-m", "nbmodel.cli", "serve", *args, "--port", str(port)],
+                                cwd=Path(__file__).parents[1], stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True)
+        try:
+            deadline = time.time() + 120
+            while True:
+                try:
+                    if requests.get(f"{base_url}/ping", timeout=1).status_code == 200:
+                        break
+                except requests.RequestException:
+                    pass
+                assert proc.poll() is None and time.time() < deadline, proc.stdout.read()  # type: ignore[union-attr]
+                time.sleep(0.05)
+            check(base_url)
+        finally:
+            proc.send_signal(signal.SIGINT)
+            out, _ = proc.communicate(timeout=30)
+        assert proc.returncode == 0, out
+        assert says in out, out
+        return out
+
+    return _serve
 
 
 @pytest.fixture(autouse=True)
@@ -174,12 +235,10 @@ def shell(iris: dict[str, Any]) -> Shell:
 @pytest.fixture
 def commit_iris(iris: dict[str, Any]) -> Callable[..., Any]:
     """Commit a LogisticRegression with the given C to ``iris``; returns the Version."""
-    from sklearn.linear_model import LogisticRegression
-
     import nbmodel
 
     def _commit(C: float = 1.0, message: str = "", name: str = "iris", **kw: Any) -> Any:
-        clf = LogisticRegression(C=C, max_iter=500).fit(iris["X_train"], iris["y_train"])
+        clf = fit_iris(iris, C)
         return nbmodel.commit(clf, name, message=message or f"C={C}",
                               eval=(iris["X_test"], iris["y_test"]),
                               train=(iris["X_train"], iris["y_train"]), **kw)
@@ -225,6 +284,13 @@ def use_store_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
 
     yield _use
     _reset_nbmodel()
+
+
+@pytest.fixture
+def store(template: Path, use_store_copy: Any) -> Any:
+    """A copy of the test module's own ``template`` fixture (a store folder it builds once with
+    ``build_store``), for one test."""
+    return use_store_copy(template)
 
 
 class TeamStore:

@@ -11,17 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _helpers import fit_iris
 
 import nbmodel
 from nbmodel import branches as B
 from nbmodel import merges as M
 from nbmodel.errors import BadReference
-
-
-def _lr(iris: dict[str, Any], C: float) -> Any:
-    from sklearn.linear_model import LogisticRegression
-
-    return LogisticRegression(C=C, max_iter=500).fit(iris["X_train"], iris["y_train"])
 
 
 def _commit(model: Any, iris: dict[str, Any], name: str = "iris", message: str = "") -> Any:
@@ -50,7 +45,7 @@ def _snapshot(folder: Path) -> dict[str, str]:
 @pytest.fixture
 def two_lines(iris: dict[str, Any]) -> dict[str, Any]:
     """iris/1 on main; branch experiment; iris/2 (strong) on experiment, iris/3 (weak) on main."""
-    _commit(_lr(iris, 0.01), iris, message="base")
+    _commit(fit_iris(iris, 0.01), iris, message="base")
     nbmodel.branch("iris", "experiment")
     exp = nbmodel.checkout("iris@experiment")
     exp.set_params(C=1.0).fit(iris["X_train"], iris["y_train"])
@@ -65,7 +60,7 @@ def two_lines(iris: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_main_exists_from_the_first_commit_without_writing_anything(iris):
-    _commit(_lr(iris, 1.0), iris)
+    _commit(fit_iris(iris, 1.0), iris)
     listed = B.branches("iris")
     assert [(b.name, b.head, b.ahead) for b in listed] == [("main", 1, 0)]
     assert "main" in str(listed) and "iris/1" in str(listed)
@@ -74,8 +69,8 @@ def test_main_exists_from_the_first_commit_without_writing_anything(iris):
 
 
 def test_create_list_and_delete_a_branch(iris):
-    _commit(_lr(iris, 1.0), iris)
-    _commit(_lr(iris, 0.5), iris)
+    _commit(fit_iris(iris, 1.0), iris)
+    _commit(fit_iris(iris, 0.5), iris)
     made = nbmodel.branch("iris", "experiment", start="iris/1", message="try trees")
     assert (made.name, made.head, made.start) == ("experiment", 1, "iris/1")
     # Plain MLflow sees the heads as aliases and the start as a tag of the model.
@@ -101,7 +96,7 @@ def test_create_list_and_delete_a_branch(iris):
 
 
 def test_branch_refusals(iris):
-    _commit(_lr(iris, 1.0), iris)
+    _commit(fit_iris(iris, 1.0), iris)
     nbmodel.branch("iris", "experiment")
     nbmodel.alias("iris/1", "production")
     with pytest.raises(B.BranchExists):
@@ -151,7 +146,7 @@ def test_a_fresh_object_follows_the_kernels_branch(iris, two_lines):
     """After checking out iris@experiment, a fresh object committed to iris is on experiment
     (this kernel's HEAD), not on main."""
     nbmodel.checkout("iris@experiment")
-    v = _commit(_lr(iris, 5.0), iris)
+    v = _commit(fit_iris(iris, 5.0), iris)
     assert v.parent == "iris/2"
     assert _heads() == {"main": 3, "experiment": v.version}
 
@@ -329,7 +324,7 @@ for C in (0.5, 2.0, 4.0):
 
 @pytest.mark.slow
 def test_kernels_advance_two_branches_at_once(iris, kernel_env):
-    _commit(_lr(iris, 1.0), iris)
+    _commit(fit_iris(iris, 1.0), iris)
     nbmodel.branch("iris", "a")
     nbmodel.branch("iris", "b")
     env = {**kernel_env, "MLFLOW_TRACKING_URI": nbmodel.get_store().uri}
@@ -380,7 +375,7 @@ def test_history_tab_shows_branches_and_heads(iris, two_lines):
 def test_history_tab_of_a_model_without_branches_is_as_before(iris):
     from nbmodel.widgets import panel
 
-    _commit(_lr(iris, 1.0), iris)
+    _commit(fit_iris(iris, 1.0), iris)
     p = panel("iris", namespace={})
     try:
         text = p.tab("History").text()
@@ -441,7 +436,7 @@ print(json.dumps([int(p) for p in m.predict(X)]))
 def boosted_line(iris: dict[str, Any]) -> dict[str, Any]:
     """iris/1, a weak LogisticRegression, on main; iris/2, an XGBoost classifier, on boost."""
     xgboost = pytest.importorskip("xgboost")
-    _commit(_lr(iris, 0.05), iris, message="base")
+    _commit(fit_iris(iris, 0.05), iris, message="base")
     nbmodel.branch("iris", "boost")
     nbmodel.checkout("iris@boost")
     booster = xgboost.XGBClassifier(n_estimators=8, max_depth=2).fit(iris["X_train"], iris["y_train"])
@@ -539,7 +534,7 @@ def test_merge_a_pytorch_head_with_a_sklearn_head(iris, kernel_env):
     """Before, a network head made the merge refuse; as a pickle, its exported graph would not
     store at all ("cannot pickle 'ConfigModuleInstance'"): it travels as its flavor's files."""
     torch = pytest.importorskip("torch")
-    _commit(_lr(iris, 0.05), iris, message="base")
+    _commit(fit_iris(iris, 0.05), iris, message="base")
     nbmodel.branch("iris", "net")
     nbmodel.checkout("iris@net")
     torch.manual_seed(0)

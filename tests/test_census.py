@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _helpers import fit_iris
 from IPython.core.error import UsageError
 
 # pytest-jupyter's fixtures, for this module only (see test_server_routes.py for why not a plugin).
@@ -70,15 +71,8 @@ def template(build_store: Any, iris: dict[str, Any]) -> Path:
 
 
 @pytest.fixture
-def store(template: Path, use_store_copy: Any) -> Any:
-    return use_store_copy(template)
-
-
-@pytest.fixture
 def clf(iris: dict[str, Any]) -> Any:
-    from sklearn.linear_model import LogisticRegression
-
-    return LogisticRegression(max_iter=500).fit(iris["X_train"], iris["y_train"])
+    return fit_iris(iris)
 
 
 def read_only(store: Any) -> None:

@@ -14,26 +14,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _helpers import post, split
 
 requests = pytest.importorskip("requests")
 
 
 @pytest.fixture
-def servers(isolated_store: Any) -> Any:
-    """nbmodel.serving; stops every server of the test's store at the end."""
-    import nbmodel.serving as serving
-
-    yield serving
-    serving.stop("all")
-
-
-def post(url: str, body: Any, ctype: str = "application/json") -> Any:
-    data = body if isinstance(body, (str, bytes)) else json.dumps(body)
-    return requests.post(url, data=data, headers={"Content-Type": ctype}, timeout=30)
-
-
-def split(X: Any) -> dict[str, Any]:
-    return {"dataframe_split": {"columns": list(X.columns), "data": X.values.tolist()}}
+def servers(stop_servers: Any) -> Any:
+    """The census starts its servers afresh, without the warm starter: conftest's
+    ``stop_servers`` (every server of the test's store stopped at the end)."""
+    return stop_servers
 
 
 def model_folder(version: int, name: str = "iris") -> Path:

@@ -90,11 +90,6 @@ def template(build_store, iris):
 
 
 @pytest.fixture
-def store(template, use_store_copy):
-    return use_store_copy(template)
-
-
-@pytest.fixture
 def ns(iris):
     return {"X_test": iris["X_test"], "y_test": iris["y_test"], "X_train": iris["X_train"],
             "y_train": iris["y_train"], "note": "not data"}

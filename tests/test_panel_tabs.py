@@ -5,39 +5,17 @@ store and the servers. Every test that starts a server stops everything its stor
 from __future__ import annotations
 
 import os
-import time
 
 import pytest
-from test_panel import click, front_end, ns, template, update  # noqa: F401 - fixtures
+from _helpers import wait_for
+from test_panel import aliases, click, front_end, ns, p, template, update  # noqa: F401 - fixtures
 
 
 @pytest.fixture
-def store(template, use_store_copy):  # noqa: F811
-    return use_store_copy(template)
-
-
-@pytest.fixture
-def servers(store, warm_starter, monkeypatch):
-    """nbmodel.serving with the session's warm starter on, as in a notebook; stops everything
-    the test's store runs at the end, even when the test fails."""
-    import nbmodel.serving as serving
-
-    monkeypatch.setenv("NBMODEL_WARM_SERVER", "1")
-    yield serving
-    serving.stop("all")
-
-
-@pytest.fixture
-def p(store, ns):  # noqa: F811
-    from nbmodel.widgets import panel
-
-    made = panel("iris", namespace=ns)
-    yield made
-    made.close()
-
-
-def aliases(store):
-    return {a: int(v) for a, v in store.client.get_registered_model("iris").aliases.items()}
+def servers(store, servers):
+    """conftest's ``servers``, set up after this test's copy of the store, so everything that
+    copy runs is stopped at the end while it is still the store."""
+    return servers
 
 
 def alive(pid):
@@ -47,15 +25,6 @@ def alive(pid):
         return False
     with open(f"/proc/{pid}/stat", encoding="utf-8") as f:
         return f.read().rsplit(")", 1)[-1].split()[0] != "Z"
-
-
-def wait_for(check, timeout=30.0):
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.1)
-    return True
 
 
 # -- Monitor --------------------------------------------------------------------------------
@@ -98,7 +67,7 @@ def test_monitor_tab_goes_live_and_stops(store, ns):  # noqa: F811
     assert wait_for(lambda: not view.running, 5)
 
 
-def test_monitor_tab_of_a_model_without_records_says_so(p):
+def test_monitor_tab_of_a_model_without_records_says_so(p):  # noqa: F811
     assert "iris" in p.tab("Monitor").view.value  # an error line naming the model, no traceback
 
 
@@ -111,7 +80,7 @@ def test_split_rules_keeps_commas_inside_brackets():
 
 
 # -- Deployments ----------------------------------------------------------------------------
-def test_no_deployments_and_buttons_that_need_one(p):
+def test_no_deployments_and_buttons_that_need_one(p):  # noqa: F811
     d = p.tab("Deployments")
     assert "no deployments of iris" in d.header.value and d.table.options == ()
     assert d.text().startswith("no deployments of iris")
@@ -124,7 +93,7 @@ def test_no_deployments_and_buttons_that_need_one(p):
     assert [v for _, v in d.target.options] == ["iris@production", "iris/2", "iris/1"]
 
 
-def test_deploy_asks_first_and_refuses_a_bad_port(p, store):
+def test_deploy_asks_first_and_refuses_a_bad_port(p, store):  # noqa: F811
     import nbmodel
 
     d = p.tab("Deployments")
@@ -143,7 +112,7 @@ def test_deploy_asks_first_and_refuses_a_bad_port(p, store):
 
 
 @pytest.mark.slow
-def test_deploy_lists_then_stop_only_after_confirmation(p, store, servers):
+def test_deploy_lists_then_stop_only_after_confirmation(p, store, servers):  # noqa: F811
     d = p.tab("Deployments")
     update(d.target, index=2)  # iris/1
     update(d.alias, value="staging")
@@ -172,7 +141,7 @@ def test_deploy_lists_then_stop_only_after_confirmation(p, store, servers):
 
 
 @pytest.mark.slow
-def test_rollback_moves_the_alias_after_confirmation_and_the_server_follows(p, store, servers):
+def test_rollback_moves_the_alias_after_confirmation_and_the_server_follows(p, store, servers):  # noqa: F811
     servers.deploy("iris@production")
     d = p.tab("Deployments")
     click(d.refresh_btn)
@@ -191,7 +160,7 @@ def test_rollback_moves_the_alias_after_confirmation_and_the_server_follows(p, s
     assert "production" in p.tab("History").table.options[1][0]
 
 
-def test_the_picker_starts_on_the_first_choice(p):
+def test_the_picker_starts_on_the_first_choice(p):  # noqa: F811
     d = p.tab("Deployments")
     assert d.target.value == "iris@production"
     update(d.target, index=1)

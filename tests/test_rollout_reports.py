@@ -4,23 +4,13 @@ the test."""
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 
 import pytest
+from _helpers import split_json
 
 requests = pytest.importorskip("requests")
-
-
-@pytest.fixture
-def servers(isolated_store: Any, warm_starter: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
-    """nbmodel.serving, the session's warm starter on; stops every server of the test's store."""
-    import nbmodel.serving as serving
-
-    monkeypatch.setenv("NBMODEL_WARM_SERVER", "1")
-    yield serving
-    serving.stop("all")
 
 
 @pytest.mark.slow
@@ -32,7 +22,7 @@ def test_a_canary_after_a_shadow_reports_its_own_requests(shell: Any, commit_iri
     commit_iris(C=1.0)
     commit_iris(C=0.01)
     X = iris["X_test"]
-    body = json.dumps({"dataframe_split": {"columns": list(X.columns), "data": X.values.tolist()}})
+    body = split_json(X)
     dep = shell.run("%model_deploy iris/1")
     shell.run("%model_shadow iris/2")
     for _ in range(20):

@@ -110,11 +110,6 @@ def template(build_store, iris, diabetes):
     return build_store("scores-agree-template", fill)
 
 
-@pytest.fixture
-def store(template, use_store_copy):
-    return use_store_copy(template)
-
-
 @pytest.mark.parametrize("name, data, keys", [
     ("iris", "iris", ("accuracy", "balanced_accuracy", "f1_macro", "roc_auc")),
     ("diab", "diabetes", ("rmse", "mae", "r2")),

@@ -17,33 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _helpers import fit_iris, post, split, wait_for
 
 requests = pytest.importorskip("requests")
-
-
-@pytest.fixture
-def stop_servers(isolated_store: Any) -> Any:
-    """nbmodel.serving; stops every server of the test's store at the end."""
-    import nbmodel.serving as serving
-
-    yield serving
-    serving.stop("all")
-
-
-@pytest.fixture
-def servers(stop_servers: Any, warm_starter: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
-    """``stop_servers``, with the session's warm starter on as in a notebook."""
-    monkeypatch.setenv("NBMODEL_WARM_SERVER", "1")
-    return stop_servers
-
-
-def post(url: str, body: Any, ctype: str = "application/json", **headers: str) -> Any:
-    data = body if isinstance(body, (str, bytes)) else json.dumps(body)
-    return requests.post(url, data=data, headers={"Content-Type": ctype, **headers}, timeout=30)
-
-
-def split(X: Any) -> dict[str, Any]:
-    return {"dataframe_split": {"columns": list(X.columns), "data": X.values.tolist()}}
 
 
 def mlflow_answer(uri: str, body: Any, ctype: str = "application/json") -> Any:
@@ -181,10 +157,7 @@ def test_deploy_serves_mlflow_protocol_exactly(shell: Any, commit_iris: Any, iri
 
 
 def v_predict(iris: Any, C: float, X: Any) -> list[int]:
-    from sklearn.linear_model import LogisticRegression
-
-    clf = LogisticRegression(C=C, max_iter=500).fit(iris["X_train"], iris["y_train"])
-    return clf.predict(X).tolist()
+    return fit_iris(iris, C).predict(X).tolist()
 
 
 @pytest.mark.slow
@@ -457,17 +430,7 @@ def gone(pid: int, timeout: float = 10.0) -> bool:
     """Wait until process ``pid`` has ended (a zombie not yet reaped counts as ended)."""
     from nbmodel.serving import _process
 
-    deadline = time.monotonic() + timeout
-    while _process.pid_alive(pid):
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
-
-
-def parent_pid(pid: int) -> int:
-    with open(f"/proc/{pid}/stat", encoding="utf-8") as f:
-        return int(f.read().rsplit(")", 1)[1].split()[1])
+    return wait_for(lambda: not _process.pid_alive(pid), timeout)
 
 
 @pytest.mark.slow
@@ -480,40 +443,21 @@ def test_dockerfile_written_by_mlflow(shell: Any, commit_iris: Any, tmp_path: Pa
 
 
 @pytest.mark.slow
-def test_nbmodel_serve_from_a_terminal(commit_iris: Any, iris: Any, isolated_store: Any) -> None:
+def test_nbmodel_serve_from_a_terminal(commit_iris: Any, iris: Any, isolated_store: Any,
+                                       serve_until_answered: Any) -> None:
     import nbmodel
+    import nbmodel.serving as serving
 
     commit_iris(C=1.0)
     nbmodel.alias("iris/1", "production")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "nbmodel.cli", "serve", "iris@production",
-                             "--port", str(port)], cwd=Path(__file__).parents[1],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        deadline = time.time() + 120
-        while True:
-            try:
-                if requests.get(f"http://127.0.0.1:{port}/ping", timeout=1).status_code == 200:
-                    break
-            except requests.RequestException:
-                pass
-            assert proc.poll() is None and time.time() < deadline, proc.stdout.read()
-            time.sleep(0.05)
-        r = post(f"http://127.0.0.1:{port}/invocations", split(iris["X_test"].iloc[:2]))
-        assert r.status_code == 200
-        import nbmodel.serving as serving
 
+    def check(base_url: str) -> None:
+        r = post(f"{base_url}/invocations", split(iris["X_test"].iloc[:2]))
+        assert r.status_code == 200
         assert [d.ref for d in serving.deployments()] == ["iris@production"]
         assert "deployments" in str(nbmodel.status())
-    finally:
-        proc.send_signal(signal.SIGINT)
-        out, _ = proc.communicate(timeout=30)
-    assert proc.returncode == 0, out
-    assert "serving iris@production (iris/1)" in out
-    import nbmodel.serving as serving
 
+    serve_until_answered(["iris@production"], check, says="serving iris@production (iris/1)")
     assert not serving.deployments()  # its record went with it
 
 

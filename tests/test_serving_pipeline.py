@@ -10,18 +10,9 @@ import time
 from typing import Any
 
 import pytest
+from _helpers import split_json
 
 requests = pytest.importorskip("requests")
-
-
-@pytest.fixture
-def servers(isolated_store: Any, warm_starter: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
-    """nbmodel.serving, the session's warm starter on; stops every server of the test's store."""
-    import nbmodel.serving as serving
-
-    monkeypatch.setenv("NBMODEL_WARM_SERVER", "1")
-    yield serving
-    serving.stop("all")
 
 
 @pytest.fixture
@@ -51,10 +42,6 @@ def chain(iris: dict[str, Any]) -> dict[str, Any]:
     return {"f1": f1, "f2": f2, "clf": clf}
 
 
-def split(X: Any) -> str:
-    return json.dumps({"dataframe_split": {"columns": list(X.columns), "data": X.values.tolist()}})
-
-
 def expected(clf: Any, features: Any, X: Any) -> str:
     import pandas as pd
 
@@ -73,7 +60,7 @@ def test_two_model_pipeline_follows_each_stage_alias_under_load(
     dep = nbmodel.deploy("pipeline", chain=["features@production", "classifier@production"])
     assert [s["version"] for s in dep.stages] == [2, 1]
     assert "features/2 -> classifier/1" in str(dep)
-    body = split(X)
+    body = split_json(X)
     r = requests.post(dep.url, data=body, headers={"Content-Type": "application/json"}, timeout=10)
     assert r.status_code == 200, r.text
     assert r.text == via_v2
@@ -199,44 +186,22 @@ def test_old_records_read_without_a_chain(tmp_path: Any) -> None:
 
 @pytest.mark.slow
 def test_nbmodel_serve_chain_from_a_terminal(chain: dict[str, Any], iris: dict[str, Any],
-                                             isolated_store: Any) -> None:
+                                             isolated_store: Any, serve_until_answered: Any) -> None:
     """``nbmodel serve pipeline --chain ...`` serves the pipeline in the foreground, listed while
     it runs, and answers with the last stage's predictions; Ctrl-C stops it."""
-    import signal
-    import socket
-    import subprocess
-    import sys
-    from pathlib import Path
-
     import nbmodel
 
     X = iris["X_test"]
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "nbmodel.cli", "serve", "pipeline", "--chain",
-                             "features@production", "classifier@production", "--port", str(port)],
-                            cwd=Path(__file__).parents[1], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
-    try:
-        deadline = time.time() + 120
-        while True:
-            try:
-                r = requests.post(f"http://127.0.0.1:{port}/invocations", data=split(X),
-                                  headers={"Content-Type": "application/json"}, timeout=5)
-                if r.status_code == 200:
-                    break
-            except requests.RequestException:
-                pass
-            assert proc.poll() is None and time.time() < deadline, proc.stdout.read()  # type: ignore[union-attr]
-            time.sleep(0.05)
+
+    def check(base_url: str) -> None:
+        r = requests.post(f"{base_url}/invocations", data=split_json(X),
+                          headers={"Content-Type": "application/json"}, timeout=5)
+        assert r.status_code == 200, r.text
         assert r.text == expected(chain["clf"], chain["f2"], X)
         assert "features/2 -> classifier/1" in str(nbmodel.deployments())
-    finally:
-        proc.send_signal(signal.SIGINT)
-        out, _ = proc.communicate(timeout=30)
-    assert proc.returncode == 0, out
-    assert "serving pipeline (features/2 -> classifier/1)" in out
+
+    serve_until_answered(["pipeline", "--chain", "features@production", "classifier@production"], check,
+                         says="serving pipeline (features/2 -> classifier/1)")
 
 
 def test_nbmodel_serve_refuses_a_bad_chain_in_one_line(chain: dict[str, Any], capsys: Any) -> None:

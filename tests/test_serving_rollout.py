@@ -10,32 +10,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _helpers import fit_iris, split_json
 
 requests = pytest.importorskip("requests")
 
 
-@pytest.fixture
-def servers(isolated_store: Any, warm_starter: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
-    """nbmodel.serving, the session's warm starter on; stops every server of the test's store."""
-    import nbmodel.serving as serving
-
-    monkeypatch.setenv("NBMODEL_WARM_SERVER", "1")
-    yield serving
-    serving.stop("all")
-
-
-def split(X: Any) -> str:
-    return json.dumps({"dataframe_split": {"columns": list(X.columns), "data": X.values.tolist()}})
-
-
 def answers_of(iris: dict[str, Any], *Cs: float) -> dict[str, int]:
     """The answer body of each version (1, 2, ...) committed with these C, to X_test."""
-    from sklearn.linear_model import LogisticRegression
-
     out = {}
     for v, C in enumerate(Cs, start=1):
-        clf = LogisticRegression(C=C, max_iter=500).fit(iris["X_train"], iris["y_train"])
-        out[json.dumps({"predictions": clf.predict(iris["X_test"]).tolist()})] = v
+        out[json.dumps({"predictions": fit_iris(iris, C).predict(iris["X_test"]).tolist()})] = v
     assert len(out) == len(Cs), "the versions must answer differently"
     return out
 
@@ -234,7 +218,7 @@ def test_canary_promotes_under_load_sticky_per_caller(shell: Any, commit_iris: A
     commit_iris(C=0.01)
     answers = answers_of(iris, 1.0, 0.01)
     dep = shell.run("%model_deploy iris/1")
-    with Callers(dep.url, split(iris["X_test"]), answers, threads=6) as calls:
+    with Callers(dep.url, split_json(iris["X_test"]), answers, threads=6) as calls:
         time.sleep(0.5)
         rep = shell.run('%model_canary iris/2 --steps 30,60 --interval 1s --check "error_rate<0.01" '
                         '--check "p99_ms<2000"')
@@ -279,7 +263,7 @@ def test_canary_rolls_back_when_a_check_fails(shell: Any, commit_iris: Any, iris
     commit_iris(C=0.01)
     answers = answers_of(iris, 1.0, 0.01)
     dep = shell.run("%model_deploy iris/1")
-    with Callers(dep.url, split(iris["X_test"]), answers, threads=4, keyed=False) as calls:
+    with Callers(dep.url, split_json(iris["X_test"]), answers, threads=4, keyed=False) as calls:
         rep = shell.run('%model_canary iris/2 --steps 100 --interval 1s --check "p99_ms<0.01"')
         assert rep.share == 100
         done = wait_state("iris", ("promoted", "rolled back", "stopped"))
@@ -333,7 +317,7 @@ def test_shadow_reports_where_a_different_candidate_disagrees(shell: Any, commit
     a = LogisticRegression(C=1.0, max_iter=500).fit(iris["X_train"], iris["y_train"]).predict(X)
     b = LogisticRegression(C=0.01, max_iter=500).fit(iris["X_train"], iris["y_train"]).predict(X)
     dep = shell.run("%model_deploy iris/1")
-    with Callers(dep.url, split(X), answers, threads=3) as calls:
+    with Callers(dep.url, split_json(X), answers, threads=3) as calls:
         shell.run("%model_shadow iris/2")
         time.sleep(2.0)
         rep = shell.run("%model_shadow iris/2")

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _helpers import parent_pid, split, wait_for
 
 requests = pytest.importorskip("requests")
 
@@ -65,20 +66,6 @@ def helpers(folder: Path) -> list[int]:
     return found
 
 
-def parent_pid(pid: int) -> int:
-    with open(f"/proc/{pid}/stat", encoding="utf-8") as f:
-        return int(f.read().rsplit(")", 1)[1].split()[1])
-
-
-def wait_for(check: Any, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
-
-
 def kernels(code: str, n: int, env: dict[str, str], timeout: float = 300) -> list[Any]:
     """Run ``code`` in ``n`` Python processes at once (kernels); the last line each prints,
     as JSON."""
@@ -90,10 +77,6 @@ def kernels(code: str, n: int, env: dict[str, str], timeout: float = 300) -> lis
         assert p.returncode == 0, stderr
         out.append(json.loads(stdout.strip().splitlines()[-1]))
     return out
-
-
-def split(X: Any) -> dict[str, Any]:
-    return {"dataframe_split": {"columns": list(X.columns), "data": X.values.tolist()}}
 
 
 # -- fast: where it lives, and that nothing starts it early ---------------------------------------
