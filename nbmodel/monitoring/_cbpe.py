@@ -14,13 +14,16 @@ their confidences. The reference (:func:`calibrate`) gives the same per (predict
 plus how many of those predictions were right and, for the wrong ones, which class was true.
 
 The expected right answers of a window's cell are the sum of its confidences plus its rows times
-the reference's correction of that cell (right minus summed confidence, per row), shrunk towards
-zero as far as the reference's few rows there leave it uncertain: an empirical-Bayes weight
-``tau2 / (tau2 + v)``, with ``v = m (1 - m) / n`` the sampling variance of a cell's correction and
-``tau2`` how far, beyond that noise, the reference's cells are off on average. A calibrated model
-is thus taken at its word where the reference saw few rows (a covariate shift fills exactly those
-cells: a per-bin frequency from 40 reference rows is off by 0.05), and a miscalibrated one is
-corrected where the reference shows it. Then per window:
+the reference's correction of that cell (right minus summed confidence, per row), shrunk as far
+as the reference's few rows there leave it uncertain. The shrinkage is empirical Bayes in two
+levels: a predicted class's correction over all its rows is kept in proportion to how far it
+stands out of its noise (by more than :data:`CLASS_Z` standard errors: a model under- or
+overconfident throughout); each cell's departure from that gets the weight ``tau2 / (tau2 + v)``,
+with ``v = m (1 - m) / n`` the sampling variance of the cell's correction and ``tau2`` how far,
+beyond that noise, the reference's cells depart on average. A calibrated model is thus taken at
+its word where the reference saw few rows (a covariate shift fills exactly those cells: a per-bin
+frequency from 40 reference rows is off by 0.05), and a miscalibrated one is corrected as far as
+the reference shows it. Then per window:
 
 - expected right answers on the diagonal, per predicted class;
 - the expected wrong ones spread over the true classes as the reference's mistakes of c did;
@@ -54,6 +57,8 @@ CONF_BINS = 20
 PSEUDO_ROWS = 2.0
 #: The least ``m (1 - m)`` a cell's sampling variance is computed with (confidences of 0 or 1).
 VAR_FLOOR = 0.01
+#: Standard errors by which a class's overall correction must stand out of noise to be applied.
+CLASS_Z = 2.5
 CALIBRATION = "monitor/calibration"
 #: The metrics it adds per window (alert rules name them; ``est_f1`` is a synonym).
 ESTIMATED = ("est_accuracy", "est_f1_macro")
@@ -161,9 +166,20 @@ class Calibration(Shown):
         safe = np.maximum(n, 1.0)
         m = np.where(has, total / safe, mid)
         corr = np.where(has, (right - total) / safe, 0.0)
-        v = np.where(has, np.maximum(m * (1 - m), VAR_FLOOR) / safe, np.inf)
-        tau2 = max(0.0, float((n * (corr ** 2 - np.where(has, v, 0.0))).sum() / max(n.sum(), 1.0)))
-        shrunk = np.where(has, tau2 / (tau2 + v), 0.0) * corr
+        var = np.maximum(m * (1 - m), VAR_FLOOR)
+        v = np.where(has, var / safe, np.inf)
+        # per predicted class: the correction of all its rows, kept as far as it stands out of
+        # its own noise by more than CLASS_Z standard errors (a model under- or overconfident
+        # throughout), the prior of the class's cells
+        n_c = np.maximum(n.sum(axis=1), 1.0)
+        mu = (right - total).sum(axis=1) / n_c
+        v_c = (n * var).sum(axis=1) / n_c ** 2
+        keep = np.maximum(0.0, 1.0 - CLASS_Z ** 2 * v_c / np.maximum(mu ** 2, 1e-300))
+        prior = np.broadcast_to((keep * mu)[:, None], corr.shape)
+        # each cell's departure from it, shrunk by how much its rows can tell
+        d = np.where(has, corr - prior, 0.0)
+        tau2 = max(0.0, float((n * (d ** 2 - np.where(has, v, 0.0))).sum() / max(n.sum(), 1.0)))
+        shrunk = np.where(has, prior + tau2 / (tau2 + v) * d, prior)
         out_corr = np.zeros((len(classes), CONF_BINS))
         out_mean = np.tile(mid, (len(classes), 1))
         where = {c: i for i, c in enumerate(self.classes)}
