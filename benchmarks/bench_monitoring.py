@@ -185,7 +185,7 @@ def _cbpe(rng) -> None:
     from sklearn.linear_model import LogisticRegression
 
     import nbmodel
-    from nbmodel.monitoring import calibrate, monitor, record
+    from nbmodel.monitoring import calibrate, clear_caches, compact, monitor, record
 
     def draw(n: int, shift: float):
         x = rng.normal(0.0, 1.0, size=(n, 2))
@@ -199,17 +199,24 @@ def _cbpe(rng) -> None:
     Xr, yr = draw(20_000, 0.0)
     calibrate("cbpe/1", clf.predict(Xr), clf.predict_proba(Xr), yr)
     shifts = (0.0, 0.5, 1.0, 1.5, 2.0, 2.5)
+    mean_conf = []
     for day, shift in enumerate(shifts):
         Xw, yw = draw(20_000, shift)
-        record("cbpe", Xw, clf.predict(Xw), y_true=yw, y_proba=clf.predict_proba(Xw),
-               timestamp=1_772_323_200 + day * 86400)
+        proba = clf.predict_proba(Xw)
+        mean_conf.append(float(proba.max(axis=1).mean()))
+        record("cbpe", Xw, clf.predict(Xw), y_true=yw, y_proba=proba, timestamp=1_772_323_200 + day * 86400)
     m = monitor("cbpe", window="1d", plots=False, log_metrics=False).summary.metrics
+    compact("cbpe")
+    clear_caches()
+    after = monitor("cbpe", window="1d", plots=False, log_metrics=False).summary.metrics
     gap = np.abs(m["est_accuracy"] - m["accuracy"])
     print("CBPE on a covariate shift: x ~ N((1.5 - s, 0), I), y ~ Bernoulli(sigmoid(1.5 x0 - x1)), "
           "a logistic regression (so calibrated), calibrated on 20,000 reference rows; 20,000 rows a window")
-    for s, e, a in zip(shifts, m["est_accuracy"], m["accuracy"]):
-        print(f"  shift {s:.1f}: estimated {e:.4f}, realised {a:.4f}, gap {abs(e - a):.4f}")
-    print(f"  largest gap {gap.max():.4f} (target < 0.02)")
+    for s, e, a, c, k in zip(shifts, m["est_accuracy"], m["accuracy"], mean_conf, after["est_accuracy"]):
+        print(f"  shift {s:.1f}: estimated {e:.4f}, realised {a:.4f}, gap {abs(e - a):.4f} "
+              f"(model's mean confidence {c:.4f}; estimate after compaction {k:.4f})")
+    print(f"  largest gap {gap.max():.4f} (target < 0.02); after compaction "
+          f"{np.abs(after['est_accuracy'] - after['accuracy']).max():.4f}")
 
 
 def main() -> None:

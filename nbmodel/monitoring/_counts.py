@@ -4,7 +4,8 @@ A :class:`Counts` holds, for each base window (an hour by default) of one versio
 the rows per feature and reference bin (so PSI and chi-square are exact, KS is measured at
 the reference's cut points with a stated bound), the predictions per class or reference bin,
 confusion counts or regression error sums of the labelled rows, a latency histogram, and the
-rows with a probability per predicted class and confidence bin (for the estimated accuracy).
+rows with a probability and the sum of their confidences per predicted class and confidence bin
+(for the estimated accuracy).
 Counts add up, so the summaries of two sets of batches merge into the summary of both, and a
 view of any width that is a multiple of the base width is a sum of base windows.
 
@@ -68,7 +69,7 @@ class Counts:
     labelled: np.ndarray      # (W,)
     cm: np.ndarray            # (W, C, C) classifier, else (W, 0, 0)
     err: np.ndarray           # (W, 6) regressor error sums (ERR), else (W, 0)
-    conf: np.ndarray          # (W, C, Q): Q is 0 without probabilities
+    conf: np.ndarray          # (W, C, 2 Q) float: rows, then summed confidence (Q is 0 without probabilities)
 
     @property
     def rows(self) -> int:
@@ -91,7 +92,7 @@ def empty(sch: Schema, features: list[str], n_bins: list[int], task: str, width_
     return Counts(task, width_ms, list(features), list(n_bins), [], z, z,
                   np.zeros((0, len(features), S), np.int64),
                   np.zeros((0, 0), np.int64), np.zeros(0), np.zeros((0, 0), np.int64), z,
-                  np.zeros((0, 0, 0), np.int64), np.zeros((0, 0)), np.zeros((0, 0, 0), np.int64))
+                  np.zeros((0, 0, 0), np.int64), np.zeros((0, 0)), np.zeros((0, 0, 0)))
 
 
 def base_windows(ts: np.ndarray, width_ms: int) -> tuple[np.ndarray, np.ndarray]:
@@ -167,7 +168,7 @@ def _with_classes(c: Counts, classes: list[str]) -> Counts:
     cm = np.zeros((W, C, C), dtype=np.int64)
     cm[:, pos[:, None], pos[None, :]] = c.cm
     Q = c.conf.shape[2] if c.conf.ndim == 3 else 0
-    conf = np.zeros((W, C, Q), dtype=np.int64)
+    conf = np.zeros((W, C, Q), dtype=c.conf.dtype)
     if Q:
         conf[:, pos, :] = c.conf
     return dataclasses.replace(c, classes=list(classes), pred=pred, cm=cm, conf=conf)
@@ -286,8 +287,9 @@ def from_parquet(data: bytes) -> tuple[Counts, dict[str, Any]]:
             values = col.to_numpy() if not shape else col.values.to_numpy(zero_copy_only=False)
             arrays[k] = np.asarray(values).reshape((W, *shape))
         else:
-            dtype = float if k in ("pred_sum", "err") else np.int64
+            dtype = float if k in ("pred_sum", "err", "conf") else np.int64
             arrays[k] = np.zeros((W, *shape), dtype=dtype)
+    arrays["conf"] = _cbpe.with_sums(arrays["conf"])  # files from before the sums: counts only
     c = Counts(info["task"], info["width_ms"], info["features"], info["n_bins"], info["classes"], **arrays)
     return c, info
 
