@@ -431,10 +431,6 @@ def _format(payload: Any) -> str:
     Raises:
         RequestError: not an object, unknown keys, or not exactly one format key.
     """
-    if type(payload) is dict and len(payload) == 1:
-        for key in payload:
-            if key in FORMATS:
-                return key  # the usual body: one format key and nothing else
     if not isinstance(payload, dict):
         raise RequestError(
             f"the body must be a JSON object with one of the keys {', '.join(FORMATS)}, "
@@ -494,6 +490,10 @@ def parse_json(h: Handle, body: bytes) -> tuple[Any, list[list[Any]] | None]:
         RequestError: the body cannot be read or names columns the model does not take.
     """
     payload = loads(body)
+    if type(payload) is dict and len(payload) == 1:
+        for key in payload:
+            if key in FORMATS:  # the usual body: one format key and nothing else
+                return payload, fast_rows(h, payload, key)
     fmt = _format(payload)
     return payload, fast_rows(h, payload, fmt)
 
@@ -528,7 +528,7 @@ def _fast_rows(h: Handle, fmt: str, data: Any) -> list[list[Any]] | None:
     Missing or unknown columns are named here; anything unusual (strings, nulls, nested
     values) is left to the slow path, which gives MLflow's own answer or error.
     """
-    names = _plan(h)[1]
+    _, names, integral = _plan(h)
     if fmt == DF_SPLIT:
         if not isinstance(data, dict) or any(k not in _SPLIT_KEYS for k in data):
             return None
@@ -549,7 +549,7 @@ def _fast_rows(h: Handle, fmt: str, data: Any) -> list[list[Any]] | None:
             for x in r:
                 if type(x) is not float and type(x) is not int:
                     return None
-        return rows if _integral_ok(h, rows) else None
+        return rows if not integral or _integral_ok(h, rows) else None
     if fmt == DF_RECORDS:
         if not isinstance(data, list) or not data:
             return None
@@ -565,15 +565,13 @@ def _fast_rows(h: Handle, fmt: str, data: Any) -> list[list[Any]] | None:
                 if type(x) is not float and type(x) is not int:
                     return None
             out.append(row)
-        return out if _integral_ok(h, out) else None
+        return out if not integral or _integral_ok(h, out) else None
     return None
 
 
 def _integral_ok(h: Handle, rows: list[list[Any]]) -> bool:
     """MLflow refuses 2.0 for a long column; such rows take the slow path for its error."""
-    idx = _plan(h)[2]
-    if not idx:
-        return True
+    idx = [i for i, c in enumerate(h.columns or []) if c.type in _INTEGRAL]
     return all(type(r[i]) is int for r in rows for i in idx)
 
 
