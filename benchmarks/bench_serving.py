@@ -3,6 +3,7 @@ side in one run, on the same model (an iris LogisticRegression), the same 1-row
 ``dataframe_split`` payload, 8 connections and one worker each.
 
     python benchmarks/bench_serving.py [--seconds 10] [--connections 8]
+    python benchmarks/bench_serving.py --only ceiling --seconds 5 [--ceiling-rounds 3]
 
 Prints, for scale, how long a fresh Python takes to import the model's loader (skops.io, with
 scikit-learn and SciPy), the floor of any fresh server process's startup here; for each
@@ -320,6 +321,9 @@ def main() -> None:
     p.add_argument("--connections", type=int, default=8)
     p.add_argument("--monitor-rounds", type=int, default=5)
     p.add_argument("--rollout-rounds", type=int, default=3)
+    p.add_argument("--ceiling-rounds", type=int, default=1,
+                   help="rounds of the ceiling comparison (bare app, 1 worker, 2 workers, in turn); "
+                   "with several, the medians and the median of each round's ratios are shown")
     p.add_argument("--only", choices=["all", "ceiling", "rollouts", "profile"], default="all",
                    help="run only the ceiling comparison, only the canary and shadow figures, or only "
                    "the in-process profile of the request path")
@@ -562,14 +566,26 @@ def paired_monitoring_round(store_uri: str, folder: Path, body: bytes, load: Any
             stop(proc)
 
 def report_ceiling(store_uri: str, folder: Path, body: bytes, load: Any, args: Any) -> None:
-    res = ceiling(store_uri, folder, body, load, args.seconds, args.connections)
-    for name, r in res.items():
-        print(f"{name:>20}: {r['rps']:.0f} req/s, p50 {r['p50']:.2f} ms, p99 {r['p99']:.2f} ms, "
-              f"errors {r['errors']}")
-    bare, one, two = (res[k] for k in ("bare ASGI app", "nbmodel, 1 worker", "nbmodel, 2 workers"))
-    print(f"nbmodel / bare ASGI app, one worker: {one['rps'] / bare['rps']:.2f} (target >= 0.40); "
-          f"p99 {one['p99']:.2f} ms (target < 5 ms); 2 workers / 1 worker: "
-          f"{two['rps'] / one['rps']:.2f} (target >= 1.0). Here the load generator shares the 2 "
+    names = ("bare ASGI app", "nbmodel, 1 worker", "nbmodel, 2 workers")
+    rounds = []
+    for k in range(max(1, args.ceiling_rounds)):
+        res = ceiling(store_uri, folder, body, load, args.seconds, args.connections)
+        rounds.append(res)
+        tag = f" (round {k + 1})" if args.ceiling_rounds > 1 else ""
+        for name, r in res.items():
+            print(f"{name:>20}: {r['rps']:.0f} req/s, p50 {r['p50']:.2f} ms, p99 {r['p99']:.2f} ms, "
+                  f"errors {r['errors']}{tag}, load average {os.getloadavg()[0]:.1f}")
+
+    def med(name: str, key: str) -> float:
+        return statistics.median(r[name][key] for r in rounds)
+
+    ratio = statistics.median(r[names[1]]["rps"] / r[names[0]]["rps"] for r in rounds)
+    scale = statistics.median(r[names[2]]["rps"] / r[names[1]]["rps"] for r in rounds)
+    many = f"medians of {len(rounds)} rounds, " if len(rounds) > 1 else ""
+    print(f"{many}bare ASGI app p99 {med(names[0], 'p99'):.2f} ms beside nbmodel's; "
+          f"nbmodel / bare ASGI app, one worker: {ratio:.2f} (target >= 0.40); "
+          f"p99 {med(names[1], 'p99'):.2f} ms (target < 5 ms); 2 workers / 1 worker: "
+          f"{scale:.2f} (target >= 1.0). Here the load generator shares the 2 "
           f"cores with the server; where cores are free, workers scale about linearly up to the "
           f"free cores (each is a whole server; the kernel's accept queue spreads the connections)")
 

@@ -453,12 +453,27 @@ def _too_deep() -> RequestError:
                         "(a list of lists, or a list of objects)")
 
 
+#: The standard library's C scanner, called directly for a body that is one JSON object:
+#: ``json.loads`` adds an encoding guess and two whitespace matches around the same call.
+_scan_once = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
+
+
 def loads(body: bytes) -> Any:
     """The JSON body as Python values.
 
     Raises:
         RequestError: not JSON, or nested too deeply to read (Python's parser recurses).
     """
+    if body[:1] == b"{" and body[-1:] == b"}":
+        # The common case, one object with nothing around it; anything odd (another encoding,
+        # invalid JSON, trailing data) is read again below, for json.loads' own answer or error.
+        try:
+            text = body.decode()
+            value, end = _scan_once(text, 0)
+            if end == len(text):
+                return value
+        except Exception:  # noqa: BLE001 - read again below
+            pass
     try:
         return json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
@@ -475,6 +490,10 @@ def parse_json(h: Handle, body: bytes) -> tuple[Any, list[list[Any]] | None]:
         RequestError: the body cannot be read or names columns the model does not take.
     """
     payload = loads(body)
+    if type(payload) is dict and len(payload) == 1:
+        for key in payload:
+            if key in FORMATS:  # the usual body: one format key and nothing else
+                return payload, fast_rows(h, payload, key)
     fmt = _format(payload)
     return payload, fast_rows(h, payload, fmt)
 
@@ -486,15 +505,32 @@ def fast_rows(h: Handle, payload: dict[str, Any], fmt: str) -> list[list[Any]] |
     return None
 
 
+_SPLIT_KEYS = frozenset({"columns", "data", "index"})
+#: Per signature (a version's column list): its names and the positions of its integral
+#: columns, worked out once rather than on every request. Bounded: cleared when it grows.
+_PLANS: dict[int, tuple[list[Column], list[str], list[int]]] = {}
+
+
+def _plan(h: Handle) -> tuple[list[Column], list[str], list[int]]:
+    cols = h.columns or []
+    plan = _PLANS.get(id(cols))
+    if plan is None or plan[0] is not cols:
+        if len(_PLANS) >= 256:
+            _PLANS.clear()
+        plan = _PLANS[id(cols)] = (cols, [c.name for c in cols],
+                                   [i for i, c in enumerate(cols) if c.type in _INTEGRAL])
+    return plan
+
+
 def _fast_rows(h: Handle, fmt: str, data: Any) -> list[list[Any]] | None:
     """Rows of plain numbers in the model's column order, or None to take the slow path.
 
     Missing or unknown columns are named here; anything unusual (strings, nulls, nested
     values) is left to the slow path, which gives MLflow's own answer or error.
     """
-    names = h.names or []
+    _, names, integral = _plan(h)
     if fmt == DF_SPLIT:
-        if not isinstance(data, dict) or not set(data) <= {"columns", "data", "index"}:
+        if not isinstance(data, dict) or any(k not in _SPLIT_KEYS for k in data):
             return None
         cols, rows = data.get("columns"), data.get("data")
         if not isinstance(cols, list) or not isinstance(rows, list):
@@ -513,7 +549,7 @@ def _fast_rows(h: Handle, fmt: str, data: Any) -> list[list[Any]] | None:
             for x in r:
                 if type(x) is not float and type(x) is not int:
                     return None
-        return rows if _integral_ok(h, rows) else None
+        return rows if not integral or _integral_ok(h, rows) else None
     if fmt == DF_RECORDS:
         if not isinstance(data, list) or not data:
             return None
@@ -529,7 +565,7 @@ def _fast_rows(h: Handle, fmt: str, data: Any) -> list[list[Any]] | None:
                 if type(x) is not float and type(x) is not int:
                     return None
             out.append(row)
-        return out if _integral_ok(h, out) else None
+        return out if not integral or _integral_ok(h, out) else None
     return None
 
 
@@ -717,6 +753,12 @@ def dump(predictions: Any) -> bytes:
     """The response body ``{"predictions": ...}``, as MLflow's scoring server writes it."""
     tolist = getattr(predictions, "tolist", None)
     value = tolist() if callable(tolist) else predictions
+    if type(value) is list and len(value) == 1 and type(value[0]) is int:
+        return b'{"predictions": [%d]}' % value[0]  # one row's class: the usual answer
+    if type(value) is list and all(type(v) is int for v in value):
+        # class labels or counts: written as json.dumps writes them, without its encoder setup
+        # (a large share of a one-row request)
+        return b'{"predictions": [' + ", ".join(map(str, value)).encode() + b"]}"
     try:
         return json.dumps({"predictions": value}).encode()
     except TypeError:
