@@ -295,7 +295,9 @@ def _write(store: Store, model: Any, name: str, message: str, user_tags: dict[st
     """
     gateway = store.gateway
     user = _user()
-    run_tags = {"mlflow.note.content": message, "mlflow.user": user, **user_tags}
+    # nbmodel's run tags go with the run's creation: a write of their own cost a transaction.
+    run_tags = {"mlflow.note.content": message, "mlflow.user": user, **user_tags,
+                "nbmodel.task": inputs.task or "", "nbmodel.estimator": _estimator_name(model)}
     if inputs.source:
         run_tags["mlflow.source.type"] = "NOTEBOOK"
     new_experiment = not gateway.has_experiment(name)
@@ -312,18 +314,18 @@ def _write(store: Store, model: Any, name: str, message: str, user_tags: dict[st
             gateway.log_text(run_id, inputs.source, SOURCE_ARTIFACT)
         if inputs.profile is not None:
             gateway.log_dict(run_id, inputs.profile, PROFILE_ARTIFACT)
-        model_uri, model_id, flavor = _log_model(store, name, model, run_id, inputs.signature,
-                                                 inputs.example, inputs.sklearn_flavor, logged)
-        # Params, tags and metrics in one write, after the model: metrics logged before it, MLflow
+        model_uri, model_id, flavor, location = _log_model(store, name, model, run_id, inputs.signature,
+                                                           inputs.example, inputs.sklearn_flavor, logged)
+        # Params and metrics in one write, after the model: metrics logged before it, MLflow
         # would read them back and log each again to link it to the model.
-        _log_run(store, run_id, inputs.params, inputs.metrics, inputs.task, model, model_id)
+        _log_run(store, run_id, inputs.params, inputs.metrics, model_id)
         version_tags = _version_tags(model, inputs, flavor, user, user_tags)
         from .explain import record_importance  # permutation importance on the eval data
         version_tags.update(record_importance(gateway, run_id, flavors.adapt(model, inputs.task),
                                              inputs.eval_data, inputs.task))
         from .digests import recorded_tags  # the files' SHA-256, checked on every load
         with mlflow_calls():  # quiet: a download from a server draws progress bars otherwise
-            version_tags.update(recorded_tags(model_uri))
+            version_tags.update(recorded_tags(model_uri, location))
         from .modeltests import inherited_tags  # the parent's test cases travel to its child
         version_tags.update(inherited_tags(store, parent))
         version_tags.update(lineage_tags or {})
@@ -376,20 +378,18 @@ def _name_run(store: Store, run_id: str, ref: str) -> None:
 
 
 def _log_run(store: Store, run_id: str, params: dict[str, str], metrics: dict[str, float],
-             task: str | None, model: Any, model_id: str | None = None) -> None:
-    """Params, tags and the eval metrics (linked to the logged model, as MLflow's ``log_model``
-    links them) in one batch per 100 params."""
-    from mlflow.entities import Metric, Param, RunTag
+             model_id: str | None = None) -> None:
+    """Params and the eval metrics (linked to the logged model, as MLflow's ``log_model`` links
+    them) in one batch per 100 params."""
+    from mlflow.entities import Metric, Param
     from mlflow.utils.time import get_current_time_millis
 
     now = get_current_time_millis()
     ps = [Param(k, v) for k, v in params.items()]
     ms = [Metric(k, v, now, 0, model_id=model_id) for k, v in metrics.items()]
-    ts = [RunTag("nbmodel.task", task or ""), RunTag("nbmodel.estimator", _estimator_name(model))]
     # MLflow takes at most 100 params per batch.
     for i in range(0, max(len(ps), 1), 100):
-        store.gateway.log_batch(run_id, metrics=ms if i == 0 else [], params=ps[i:i + 100],
-                                tags=ts if i == 0 else [])
+        store.gateway.log_batch(run_id, metrics=ms if i == 0 else [], params=ps[i:i + 100])
 
 
 def _pyfunc_wrapper(model: Any) -> Any:
@@ -423,7 +423,9 @@ def _logged_model_id(store: Store, name: str, run_id: str, flavor: str, logged: 
 
 
 def _log_model(store: Store, name: str, model: Any, run_id: str, signature: Any, example: Any,
-               sklearn_flavor: bool, logged: list[str]) -> tuple[str, str | None, str]:
+               sklearn_flavor: bool, logged: list[str]) -> tuple[str, str | None, str, str | None]:
+    """Log the model in its flavor. Returns its URI, logged model id, flavor and artifact
+    location (local files are read in place for their digests)."""
     import warnings
 
     import mlflow
@@ -444,7 +446,7 @@ def _log_model(store: Store, name: str, model: Any, run_id: str, signature: Any,
         if kind is not None:  # XGBoost, LightGBM, PyTorch, Keras: MLflow's flavor for each
             model_id = _logged_model_id(store, name, run_id, kind.name, logged)
             info = flavors.log_model(kind, model, model_id=model_id, **common)
-            return info.model_uri, info.model_id, kind.name
+            return info.model_uri, info.model_id, kind.name, info.artifact_path
         if sklearn_flavor:
             # skops (MLflow's default, safe to load) when the model is made of scikit-learn,
             # numpy and scipy parts only; skops refuses to load types it does not trust, so
@@ -462,7 +464,7 @@ def _log_model(store: Store, name: str, model: Any, run_id: str, signature: Any,
                     if _store_failed(exc):
                         raise  # another format would not help, and must not be chosen silently
                     continue
-                return info.model_uri, info.model_id, "sklearn"
+                return info.model_uri, info.model_id, "sklearn", info.artifact_path
         # MLflow asks for type hints on predict, in a coloured warning under a filter of its own
         # that no "ignore" reaches: the wrapper has none on purpose (its schema is the signature
         # nbmodel infers), so that warning is caught here and any other passed on.
@@ -475,7 +477,7 @@ def _log_model(store: Store, name: str, model: Any, run_id: str, signature: Any,
         for w in seen:
             if "Add type hints to the `predict` method" not in str(w.message):
                 warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-        return info.model_uri, info.model_id, "pyfunc"
+        return info.model_uri, info.model_id, "pyfunc", info.artifact_path
 
 
 def _store_failed(exc: BaseException) -> bool:

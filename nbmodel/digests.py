@@ -172,12 +172,21 @@ def verify(folder: str, tags: Mapping[str, str] | None, *, what: str) -> bool:
     return True
 
 
-def recorded_tags(model_uri: str) -> dict[str, str]:
-    """``{TAG: ...}`` for a logged model (``models:/m-...``), read from a copy of its files.
+def recorded_tags(model_uri: str, location: str | None = None) -> dict[str, str]:
+    """``{TAG: ...}`` for a logged model (``models:/m-...``).
+
+    Args:
+        model_uri: the logged model's URI.
+        location: its artifact location, when known (``ModelInfo.artifact_path``). A local one
+            (a ``file:`` URI or a path, as on a sqlite store) is read where it lies; anything
+            else, or nothing, is read from a copy downloaded from the store.
 
     Example:
-        >>> version_tags.update(recorded_tags(info.model_uri))  # doctest: +SKIP
+        >>> version_tags.update(recorded_tags(info.model_uri, info.artifact_path))  # doctest: +SKIP
     """
+    folder = _local_folder(location)
+    if folder is not None:
+        return {TAG: tag_value(folder)}
     import tempfile
 
     import mlflow.artifacts
@@ -185,3 +194,19 @@ def recorded_tags(model_uri: str) -> dict[str, str]:
     with tempfile.TemporaryDirectory() as tmp:
         folder = mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=tmp)
         return {TAG: tag_value(folder)}
+
+
+def _local_folder(location: str | None) -> str | None:
+    """The local folder an artifact location names, or None (remote, or not a folder here)."""
+    if not location:
+        return None
+    from urllib.parse import unquote, urlparse
+
+    parsed = urlparse(location)
+    if parsed.scheme == "file" and parsed.netloc in ("", "localhost"):
+        path = unquote(parsed.path)
+    elif parsed.scheme == "" or (len(parsed.scheme) == 1 and os.name == "nt"):  # a path; C:\\...
+        path = location
+    else:
+        return None
+    return path if os.path.isfile(os.path.join(path, "MLmodel")) else None

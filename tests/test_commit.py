@@ -164,3 +164,98 @@ def test_concurrent_commits_in_threads_get_distinct_versions(commit_iris):
     with ThreadPoolExecutor(4) as pool:
         refs = sorted(v.version for v in pool.map(lambda i: commit_iris(C=1 + i), range(6)))
     assert refs == list(range(2, 8))
+
+
+def test_digests_of_a_local_store_are_read_in_place_and_match_a_download(commit_iris, monkeypatch, tmp_path,
+                                                                          isolated_store):
+    import mlflow.artifacts
+
+    from nbmodel import digests
+
+    real = mlflow.artifacts.download_artifacts
+
+    def no_download(*args, **kwargs):
+        raise AssertionError("the commit copied its own model files back to hash them")
+
+    monkeypatch.setattr(mlflow.artifacts, "download_artifacts", no_download)
+    v = commit_iris()
+    monkeypatch.setattr(mlflow.artifacts, "download_artifacts", real)
+    tags = MlflowClient(isolated_store.uri, registry_uri=isolated_store.uri).get_model_version(
+        "iris", str(v.version)).tags
+    folder = real(artifact_uri=v.uri, dst_path=str(tmp_path / "copy"))
+    assert json.loads(tags[digests.TAG]) == digests.fingerprint(folder)
+    assert digests.verify(folder, tags, what=v.ref)
+
+
+def test_a_remote_artifact_location_is_hashed_from_a_download():
+    from nbmodel import digests
+
+    assert digests._local_folder("s3://bucket/1/models/m-1/artifacts") is None
+    assert digests._local_folder("mlflow-artifacts:/1/models/m-1/artifacts") is None
+    assert digests._local_folder("file:///no/such/folder") is None
+
+
+def test_the_run_tags_are_written_with_the_run(commit_iris, isolated_store):
+    v = commit_iris()
+    run = MlflowClient(isolated_store.uri).get_run(v.run_id)
+    assert run.data.tags["nbmodel.task"] == "classifier"
+    assert run.data.tags["nbmodel.estimator"] == "sklearn.linear_model._logistic.LogisticRegression"
+
+
+def _counting(model):
+    calls = []
+
+    class Counting:
+        def predict(self, X):
+            calls.append(len(X))
+            return model.predict(X)
+
+    return Counting(), calls
+
+
+def test_importance_on_small_data_predicts_each_repeat_in_one_call(iris):
+    from sklearn.inspection import permutation_importance
+    from sklearn.linear_model import LogisticRegression
+
+    from nbmodel.explain import permutation
+
+    X, y = iris["X_test"], iris["y_test"]
+    clf = LogisticRegression(max_iter=500).fit(iris["X_train"], iris["y_train"])
+    counting, calls = _counting(clf)
+    imp = permutation(counting, X, y, "classifier")
+    # The baseline alone, then one call per repeat with every feature's shuffled copy in it
+    # (the first with the unshuffled rows, which must come out the same).
+    assert len(calls) == 1 + 5 and calls[0] == len(X)
+    assert calls[1:] == [len(X) * 5] + [len(X) * 4] * 4
+    ref = permutation_importance(clf, X, y, n_repeats=5, random_state=0, scoring="accuracy")
+    for i, name in enumerate(X.columns):
+        assert imp.value(name) == pytest.approx((ref.importances_mean[i], ref.importances_std[i]),
+                                                abs=1e-12)
+
+
+def test_importance_of_a_model_whose_rows_depend_on_each_other_is_measured_copy_by_copy(iris):
+    from sklearn.inspection import permutation_importance
+
+    from nbmodel.explain import permutation
+
+    class BatchNormed:
+        """Standardises each input by its own mean: a row's prediction depends on the batch."""
+
+        def fit(self, X, y):
+            return self
+
+        def predict(self, X):
+            a = np.asarray(X, dtype=float)
+            z = (a - a.mean(axis=0)) / (a.std(axis=0) + 1e-9)
+            return (z[:, 2] + 0.3 * z[:, 0] > 0).astype(int)
+
+        def score(self, X, y):
+            return float(np.mean(self.predict(X) == np.asarray(y)))
+
+    X, y = iris["X_test"], (iris["y_test"] > 0).astype(int)
+    model = BatchNormed()
+    imp = permutation(model, X, y, "classifier")
+    ref = permutation_importance(model, X, y, n_repeats=5, random_state=0)
+    for i, name in enumerate(X.columns):
+        assert imp.value(name) == pytest.approx((ref.importances_mean[i], ref.importances_std[i]),
+                                                abs=1e-12)

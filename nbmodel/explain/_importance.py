@@ -222,6 +222,10 @@ def _drops(model: Any, X: Any, score: Any, repeats: int, seed: int, budget: floa
     stopping before a repeat that would end more than ``budget`` seconds after ``since`` (a
     ``perf_counter`` time), never before the first.
 
+    Without a budget (small data, measured whole), each repeat's shuffled copies go to the model
+    in one ``predict`` (see :func:`_one_call`): on a few hundred rows, a call's own overhead
+    costs more than its rows.
+
     Returns:
         The drops (features x repeats done) and whether the budget stopped it.
     """
@@ -229,27 +233,109 @@ def _drops(model: Any, X: Any, score: Any, repeats: int, seed: int, budget: floa
 
     frame = hasattr(X, "iloc")
     work = X.copy()
-    baseline = score(model.predict(work))
+    baseline_pred = model.predict(work)
+    baseline = score(baseline_pred)
     # scikit-learn seeds every column's shuffles with one number drawn from the seed.
     column_seed = np.random.RandomState(seed).randint(np.iinfo(np.int32).max + 1)
     columns = [X.iloc[:, j] if frame else X[:, j] for j in range(X.shape[1])]
     shuffles = [_Shuffles(c, column_seed) for c in columns]
     drops: list[list[float]] = [[] for _ in columns]
+    batched = budget is None and len(columns) > 0
     start = time.perf_counter()
     for done in range(repeats):
         now = time.perf_counter()
         if done and budget is not None and now - since + (now - start) / done > budget:
             return drops, True
-        for j, (original, sh) in enumerate(zip(columns, shuffles)):
-            if frame:
-                work.isetitem(j, sh.next())
-                drops[j].append(baseline - score(model.predict(work)))
-                work.isetitem(j, original)
-            else:
-                work[:, j] = sh.next()
-                drops[j].append(baseline - score(model.predict(work)))
-                work[:, j] = original
+        shuffled = [sh.next() for sh in shuffles]
+        scores = _one_call(model, work, shuffled, score, baseline_pred if done == 0 else None) \
+            if batched else None
+        if scores is None:
+            batched = False
+            scores = []
+            for j, (original, column) in enumerate(zip(columns, shuffled)):
+                if frame:
+                    work.isetitem(j, column)
+                    scores.append(score(model.predict(work)))
+                    work.isetitem(j, original)
+                else:
+                    work[:, j] = column
+                    scores.append(score(model.predict(work)))
+                    work[:, j] = original
+        for j, s in enumerate(scores):
+            drops[j].append(baseline - s)
     return drops, False
+
+
+#: Rows in one batched ``predict`` at most (the copies of one repeat are split beyond it).
+BATCH_ROWS = 50_000
+
+
+def _one_call(model: Any, work: Any, shuffled: list[Any], score: Any,
+              check: Any = None) -> list[float] | None:
+    """The score of ``work`` with each column in turn replaced by its shuffle, the copies stacked
+    and predicted together (in parts of at most :data:`BATCH_ROWS` rows).
+
+    With ``check`` (the predictions on ``work`` itself, made alone), the unshuffled rows go first
+    in the stack and must be predicted the same: a model whose rows depend on each other (or
+    that refuses a long input) gets None, and the caller predicts each copy alone.
+    """
+    import numpy as np
+
+    n, f = work.shape[0], len(shuffled)
+    per = max(1, BATCH_ROWS // max(n, 1))
+    blocks: list[Any] = [None] if check is not None else []
+    blocks.extend(range(f))
+    preds: list[Any] = []
+    try:
+        for lo in range(0, len(blocks), per):
+            part = blocks[lo:lo + per]
+            preds.append(np.asarray(model.predict(_stack(work, shuffled, part))))
+        pred = np.concatenate(preds) if len(preds) > 1 else preds[0]
+    except Exception:  # noqa: BLE001 - predicted one copy at a time instead
+        return None
+    if pred.shape[0] != n * len(blocks):
+        return None
+    if check is not None:
+        first, check = pred[:n], np.asarray(check)
+        same = (first.shape == check.shape
+                and (np.array_equal(first, check)
+                     or (first.dtype.kind == "f" and check.dtype.kind == "f"
+                         and bool(np.allclose(first, check, rtol=1e-12, atol=0.0, equal_nan=True)))))
+        if not same:
+            return None
+        pred = pred[n:]
+    return [score(pred[j * n:(j + 1) * n]) for j in range(f)]
+
+
+def _stack(work: Any, shuffled: list[Any], part: list[int | None]) -> Any:
+    """Copies of ``work``, one per entry of ``part``: unchanged for None, else with column j
+    replaced by its shuffle; stacked into one frame or array."""
+    import numpy as np
+
+    n = work.shape[0]
+    if hasattr(work, "iloc"):
+        import pandas as pd
+
+        if work.dtypes.nunique() == 1 and work.columns.is_unique:
+            # One dtype (all float, say): stacked as an array of that dtype, then named again.
+            values = work.to_numpy()
+            stacked = np.concatenate([values] * len(part))
+            for k, j in enumerate(part):
+                if j is not None:
+                    stacked[k * n:(k + 1) * n, j] = np.asarray(shuffled[j])
+            return pd.DataFrame(stacked, columns=work.columns)
+        copies = []
+        for j in part:
+            copy = work.copy(deep=False) if j is None else work.copy()
+            if j is not None:
+                copy.isetitem(j, shuffled[j])
+            copies.append(copy)
+        return pd.concat(copies, ignore_index=True)
+    big = np.concatenate([work] * len(part))
+    for k, j in enumerate(part):
+        if j is not None:
+            big[k * n:(k + 1) * n, j] = shuffled[j]
+    return big
 
 
 def permutation(model: Any, X: Any, y: Any, task: str | None, *, repeats: int = REPEATS,
