@@ -263,24 +263,27 @@ def test_the_warm_starter_imports_no_model_library(kernel_env: dict[str, str]) -
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("flavor", ["xgboost", "pytorch"])
+@pytest.mark.parametrize("flavor", ["xgboost", "pytorch", "lightgbm-booster"])
 def test_a_fresh_server_imports_only_the_library_of_the_model_it_serves(
         flavor: str, wine: dict[str, Any], isolated_store: Any, kernel_env: dict[str, str]) -> None:
     import mlflow.artifacts
 
     import nbmodel
 
-    v = nbmodel.commit(MAKERS[flavor](wine), "wine_kinds", eval=(wine["X_test"], wine["y_test"]))
+    v = nbmodel.commit(_classifier(flavor, wine)[0], "wine_kinds", eval=(wine["X_test"], wine["y_test"]))
     path = mlflow.artifacts.download_artifacts(v.uri, dst_path=os.path.join(os.getcwd(), "served"))
     body = json.dumps({"dataframe_split": {"columns": list(wine["X_test"].columns),
                                            "data": wine["X_test"].values[:3].tolist()}})
     script = textwrap.dedent(f"""
+        import sys
         from nbmodel.serving import _models
         h = _models.load_handle("wine_kinds", 1, {path!r})
+        _models.predict_json(h, {body!r}.encode())  # the fast path: the native model, no MLflow
+        assert h.fast and "mlflow" not in sys.modules, sorted(m for m in sys.modules if "mlflow" in m)
         _models.predict_slow(h, {body!r}.encode(), "application/json")
     """)
     env = {**kernel_env, "MLFLOW_TRACKING_URI": os.environ["MLFLOW_TRACKING_URI"]}
-    assert _imported_libraries(script, env) == [DISTS[flavor]]
+    assert _imported_libraries(script, env) == [DISTS[flavor.split("-")[0]]]
 
 
 SERVED = ["xgboost", "lightgbm", "xgboost-booster", "lightgbm-booster", "pytorch", "keras"]
