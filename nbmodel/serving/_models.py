@@ -144,7 +144,8 @@ def _columns(meta: dict[str, Any]) -> list[Column] | None:
 
 def _load_native(path: str, meta: dict[str, Any]) -> Any:
     """The scikit-learn estimator, read the way mlflow.sklearn reads it (or an XGBoost or
-    LightGBM estimator, read as their flavors read them); None if another flavor."""
+    LightGBM estimator or Booster, a PyTorch module or a Keras model, read as their flavors
+    read them); None if another flavor, or one the fast path cannot answer as MLflow does."""
     flavors = meta.get("flavors") or {}
     if flavors.get("xgboost") or flavors.get("lightgbm"):
         return _load_booster_estimator(path, flavors)
