@@ -5,13 +5,16 @@ model, side by side in one run.
     python benchmarks/bench_model_types.py [--seconds 8] [--connections 8] [--only xgboost,pytorch]
 
 Each library's model is a small classifier of the wine data (13 columns, 3 classes) trained
-here: scikit-learn's logistic regression for scale, XGBoost and LightGBM with 30 trees, a
-PyTorch and a Keras network with one hidden layer of 16 units. Commit time is the first commit
-in this process (which pays the flavor's imports) and the median of three more. Both servers
-run one worker, serve the same registered version from a temporary sqlite store, and get the
-same 1-row ``dataframe_split`` payload from ``wrk`` (else a bounded Python client) on
-127.0.0.1; each server is stopped before the next starts. Libraries that are not installed are
-skipped with a line saying so.
+here: scikit-learn's logistic regression for scale, XGBoost and LightGBM with 30 trees (their
+scikit-learn estimators, and bare Boosters trained with ``xgboost.train``/``lightgbm.train``), a
+PyTorch and a Keras network with one hidden layer of 16 units. The ``path`` column says how
+nbmodel's server answered (its ``/health``): ``fast+batch`` (the native model on NumPy arrays,
+requests arriving together answered by one call), ``fast``, or ``pyfunc`` (MLflow's). Commit
+time is the first commit in this process (which pays the flavor's imports) and the median of
+three more. Both servers run one worker, serve the same registered version from a temporary
+sqlite store, and get the same 1-row ``dataframe_split`` payload from ``wrk`` (else a bounded
+Python client) on 127.0.0.1; each server is stopped before the next starts. Libraries that are
+not installed are skipped with a line saying so.
 """
 
 from __future__ import annotations
@@ -64,6 +67,20 @@ def lightgbm_model(X: Any, y: Any) -> Any:
     return LGBMClassifier(n_estimators=30, verbose=-1).fit(X, y)
 
 
+def xgb_booster_model(X: Any, y: Any) -> Any:
+    import xgboost
+
+    params = {"objective": "multi:softprob", "num_class": 3, "max_depth": 3}
+    return xgboost.train(params, xgboost.DMatrix(X, label=y), 30)
+
+
+def lgb_booster_model(X: Any, y: Any) -> Any:
+    import lightgbm
+
+    params = {"objective": "multiclass", "num_class": 3, "verbose": -1}
+    return lightgbm.train(params, lightgbm.Dataset(X, y), 30)
+
+
 def pytorch_model(X: Any, y: Any) -> Any:
     import torch
 
@@ -93,6 +110,8 @@ LIBRARIES: dict[str, tuple[str, Callable[[Any, Any], Any]]] = {
     "sklearn": ("sklearn", sklearn_model),
     "xgboost": ("xgboost", xgboost_model),
     "lightgbm": ("lightgbm", lightgbm_model),
+    "xgb-booster": ("xgboost", xgb_booster_model),
+    "lgb-booster": ("lightgbm", lgb_booster_model),
     "pytorch": ("torch", pytorch_model),
     "keras": ("keras", keras_model),
 }
@@ -168,6 +187,15 @@ def serve_and_load(start: Callable[[], tuple[Any, int, float]], body: bytes, loa
         bs.stop(proc)
 
 
+def served_path(port: int) -> str:
+    """How the server answers its model: ``fast+batch``, ``fast`` or ``pyfunc``."""
+    from urllib.request import urlopen
+
+    with urlopen(f"http://127.0.0.1:{port}/health", timeout=10) as r:
+        status = json.loads(r.read())["models"][0]
+    return ("fast+batch" if status["batch"] else "fast") if status["fast"] else "pyfunc"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=8)
@@ -188,27 +216,33 @@ def main() -> None:
     client = "wrk -t2" if load is bs.load_wrk else "python threads"
     print(f"load client: {client}, {args.connections} connections, {args.seconds:g} s per server; "
           "1-row dataframe_split; one worker per server")
-    header = (f"{'library':<9} {'commit 1st':>10} {'commit':>8} | {'nbmodel req/s':>13} {'p50':>7} "
-              f"{'start':>6} | {'mlflow req/s':>12} {'p50':>7} {'start':>6} | {'ratio':>5}")
+    header = (f"{'library':<11} {'commit 1st':>10} {'commit':>8} | {'path':<10} {'nbmodel req/s':>13} "
+              f"{'p50':>7} {'start':>6} | {'mlflow req/s':>12} {'p50':>7} {'start':>6} | {'ratio':>5}")
     print(header)
     print("-" * len(header))
     try:
         for lib in chosen:
             module, make = LIBRARIES[lib]
             if not installed(module):
-                print(f"{lib:<9} skipped: {module} is not installed")
+                print(f"{lib:<11} skipped: {module} is not installed")
                 continue
             name = f"bench_{lib}"
             model = make(X, y)
             first, median = commit_times(name, model, X, y)
             nbmodel.alias(f"{name}/1", "production")
+            path: list[str] = []
+
+            def settle(port: int, path: list[str] = path) -> None:
+                bs.wait_following(folder, port, key="warm")
+                path.append(served_path(port))
+
             ours = serve_and_load(lambda n=name: start_nbmodel(store_uri, folder, n), body, load,
-                                  args.seconds, args.connections, folder,
-                                  settle=lambda port: bs.wait_following(folder, port, key="warm"))
+                                  args.seconds, args.connections, folder, settle=settle)
             theirs = serve_and_load(lambda n=name: start_mlflow(store_uri, folder, n), body, load,
                                     args.seconds, args.connections, folder)
             ratio = ours["rps"] / theirs["rps"] if theirs["rps"] else float("nan")
-            print(f"{lib:<9} {first:>9.2f}s {median:>7.2f}s | {ours['rps']:>13.0f} {ours['p50']:>5.1f}ms "
+            print(f"{lib:<11} {first:>9.2f}s {median:>7.2f}s | {path[0]:<10} {ours['rps']:>13.0f} "
+                  f"{ours['p50']:>5.1f}ms "
                   f"{ours['startup']:>5.1f}s | {theirs['rps']:>12.0f} {theirs['p50']:>5.1f}ms "
                   f"{theirs['startup']:>5.1f}s | {ratio:>4.1f}x", flush=True)
             errors = ours.get("errors", 0) + theirs.get("errors", 0)

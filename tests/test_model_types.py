@@ -263,64 +263,199 @@ def test_the_warm_starter_imports_no_model_library(kernel_env: dict[str, str]) -
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("flavor", ["xgboost", "pytorch"])
+@pytest.mark.parametrize("flavor", ["xgboost", "pytorch", "lightgbm-booster"])
 def test_a_fresh_server_imports_only_the_library_of_the_model_it_serves(
         flavor: str, wine: dict[str, Any], isolated_store: Any, kernel_env: dict[str, str]) -> None:
     import mlflow.artifacts
 
     import nbmodel
 
-    v = nbmodel.commit(MAKERS[flavor](wine), "wine_kinds", eval=(wine["X_test"], wine["y_test"]))
+    v = nbmodel.commit(_classifier(flavor, wine)[0], "wine_kinds", eval=(wine["X_test"], wine["y_test"]))
     path = mlflow.artifacts.download_artifacts(v.uri, dst_path=os.path.join(os.getcwd(), "served"))
     body = json.dumps({"dataframe_split": {"columns": list(wine["X_test"].columns),
                                            "data": wine["X_test"].values[:3].tolist()}})
     script = textwrap.dedent(f"""
+        import sys
         from nbmodel.serving import _models
         h = _models.load_handle("wine_kinds", 1, {path!r})
+        _models.predict_json(h, {body!r}.encode())  # the fast path: the native model, no MLflow
+        assert h.fast and "mlflow" not in sys.modules, sorted(m for m in sys.modules if "mlflow" in m)
         _models.predict_slow(h, {body!r}.encode(), "application/json")
     """)
     env = {**kernel_env, "MLFLOW_TRACKING_URI": os.environ["MLFLOW_TRACKING_URI"]}
-    assert _imported_libraries(script, env) == [DISTS[flavor]]
+    assert _imported_libraries(script, env) == [DISTS[flavor.split("-")[0]]]
+
+
+SERVED = ["xgboost", "lightgbm", "xgboost-booster", "lightgbm-booster", "pytorch", "keras"]
+
+
+def _pyfunc_json(pyfunc: Any, X: Any, network: bool, order: str = "F") -> Any:
+    """What ``mlflow.pyfunc.load_model(...).predict`` answers on the rows ``X``, as JSON values.
+    A network's signature is a float32 tensor: it is given the rows as MLflow's scoring server
+    hands them over, which decides a float32 kernel's last bits: a column-major array for the
+    ``dataframe_*`` forms (pandas' ``to_numpy`` of the DataFrame read from JSON), a row-major
+    one for ``inputs``."""
+    out = pyfunc.predict(np.asarray(X.to_numpy(dtype=np.float32), order=order) if network else X)
+    return json.loads(json.dumps(np.asarray(out).tolist()))
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("flavor", list(MAKERS))
+@pytest.mark.parametrize("flavor", SERVED)
 def test_deployed_and_queried_over_http_as_mlflow_answers(flavor: str, wine: dict[str, Any],
                                                           isolated_store: Any) -> None:
     requests = pytest.importorskip("requests")
+    from concurrent.futures import ThreadPoolExecutor
+
     import mlflow.pyfunc
     from mlflow.pyfunc import scoring_server
 
     import nbmodel
     import nbmodel.serving as serving
 
-    model = MAKERS[flavor](wine)
+    model = _classifier(flavor, wine)[0]
     v = nbmodel.commit(model, "wine_kinds", eval=(wine["X_test"], wine["y_test"]))
     X = wine["X_test"].iloc[:6]
-    bodies = [{"dataframe_split": {"columns": list(X.columns), "data": X.values.tolist()}},
-              {"dataframe_records": json.loads(X.to_json(orient="records"))},
-              {"inputs": X.values.tolist()} if flavor in ("pytorch", "keras")
-              else {"inputs": {c: X[c].tolist() for c in X.columns}}]
+    network = flavor in ("pytorch", "keras")
+    one, renamed = X.iloc[:1], X.set_axis([f"c{i}" for i in range(X.shape[1])], axis=1)
+    bodies = [({"dataframe_split": {"columns": list(one.columns), "data": one.values.tolist()}}, one, "F"),
+              ({"dataframe_split": {"columns": list(X.columns), "data": X.values.tolist()}}, X, "F"),
+              ({"dataframe_records": json.loads(X.to_json(orient="records"))}, X, "F"),
+              ({"inputs": X.values.tolist()} if network
+               else {"inputs": {c: X[c].tolist() for c in X.columns}}, X, "C")]
+    if network:  # a tensor of rows: MLflow reads the columns by position, whatever their names
+        bodies.append(({"dataframe_split": {"columns": list(renamed.columns), "data": X.values.tolist()}},
+                       X, "F"))
+        bodies.append(({"dataframe_records": json.loads(renamed.to_json(orient="records"))}, X, "F"))
     pyfunc = mlflow.pyfunc.load_model(v.uri)
     try:
         dep = serving.deploy("wine_kinds/1")
-        for body in bodies:
+        for body, rows, order in bodies:
             r = requests.post(dep.url, data=json.dumps(body), headers={"Content-Type": "application/json"},
                               timeout=60)
             want = scoring_server.invocations(json.dumps(body), "application/json", pyfunc,
                                               pyfunc.metadata.get_input_schema())
             assert (r.status_code, r.text) == (want.status, want.response), body
             assert r.status_code == 200, r.text
-        got = np.asarray(requests.post(dep.url, json=bodies[0], timeout=60).json()["predictions"])
-        np.testing.assert_allclose(got.reshape(native_output(model, X).shape), native_output(model, X),
-                                   rtol=1e-5, atol=1e-6)
+            assert r.json()["predictions"] == _pyfunc_json(pyfunc, rows, network, order), body
+        # requests arriving together may be answered by one predict call: never another answer
+        singles = [{"dataframe_split": {"columns": list(X.columns), "data": [row]}}
+                   for row in X.values.tolist()]
+        with ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(lambda b: requests.post(dep.url, json=b, timeout=60).json(), singles * 4))
+        assert [a["predictions"] for a in answers] == [_pyfunc_json(pyfunc, X.iloc[[i]], network)
+                                                      for i in range(len(X))] * 4
         health = requests.get(dep.base_url + "/health", timeout=10).json()["models"][0]
-        if flavor in ("xgboost", "lightgbm"):  # rows are independent: fast path and batching
-            assert health["fast"] and health["batch"], health
-        else:  # a network answers through MLflow's pyfunc, as plain MLflow would
-            assert not health["fast"] and not health["batch"], health
+        # each type's native predictor answers on the fast path, without MLflow's pyfunc
+        assert health["fast"], health
+        if not network:  # a tree's rows are independent: batched
+            assert health["batch"], health
+        # a network batches only if its float32 kernels give a row the same bits alone and
+        # among others on the input example (Keras here does; a torch Linear does not)
     finally:
         serving.stop("all")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("flavor", ["xgboost-booster", "lightgbm-booster", "pytorch", "keras"])
+def test_the_fast_path_answers_what_the_pyfunc_answers_and_records_classes(
+        flavor: str, wine: dict[str, Any], isolated_store: Any) -> None:
+    import mlflow.artifacts
+    import mlflow.pyfunc
+    from mlflow.pyfunc import scoring_server
+
+    import nbmodel
+    from nbmodel.serving import _models
+
+    nbmodel.commit(_classifier(flavor, wine)[0], "wine_kinds", eval=(wine["X_test"], wine["y_test"]))
+    path = mlflow.artifacts.download_artifacts(nbmodel.show("wine_kinds/1").uri,
+                                               dst_path=os.path.join(os.getcwd(), "served"))
+    h = _models.load_handle("wine_kinds", 1, path)
+    assert h.fast and h._pyfunc is None  # the fast path loaded without MLflow's pyfunc
+    pyfunc = mlflow.pyfunc.load_model(path)
+    X = wine["X_test"]
+    for n in (1, 3, len(X)):
+        body = json.dumps({"dataframe_split": {"columns": list(X.columns), "data": X.values[:n].tolist()}})
+        answer, rows, recorded = _models.predict_json(h, body.encode())  # NeedsMlflow if not fast
+        want = scoring_server.invocations(body, "application/json", pyfunc,
+                                          pyfunc.metadata.get_input_schema())
+        assert answer.decode() == want.response
+        scores = np.asarray(json.loads(answer)["predictions"])
+        assert scores.shape == (n, 3)
+        assert np.asarray(recorded).tolist() == scores.argmax(axis=1).tolist()  # as the slow path records
+        assert rows == X.values[:n].tolist()
+
+
+def _saved_network(folder: str, example: Any, frame: Any = None) -> None:
+    """A torch module saved by plain MLflow (not as nbmodel commits networks): its signature
+    inferred on ``example`` (a tensor), or on ``frame`` (named columns)."""
+    torch = pytest.importorskip("torch")
+    import mlflow.pytorch
+    from mlflow.models import infer_signature
+
+    torch.manual_seed(0)
+    width = int(np.prod(example.shape[1:]))
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(width, 2)).eval()
+    with torch.no_grad():
+        out = net(torch.from_numpy(example)).numpy()
+    signature = infer_signature(example if frame is None else frame, out)
+    if frame is None:
+        mlflow.pytorch.save_model(net, folder, signature=signature, serialization_format="pt2",
+                                  pip_requirements=["torch"], input_example=example)
+    else:  # torch.export traces the module on an example of the signature's form: a pickle
+        mlflow.pytorch.save_model(net, folder, signature=signature, pip_requirements=["torch"],
+                                  serialization_format="pickle")
+
+
+@pytest.mark.slow
+def test_a_network_whose_input_is_no_table_of_numbers_stays_on_the_slow_path_and_answers(
+        isolated_store: Any) -> None:
+    import mlflow.pyfunc
+    import pandas as pd
+
+    from nbmodel.serving import _models
+
+    # a 3-D tensor: no rows of columns for the fast path to read
+    cube = np.arange(24, dtype=np.float32).reshape(2, 4, 3) / 10
+    _saved_network("cube", cube)
+    h = _models.load_handle("cube", 1, "cube")
+    assert not h.fast and not h.batch and h.native is None
+    body = json.dumps({"inputs": cube.tolist()}).encode()
+    with pytest.raises(_models.NeedsMlflow):
+        _models.predict_json(h, body)
+    answer = json.loads(_models.predict_slow(h, body, "application/json")[0])["predictions"]
+    np.testing.assert_array_equal(np.asarray(answer, dtype=np.float32),
+                                  mlflow.pyfunc.load_model("cube").predict(cube))
+
+    # named columns, one of them strings: MLflow's pyfunc reads them (into a DataFrame)
+    frame = pd.DataFrame({"a": [1.0, 2.0], "b": ["x", "y"]})
+    _saved_network("named", np.zeros((2, 2), dtype=np.float32), frame)
+    h = _models.load_handle("named", 1, "named")
+    assert not h.fast and not h.batch and h.native is None
+
+
+@pytest.mark.slow
+def test_a_fast_network_sends_what_it_cannot_read_to_mlflow(wine: dict[str, Any],
+                                                            isolated_store: Any) -> None:
+    import mlflow.artifacts
+
+    import nbmodel
+    from nbmodel.serving import _models
+
+    nbmodel.commit(torch_model(wine), "wine_kinds", eval=(wine["X_test"], wine["y_test"]))
+    path = mlflow.artifacts.download_artifacts(nbmodel.show("wine_kinds/1").uri,
+                                               dst_path=os.path.join(os.getcwd(), "served"))
+    h = _models.load_handle("wine_kinds", 1, path)
+    assert h.fast
+    row = wine["X_test"].values[0].tolist()
+    for data in ({"dataframe_split": {"data": [["x", *row[1:]]]}},  # a string
+                 {"dataframe_split": {"data": [row[:-1]]}},  # another width
+                 {"dataframe_split": {"data": [[None, *row[1:]]]}},  # a null
+                 {"dataframe_records": [{"a": 1.0}, {"b": 2.0}]},  # records of other keys
+                 {"dataframe_split": {"data": [row]}, "params": {"x": 1}}):
+        with pytest.raises(_models.NeedsMlflow):
+            _models.predict_json(h, json.dumps(data).encode())
+    answer, _, _ = _models.predict_json(h, json.dumps({"dataframe_split": {"data": [row]}}).encode())
+    assert len(json.loads(answer)["predictions"][0]) == 3
 
 
 @pytest.mark.slow

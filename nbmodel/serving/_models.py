@@ -144,10 +144,13 @@ def _columns(meta: dict[str, Any]) -> list[Column] | None:
 
 def _load_native(path: str, meta: dict[str, Any]) -> Any:
     """The scikit-learn estimator, read the way mlflow.sklearn reads it (or an XGBoost or
-    LightGBM estimator, read as their flavors read them); None if another flavor."""
+    LightGBM estimator or Booster, a PyTorch module or a Keras model, read as their flavors
+    read them); None if another flavor, or one the fast path cannot answer as MLflow does."""
     flavors = meta.get("flavors") or {}
     if flavors.get("xgboost") or flavors.get("lightgbm"):
         return _load_booster_estimator(path, flavors)
+    if flavors.get("pytorch") or flavors.get("keras"):
+        return _load_network(path, meta)
     sk = flavors.get("sklearn")
     if not sk:
         return None
@@ -169,12 +172,19 @@ def _load_native(path: str, meta: dict[str, Any]) -> Any:
 
 
 def _load_booster_estimator(path: str, flavors: dict[str, Any]) -> Any:
-    """An XGBoost or LightGBM scikit-learn-API estimator from its native file, without MLflow
-    (the rows of a request are independent, so it takes the fast path); None for a bare
-    Booster or a format read otherwise, which MLflow's pyfunc answers."""
+    """An XGBoost or LightGBM scikit-learn-API estimator, or a bare Booster wrapped as
+    mlflow.xgboost's and mlflow.lightgbm's pyfuncs ask it (:class:`BoosterPredictor`), from its
+    native file, without MLflow (the rows of a request are independent, so it takes the fast
+    path); None for a format read otherwise, which MLflow's pyfunc answers."""
     xgb, lgb = flavors.get("xgboost"), flavors.get("lightgbm")
     if isinstance(xgb, dict) and not xgb.get("code"):
         module, _, cls = str(xgb.get("model_class", "")).rpartition(".")
+        if module == "xgboost.core" and cls == "Booster":
+            import xgboost
+
+            booster = xgboost.Booster()
+            booster.load_model(os.path.join(path, str(xgb.get("data", "model.xgb"))))
+            return BoosterPredictor(booster, xgboost.DMatrix)
         if module != "xgboost.sklearn":
             return None
         import xgboost.sklearn
@@ -182,12 +192,225 @@ def _load_booster_estimator(path: str, flavors: dict[str, Any]) -> Any:
         model = getattr(xgboost.sklearn, cls)()
         model.load_model(os.path.join(path, str(xgb.get("data", "model.xgb"))))
         return model
+    if isinstance(lgb, dict) and str(lgb.get("model_class", "")) == "lightgbm.basic.Booster" \
+            and not lgb.get("code"):
+        import lightgbm
+
+        # mlflow.lightgbm saves a Booster in LightGBM's own text format whatever the
+        # serialization format says, and loads it with Booster(model_file=...)
+        file = os.path.join(path, str(lgb.get("data", "model.lgb")))
+        return BoosterPredictor(lightgbm.Booster(model_file=file))
     if isinstance(lgb, dict) and lgb.get("serialization_format") == "skops" and not lgb.get("code"):
         if not str(lgb.get("model_class", "")).startswith("lightgbm.sklearn."):
             return None
         return import_skops().load(os.path.join(path, str(lgb.get("data", "model.skops"))),
                              trusted=lgb.get("skops_trusted_types"))
     return None
+
+
+class Scores:
+    """Class scores answered on the fast path (a Booster's or a network's, one column per
+    class): the JSON answer is the scores themselves, MLflow's answer (``tolist``), while
+    monitoring, a shadow and a pipeline's next stage see the class with the highest score
+    (``numpy.asarray``), as :func:`_as_recorded` gives them on the slow path. Slices are
+    scores too, so the :class:`Batcher` shares one call's answer among its requests."""
+
+    __slots__ = ("values",)
+
+    def __init__(self, values: Any) -> None:
+        self.values = values
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def __getitem__(self, key: Any) -> Scores:
+        return Scores(self.values[key])
+
+    def tolist(self) -> Any:
+        return self.values.tolist()
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> Any:
+        labels = self.values.argmax(axis=1)
+        return labels if dtype is None else labels.astype(dtype)
+
+    def __repr__(self) -> str:
+        return f"Scores({self.values!r})"
+
+
+def _scored(out: Any) -> Any:
+    """A model's raw answer as the fast path returns it: several columns of scores as
+    :class:`Scores`, anything else as it is (a two-class Booster's probabilities, a
+    regressor's values), just as :func:`_as_recorded` reads them."""
+    if getattr(out, "ndim", 0) == 2 and out.shape[1] > 1:
+        return Scores(out)
+    return out
+
+
+def _values(out: Any) -> Any:
+    """What a native predictor answered, as the array the client gets."""
+    import numpy as np
+
+    return out.values if isinstance(out, Scores) else np.asarray(out)
+
+
+class BoosterPredictor:
+    """An XGBoost or LightGBM Booster asked as MLflow's pyfunc asks it: XGBoost's through a
+    ``DMatrix`` of the rows (names checked), LightGBM's on the rows themselves."""
+
+    def __init__(self, booster: Any, dmatrix: Any = None) -> None:
+        self.booster = booster
+        self._dmatrix = dmatrix
+
+    def raw(self, X: Any) -> Any:
+        if self._dmatrix is not None:
+            return self.booster.predict(self._dmatrix(X), validate_features=True)
+        return self.booster.predict(X)
+
+    def predict(self, X: Any) -> Any:
+        return _scored(self.raw(X))
+
+
+class NetworkPredictor:
+    """A PyTorch module or Keras model whose signature is one float32 tensor of rows, asked as
+    MLflow's pyfunc asks it after reading a JSON body into that tensor: the values as float32
+    (each read as a double first, as pandas reads JSON numbers), a torch module in no-grad
+    mode on a tensor of them (column-major, as MLflow's DataFrame gives them), a Keras model's
+    ``predict``; the answer is the output array."""
+
+    def __init__(self, call: Any, width: int) -> None:
+        self.call = call
+        self.width = width  #: the number of values in a row
+
+    def raw(self, X: Any) -> Any:
+        import numpy as np
+
+        if isinstance(X, list):
+            X = np.array(X, dtype=np.float64)
+        # column-major, as pandas' to_numpy gives MLflow the tensor: a matrix kernel rounds
+        # differently on another memory layout
+        return self.call(np.asarray(X).astype(np.float32, order="F"))
+
+    def predict(self, X: Any) -> Any:
+        return _scored(self.raw(X))
+
+
+def _tensor_width(meta: dict[str, Any]) -> int | None:
+    """The row width of a signature that is one float32 tensor of shape (-1, width), as
+    nbmodel commits networks; None for any other signature."""
+    sig = (meta.get("signature") or {}).get("inputs")
+    try:
+        spec = json.loads(sig) if sig else None
+    except ValueError:
+        return None
+    if not isinstance(spec, list) or len(spec) != 1 or not isinstance(spec[0], dict):
+        return None
+    tensor = spec[0].get("tensor-spec") or {}
+    shape = tensor.get("shape")
+    if spec[0].get("type") != "tensor" or spec[0].get("name") or tensor.get("dtype") != "float32" \
+            or not isinstance(shape, list) or len(shape) != 2 or shape[0] != -1:
+        return None
+    width = shape[1]
+    return width if type(width) is int and width > 0 else None
+
+
+def _load_network(path: str, meta: dict[str, Any]) -> Any:
+    """A PyTorch module (torch.export's format) or a Keras 3 model (``.keras`` file) read as
+    mlflow.pytorch and mlflow.keras read them, without MLflow, as a :class:`NetworkPredictor`;
+    None when the fast path cannot answer as MLflow's pyfunc would: a signature other than
+    one float32 tensor of rows (a column signature gets a DataFrame back from the pyfunc),
+    a pickled module (its pickle module is MLflow's), an exported Keras model, a GPU."""
+    width = _tensor_width(meta)
+    flavors = meta.get("flavors") or {}
+    if width is None:
+        return None
+    pt, keras_flavor = flavors.get("pytorch"), flavors.get("keras")
+    if isinstance(pt, dict) and not pt.get("code"):
+        return _load_torch(path, pt, width)
+    if isinstance(keras_flavor, dict) and not keras_flavor.get("save_exported_model"):
+        return _load_keras(path, keras_flavor, width)
+    return None
+
+
+def _load_torch(path: str, flavor: dict[str, Any], width: int) -> Any:
+    folder = os.path.join(path, str(flavor.get("model_data", "data")))
+    exported = os.path.join(folder, "model.pt2")
+    if os.path.exists(os.path.join(folder, "model.pth")) or not os.path.isfile(exported):
+        return None  # a pickle, loaded through MLflow's pickle module
+    allowed = os.environ.get("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", "true").strip().lower() in ("true", "1")
+    if not allowed or os.environ.get("MLFLOW_DEFAULT_PREDICTION_DEVICE"):
+        return None  # MLflow checks the archive, or moves the module to another device
+    import torch
+
+    if torch.cuda.is_available():
+        return None  # MLflow's pyfunc predicts on the GPU
+    module = torch.export.load(exported).module()
+
+    def call(X: Any) -> Any:
+        with torch.no_grad():
+            out = module(torch.from_numpy(X))
+        if not isinstance(out, torch.Tensor):
+            raise TypeError(f"the module answered {type(out).__name__}, not one tensor")
+        return out.numpy()
+
+    return NetworkPredictor(call, width)
+
+
+def _load_keras(path: str, flavor: dict[str, Any], width: int) -> Any:
+    model_path = os.path.join(path, str(flavor.get("data") or "model"))
+    if os.path.isdir(model_path):
+        model_path = os.path.join(model_path, "model")
+    model_path += ".keras"
+    if not os.path.isfile(model_path):
+        return None
+    import keras
+
+    model = keras.saving.load_model(model_path)
+
+    def call(X: Any) -> Any:
+        import numpy as np
+
+        return np.asarray(keras.ops.convert_to_numpy(model.predict(X, verbose=0)))
+
+    return NetworkPredictor(call, width)
+
+
+def tensor_rows(h: Handle, fmt: str, data: Any) -> list[list[Any]] | None:
+    """Rows of plain numbers for a network whose signature is one tensor of rows, or None to
+    take the slow path. As MLflow reads a ``dataframe_split`` or ``dataframe_records`` body
+    for such a signature, columns count by position (their names are not checked):
+    ``columns`` in the split form, the keys of the first record in the records form. Anything
+    else (strings, nulls, other widths, records with other keys, integers too large for a
+    double) gets MLflow's own answer or error."""
+    width = getattr(h.native, "width", None)
+    if fmt == DF_SPLIT:
+        if not isinstance(data, dict) or "data" not in data or not set(data) <= {"columns", "data", "index"}:
+            return None
+        cols, rows = data.get("columns"), data["data"]
+        if cols is not None and (not isinstance(cols, list) or len(cols) != width
+                                 or len({str(c) for c in cols}) != len(cols)):
+            return None
+        if not isinstance(rows, list) or not rows:
+            return None
+    elif fmt == DF_RECORDS:
+        if not isinstance(data, list) or not data or type(data[0]) is not dict:
+            return None
+        keys = list(data[0])
+        if len(keys) != width:
+            return None
+        rows = []
+        for rec in data:
+            if type(rec) is not dict or len(rec) != width or any(k not in rec for k in keys):
+                return None
+            rows.append([rec[k] for k in keys])
+    else:
+        return None
+    for r in rows:
+        if type(r) is not list or len(r) != width:
+            return None
+        for x in r:
+            if type(x) is not float and (type(x) is not int or abs(x) > 2 ** 53):
+                return None
+    return rows
 
 
 def _example(path: str, meta: dict[str, Any]) -> dict[str, Any] | None:
@@ -252,7 +475,13 @@ def load_handle(name: str, version: int, path: str, *, with_pyfunc: bool = False
     h = Handle(name=name, version=int(version), path=path, columns=_columns(meta))
     h.native = _load_native(path, meta)
     h.example = _example(path, meta)
-    if h.native is None or not h.columns or not callable(getattr(h.native, "predict", None)):
+    if isinstance(h.native, NetworkPredictor) and not h.columns:
+        h.fast = _check_tensor(h)  # rows by position, as MLflow reads them for a tensor
+        if h.fast and _check_batch(h):
+            h.batcher = Batcher(h)
+        elif not h.fast:
+            with_pyfunc = True
+    elif h.native is None or not h.columns or not callable(getattr(h.native, "predict", None)):
         with_pyfunc = True  # no fast path: MLflow's pyfunc answers everything
     elif all(c.type in _NUMERIC for c in h.columns):
         h.fast, h.use_array = _check_fast(h)
@@ -274,13 +503,13 @@ def _check_fast(h: Handle) -> tuple[bool, bool]:
     rows = _example_rows(h)[:5]
     try:
         frame = _frame(h, rows)
-        want = np.asarray(h.native.predict(frame))
+        want = _values(h.native.predict(frame))
     except Exception:  # noqa: BLE001 - the model cannot answer even its example: slow path
         return False, False
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # "X does not have valid feature names"
-            got = np.asarray(h.native.predict(_array(h, rows)))
+            got = _values(h.native.predict(_array(h, rows)))
         same = got.shape == want.shape and got.dtype == want.dtype and bool(np.all(got == want))
     except Exception:  # noqa: BLE001 - e.g. a pipeline selecting columns by name
         same = False
@@ -353,12 +582,33 @@ def _kernel_input_predict(kernel: Any, X: Any) -> Any:
 
 
 def _example_rows(h: Handle) -> list[list[Any]]:
+    if not h.columns:  # a network's tensor of rows: the example's rows of that width
+        width = getattr(h.native, "width", 0)
+        given = (h.example or {}).get(INPUTS)
+        rows = [r for r in given[:8] if isinstance(r, list) and len(r) == width] \
+            if isinstance(given, list) else []
+        return rows or [[0.0] * width]
     ex = (h.example or {}).get(DF_SPLIT)
     if isinstance(ex, dict) and ex.get("columns") == h.names and isinstance(ex.get("data"), list):
         rows = [r for r in ex["data"][:8] if isinstance(r, list)]
         if rows:
             return rows
-    return [[0] * len(h.columns)]  # type: ignore[arg-type]
+    return [[0] * len(h.columns)]
+
+
+def _check_tensor(h: Handle) -> bool:
+    """Whether a network answers its example rows on the fast path: one row of outputs per
+    row, the same given as rows of JSON numbers or as the float32 array MLflow would make."""
+    import numpy as np
+
+    rows = _example_rows(h)[:5]
+    try:
+        got = _values(h.native.predict(rows))
+        want = _values(h.native.predict(np.array(rows, dtype=np.float32)))
+    except Exception:  # noqa: BLE001 - the network cannot answer its example: slow path
+        return False
+    return (got.ndim >= 1 and len(got) == len(rows) and got.shape == want.shape
+            and got.dtype == want.dtype and bool(np.array_equal(got, want, equal_nan=True)))
 
 
 def _check_batch(h: Handle) -> bool:
@@ -374,8 +624,8 @@ def _check_batch(h: Handle) -> bool:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
-            together = np.asarray(_predict_native(h, rows))
-            alone = [np.asarray(_predict_native(h, [r])) for r in rows]
+            together = _values(_predict_native(h, rows))
+            alone = [_values(_predict_native(h, [r])) for r in rows]
         if together.ndim == 0 or len(together) != len(rows):
             return False
         apart = np.concatenate(alone)
@@ -501,6 +751,8 @@ def parse_json(h: Handle, body: bytes) -> tuple[Any, list[list[Any]] | None]:
 def fast_rows(h: Handle, payload: dict[str, Any], fmt: str) -> list[list[Any]] | None:
     """The payload's rows when the fast path can answer them, else None."""
     if h.fast and PARAMS not in payload:
+        if not h.columns:  # a network's tensor signature: values by position
+            return tensor_rows(h, fmt, payload[fmt])
         return _fast_rows(h, fmt, payload[fmt])
     return None
 
@@ -596,6 +848,8 @@ def _check_names(h: Handle, cols: list[Any]) -> None:
 
 
 def _predict_native(h: Handle, rows: list[list[Any]]) -> Any:
+    if not h.columns:  # a network's tensor signature: it reads the rows itself
+        return h.native.predict(rows)
     if h.kernel is not None:
         import numpy as np
 
