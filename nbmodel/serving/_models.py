@@ -5,12 +5,14 @@ A request reads ``slot.handle`` once and uses only that handle, so every answer 
 from one version; a swap is one attribute assignment done after the new version has loaded and
 answered its own input example, so a version that fails to load never replaces the one serving.
 
-The fast path: a scikit-learn model whose signature is all numeric columns, asked with JSON
-``dataframe_split`` or ``dataframe_records`` holding plain numbers, is answered by the native
-estimator on a NumPy array, skipping pandas and MLflow's schema enforcement (together about 90%
-of a request's cost in ``mlflow models serve``). Anything else (CSV, parquet, ``instances``,
-``inputs``, ``params``, strings, nulls, other flavors) goes through MLflow's own parsing and
-``pyfunc`` prediction, so the answers are MLflow's. The fast path is enabled per version only
+The fast path: a model whose rows are answered independently -- a scikit-learn estimator (or an
+XGBoost or LightGBM one) whose signature is all numeric columns, a bare XGBoost or LightGBM
+Booster, or a PyTorch or Keras network committed with its float tensor signature -- asked with
+JSON ``dataframe_split`` or ``dataframe_records`` holding plain numbers, is answered by the
+native object on a NumPy array, skipping pandas and MLflow's schema enforcement (together about
+90% of a request's cost in ``mlflow models serve``), and without importing MLflow. Anything
+else (CSV, parquet, ``instances``, ``inputs``, ``params``, strings, nulls, other flavors) goes
+through MLflow's own parsing and ``pyfunc`` prediction, so the answers are MLflow's. The fast path is enabled per version only
 after the array and DataFrame forms gave the same predictions on the version's input example.
 
 Fast-path requests that arrive together are answered by one call to ``predict`` (a
