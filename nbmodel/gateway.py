@@ -20,7 +20,6 @@ import logging
 import random
 import re
 import secrets
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -35,6 +34,10 @@ _log = logging.getLogger(__name__)
 
 #: Registered models named so are leases (see :meth:`Gateway.lease`), never listed.
 LEASE_PREFIX = "nbmodel.lock."
+#: A server's whole history of a model is read in up to SPLIT_MAX ranges of SPLIT_PAGE or more
+#: versions at once (the ranges come from the newest version seen before).
+SPLIT_PAGE = 50
+SPLIT_MAX = 2
 _BREAK_PREFIX = "nbmodel.lockbreak."  # not under LEASE_PREFIX: no model's lease can be named so
 _LEASE_TAG = "nbmodel.lease"
 
@@ -132,6 +135,7 @@ class Gateway:
         self._workspace: str | None = None
         self._fast: bool | None = None  # unknown until first use
         self._experiments: dict[str, str] = {}
+        self._newest: dict[str, int] = {}  # per model: the newest version a whole read saw
 
     def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
         """MLflow's client method ``method``, retried while sqlite says "database is locked"."""
@@ -193,20 +197,25 @@ class Gateway:
         """
         if not self.store.is_server or len(calls) < 2:
             return [call() for call in calls]
-        futures = [_pool().submit(call) for call in calls[1:]]
-        first: Any = None
-        error: BaseException | None = None
-        try:
-            first = calls[0]()
-        except BaseException as exc:  # noqa: BLE001 - raised once the others are done
-            error = exc
-        results = [first]
-        for future in futures:
+        from concurrent.futures import ThreadPoolExecutor
+
+        # Threads of its own for each call (a few microseconds against a round trip of
+        # milliseconds): a call that itself sends requests at once cannot starve a shared pool.
+        with ThreadPoolExecutor(len(calls) - 1, thread_name_prefix="nbmodel-store") as pool:
+            futures = [pool.submit(call) for call in calls[1:]]
+            first: Any = None
+            error: BaseException | None = None
             try:
-                results.append(future.result())
-            except BaseException as exc:  # noqa: BLE001
-                error = error or exc
-                results.append(None)
+                first = calls[0]()
+            except BaseException as exc:  # noqa: BLE001 - raised once the others are done
+                error = exc
+            results = [first]
+            for future in futures:
+                try:
+                    results.append(future.result())
+                except BaseException as exc:  # noqa: BLE001
+                    error = error or exc
+                    results.append(None)
         if error is not None:
             raise error
         return results
@@ -346,27 +355,55 @@ class Gateway:
                     return None
                 found = [got["model_version"]] if got else []
                 return [_row(d) for d in found], len(found)
-            found, token = [], None
             want = None if limit is None else offset + limit
-            while True:
-                params: dict[str, Any] = {
-                    "filter": f"name = '{_escape(name)}'", "max_results": min(want or 10000, 10000),
-                    "order_by": "version_number DESC"}
-                if token:
-                    params["page_token"] = token
-                page = self._rest("/api/2.0/mlflow/model-versions/search", **params)
-                if page is None:
+            where = f"name = '{_escape(name)}'"
+            hint = self._newest.get(name, 0)
+            k = min(SPLIT_MAX, hint // SPLIT_PAGE) if want is None and offset == 0 else 1
+            if k >= 2:
+                # The whole history of a long model: ranges of version numbers read at once by
+                # the server's workers. The number seen last time only sets the ranges; the top
+                # one is open, so versions registered since are read as well.
+                bounds = [hint - i * (hint // k) for i in range(1, k)]
+                ranges = ([f"{where} AND version_number > {bounds[0]}"]
+                          + [f"{where} AND version_number > {lo} AND version_number <= {hi}"
+                             for hi, lo in zip(bounds, bounds[1:])]
+                          + [f"{where} AND version_number <= {bounds[-1]}"])
+                pages = self.together(*(lambda f=f: self._search_json(f, None) for f in ranges))
+                if any(p is None for p in pages):
                     return None
-                found.extend(page.get("model_versions", []))
-                token = page.get("next_page_token")
-                if not token or (want is not None and len(found) >= want):
-                    break
+                found = [d for p in pages for d in p[0]]
+                token = None
+            else:
+                got = self._search_json(where, want)
+                if got is None:
+                    return None
+                found, token = got
             rows = [_row(d) for d in found]
         except (KeyError, TypeError, ValueError) as exc:
             _log.debug("nbmodel: unexpected answer from %s (%s); asking the MLflow client", self.store, exc)
             return None
+        if rows and want is None and offset == 0:
+            self._newest[name] = rows[0].version
         total = len(rows) if not token else max(rows[0].version, len(rows))
         return rows[offset:want], total
+
+    def _search_json(self, where: str, want: int | None) -> tuple[list[dict[str, Any]], str | None] | None:
+        """Model versions matching ``where``, newest first, page by page until ``want`` of them:
+        ``(versions, token of the next page)``, or None on an unexpected answer."""
+        found: list[dict[str, Any]] = []
+        token = None
+        while True:
+            params: dict[str, Any] = {"filter": where, "max_results": min(want or 10000, 10000),
+                                      "order_by": "version_number DESC"}
+            if token:
+                params["page_token"] = token
+            page = self._rest("/api/2.0/mlflow/model-versions/search", **params)
+            if page is None:
+                return None
+            found.extend(page.get("model_versions", []))
+            token = page.get("next_page_token")
+            if not token or (want is not None and len(found) >= want):
+                return found, token
 
     def _versions_sql(self, name: str, limit: int | None, offset: int,
                       version: int | None) -> tuple[list[Row], int]:
@@ -1094,22 +1131,6 @@ def _row(d: dict[str, Any]) -> Row:
     return Row(str(d["name"]), int(d["version"]), int(d.get("creation_timestamp") or 0),
                d.get("description", ""), d.get("user_id", ""), d.get("run_id", ""), d.get("source", ""),
                {str(t["key"]): str(t.get("value", "")) for t in d.get("tags", [])})
-
-
-_POOL: Any = None
-_POOL_LOCK = threading.Lock()
-
-
-def _pool() -> Any:
-    """The threads that send a server's independent requests at once (over MLflow's one
-    keep-alive session)."""
-    global _POOL
-    with _POOL_LOCK:
-        if _POOL is None:
-            from concurrent.futures import ThreadPoolExecutor
-
-            _POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="nbmodel-store")
-        return _POOL
 
 
 def _delete_links(tracking: Any, ids: list[str]) -> None:

@@ -577,12 +577,31 @@ def test_log_reads_the_servers_json_into_the_clients_rows(team_store: Any, iris:
         assert read == gw._versions_client(name, limit, offset, version)
     assert gw._versions_json(name + "_none", None, 0, None) == ([], 0)
 
+    # A long history is read in ranges at once; versions registered since the last read count too.
+    from nbmodel import gateway
+
+    with monkeypatch.context() as m:
+        m.setattr(gateway, "SPLIT_PAGE", 1)
+        assert gw._newest[name] == 3
+        requests = _Requests(m)
+        read = gw._versions_json(name, None, 0, None)
+        assert requests.seen == [("GET", "model-versions/search")] * 3
+        assert read == gw._versions_client(name, None, 0, None)
+        clf = LogisticRegression(C=0.001, max_iter=500).fit(iris["X_train"], iris["y_train"])
+        nbmodel.commit(clf, name, message="C=0.001")
+        gw._newest[name] = 2  # as if another kernel had registered versions 3 and 4 since
+        requests.seen.clear()
+        rows, total = gw._versions_json(name, None, 0, None)  # type: ignore[misc]
+        assert len(requests.seen) == 2
+        assert [r.version for r in rows] == [4, 3, 2, 1] and total == 4
+        assert (rows, total) == gw._versions_client(name, None, 0, None)
+
     nbmodel.alias(f"{name}/2", "production")
     requests = _Requests(monkeypatch)
     monkeypatch.setattr(Client, "search_model_versions", None)  # not through the client's protobuf
     history = nbmodel.log(name)
     assert [(v.version, v.aliases, v.message) for v in history] == [
-        (3, [], "C=0.01"), (2, ["production"], "C=0.1"), (1, [], "C=1.0")]
+        (4, [], "C=0.001"), (3, [], "C=0.01"), (2, ["production"], "C=0.1"), (1, [], "C=1.0")]
     assert sorted(requests.seen) == [("GET", "model-versions/search"), ("GET", "registered-models/get")]
 
 
