@@ -420,14 +420,15 @@ def set_alias(ref: str | Ref, alias: str, *, message: str = "", force: bool = Fa
         raise BadReference(f"{alias!r} holds the head of branch {branch_of_alias(alias)!r}; "
                            "branches move by commits and %model_merge, or choose another alias")
     store = get_store()
-    with _turn(store, parse_ref(ref).name):
-        # Read under the turn: a version retired by another kernel a moment ago is refused.
-        v = resolve(ref)
+    name = parse_ref(ref).name
+    with _turn(store, name):
+        # Read under the turn: a version retired by another kernel a moment ago is refused. The
+        # version and the trail are independent reads, at once on a server.
+        v, trail = store.gateway.together(lambda: resolve(ref), lambda: _Trail.read(store, name))
         if v.retired and not force:
             raise RetiredVersion(
                 f"{v.ref} is retired; choose another version, or pass --force to point {alias} at it anyway"
             )
-        trail = _Trail.read(store, v.name)
         current = trail.aliases.get(alias)
         _guard(store, trail, alias, current, expected=expected, wanted=v.ref, kind=kind)
         if current == v.version:

@@ -582,6 +582,7 @@ def test_log_reads_the_servers_json_into_the_clients_rows(team_store: Any, iris:
 
     with monkeypatch.context() as m:
         m.setattr(gateway, "SPLIT_PAGE", 1)
+        m.setattr(gateway, "SPLIT_MAX", 3)
         assert gw._newest[name] == 3
         requests = _Requests(m)
         read = gw._versions_json(name, None, 0, None)
