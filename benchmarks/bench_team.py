@@ -34,18 +34,21 @@ class _Requests:
 
     def __init__(self) -> None:
         self.seen: list[tuple[str, str, float, int]] = []
+        self.spans: list[tuple[float, float]] = []  # when each request was under way
 
     def __enter__(self) -> _Requests:
         import requests
 
         real = self._real = requests.Session.request
-        seen = self.seen
+        seen, spans = self.seen, self.spans
 
         def counted(session: Any, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
             t = time.perf_counter()
             response = real(session, method, url, *args, **kwargs)
+            end = time.perf_counter()
             seen.append((method, url.split("/api/", 1)[-1].split("?")[0],
-                         (time.perf_counter() - t) * 1000, len(response.content)))
+                         (end - t) * 1000, len(response.content)))
+            spans.append((t, end))
             return response
 
         requests.Session.request = counted  # type: ignore[method-assign]
@@ -56,16 +59,26 @@ class _Requests:
 
         requests.Session.request = self._real  # type: ignore[method-assign]
 
+    def waiting_ms(self) -> float:
+        """How long at least one request was under way (requests sent at once count once)."""
+        total, until = 0.0, float("-inf")
+        for start, end in sorted(self.spans):
+            if end > until:
+                total += end - max(start, until)
+                until = end
+        return total * 1000
+
     def summary(self, what: str, total_ms: float) -> str:
-        in_requests = sum(s[2] for s in self.seen)
+        in_requests = self.waiting_ms()
         size = sum(s[3] for s in self.seen)
         kinds: dict[str, int] = {}
         for method, path, _, _ in self.seen:
             key = f"{method} {path.rsplit('/artifacts/', 1)[0] if 'artifacts/' in path else path}"
             kinds[key] = kinds.get(key, 0) + 1
         detail = ", ".join(f"{k} x{n}" if n > 1 else k for k, n in kinds.items())
-        return (f"  {what}: {total_ms:.0f} ms, {len(self.seen)} requests taking {in_requests:.0f} ms "
-                f"({size / 1024:.0f} KiB answered), {total_ms - in_requests:.0f} ms in the kernel: {detail}")
+        return (f"  {what}: {total_ms:.0f} ms, {len(self.seen)} requests under way for {in_requests:.0f} ms "
+                f"({size / 1024:.0f} KiB answered), {total_ms - in_requests:.0f} ms in the kernel alone: "
+                f"{detail}")
 
 
 def _requests_of(what: str, fn: Any) -> None:

@@ -34,6 +34,10 @@ _log = logging.getLogger(__name__)
 
 #: Registered models named so are leases (see :meth:`Gateway.lease`), never listed.
 LEASE_PREFIX = "nbmodel.lock."
+#: A server's whole history of a model is read in up to SPLIT_MAX ranges of SPLIT_PAGE or more
+#: versions at once (the ranges come from the newest version seen before).
+SPLIT_PAGE = 50
+SPLIT_MAX = 2
 _BREAK_PREFIX = "nbmodel.lockbreak."  # not under LEASE_PREFIX: no model's lease can be named so
 _LEASE_TAG = "nbmodel.lease"
 
@@ -131,6 +135,7 @@ class Gateway:
         self._workspace: str | None = None
         self._fast: bool | None = None  # unknown until first use
         self._experiments: dict[str, str] = {}
+        self._newest: dict[str, int] = {}  # per model: the newest version a whole read saw
 
     def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
         """MLflow's client method ``method``, retried while sqlite says "database is locked"."""
@@ -174,6 +179,60 @@ class Gateway:
     def _disable(self, exc: BaseException) -> None:
         _log.debug("nbmodel: fast registry path off (%s); using the MLflow client", exc)
         self._fast = False
+
+    def together(self, *calls: Callable[[], Any]) -> list[Any]:
+        """Make independent calls at once on a server (each is a round trip), one by one otherwise.
+
+        Every call runs to its end; then the first error, in the order given, is raised.
+
+        Args:
+            *calls: functions without arguments, each making its own requests.
+
+        Returns:
+            What each call returned, in order.
+
+        Example:
+            >>> aliases, tags = store.gateway.together(  # doctest: +SKIP
+            ...     lambda: store.gateway.aliases("iris"), lambda: store.gateway.model_tags("iris"))
+        """
+        if not self.store.is_server or len(calls) < 2:
+            return [call() for call in calls]
+        from concurrent.futures import ThreadPoolExecutor
+
+        # Threads of its own for each call (a few microseconds against a round trip of
+        # milliseconds): a call that itself sends requests at once cannot starve a shared pool.
+        with ThreadPoolExecutor(len(calls) - 1, thread_name_prefix="nbmodel-store") as pool:
+            futures = [pool.submit(call) for call in calls[1:]]
+            first: Any = None
+            error: BaseException | None = None
+            try:
+                first = calls[0]()
+            except BaseException as exc:  # noqa: BLE001 - raised once the others are done
+                error = exc
+            results = [first]
+            for future in futures:
+                try:
+                    results.append(future.result())
+                except BaseException as exc:  # noqa: BLE001
+                    error = error or exc
+                    results.append(None)
+        if error is not None:
+            raise error
+        return results
+
+    def _rest(self, endpoint: str, **params: Any) -> Any:
+        """The JSON answer of a GET to the server's REST API, through MLflow's own request code
+        (its credentials, TLS settings and retries): ``{}`` when what it names does not exist,
+        None on any other answer but 200."""
+        from mlflow.utils.rest_utils import http_request
+
+        creds = self.store.client._get_registry_client().store.get_host_creds()
+        response = http_request(creds, endpoint, "GET", params=params)
+        if response.status_code == 404 and response.json().get("error_code") == "RESOURCE_DOES_NOT_EXIST":
+            return {}
+        if response.status_code != 200:
+            return None
+        return response.json()
 
     # -- reads -------------------------------------------------------------------------------
     def aliases(self, name: str) -> dict[str, int] | None:
@@ -275,7 +334,76 @@ class Gateway:
                 return self._versions_sql(name, limit, offset, version)
             except Exception as exc:  # noqa: BLE001
                 self._disable(exc)
+        if self.store.is_server:
+            found = self.store.retry(self._versions_json, name, limit, offset, version)
+            if found is not None:
+                return found
         return self._versions_client(name, limit, offset, version)
+
+    def _versions_json(self, name: str, limit: int | None, offset: int,
+                       version: int | None) -> tuple[list[Row], int] | None:
+        """:meth:`_versions_client`'s answer read as plain JSON straight into rows, or None on
+        anything unexpected (the client then asks again and reports what went wrong).
+
+        MLflow's client turns each answer into protobuf messages and then into entities: for a
+        model of 200 versions that costs more than the server takes to answer.
+        """
+        try:
+            if version is not None:
+                got = self._rest("/api/2.0/mlflow/model-versions/get", name=name, version=str(version))
+                if got is None:
+                    return None
+                found = [got["model_version"]] if got else []
+                return [_row(d) for d in found], len(found)
+            want = None if limit is None else offset + limit
+            where = f"name = '{_escape(name)}'"
+            hint = self._newest.get(name, 0)
+            k = min(SPLIT_MAX, hint // SPLIT_PAGE) if want is None and offset == 0 else 1
+            if k >= 2:
+                # The whole history of a long model: ranges of version numbers read at once by
+                # the server's workers. The number seen last time only sets the ranges; the top
+                # one is open, so versions registered since are read as well.
+                bounds = [hint - i * (hint // k) for i in range(1, k)]
+                ranges = ([f"{where} AND version_number > {bounds[0]}"]
+                          + [f"{where} AND version_number > {lo} AND version_number <= {hi}"
+                             for hi, lo in zip(bounds, bounds[1:])]
+                          + [f"{where} AND version_number <= {bounds[-1]}"])
+                pages = self.together(*(lambda f=f: self._search_json(f, None) for f in ranges))
+                if any(p is None for p in pages):
+                    return None
+                found = [d for p in pages for d in p[0]]
+                token = None
+            else:
+                got = self._search_json(where, want)
+                if got is None:
+                    return None
+                found, token = got
+            rows = [_row(d) for d in found]
+        except (KeyError, TypeError, ValueError) as exc:
+            _log.debug("nbmodel: unexpected answer from %s (%s); asking the MLflow client", self.store, exc)
+            return None
+        if rows and want is None and offset == 0:
+            self._newest[name] = rows[0].version
+        total = len(rows) if not token else max(rows[0].version, len(rows))
+        return rows[offset:want], total
+
+    def _search_json(self, where: str, want: int | None) -> tuple[list[dict[str, Any]], str | None] | None:
+        """Model versions matching ``where``, newest first, page by page until ``want`` of them:
+        ``(versions, token of the next page)``, or None on an unexpected answer."""
+        found: list[dict[str, Any]] = []
+        token = None
+        while True:
+            params: dict[str, Any] = {"filter": where, "max_results": min(want or 10000, 10000),
+                                      "order_by": "version_number DESC"}
+            if token:
+                params["page_token"] = token
+            page = self._rest("/api/2.0/mlflow/model-versions/search", **params)
+            if page is None:
+                return None
+            found.extend(page.get("model_versions", []))
+            token = page.get("next_page_token")
+            if not token or (want is not None and len(found) >= want):
+                return found, token
 
     def _versions_sql(self, name: str, limit: int | None, offset: int,
                       version: int | None) -> tuple[list[Row], int]:
@@ -331,6 +459,32 @@ class Gateway:
         rows = [Row(mv.name, int(mv.version), int(mv.creation_timestamp or 0), mv.description,
                     mv.user_id, mv.run_id, mv.source, dict(mv.tags or {})) for mv in mvs]
         return rows, total
+
+    def tagged_versions(self, name: str, key: str, value: str) -> set[int]:
+        """The versions of ``name`` whose tag ``key`` is ``value`` (one small read).
+
+        Args:
+            name: the registered model's name.
+            key: the tag's key.
+            value: its value.
+
+        Returns:
+            Their version numbers (none when the model does not exist).
+
+        Example:
+            >>> store.gateway.tagged_versions("iris", "nbmodel.retired", "true")  # doctest: +SKIP
+            {2}
+        """
+        if self._sql() is not None:
+            try:
+                return {int(v) for (v,) in self._query(
+                    "SELECT version FROM model_version_tags WHERE name = :n AND key = :k"
+                    " AND value = :v{ws}", n=name, k=key, v=value)}
+            except Exception as exc:  # noqa: BLE001
+                self._disable(exc)
+        found = self._call("search_model_versions",
+                           f"name = '{_escape(name)}' AND tags.`{key}` = '{_escape(value)}'")
+        return {int(mv.version) for mv in found}
 
     def model(self, name: str) -> Any:
         """MLflow's registered model ``name`` (with its tags, aliases and latest versions).
@@ -970,6 +1124,13 @@ class Gateway:
             >>> store.gateway.download_artifacts(run_id, "nbmodel/data_profile.json", tmp)  # doctest: +SKIP
         """
         return str(self._call("download_artifacts", run_id, path, dst_path))
+
+
+def _row(d: dict[str, Any]) -> Row:
+    """A :class:`Row` from one model version of MLflow's REST answer, as the client reads it."""
+    return Row(str(d["name"]), int(d["version"]), int(d.get("creation_timestamp") or 0),
+               d.get("description", ""), d.get("user_id", ""), d.get("run_id", ""), d.get("source", ""),
+               {str(t["key"]): str(t.get("value", "")) for t in d.get("tags", [])})
 
 
 def _delete_links(tracking: Any, ids: list[str]) -> None:

@@ -486,30 +486,32 @@ def resolve(ref: str | Ref, *, store: Store | None = None) -> Version:
     """
     r = parse_ref(ref)
     store = store or get_store()
-    aliases = model_aliases(store, r.name)
-    if r.alias is not None:
-        number = aliases.get(r.alias)
-        if number is None:
-            # iris@experiment names the branch's head; iris@main is the newest version until
-            # a branch is made (see nbmodel.branches).
-            number = aliases.get(branch_alias(r.alias))
-            if number is None and r.alias == "main":
-                number = newest_version(store, r.name)
-        if number is None:
-            known = ", ".join(f"{a} (version {v})" for a, v in sorted(aliases.items()))
-            raise AliasNotFound(
-                f"{r.name} has no alias {r.alias!r}; "
-                + (f"its aliases are {known}" if known
-                   else "it has no aliases yet: set one with %model_alias"))
-        rows, _ = store.gateway.versions(r.name, version=number)
-    elif r.version is not None:
-        rows, _ = store.gateway.versions(r.name, version=r.version)
-        if not rows:
+    if r.alias is None:
+        # The aliases and the version are independent reads: at once on a server.
+        aliases, (rows, _) = store.gateway.together(
+            lambda: model_aliases(store, r.name),
+            lambda: store.gateway.versions(r.name, version=r.version,
+                                          limit=None if r.version is not None else 1))
+        if not rows and r.version is not None:
             raise VersionNotFound(f"no version {r.version} of {r.name!r}; {_versions_listing(store, r.name)}")
-    else:
-        rows, _ = store.gateway.versions(r.name, limit=1)
         if not rows:
             raise VersionNotFound(f"{r.name!r} has no versions yet; commit one with %model_commit")
+        return Version.from_row(rows[0], aliases)
+    aliases = model_aliases(store, r.name)
+    number = aliases.get(r.alias)
+    if number is None:
+        # iris@experiment names the branch's head; iris@main is the newest version until
+        # a branch is made (see nbmodel.branches).
+        number = aliases.get(branch_alias(r.alias))
+        if number is None and r.alias == "main":
+            number = newest_version(store, r.name)
+    if number is None:
+        known = ", ".join(f"{a} (version {v})" for a, v in sorted(aliases.items()))
+        raise AliasNotFound(
+            f"{r.name} has no alias {r.alias!r}; "
+            + (f"its aliases are {known}" if known
+               else "it has no aliases yet: set one with %model_alias"))
+    rows, _ = store.gateway.versions(r.name, version=number)
     if not rows:
         raise VersionNotFound(f"{r} points to a version that no longer exists")
     return Version.from_row(rows[0], aliases)

@@ -132,3 +132,88 @@ def test_gateway_writes_and_reads_version_tags(commit_iris: Any, isolated_store:
     run = gw.get_run(rows[0].run_id)
     assert run.info.run_id == rows[0].run_id
     assert gw.experiment_id("iris") == run.info.experiment_id
+
+
+class ServerStore(FakeStore):
+    """A store reached over HTTP, as far as the gateway can tell."""
+
+    is_server = True
+
+
+def test_together_sends_a_servers_independent_calls_at_once() -> None:
+    import threading
+
+    both = threading.Barrier(2, timeout=5)  # passes only when the two calls run at the same time
+
+    def call(x: int) -> Any:
+        return lambda: (both.wait(), x)[1]
+
+    assert Gateway(ServerStore(None)).together(call(1), call(2)) == [1, 2]
+
+
+def test_together_finishes_every_call_then_raises_the_first_error_in_order() -> None:
+    import time
+
+    done: list[str] = []
+
+    def slow_failure() -> None:
+        time.sleep(0.2)
+        done.append("slow")
+        raise KeyError("first")
+
+    def quick_failure() -> None:
+        done.append("quick")
+        raise ValueError("second")
+
+    with pytest.raises(KeyError, match="first"):
+        Gateway(ServerStore(None)).together(slow_failure, quick_failure)
+    assert sorted(done) == ["quick", "slow"]
+
+
+def test_together_runs_one_after_another_on_a_local_store() -> None:
+    import threading
+
+    store = FakeStore(None)
+    store.is_server = False  # type: ignore[attr-defined]
+    threads: list[str] = []
+    Gateway(store).together(lambda: threads.append(threading.current_thread().name),
+                            lambda: threads.append(threading.current_thread().name))
+    assert threads == [threading.current_thread().name] * 2
+
+
+def test_a_rollback_to_a_version_that_does_not_exist_changes_nothing(commit_iris: Any,
+                                                                     isolated_store: Any) -> None:
+    """The rollback no longer reads its target first: the alias move refuses it, and says which
+    versions there are."""
+    import nbmodel
+    from nbmodel.errors import VersionNotFound
+
+    commit_iris(C=1.0)
+    commit_iris(C=0.5)
+    nbmodel.alias("iris/2", "production")
+    trail = [m.key for m in nbmodel.alias_history("iris")]
+    with pytest.raises(VersionNotFound, match="versions are 1-2|1, 2"):
+        nbmodel.rollback("iris", to=7)
+    assert isolated_store.gateway.aliases("iris") == {"production": 2}
+    assert [m.key for m in nbmodel.alias_history("iris")] == trail
+
+
+def test_a_move_whose_trail_entry_fails_puts_the_alias_back(commit_iris: Any, isolated_store: Any,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """The alias and its trail entry are written at once; when one write fails the other is
+    undone, so the trail never misses a move that happened."""
+    import nbmodel
+
+    commit_iris(C=1.0)
+    commit_iris(C=0.5)
+    nbmodel.alias("iris/1", "production")
+    gw = isolated_store.gateway
+
+    def refuse(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("the store refused the tag")
+
+    with monkeypatch.context() as m, pytest.raises(RuntimeError, match="refused the tag"):
+        m.setattr(gw, "set_model_tag", refuse)
+        nbmodel.alias("iris/2", "production")
+    assert gw.aliases("iris") == {"production": 1}
+    assert [(m.from_version, m.to_version) for m in nbmodel.alias_history("iris")] == [(None, 1)]

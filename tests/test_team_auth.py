@@ -110,3 +110,26 @@ def test_a_protected_alias_trusts_the_servers_identity_not_nbmodel_user(
     move = nbmodel.alias("iris/1", "production")
     assert move.by == "alice" and nbmodel.alias_history("iris", "production").moves[0].by == "alice"
     assert nbmodel.resolve("iris/2").user == "admin"  # the commit's author, as the server knows it
+
+
+@pytest.mark.slow
+def test_the_plain_json_reader_sends_the_stores_credentials_and_reads_the_clients_rows(
+        auth_server: str, isolated_store: Any, iris: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    """%model_log on a server reads MLflow's JSON answer itself, through MLflow's request code:
+    the credentials reach the server, and the rows are those MLflow's client reads."""
+    from sklearn.linear_model import LogisticRegression
+
+    _as(monkeypatch, ADMIN, ADMIN_PASSWORD)
+    nbmodel.set_store(auth_server)
+    for c in (1.0, 0.1, 0.01):
+        clf = LogisticRegression(C=c, max_iter=300).fit(iris["X_train"], iris["y_train"])
+        nbmodel.commit(clf, "json_rows")
+    gw = nbmodel.get_store().gateway
+    for limit, offset, version in ((None, 0, None), (1, 1, None), (None, 0, 2), (None, 0, 9)):
+        read = gw._versions_json("json_rows", limit, offset, version)
+        assert read is not None, "the JSON reader fell back to the client"
+        assert read == gw._versions_client("json_rows", limit, offset, version)
+    assert [v.version for v in nbmodel.log("json_rows")] == [3, 2, 1]
+
+    _as(monkeypatch, "nobody", "wrong-password-1234")
+    assert gw._versions_json("json_rows", None, 0, None) is None  # refused: the client reports it

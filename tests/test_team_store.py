@@ -540,3 +540,97 @@ def test_a_model_deleted_under_a_kernel_is_registered_anew(isolated_store: Any, 
     again = _register(isolated_store, "gone", mv.source, mv.model_id, v.run_id, {}, "again", "gone/1")
     assert int(again.version) == 1
     assert isolated_store.client.get_registered_model("gone").tags == {"nbmodel.managed": "true"}
+
+
+# -- latency on a team server: fewer round trips, the same answers --------------------------------
+class _Requests:
+    """The requests MLflow's client and nbmodel send inside the block, as (method, path)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        import requests
+
+        self.seen: list[tuple[str, str]] = []
+        real = requests.Session.request
+
+        def counted(session: Any, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+            self.seen.append((method, url.split("/api/2.0/mlflow/", 1)[-1].split("?")[0]))
+            return real(session, method, url, *args, **kwargs)
+
+        monkeypatch.setattr(requests.Session, "request", counted)
+
+
+@pytest.mark.team
+@pytest.mark.slow
+def test_log_reads_the_servers_json_into_the_clients_rows(team_store: Any, iris: dict[str, Any],
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    from mlflow.tracking.client import MlflowClient as Client
+    from sklearn.linear_model import LogisticRegression
+
+    name = team_store.name("iris")
+    for c in (1.0, 0.1, 0.01):
+        nbmodel.commit(LogisticRegression(C=c, max_iter=500).fit(iris["X_train"], iris["y_train"]), name,
+                       message=f"C={c}")
+    gw = team_store.store.gateway
+    gw.set_version_tag(name, 2, "note", "with 'quotes' and ünïcode")
+    for limit, offset, version in ((None, 0, None), (2, 1, None), (None, 0, 2), (None, 0, 9)):
+        read = gw._versions_json(name, limit, offset, version)
+        assert read == gw._versions_client(name, limit, offset, version)
+    assert gw._versions_json(name + "_none", None, 0, None) == ([], 0)
+
+    # A long history is read in ranges at once; versions registered since the last read count too.
+    from nbmodel import gateway
+
+    with monkeypatch.context() as m:
+        m.setattr(gateway, "SPLIT_PAGE", 1)
+        m.setattr(gateway, "SPLIT_MAX", 3)
+        assert gw._newest[name] == 3
+        requests = _Requests(m)
+        read = gw._versions_json(name, None, 0, None)
+        assert requests.seen == [("GET", "model-versions/search")] * 3
+        assert read == gw._versions_client(name, None, 0, None)
+        clf = LogisticRegression(C=0.001, max_iter=500).fit(iris["X_train"], iris["y_train"])
+        nbmodel.commit(clf, name, message="C=0.001")
+        gw._newest[name] = 2  # as if another kernel had registered versions 3 and 4 since
+        requests.seen.clear()
+        rows, total = gw._versions_json(name, None, 0, None)  # type: ignore[misc]
+        assert len(requests.seen) == 2
+        assert [r.version for r in rows] == [4, 3, 2, 1] and total == 4
+        assert (rows, total) == gw._versions_client(name, None, 0, None)
+
+    nbmodel.alias(f"{name}/2", "production")
+    requests = _Requests(monkeypatch)
+    monkeypatch.setattr(Client, "search_model_versions", None)  # not through the client's protobuf
+    history = nbmodel.log(name)
+    assert [(v.version, v.aliases, v.message) for v in history] == [
+        (4, [], "C=0.001"), (3, [], "C=0.01"), (2, ["production"], "C=0.1"), (1, [], "C=1.0")]
+    assert sorted(requests.seen) == [("GET", "model-versions/search"), ("GET", "registered-models/get")]
+
+
+@pytest.mark.team
+@pytest.mark.slow
+def test_a_rollback_makes_no_version_read_and_still_refuses_a_retired_holder(
+        team_store: Any, iris: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    from sklearn.linear_model import LogisticRegression
+
+    from nbmodel.errors import RetiredVersion, VersionNotFound
+
+    name = team_store.name("iris")
+    for c in (1.0, 0.1, 0.01):
+        nbmodel.commit(LogisticRegression(C=c, max_iter=500).fit(iris["X_train"], iris["y_train"]), name)
+    for v in (1, 2, 3):
+        nbmodel.alias(f"{name}/{v}", "production")
+    with monkeypatch.context() as m:
+        requests = _Requests(m)
+        back = nbmodel.rollback(name)
+    assert (back.from_version, back.to_version) == (3, 2)
+    assert ("GET", "model-versions/get") not in requests.seen
+    assert len(requests.seen) == 6, requests.seen  # lease, trail + retired, alias + entry, release
+
+    nbmodel.retire(f"{name}/1")
+    with pytest.raises(RetiredVersion, match="retired"):
+        nbmodel.rollback(name)
+    with pytest.raises(VersionNotFound):
+        nbmodel.rollback(name, to=9)
+    assert team_store.store.gateway.aliases(name) == {"production": 2}
+    moves = list(reversed(nbmodel.alias_history(name, "production").moves))
+    assert [(m.from_version, m.to_version) for m in moves] == [(None, 1), (1, 2), (2, 3), (3, 2)]
