@@ -12,8 +12,9 @@ JSON ``dataframe_split`` or ``dataframe_records`` holding plain numbers, is answ
 native object on a NumPy array, skipping pandas and MLflow's schema enforcement (together about
 90% of a request's cost in ``mlflow models serve``), and without importing MLflow. Anything
 else (CSV, parquet, ``instances``, ``inputs``, ``params``, strings, nulls, other flavors) goes
-through MLflow's own parsing and ``pyfunc`` prediction, so the answers are MLflow's. The fast path is enabled per version only
-after the array and DataFrame forms gave the same predictions on the version's input example.
+through MLflow's own parsing and ``pyfunc`` prediction, so the answers are MLflow's. The fast
+path is enabled per version only after the array and DataFrame forms gave the same predictions
+on the version's input example.
 
 Fast-path requests that arrive together are answered by one call to ``predict`` (a
 :class:`Batcher` per loaded version): under concurrent load most of a request's cost is the
