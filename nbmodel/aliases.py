@@ -45,7 +45,7 @@ from .errors import (
 )
 from .refs import Ref, branch_of_alias, check_alias, parse_ref
 from .store import Store, get_store
-from .versions import T_RETIRED, Version, _user, model_aliases, resolve
+from .versions import Version, _user, model_aliases, resolve
 
 TAG_PREFIX = "nbmodel.alias_"
 LOG_PREFIX = "nbmodel.alias_log."
@@ -568,10 +568,15 @@ def rollback(name: str | Ref, *, alias: str | None = None, to: int | str | None 
     to_version = None if to is None else _to_version(r, to)
     store = get_store()
     with _turn(store, r.name):
-        # The trail and which versions are retired: two independent reads, at once on a server.
-        trail, retired = store.gateway.together(
-            lambda: _Trail.read(store, r.name),
-            lambda: store.gateway.tagged_versions(r.name, T_RETIRED, "true"))
+        # With --to, the trail and the target version are independent reads, made at once on a
+        # server; otherwise the target comes from the trail and is read after it. (Searching for
+        # every retired version instead costs a server time that grows with the model's length.)
+        if to_version is not None:
+            trail, target_rows = store.gateway.together(
+                lambda: _Trail.read(store, r.name),
+                lambda: store.gateway.versions(r.name, version=to_version)[0])
+        else:
+            trail, target_rows = _Trail.read(store, r.name), None
         aliases = trail.aliases
         current = aliases.get(alias)
         if current is None:
@@ -592,11 +597,10 @@ def rollback(name: str | Ref, *, alias: str | None = None, to: int | str | None 
                     f"{r.name}@{alias} has no earlier holder to roll back to (it points to "
                     f"{r.name}/{current}); name one with --to VERSION")
             number = stack[-2]
-        if trail.allowed(alias) is not None:
-            target = _version(store, r.name, number, aliases)  # its tests decide
+        if target_rows:
+            target = Version.from_row(target_rows[0], aliases)
         else:
-            # Not read: the alias move itself refuses a version that does not exist.
-            target = Version(r.name, number, retired=number in retired)
+            target = _version(store, r.name, number, aliases)  # VersionNotFound if there is none
         if target.retired:
             raise RetiredVersion(
                 f"cannot roll {r.name}@{alias} back to {target.ref}: it is retired; "

@@ -460,32 +460,6 @@ class Gateway:
                     mv.user_id, mv.run_id, mv.source, dict(mv.tags or {})) for mv in mvs]
         return rows, total
 
-    def tagged_versions(self, name: str, key: str, value: str) -> set[int]:
-        """The versions of ``name`` whose tag ``key`` is ``value`` (one small read).
-
-        Args:
-            name: the registered model's name.
-            key: the tag's key.
-            value: its value.
-
-        Returns:
-            Their version numbers (none when the model does not exist).
-
-        Example:
-            >>> store.gateway.tagged_versions("iris", "nbmodel.retired", "true")  # doctest: +SKIP
-            {2}
-        """
-        if self._sql() is not None:
-            try:
-                return {int(v) for (v,) in self._query(
-                    "SELECT version FROM model_version_tags WHERE name = :n AND key = :k"
-                    " AND value = :v{ws}", n=name, k=key, v=value)}
-            except Exception as exc:  # noqa: BLE001
-                self._disable(exc)
-        found = self._call("search_model_versions",
-                           f"name = '{_escape(name)}' AND tags.`{key}` = '{_escape(value)}'")
-        return {int(mv.version) for mv in found}
-
     def model(self, name: str) -> Any:
         """MLflow's registered model ``name`` (with its tags, aliases and latest versions).
 
