@@ -38,8 +38,25 @@ LEASE_PREFIX = "nbmodel.lock."
 #: versions at once (the ranges come from the newest version seen before).
 SPLIT_PAGE = 50
 SPLIT_MAX = 2
+#: Call sites of :meth:`Gateway.together` that ran once already (their imports are done).
+_SITES_SEEN: set[tuple[Any, ...]] = set()
 _BREAK_PREFIX = "nbmodel.lockbreak."  # not under LEASE_PREFIX: no model's lease can be named so
 _LEASE_TAG = "nbmodel.lease"
+
+
+def _one_by_one(calls: tuple[Callable[[], Any], ...]) -> list[Any]:
+    """Each call in turn, all to their end; then the first error, if any, is raised."""
+    results: list[Any] = []
+    error: BaseException | None = None
+    for call in calls:
+        try:
+            results.append(call())
+        except BaseException as exc:  # noqa: BLE001 - raised once the others are done
+            error = error or exc
+            results.append(None)
+    if error is not None:
+        raise error
+    return results
 
 
 class Connection(Protocol):
@@ -183,7 +200,9 @@ class Gateway:
     def together(self, *calls: Callable[[], Any]) -> list[Any]:
         """Make independent calls at once on a server (each is a round trip), one by one otherwise.
 
-        Every call runs to its end; then the first error, in the order given, is raised.
+        On a server every call runs to its end; then the first error, in the order given, is
+        raised. The first run of each call site in a process is one by one there too, on the
+        calling thread, so that MLflow's lazy imports never run in two threads at once.
 
         Args:
             *calls: functions without arguments, each making its own requests.
@@ -197,6 +216,14 @@ class Gateway:
         """
         if not self.store.is_server or len(calls) < 2:
             return [call() for call in calls]
+        site = tuple(getattr(call, "__code__", call) for call in calls)
+        if site not in _SITES_SEEN:
+            # The first run of a call site is one by one, on the calling thread: a first request
+            # imports much of MLflow (and protobuf files) lazily, and two threads importing at
+            # once can hand each other half-built modules ("Couldn't build proto file into
+            # descriptor pool"). Later runs find everything imported.
+            _SITES_SEEN.add(site)
+            return _one_by_one(calls)
         from concurrent.futures import ThreadPoolExecutor
 
         # Threads of its own for each call (a few microseconds against a round trip of

@@ -140,15 +140,29 @@ class ServerStore(FakeStore):
     is_server = True
 
 
-def test_together_sends_a_servers_independent_calls_at_once() -> None:
+def test_together_sends_a_servers_independent_calls_at_once_after_their_first_run() -> None:
     import threading
 
+    threads: list[str] = []
     both = threading.Barrier(2, timeout=5)  # passes only when the two calls run at the same time
+    first = True
 
     def call(x: int) -> Any:
-        return lambda: (both.wait(), x)[1]
+        def run() -> int:
+            threads.append(threading.current_thread().name)
+            if not first:
+                both.wait()
+            return x
+        return run
 
-    assert Gateway(ServerStore(None)).together(call(1), call(2)) == [1, 2]
+    gateway = Gateway(ServerStore(None))
+    # The first run imports what MLflow imports lazily: on the calling thread only, since two
+    # threads importing protobuf files at once can break each other's imports.
+    assert gateway.together(call(1), call(2)) == [1, 2]
+    assert threads == [threading.current_thread().name] * 2
+    first = False
+    assert gateway.together(call(1), call(2)) == [1, 2]
+    assert sorted(threads[2:]) == sorted([threading.current_thread().name, "nbmodel-store_0"])
 
 
 def test_together_finishes_every_call_then_raises_the_first_error_in_order() -> None:

@@ -299,6 +299,41 @@ def test_concurrent_kernels_record_parents_from_their_own_line_on_the_server(
     _check_lines(name, results, 4, 3)
 
 
+FIRST_COMMANDS = textwrap.dedent("""
+    import sys, threading
+
+    off_main = []
+    def hook(event, args):
+        if event == "import" and threading.current_thread().name.startswith("nbmodel-"):
+            off_main.append(args[0])
+    sys.addaudithook(hook)
+
+    import nbmodel
+
+    name = sys.argv[1]
+    nbmodel.checkout(f"{name}/1")
+    nbmodel.log(name)
+    nbmodel.set_alias(f"{name}/1", "production")
+    print(sorted({m for m in off_main if m in sys.modules}))
+""")
+
+
+@pytest.mark.team
+@pytest.mark.slow
+def test_a_fresh_kernels_first_commands_import_nothing_on_nbmodels_threads(
+        team_store: Any, iris: dict[str, Any], tmp_path: Path) -> None:
+    # Two threads importing MLflow's protobuf files at once can break a kernel's first command
+    # ("Couldn't build proto file into descriptor pool"): the first run of each overlapped call
+    # happens on the kernel's own thread, so every lazy import does.
+    name = team_store.name("iris")
+    _base_version(name, iris)
+    env = {**os.environ, "MLFLOW_TRACKING_URI": team_store.uri, "NBMODEL_WARM_SERVER": "0"}
+    done = subprocess.run([sys.executable, "-c", FIRST_COMMANDS, name], env=env, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
 # -- the contract's operations against the team server --------------------------------------------
 @pytest.mark.team
 @pytest.mark.slow
