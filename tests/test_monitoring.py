@@ -421,3 +421,35 @@ def test_background_recorder_takes_the_servers_records(model, iris):
     df = nbmodel.monitoring.recorded("iris")
     assert len(df) == 32
     np.testing.assert_allclose(df[PETAL].to_numpy(), X[PETAL].iloc[:32].to_numpy())
+
+
+def test_a_large_flush_of_served_rows_converts_them_a_few_hundred_at_a_time(model, iris,
+                                                                            monkeypatch):
+    # One np.array over 10,000 row lists held the GIL for milliseconds, and a server's event
+    # loop waited that long on every flush (most of its p99): the rows go in short steps.
+    from nbmodel.monitoring import _background
+
+    X, clf = iris["X"], model[1]
+    rec = _background.BackgroundRecorder("iris", 1, max_rows=10**9, max_seconds=60,
+                                         columns=list(X.columns))
+    sizes: list[int] = []
+    real_array = np.array
+
+    def counting_array(obj, *args, **kwargs):
+        if isinstance(obj, list) and obj and isinstance(obj[0], list):
+            sizes.append(len(obj))
+        return real_array(obj, *args, **kwargs)
+
+    rows, preds = X.values.tolist(), clf.predict(X)
+    n = 10 * _background.SERVED_STEP + 7
+    for i in range(n):
+        rec.submit([rows[i % len(rows)]], preds[i % len(rows):i % len(rows) + 1], 0.5)
+    with monkeypatch.context() as patched:
+        patched.setattr(np, "array", counting_array)
+        assert rec.flush() == n
+    rec.close()
+    assert sum(sizes) == n and max(sizes) <= _background.SERVED_STEP
+    df = nbmodel.monitoring.recorded("iris")
+    assert len(df) == n
+    expected = np.array([rows[i % len(rows)] for i in range(n)])[:, list(X.columns).index(PETAL)]
+    np.testing.assert_allclose(df[PETAL].to_numpy(), expected)
