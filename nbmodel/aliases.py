@@ -369,7 +369,20 @@ def _move(store: Store, trail: _Trail, alias: str, to: int, *, why: str, kind: s
             resolve(f"{name}/{to}")  # raises VersionNotFound, listing the versions there are
         raise
     _recorded(store, trail, move, key, value)
+    if store.is_server:
+        _LAST_STACKS[(store.uri, name, alias)] = trail.stack(alias, to)
     return move
+
+
+#: (store, model, alias) -> the alias's stack of holders after this kernel's last move of it.
+_LAST_STACKS: dict[tuple[str, str, str], list[int]] = {}
+
+
+def _guess(store: Store, name: str, alias: str) -> int | None:
+    """The version a rollback of ``alias`` will likely go to, from this kernel's last move of
+    it on a server (None without one): read alongside the trail, it saves a round trip."""
+    stack = _LAST_STACKS.get((store.uri, name, alias)) if store.is_server else None
+    return stack[-2] if stack and len(stack) >= 2 else None
 
 
 def _missing(exc: BaseException) -> bool:
@@ -571,10 +584,15 @@ def rollback(name: str | Ref, *, alias: str | None = None, to: int | str | None 
         # With --to, the trail and the target version are independent reads, made at once on a
         # server; otherwise the target comes from the trail and is read after it. (Searching for
         # every retired version instead costs a server time that grows with the model's length.)
-        if to_version is not None:
+        # Without --to, a server also reads at once the version this kernel's own last move
+        # of the alias implies (both reads under the turn: as fresh as each other); a guess
+        # the trail does not confirm is dropped, and the right version read after it.
+        guess = _guess(store, r.name, alias) if to_version is None else None
+        if to_version is not None or guess is not None:
+            wanted_version = to_version if to_version is not None else guess
             trail, target_rows = store.gateway.together(
                 lambda: _Trail.read(store, r.name),
-                lambda: store.gateway.versions(r.name, version=to_version)[0])
+                lambda: store.gateway.versions(r.name, version=wanted_version)[0])
         else:
             trail, target_rows = _Trail.read(store, r.name), None
         aliases = trail.aliases
@@ -597,6 +615,8 @@ def rollback(name: str | Ref, *, alias: str | None = None, to: int | str | None 
                     f"{r.name}@{alias} has no earlier holder to roll back to (it points to "
                     f"{r.name}/{current}); name one with --to VERSION")
             number = stack[-2]
+            if number != guess:
+                target_rows = None
         if target_rows:
             target = Version.from_row(target_rows[0], aliases)
         else:

@@ -334,6 +334,33 @@ def test_a_fresh_kernels_first_commands_import_nothing_on_nbmodels_threads(
     assert done.stdout.strip().splitlines()[-1] == "[]"
 
 
+@pytest.mark.team
+@pytest.mark.slow
+def test_a_rollback_reads_the_version_its_kernels_last_move_implies_with_the_trail(
+        team_store: Any, iris: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    from sklearn.linear_model import LogisticRegression
+
+    from nbmodel import aliases
+
+    name = team_store.name("iris")
+    for c in (1.0, 0.5, 0.1):
+        nbmodel.commit(LogisticRegression(C=c, max_iter=500).fit(iris["X_train"], iris["y_train"]),
+                       name, message=f"C={c}")
+    after: list[Any] = []
+    real = aliases._version
+    monkeypatch.setattr(aliases, "_version", lambda *a, **k: (after.append(a[2]), real(*a, **k))[1])
+    nbmodel.alias(f"{name}/1", "production")
+    nbmodel.alias(f"{name}/2", "production")
+    # The target this kernel's own moves imply was read at once with the trail: none after it.
+    assert nbmodel.rollback(name).to_version == 1 and after == []
+    nbmodel.alias(f"{name}/3", "production")
+    # Another kernel moved it since this kernel last did (here: a wrong guess): the trail wins,
+    # and the right version is read after it.
+    aliases._LAST_STACKS[(team_store.store.uri, name, "production")] = [2, 3]
+    assert nbmodel.rollback(name).to_version == 1 and after == [1]
+    assert nbmodel.resolve(f"{name}@production").version == 1
+
+
 # -- the contract's operations against the team server --------------------------------------------
 @pytest.mark.team
 @pytest.mark.slow
