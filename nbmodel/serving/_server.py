@@ -924,27 +924,20 @@ class App:
                 raise RequestError("the Content-Length header is not a number") from None
             if declared > self.max_body:
                 raise self._too_large(declared)
-        msg = await receive()
-        if msg["type"] == "http.request" and not msg.get("more_body"):
-            body = msg.get("body", b"")
-            if len(body) > self.max_body:
-                raise self._too_large(len(body))
-            return body  # the whole body in one message: the usual case
-        chunks, size = [], 0
+        chunks: list[bytes] = []
+        size = 0
         while True:
-            if msg is None:
-                msg = await receive()
+            msg = await receive()
             if msg["type"] != "http.request":
                 raise RequestError("the client went away", 400)
             chunk = msg.get("body", b"")
             size += len(chunk)
             if size > self.max_body:
                 raise self._too_large(size)
-            chunks.append(chunk)
             if not msg.get("more_body"):
-                break
-            msg = None
-        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+                # the whole body in one message is the usual case: no join
+                return b"".join((*chunks, chunk)) if chunks else chunk
+            chunks.append(chunk)
 
     def _too_large(self, size: int) -> RequestError:
         return RequestError(
