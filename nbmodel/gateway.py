@@ -44,6 +44,13 @@ _BREAK_PREFIX = "nbmodel.lockbreak."  # not under LEASE_PREFIX: no model's lease
 _LEASE_TAG = "nbmodel.lease"
 
 
+def _total(read: int, newest: int, token: str | None) -> int:
+    """How many versions a model has, from ``read`` of them (newest first, the newest numbered
+    ``newest``): exactly ``read`` without a next page's ``token``; otherwise the newest's number
+    (versions are numbered from 1), an estimate that a deleted version makes too high."""
+    return read if not token else max(newest, read)
+
+
 def _one_by_one(calls: tuple[Callable[[], Any], ...]) -> list[Any]:
     """Each call in turn, all to their end; then the first error, if any, is raised."""
     results: list[Any] = []
@@ -411,8 +418,7 @@ class Gateway:
             return None
         if rows and want is None and offset == 0:
             self._newest[name] = rows[0].version
-        total = len(rows) if not token else max(rows[0].version, len(rows))
-        return rows[offset:want], total
+        return rows[offset:want], _total(len(rows), rows[0].version if rows else 0, token)
 
     def _search_json(self, where: str, want: int | None) -> tuple[list[dict[str, Any]], str | None] | None:
         """Model versions matching ``where``, newest first, page by page until ``want`` of them:
@@ -481,7 +487,7 @@ class Gateway:
                 token = page.token
                 if not token or (want is not None and len(mvs) >= want):
                     break
-            total = len(mvs) if not token else max(int(mvs[0].version), len(mvs))
+            total = _total(len(mvs), int(mvs[0].version) if mvs else 0, token)
             mvs = mvs[offset:want]
         rows = [Row(mv.name, int(mv.version), int(mv.creation_timestamp or 0), mv.description,
                     mv.user_id, mv.run_id, mv.source, dict(mv.tags or {})) for mv in mvs]
