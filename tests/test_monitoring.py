@@ -423,15 +423,16 @@ def test_background_recorder_takes_the_servers_records(model, iris):
     np.testing.assert_allclose(df[PETAL].to_numpy(), X[PETAL].iloc[:32].to_numpy())
 
 
-def test_a_large_flush_of_served_rows_converts_them_a_few_hundred_at_a_time(model, iris,
-                                                                            monkeypatch):
+def test_served_rows_are_turned_into_arrays_a_few_hundred_at_a_time_before_the_flush(
+        model, iris, monkeypatch):
     # One np.array over 10,000 row lists held the GIL for milliseconds, and a server's event
-    # loop waited that long on every flush (most of its p99): the rows go in short steps.
+    # loop waited that long on every flush (most of its p99): the rows go in short steps, most
+    # of them as they arrive, so that the flush itself has little left to do.
+    import time
+
     from nbmodel.monitoring import _background
 
     X, clf = iris["X"], model[1]
-    rec = _background.BackgroundRecorder("iris", 1, max_rows=10**9, max_seconds=60,
-                                         columns=list(X.columns))
     sizes: list[int] = []
     real_array = np.array
 
@@ -442,10 +443,16 @@ def test_a_large_flush_of_served_rows_converts_them_a_few_hundred_at_a_time(mode
 
     rows, preds = X.values.tolist(), clf.predict(X)
     n = 10 * _background.SERVED_STEP + 7
-    for i in range(n):
-        rec.submit([rows[i % len(rows)]], preds[i % len(rows):i % len(rows) + 1], 0.5)
     with monkeypatch.context() as patched:
         patched.setattr(np, "array", counting_array)
+        rec = _background.BackgroundRecorder("iris", 1, max_rows=10**9, max_seconds=60,
+                                             columns=list(X.columns))
+        for i in range(n):
+            rec.submit([rows[i % len(rows)]], preds[i % len(rows):i % len(rows) + 1], 0.5)
+        deadline = time.monotonic() + 10
+        while sum(sizes) < n - 7 and time.monotonic() < deadline:  # the thread turns full steps
+            time.sleep(0.01)
+        assert sum(sizes) == n - 7 and rec.recorded == 0 and f"{n} queued" in repr(rec)
         assert rec.flush() == n
     rec.close()
     assert sum(sizes) == n and max(sizes) <= _background.SERVED_STEP

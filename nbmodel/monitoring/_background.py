@@ -57,6 +57,10 @@ class BackgroundRecorder:
         self.last_error: str | None = None
         self._queue: collections.deque[tuple[Any, Any, float, float]] = collections.deque()
         self._pending = 0
+        # Served requests already turned into arrays, a step at a time as they came (see
+        # _stage), and requests of other shapes, kept as they are for the general path.
+        self._staged: list[tuple[Any, ...]] = []
+        self._raw: list[tuple[Any, Any, float, float]] = []
         self._wake = threading.Event()
         self._closed = False
         self._flush_lock = threading.Lock()
@@ -86,7 +90,8 @@ class BackgroundRecorder:
             self._pending += 1
         if self._thread is None:
             self._start()
-        if self._pending >= self.max_rows:
+        if self._pending >= self.max_rows or (
+                self.columns is not None and len(self._queue) >= SERVED_STEP):
             self._wake.set()
 
     def _start(self) -> None:
@@ -97,11 +102,37 @@ class BackgroundRecorder:
                 self._thread.start()
 
     def _loop(self) -> None:
+        due = time.monotonic() + self.max_seconds
         while not self._closed:
-            self._wake.wait(self.max_seconds)
+            self._wake.wait(max(0.0, due - time.monotonic()))
             self._wake.clear()
+            if self._pending < self.max_rows and time.monotonic() < due and not self._closed:
+                self._stage()
+                continue
             self.flush()
+            due = time.monotonic() + self.max_seconds
             self._maybe_check()
+
+    def _stage(self) -> None:
+        """Turn the served requests queued so far into arrays, a step at a time, between
+        flushes: a flush is then left with little to do, and the requests' own lists are freed
+        at once. Each step holds the GIL for a fraction of a millisecond, and the server's
+        event loop runs between them; one flush turning ten thousand requests at once made
+        every request of those milliseconds wait."""
+        if self.columns is None:
+            return
+        with self._flush_lock:
+            while len(self._queue) >= SERVED_STEP:
+                self._take([self._queue.popleft() for _ in range(SERVED_STEP)])
+
+    def _take(self, items: list[tuple[Any, Any, float, float]]) -> None:
+        """Keep one step of requests: as arrays when they are the server's plain rows, else
+        as they are, for the general path."""
+        part = self._served_step(items) if self.columns is not None else None
+        if part is None:
+            self._raw.extend(items)
+        else:
+            self._staged.append(part)
 
     def flush(self) -> int:
         """Record everything queued now.
@@ -114,28 +145,29 @@ class BackgroundRecorder:
             while self._queue:
                 items.append(self._queue.popleft())
             self._pending = 0
-            if not items:
-                return 0
-            batch = self._served(items) if self.columns is not None else None
-            if batch is None:
-                batch = self._general(items)
-            if batch is None:
-                return 0
-            X, preds, stamps, lats = batch
-            from ._record import record
+            for start in range(0, len(items), SERVED_STEP):
+                self._take(items[start:start + SERVED_STEP])
+            staged, self._staged = self._staged, []
+            raw, self._raw = self._raw, []
+            batches = [self._served(staged) if staged else None, self._general(raw) if raw else None]
+            return sum(self._record(batch) for batch in batches if batch is not None)
 
-            try:
-                record(self.ref, X, preds, timestamp=stamps, latency_ms=lats, y_proba=self._probabilities(X))
-            except NbmodelError as exc:
-                self.dropped += len(X)
-                self.last_error = str(exc)
-                return 0
-            except Exception as exc:  # noqa: BLE001 - a monitoring failure must never reach serving
-                self.dropped += len(X)
-                self.last_error = f"{type(exc).__name__}: {exc}"
-                return 0
-            self.recorded += len(X)
-            return len(X)
+    def _record(self, batch: tuple[Any, ...]) -> int:
+        X, preds, stamps, lats = batch
+        from ._record import record
+
+        try:
+            record(self.ref, X, preds, timestamp=stamps, latency_ms=lats, y_proba=self._probabilities(X))
+        except NbmodelError as exc:
+            self.dropped += len(X)
+            self.last_error = str(exc)
+            return 0
+        except Exception as exc:  # noqa: BLE001 - a monitoring failure must never reach serving
+            self.dropped += len(X)
+            self.last_error = f"{type(exc).__name__}: {exc}"
+            return 0
+        self.recorded += len(X)
+        return len(X)
 
     def _probabilities(self, X: Any) -> Any:
         """The model's probabilities for the batch, or None (no predict_proba, or it failed:
@@ -148,26 +180,14 @@ class BackgroundRecorder:
             self.last_error = f"predict_proba: {type(exc).__name__}: {exc}"
             return None
 
-    def _served(self, items: list[tuple[Any, Any, float, float]]) -> tuple[Any, ...] | None:
-        """The server's requests, vectorised: every input a list of rows in ``self.columns``
-        and every prediction a 1-D array of as many values. None if any is not.
-
-        A few hundred requests at a time: one C call over ten thousand small lists keeps the
-        GIL for milliseconds (no thread switch happens inside it), and the server's event loop
-        waits that long; between these smaller steps it gets its turn.
-        """
+    def _served(self, parts: list[tuple[Any, ...]]) -> tuple[Any, ...]:
+        """The server's requests, turned into arrays step by step (see ``_served_step``), as
+        one batch."""
         import numpy as np
-
-        parts = []
-        for start in range(0, len(items), SERVED_STEP):
-            part = self._served_step(items[start:start + SERVED_STEP])
-            if part is None:
-                return None
-            parts.append(part)
-        X, preds, stamps, lats = (np.concatenate(column) if len(parts) > 1 else column[0]
-                                  for column in zip(*parts))
         import pandas as pd
 
+        X, preds, stamps, lats = (np.concatenate(column) if len(parts) > 1 else column[0]
+                                  for column in zip(*parts))
         return pd.DataFrame(X, columns=self.columns, copy=False), preds, stamps, lats
 
     def _served_step(self, items: list[tuple[Any, Any, float, float]]) -> tuple[Any, ...] | None:
@@ -275,7 +295,8 @@ class BackgroundRecorder:
         self.close()
 
     def __repr__(self) -> str:
-        return (f"<BackgroundRecorder {self.ref}: {self.recorded} recorded, {len(self._queue)} queued, "
+        queued = len(self._queue) + len(self._raw) + sum(len(part[1]) for part in self._staged)
+        return (f"<BackgroundRecorder {self.ref}: {self.recorded} recorded, {queued} queued, "
                 f"{self.dropped} dropped>")
 
 
