@@ -18,6 +18,8 @@ from ..errors import NbmodelError
 
 #: Requests turned into arrays at a time by a flush of served traffic (see ``_served``).
 SERVED_STEP = 256
+#: Served requests waiting that wake the recorder to turn them into arrays, a step at a time.
+STAGE_AT = 4 * SERVED_STEP
 
 
 class BackgroundRecorder:
@@ -91,7 +93,7 @@ class BackgroundRecorder:
         if self._thread is None:
             self._start()
         if self._pending >= self.max_rows or (
-                self.columns is not None and len(self._queue) >= SERVED_STEP):
+                self.columns is not None and len(self._queue) >= STAGE_AT):
             self._wake.set()
 
     def _start(self) -> None:
