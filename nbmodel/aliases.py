@@ -380,8 +380,9 @@ _LAST_STACKS: dict[tuple[str, str, str], list[int]] = {}
 
 def _guess(store: Store, name: str, alias: str) -> int | None:
     """The version a rollback of ``alias`` will likely go to, from this kernel's last move of
-    it on a server (None without one): read alongside the trail, it saves a round trip."""
-    stack = _LAST_STACKS.get((store.uri, name, alias)) if store.is_server else None
+    it on a server (None without one; only server moves are kept): read alongside the trail,
+    it saves a round trip."""
+    stack = _LAST_STACKS.get((store.uri, name, alias))
     return stack[-2] if stack and len(stack) >= 2 else None
 
 

@@ -120,9 +120,8 @@ class BackgroundRecorder:
         flushes: a flush is then left with little to do, and the requests' own lists are freed
         at once. Each step holds the GIL for a fraction of a millisecond, and the server's
         event loop runs between them; one flush turning ten thousand requests at once made
-        every request of those milliseconds wait."""
-        if self.columns is None:
-            return
+        every request of those milliseconds wait. The recorder is woken to stage only when it
+        knows the model's columns."""
         with self._flush_lock:
             while len(self._queue) >= SERVED_STEP:
                 self._take([self._queue.popleft() for _ in range(SERVED_STEP)])

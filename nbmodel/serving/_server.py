@@ -67,7 +67,7 @@ RECORD_ROWS = 10_000
 SWITCH_SECONDS = 0.0005
 #: The collector's youngest generation runs after this many new objects (CPython's default is
 #: 700). A request frees what it allocates as it ends, but the rows it hands to monitoring live
-#: until the recorder turns them into arrays (every 256 requests), so the default threshold ran
+#: until the recorder turns them into arrays (woken once 1,024 wait), so the default threshold ran
 #: a collection about every 200 requests and promoted the queued rows into the older
 #: generations, whose collections (milliseconds each) then walked them; at this threshold the
 #: youngest runs a few times a second and the queued rows are freed before it looks at them.
