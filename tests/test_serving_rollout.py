@@ -193,6 +193,32 @@ def test_a_server_that_starts_during_a_rollout_serves_it(commit_iris: Any, isola
         app.close()
 
 
+def test_a_candidate_loaded_at_start_up_is_monitored_like_the_serving_version(
+        commit_iris: Any, isolated_store: Any, tmp_path: Path) -> None:
+    """A server started during a rollout loads the candidate before MLflow is imported, so
+    before there is a recorder to give it: once MLflow is in, the candidate's requests are
+    recorded as the serving version's are (a canary's accuracy check reads them)."""
+    from nbmodel.serving import _deploy, _server
+    from nbmodel.serving import _records as R
+
+    v1, v2 = commit_iris(C=1.0), commit_iris(C=0.01)
+    ro = R.Rollout("canary", v2.version, share=50, serving=v1.version, started=time.time())
+    spec = R.ModelSpec("iris", None, v1.version, _deploy._local_dir(isolated_store, "iris", v1.version),
+                       rollout=ro)
+    record = R.DeploymentRecord(host="127.0.0.1", port=0, store=isolated_store.uri, models=[spec],
+                                path=tmp_path / "0.json", monitor=True)
+    app = _server.App(record)
+    try:
+        slot = app.add_slot(spec, with_pyfunc=False)
+        assert slot.candidate is not None and slot.candidate.recorder is None  # no MLflow yet
+        app.import_mlflow()
+        assert slot.handle is not None and slot.handle.recorder is not None
+        assert slot.candidate.recorder is not None
+        assert slot.candidate.recorder.ref == f"iris/{v2.version}"
+    finally:
+        app.close()
+
+
 def test_rollouts_need_a_running_deployment(shell: Any, commit_iris: Any, servers: Any) -> None:
     commit_iris(C=1.0)
     commit_iris(C=0.01)

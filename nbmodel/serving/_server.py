@@ -601,6 +601,9 @@ class App:
         # and recorder; one swapped in earlier is covered by the loop.
         self.mlflow_ready.set()
         for slot in self.followed():
+            candidate = slot.candidate  # a rollout's, loaded at start-up: monitored as well
+            if candidate is not None:
+                self._attach_recorder(candidate)
             handle = slot.handle
             if handle is not None:
                 self._attach_recorder(handle)
