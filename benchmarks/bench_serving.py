@@ -464,16 +464,18 @@ def _rollout(kind: str, candidate: int, **kw: Any) -> Any:
 
 
 def paired_rollout_round(store_uri: str, folder: Path, body: bytes, load: Any, seconds: float,
-                         connections: int, kind: str) -> dict[str, float]:
-    """A plain server and one running a ``kind`` rollout (a canary at 50%, or a shadow), side
-    by side under half the connections each: requests/s with / without."""
+                         connections: int, kind: str, with_first: bool = True) -> dict[str, float]:
+    """A plain server and one running a ``kind`` rollout (a canary at 50%, a shadow, or
+    ``none``: a second plain server, the measurement's own bias), side by side under half the
+    connections each: requests/s with / without. ``with_first``: which one starts first."""
     from nbmodel.versions import resolve
 
     serving = resolve("iris@production").version
-    rollout = _rollout(kind, 3 - serving, share=50 if kind == "canary" else 0, interval=3600.0,
-                       steps=[50, 100])
-    servers = {"with": start_nbmodel(store_uri, folder, monitor=True, rollout=rollout),
-               "without": start_nbmodel(store_uri, folder, monitor=True)}
+    rollout = None if kind == "none" else _rollout(
+        kind, 3 - serving, share=50 if kind == "canary" else 0, interval=3600.0, steps=[50, 100])
+    order = ["with", "without"] if with_first else ["without", "with"]
+    servers = {key: start_nbmodel(store_uri, folder, monitor=True,
+                                  rollout=rollout if key == "with" else None) for key in order}
     try:
         for proc, port, t0 in servers.values():
             wait_answering(proc, port, body, t0)
@@ -658,14 +660,24 @@ def report_profile(store_uri: str, body: bytes, requests: int = 3000) -> None:
 
 
 def report_rollouts(store_uri: str, folder: Path, body: bytes, load: Any, args: Any) -> None:
-    for kind in ("canary", "shadow"):
-        rounds = [paired_rollout_round(store_uri, folder, body, load, args.seconds, args.connections, kind)
-                  for _ in range(args.rollout_rounds)]
-        ratios = [r["with"] / r["without"] for r in rounds]
-        print(f"a running {kind}{' at 50%' if kind == 'canary' else ''}, side by side with a plain "
-              f"server, {len(rounds)} rounds: requests/s with / without "
-              f"{', '.join(f'{x:.3f}' for x in ratios)}; median {statistics.median(ratios):.3f}, a cost "
-              f"of {100 * (1 - statistics.median(ratios)):.1f}% (target <= 10%)")
+    # The kinds take turns within each round, and the server of each pair that starts first
+    # alternates between rounds, so that neither the machine's drift nor the order of start
+    # favours one side; two plain servers side by side show what the pairing itself reads.
+    kinds = ("canary", "shadow", "none")
+    ratios: dict[str, list[float]] = {k: [] for k in kinds}
+    for i in range(args.rollout_rounds):
+        for kind in kinds:
+            r = paired_rollout_round(store_uri, folder, body, load, args.seconds, args.connections, kind,
+                                     with_first=i % 2 == 0)
+            ratios[kind].append(r["with"] / r["without"])
+    for kind in kinds:
+        xs = ratios[kind]
+        what = {"canary": "a running canary at 50%", "shadow": "a running shadow",
+                "none": "a plain server (the pairing's own bias)"}[kind]
+        target = " (target <= 10%)" if kind != "none" else ""
+        print(f"{what}, side by side with a plain server, {len(xs)} rounds: requests/s with / "
+              f"without {', '.join(f'{x:.3f}' for x in xs)}; median {statistics.median(xs):.3f}, a "
+              f"cost of {100 * (1 - statistics.median(xs)):.1f}%{target}")
     for what, check in (("promotes", "error_rate<0.01"), ("rolls back", "p99_ms<0.01")):
         state, res, took = rollout_under_load(store_uri, folder, body, load, args.connections, check)
         print(f"a canary that {what} (25, 50, 100% a second apart) under {args.connections} "
