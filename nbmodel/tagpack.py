@@ -91,8 +91,10 @@ def unpack(tags: Mapping[str, str]) -> dict[str, str]:
     text = tags.get(PACK)
     if text is None:
         return dict(tags)
-    packed = _fields(text)
-    return {**packed, **{k: v for k, v in tags.items() if k != PACK}}
+    fields = _fields(text)  # a new dict: filled in place (a long history unpacks every version)
+    fields.update(tags)
+    del fields[PACK]
+    return fields
 
 
 def without(tags: Mapping[str, str], key: str) -> str | None:
@@ -129,4 +131,6 @@ def _fields(text: str) -> dict[str, str]:
         return {}
     if not isinstance(value, dict):
         return {}
+    if all(type(v) is str for v in value.values()):  # as nbmodel writes it
+        return value
     return {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in value.items()}
