@@ -18,6 +18,8 @@ from nbmodel.tagpack import PACK, unpack
 #: What every commit with eval and train data writes, besides the parent.
 FIELDS = {"nbmodel.task", "nbmodel.estimator", "nbmodel.flavor", "nbmodel.metrics", "nbmodel.user",
           "nbmodel.data", "nbmodel.source_sha", "nbmodel.importance", "nbmodel.parent"}
+#: What the pack of such a commit holds.
+PACKED = (FIELDS | {DIGESTS}) - tagpack.SEPARATE
 #: The Version fields a history, a card and a diff are made of.
 READ = ("message", "parent", "merge_parent", "metrics", "user", "retired", "task", "estimator", "flavor",
         "data", "tags", "tests", "importance", "run_id", "source")
@@ -42,12 +44,12 @@ def test_a_commit_stores_nbmodels_fields_in_one_tag_beside_the_users(iris: Any, 
     _commit(iris, tags={"team": "ml"})
     v2 = _commit(iris, C=0.1)
     raw1, raw2 = _raw(isolated_store, "iris", 1), _raw(isolated_store, "iris", 2)
-    # One tag of nbmodel's fields; the artifact digests stay a tag of their own (the model
-    # server reads them from a sqlite store's table directly); the user's tag as it was given.
-    assert set(raw1) == {PACK, DIGESTS, "team"} and raw1["team"] == "ml"
-    assert set(raw2) == {PACK, DIGESTS}
+    # One tag of nbmodel's fields; the artifact digests stay a tag of their own while the model
+    # server reads them from a sqlite store's table directly; the user's tag as it was given.
+    assert set(raw1) == {PACK, "team"} | tagpack.SEPARATE and raw1["team"] == "ml"
+    assert set(raw2) == {PACK} | tagpack.SEPARATE
     packed = json.loads(raw2[PACK])
-    assert set(packed) == FIELDS and all(isinstance(v, str) for v in packed.values())
+    assert set(packed) == PACKED and all(isinstance(v, str) for v in packed.values())
     assert packed["nbmodel.parent"] == "iris/1" and json.loads(raw1[PACK])["nbmodel.parent"] == ""
     assert json.loads(packed["nbmodel.metrics"]) == v2.metrics
 
@@ -66,7 +68,7 @@ def test_a_commit_stores_nbmodels_fields_in_one_tag_beside_the_users(iris: Any, 
     from nbmodel.versions import all_tags
 
     tags = all_tags(shown)
-    assert PACK not in tags and {k: tags[k] for k in FIELDS} == packed
+    assert PACK not in tags and {k: tags[k] for k in PACKED} == packed
     assert nbmodel.load("iris/2").C == 0.1  # the digests are checked on load, as before
 
 
@@ -140,14 +142,14 @@ def test_a_removed_field_does_not_come_back_from_the_pack(iris: Any, isolated_st
     assert "nbmodel.test_cases" not in unpack(_raw(isolated_store, "iris", 2))
     assert nbmodel.show(v1.ref).tests is not None  # the parent keeps its own
     # Every other field is still in the pack.
-    assert set(json.loads(_raw(isolated_store, "iris", 2)[PACK])) == FIELDS
+    assert set(json.loads(_raw(isolated_store, "iris", 2)[PACK])) == PACKED
 
 
 def test_a_pack_too_long_for_one_tag_keeps_the_largest_fields_apart() -> None:
     tags = {"nbmodel.task": "classification", "nbmodel.big": "x" * 99_990, "nbmodel.mid": "y" * 600,
             "team": "vision", DIGESTS: "{}"}
     stored = tagpack.pack(tags)
-    assert set(stored) == {PACK, "nbmodel.big", "team", DIGESTS}
+    assert set(stored) == {PACK, "nbmodel.big", "team"} | (tagpack.SEPARATE & set(tags))
     assert all(len(v) <= tagpack.MAX_VALUE for v in stored.values())
     assert unpack(stored) == tags
     small = {"nbmodel.task": "regression", "nbmodel.parent": "", "team": "vision"}
