@@ -136,6 +136,7 @@ def bench_server_log(uri: str, n: int, tag: str) -> None:
     import nbmodel
     from nbmodel import versions as V
     from nbmodel.store import get_store
+    from nbmodel.tagpack import pack, unpack
 
     nbmodel.set_store(uri)
     clf, X_train, X_test, y_train, y_test = _data()
@@ -145,10 +146,11 @@ def bench_server_log(uri: str, n: int, tag: str) -> None:
     mv = client.get_model_version(name, "1")
     # The other versions share the first one's artifacts: %model_log reads registry rows.
     for i in range(2, n + 1):
-        tags = dict(mv.tags)
+        tags = unpack(mv.tags)  # stored as a commit stores them: nbmodel's fields in one tag
         tags[V.T_PARENT] = f"{name}/{i - 1}"
         tags[V.T_METRICS] = json.dumps({"accuracy": 0.9 + i / 1e5, "f1_macro": 0.9})
-        client.create_model_version(name, mv.source, run_id=mv.run_id, tags=tags, description=f"version {i}",
+        client.create_model_version(name, mv.source, run_id=mv.run_id, tags=pack(tags),
+                                    description=f"version {i}",
                                     model_id=mv.model_id or mv.source.rsplit("/", 1)[-1])
     for v in (n - 10, n - 5, n - 2, n - 1):
         nbmodel.alias(f"{name}/{v}", "production")

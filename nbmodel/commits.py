@@ -24,6 +24,7 @@ from .evaluate import as_frame_or_array, as_target, check_fits, check_labels, ch
 from .refs import check_name, check_tag_key, parse_ref
 from .source import cells_from_shell, current_shell
 from .store import Store, get_store, mlflow_calls
+from .tagpack import pack
 from .versions import (
     MODEL_ARTIFACT,
     PROFILE_ARTIFACT,
@@ -538,7 +539,9 @@ def _register(store: Store, name: str, model_uri: str, model_id: str | None, run
         created = False
         if not (parent or "").startswith(f"{name}/"):
             created = store.gateway.create_model(name, {"nbmodel.managed": "true"})
-        tags = {**tags, T_PARENT: parent or ""}
+        # nbmodel's fields in one tag: a server reads a history in a time that grows with the
+        # number of tags per version (see nbmodel.tagpack).
+        tags = pack({**tags, T_PARENT: parent or ""})
         try:
             try:
                 return store.gateway.create_version(name, model_uri, run_id=run_id, tags=tags,

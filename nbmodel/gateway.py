@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from .errors import LeaseBusy
+from .tagpack import PACK, unpack, without
 
 T = TypeVar("T")
 
@@ -463,6 +464,8 @@ class Gateway:
                 row = by_version.get(int(v))
                 if row is not None:
                     row.tags[key] = value
+            for row in out:
+                row.tags = unpack(row.tags)
         return out, int(total)
 
     def _versions_client(self, name: str, limit: int | None, offset: int,
@@ -490,7 +493,7 @@ class Gateway:
             total = _total(len(mvs), int(mvs[0].version) if mvs else 0, token)
             mvs = mvs[offset:want]
         rows = [Row(mv.name, int(mv.version), int(mv.creation_timestamp or 0), mv.description,
-                    mv.user_id, mv.run_id, mv.source, dict(mv.tags or {})) for mv in mvs]
+                    mv.user_id, mv.run_id, mv.source, unpack(mv.tags or {})) for mv in mvs]
         return rows, total
 
     def model(self, name: str) -> Any:
@@ -762,7 +765,8 @@ class Gateway:
         self._call("set_model_version_tag", name, str(version), key, value)
 
     def delete_version_tag(self, name: str, version: int, key: str) -> None:
-        """Remove a tag of a version.
+        """Remove a tag of a version; one of nbmodel's fields is removed from the version's
+        packed tag too (see :mod:`nbmodel.tagpack`), so that it does not come back from there.
 
         Args:
             name: the registered model's name.
@@ -772,7 +776,22 @@ class Gateway:
         Example:
             >>> store.gateway.delete_version_tag("iris", 3, "stage")  # doctest: +SKIP
         """
+        if key.startswith("nbmodel.") and key != PACK:
+            rest = without(self._stored_tags(name, version), key)
+            if rest is not None:
+                self.set_version_tag(name, version, PACK, rest)
         self._call("delete_model_version_tag", name, str(version), key)
+
+    def _stored_tags(self, name: str, version: int) -> dict[str, str]:
+        """The tags of one version exactly as MLflow stores them (nothing unpacked)."""
+        if self._sql() is not None:
+            try:
+                return {str(k): str(v) for k, v in self._query(
+                    "SELECT key, value FROM model_version_tags WHERE name = :n AND version = :v{ws}",
+                    n=name, v=int(version))}
+            except Exception as exc:  # noqa: BLE001
+                self._disable(exc)
+        return dict(self._call("get_model_version", name, str(version)).tags or {})
 
     def create_model(self, name: str, tags: dict[str, str] | None = None) -> bool:
         """Register model ``name`` unless it exists already.
@@ -1137,7 +1156,7 @@ def _row(d: dict[str, Any]) -> Row:
     """A :class:`Row` from one model version of MLflow's REST answer, as the client reads it."""
     return Row(str(d["name"]), int(d["version"]), int(d.get("creation_timestamp") or 0),
                d.get("description", ""), d.get("user_id", ""), d.get("run_id", ""), d.get("source", ""),
-               {str(t["key"]): str(t.get("value", "")) for t in d.get("tags", [])})
+               unpack({str(t["key"]): str(t.get("value", "")) for t in d.get("tags", [])}))
 
 
 def _delete_links(tracking: Any, ids: list[str]) -> None:

@@ -33,6 +33,7 @@ from .errors import (
 from .evaluate import key_metrics
 from .refs import Ref, branch_alias, branch_of_alias, check_tag_key, parse_ref
 from .store import Store, get_store
+from .tagpack import PACK, unpack
 
 if TYPE_CHECKING:
     from mlflow.entities.model_registry import ModelVersion as MlflowModelVersion
@@ -229,7 +230,8 @@ class Version(Shown):
             user_id: MLflow's user, used when nbmodel recorded none.
             run_id: the run that produced it.
             source: the logged model's location.
-            tags: all the version's tags (``nbmodel.*`` ones are read into fields).
+            tags: all the version's tags (``nbmodel.*`` ones are read into fields, packed or
+                not: see :mod:`nbmodel.tagpack`).
             aliases: the aliases that point to it.
 
         Returns:
@@ -239,6 +241,8 @@ class Version(Shown):
             >>> Version.from_parts("iris", 3, 0, "more trees", None, None, None, {}, ["production"])
             <Version iris/3>
         """
+        if PACK in tags:
+            tags = unpack(tags)
         try:
             metrics = json.loads(tags.get(T_METRICS) or "{}")
         except ValueError:

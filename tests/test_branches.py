@@ -17,6 +17,7 @@ import nbmodel
 from nbmodel import branches as B
 from nbmodel import merges as M
 from nbmodel.errors import BadReference
+from nbmodel.tagpack import unpack
 
 
 def _commit(model: Any, iris: dict[str, Any], name: str = "iris", message: str = "") -> Any:
@@ -190,7 +191,7 @@ def test_merge_builds_a_version_with_two_parents(iris, two_lines, strategy):
     assert v.version == 4 and v.parent == "iris/3" and v.merge_parent == "iris/2"
     assert _heads() == {"main": 4, "experiment": 2}
     # Both parents, through plain MLflow.
-    tags = _client().get_model_version("iris", "4").tags
+    tags = unpack(_client().get_model_version("iris", "4").tags)
     assert tags["nbmodel.parent"] == "iris/3" and tags["nbmodel.merge_parent"] == "iris/2"
     assert json.loads(tags["nbmodel.merge"])["strategy"] == strategy
     assert "Stacking" in v.estimator if strategy == "stack" else "Voting" in v.estimator
@@ -399,7 +400,7 @@ def test_a_merge_is_registered_with_both_parents_at_once(iris, two_lines, monkey
         pass
     monkeypatch.undo()
     newest = max(int(mv.version) for mv in _client().search_model_versions("name='iris'"))
-    tags = _client().get_model_version("iris", str(newest)).tags
+    tags = unpack(_client().get_model_version("iris", str(newest)).tags)
     assert tags.get("nbmodel.merge_parent") == two_lines["v2"].ref, tags
 
 
@@ -453,7 +454,7 @@ def test_merge_an_xgboost_head_with_a_sklearn_head(iris, boosted_line, kernel_en
                       force=True)
     assert (v.version, v.parent, v.merge_parent) == (3, "iris/1", "iris/2")
     assert _heads() == {"main": 3, "boost": 2}
-    tags = _client().get_model_version("iris", "3").tags
+    tags = unpack(_client().get_model_version("iris", "3").tags)
     assert json.loads(tags["nbmodel.merge"])["strategy"] == strategy
     merged = nbmodel.load("iris/3")
     assert callable(getattr(merged, "predict_proba", None)) == (strategy == "average")

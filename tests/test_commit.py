@@ -11,6 +11,7 @@ from mlflow import MlflowClient
 
 import nbmodel
 from nbmodel.errors import BadData, NotAModel
+from nbmodel.tagpack import unpack
 
 
 def test_commit_records_everything_plain_mlflow_can_see(commit_iris, iris, isolated_store):
@@ -23,7 +24,7 @@ def test_commit_records_everything_plain_mlflow_can_see(commit_iris, iris, isola
     mv = client.get_model_version("iris", "1")
     assert mv.description == "baseline"
     assert mv.tags["team"] == "ml"
-    metrics = json.loads(mv.tags["nbmodel.metrics"])
+    metrics = json.loads(unpack(mv.tags)["nbmodel.metrics"])
     assert set(metrics) == {"accuracy", "balanced_accuracy", "f1_macro", "roc_auc"}
 
     run = client.get_run(mv.run_id)

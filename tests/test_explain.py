@@ -13,6 +13,7 @@ import nbmodel
 from nbmodel.errors import BadData
 from nbmodel.explain import changes, explain, permutation, stored
 from nbmodel.explain._importance import IMPORTANCE_ARTIFACT, MIN_ROWS, T_IMPORTANCE, Importance
+from nbmodel.tagpack import unpack
 
 
 def planted(n: int = 600, seed: int = 0, driver: str = "signal") -> tuple[pd.DataFrame, np.ndarray]:
@@ -45,7 +46,7 @@ def test_commit_records_importance_planted_feature_first_noise_last(isolated_sto
     # plain MLflow sees the artifact and the tag
     client = MlflowClient(isolated_store.uri, registry_uri=isolated_store.uri)
     mv = client.get_model_version("planted", "1")
-    assert json.loads(mv.tags[T_IMPORTANCE])["features"][0] == "signal"
+    assert json.loads(unpack(mv.tags)[T_IMPORTANCE])["features"][0] == "signal"
     import mlflow
 
     art = mlflow.artifacts.load_dict(f"runs:/{mv.run_id}/{IMPORTANCE_ARTIFACT}")

@@ -24,6 +24,7 @@ LAYERS = {
                     CORE),
     **dict.fromkeys(["branches", "merges"], CORE),
     "modeltests": CORE,
+    "tagpack": HELPERS,
     "monitoring": MONITORING,
     "serving": SERVING,
     **dict.fromkeys(["overview", "widgets", "magics", "handlers", "server", "commands", "cli",

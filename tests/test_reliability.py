@@ -11,6 +11,8 @@ import time
 import pytest
 from mlflow import MlflowClient
 
+from nbmodel.tagpack import unpack
+
 WORKER = textwrap.dedent("""
     import os, sys
     os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
@@ -51,7 +53,7 @@ def test_four_processes_commit_fifty_versions_each_to_a_fresh_store(tmp_path, ke
     assert sorted(len(line) for line in lines.values()) == [50, 50, 50, 50]
     for line in lines.values():
         for prev, v in zip(line, line[1:]):
-            assert v.tags["nbmodel.parent"] == f"iris/{prev.version}"
+            assert unpack(v.tags)["nbmodel.parent"] == f"iris/{prev.version}"
 
 
 KILLED = textwrap.dedent("""
@@ -93,7 +95,7 @@ def test_commit_killed_at_any_point_leaves_no_broken_version(tmp_path, iris, ker
         # Every registered version has its complete model: plain MLflow loads and predicts.
         model = mlflow.pyfunc.load_model(f"models:/iris/{mv.version}")
         assert len(model.predict(iris["X_test"])) == len(iris["X_test"])
-        assert mv.tags.get("nbmodel.metrics")
+        assert unpack(mv.tags).get("nbmodel.metrics")
     before = len(client.search_model_versions("name = 'iris'"))
     from sklearn.linear_model import LogisticRegression
 

@@ -22,6 +22,7 @@ import pytest
 import nbmodel
 from nbmodel import branches as B
 from nbmodel import lineage
+from nbmodel.tagpack import unpack
 
 team = [pytest.mark.team, pytest.mark.slow]
 pytestmark = team
@@ -142,7 +143,7 @@ def test_make_list_delete_and_merge_branches_over_http(team_store: Any, iris: di
     v3 = nbmodel.commit(other.set_params(C=0.5).fit(*fit), name, eval=data)
     voted = nbmodel.merge(name, "b", eval=data, strategy="vote", force=True, report=out.append)
     assert (voted.parent, voted.merge_parent) == (v2.ref, v3.ref)
-    tags = client.get_model_version(name, str(voted.version)).tags
+    tags = unpack(client.get_model_version(name, str(voted.version)).tags)
     assert tags["nbmodel.parent"] == v2.ref and tags["nbmodel.merge_parent"] == v3.ref
     assert B.heads(nbmodel.get_store(), name) == {"main": voted.version, "a": 2, "b": 3}
     kinds = [(m.alias, m.kind) for m in nbmodel.alias_history(name)]
