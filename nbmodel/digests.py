@@ -117,7 +117,7 @@ def verify(folder: str, tags: Mapping[str, str] | None, *, what: str) -> bool:
 
     Args:
         folder: the version's local model folder.
-        tags: the version's tags (the recorded digests are :data:`TAG`).
+        tags: the version's tags, as stored or unpacked (the recorded digests are :data:`TAG`).
         what: the version, for messages (``iris/3``).
 
     Returns:
@@ -132,7 +132,9 @@ def verify(folder: str, tags: Mapping[str, str] | None, *, what: str) -> bool:
         >>> verify(path, version.tags, what="iris/3")  # doctest: +SKIP
         True
     """
-    text = (tags or {}).get(TAG)
+    from .tagpack import unpack
+
+    text = unpack(tags or {}).get(TAG)
     if not text:
         return False
     fix = "it will not be loaded; commit the model again, or load an earlier version"

@@ -24,9 +24,9 @@ __all__ = ["MAX_VALUE", "PACK", "SEPARATE", "pack", "unpack", "without"]
 PACK = "nbmodel.commit"
 #: MLflow's longest model-version tag value.
 MAX_VALUE = 100_000
-#: nbmodel's fields kept as their own tags: the model server reads the artifact digests
-#: (``nbmodel.artifacts``) straight from a sqlite store's table, without MLflow, before loading.
-SEPARATE = frozenset({"nbmodel.artifacts"})
+#: nbmodel's fields kept as their own tags at registration: none now (the model server, which
+#: reads the artifact digests straight from a sqlite store's table, unpacks them as well).
+SEPARATE: frozenset[str] = frozenset()
 _OWN = "nbmodel."
 
 

@@ -125,7 +125,6 @@ def test_a_deploy_onto_a_busy_port_leaves_the_alias_and_the_server(commit_iris: 
 @pytest.mark.slow
 def test_a_version_that_fails_to_load_leaves_the_alias_where_it_was(commit_iris: Any, iris: Any,
                                                                    servers: Any) -> None:
-    from mlflow import MlflowClient
 
     import nbmodel
     from nbmodel.digests import TAG
@@ -133,7 +132,7 @@ def test_a_version_that_fails_to_load_leaves_the_alias_where_it_was(commit_iris:
     commit_iris(C=1.0)
     commit_iris(C=0.01)
     dep = servers.deploy("iris/1")
-    MlflowClient().delete_model_version_tag("iris", "2", TAG)  # as if committed before digests
+    nbmodel.get_store().gateway.delete_version_tag("iris", 2, TAG)  # as if committed before digests
     (model_folder(2) / "model.skops").write_bytes(b"not a model")
     with pytest.raises(servers.DeployError, match="version 2 failed to load"):
         servers.deploy("iris/2")
@@ -166,8 +165,6 @@ def test_another_alias_or_host_on_a_serving_port_is_refused(commit_iris: Any, se
 
 # -- defect 2: tampered artifacts ------------------------------------------------------------
 def test_a_tampered_version_never_loads_and_an_old_one_still_does(commit_iris: Any, tmp_path: Path) -> None:
-    from mlflow import MlflowClient
-
     import nbmodel
     from nbmodel import versions
     from nbmodel.digests import TAG, ArtifactMismatch
@@ -187,7 +184,7 @@ def test_a_tampered_version_never_loads_and_an_old_one_still_does(commit_iris: A
     with pytest.raises(ArtifactMismatch, match=r"changed: requirements\.txt"):
         nbmodel.load("iris/2")
     # a version committed before digests were kept loads as before
-    MlflowClient().delete_model_version_tag("iris", "2", TAG)
+    nbmodel.get_store().gateway.delete_version_tag("iris", 2, TAG)
     assert hasattr(nbmodel.load("iris/2"), "predict")
 
 

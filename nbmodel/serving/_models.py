@@ -440,6 +440,7 @@ def recorded_tags(name: str, version: int) -> dict[str, str] | None:
     import sys
 
     from ..digests import TAG
+    from ..tagpack import PACK, unpack
 
     uri = os.environ.get("MLFLOW_TRACKING_URI", "")
     if uri.startswith("sqlite:///") and os.path.isabs(uri[len("sqlite:///"):]):
@@ -448,11 +449,14 @@ def recorded_tags(name: str, version: int) -> dict[str, str] | None:
         try:
             with contextlib.closing(sqlite3.connect(f"file:{uri[len('sqlite:///'):]}?mode=ro",
                                                     uri=True, timeout=5)) as conn:
-                rows = conn.execute("SELECT value FROM model_version_tags WHERE name = ? AND "
-                                    "version = ? AND key = ?", (name, int(version), TAG)).fetchall()
+                rows = conn.execute("SELECT key, value FROM model_version_tags WHERE name = ? AND "
+                                    "version = ? AND key IN (?, ?)",
+                                    (name, int(version), TAG, PACK)).fetchall()
         except sqlite3.Error:
             return None
-        return {TAG: str(rows[0][0])} if len(rows) == 1 else {}
+        # the digests as a commit keeps them (in nbmodel's one tag) or as older ones did
+        digests = unpack({str(k): str(v) for k, v in rows}).get(TAG)
+        return {TAG: digests} if digests is not None else {}
     if uri and "mlflow.tracking.client" in sys.modules:
         from ..store import get_store
 
