@@ -161,6 +161,8 @@ class Gateway:
         self._fast: bool | None = None  # unknown until first use
         self._experiments: dict[str, str] = {}
         self._newest: dict[str, int] = {}  # per model: the newest version a whole read saw
+        self._releasing: dict[str, Any] = {}  # lease name -> its release under way (a server's)
+        self._release_pool: Any = None
 
     def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
         """MLflow's client method ``method``, retried while sqlite says "database is locked"."""
@@ -633,6 +635,7 @@ class Gateway:
             ...     pass
         """
         name = LEASE_PREFIX + key
+        self._released(name)  # this process's last hold of it is gone first
         token = secrets.token_hex(8)
         deadline = time.monotonic() + wait
         delay = 0.01
@@ -656,11 +659,35 @@ class Gateway:
             # Within its ttl (less a margin for clocks) nobody may break the lease, so it is still
             # ours and goes without a look; past it, only if it still carries our token.
             if time.time() - held_at < ttl * 0.5:
-                self._lease_delete(name)
+                if self.store.is_server:
+                    # The block's writes are done: the delete (a round trip) goes on a thread
+                    # of its own while the caller goes on; this process's next hold of the
+                    # lease, and its exit, wait for it.
+                    self._releasing[name] = self._releaser().submit(self._lease_delete, name)
+                else:
+                    self._lease_delete(name)
             else:
                 holder = self._lease_holder(name)
                 if holder is not None and holder.get("token") == token:
                     self._lease_delete(name)
+
+    def _releaser(self) -> Any:
+        if self._release_pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            # its thread is joined when the interpreter ends, so no release is lost at exit
+            self._release_pool = ThreadPoolExecutor(1, thread_name_prefix="nbmodel-release")
+        return self._release_pool
+
+    def _released(self, name: str) -> None:
+        """Wait for this process's release of lease ``name`` still on its way, if any (a
+        release that failed leaves a lease that lapses after its ttl)."""
+        pending = self._releasing.pop(name, None)
+        if pending is not None:
+            try:
+                pending.result(60)
+            except Exception as exc:  # noqa: BLE001 - the lease lapses; acquiring it breaks it
+                _log.debug("nbmodel: releasing %s failed: %s", name, exc)
 
     def _lease_create(self, name: str, owner: str, token: str, ttl: float) -> bool:
         from mlflow.exceptions import MlflowException

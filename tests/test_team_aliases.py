@@ -130,6 +130,36 @@ def test_a_lost_insert_race_whose_winner_already_released_is_waited_out(store, m
     assert gw.model(LEASE_PREFIX + "iris") is None
 
 
+def test_on_a_server_a_lease_is_released_off_the_calling_thread_and_waited_for_by_the_next(
+        store, monkeypatch):
+    """A server's lease goes with its own round trip: the block returns once its writes are
+    done, the delete runs on a thread of its own, and this process's next hold of the same
+    lease waits for it (so it never finds its own lease still held)."""
+    import threading
+
+    monkeypatch.setattr(Store, "is_server", property(lambda self: True))
+    gw = store.gateway
+    real = gw._lease_delete
+    deleted: list[str] = []
+
+    def slow_delete(name: str) -> None:
+        time.sleep(0.4)
+        real(name)
+        deleted.append(threading.current_thread().name)
+
+    monkeypatch.setattr(gw, "_lease_delete", slow_delete)
+    started = time.monotonic()
+    with gw.lease("iris", owner="ann"):
+        pass
+    assert time.monotonic() - started < 0.3  # not waiting for the delete
+    assert deleted == []
+    with gw.lease("iris", owner="ann", wait=0.05):  # waits for its own release, not as "busy"
+        assert len(deleted) == 1 and deleted[0].startswith("nbmodel-release")
+        assert json.loads(gw.model_tags(LEASE_PREFIX + "iris")["nbmodel.lease"])["owner"] == "ann"
+    gw._released(LEASE_PREFIX + "iris")
+    assert gw.model(LEASE_PREFIX + "iris") is None
+
+
 def test_a_lapsed_lease_of_a_dead_kernel_is_broken(store):
     gw = store.gateway
     assert gw._lease_create(LEASE_PREFIX + "iris", "ghost", "t0k3n", ttl=-1)  # expired at once
