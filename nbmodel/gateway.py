@@ -39,6 +39,8 @@ LEASE_PREFIX = "nbmodel.lock."
 #: versions at once (the ranges come from the newest version seen before).
 SPLIT_PAGE = 50
 SPLIT_MAX = 2
+#: What :meth:`Gateway._state_json` answers when a server's answer is not what it expects.
+_UNEXPECTED = object()
 #: Call sites of :meth:`Gateway.together` that ran once already (their imports are done).
 _SITES_SEEN: set[tuple[Any, ...]] = set()
 _BREAK_PREFIX = "nbmodel.lockbreak."  # not under LEASE_PREFIX: no model's lease can be named so
@@ -293,8 +295,34 @@ class Gateway:
                 return {a: int(v) for a, v in rows}
             except Exception as exc:  # noqa: BLE001
                 self._disable(exc)
+        if self.store.is_server:
+            state = self._state_json(name, None)
+            if state is not _UNEXPECTED:
+                return None if state is None else state[0]
         rm = self.model(name)
         return None if rm is None else {a: int(v) for a, v in (rm.aliases or {}).items()}
+
+    def _state_json(self, name: str, prefix: str | None) -> Any:
+        """A server's aliases and tags of ``name`` (those starting with ``prefix``; none when it is
+        None) read as plain JSON: ``(aliases, tags)``, None when there is no such model, or
+        ``_UNEXPECTED`` on any other answer (the caller then asks MLflow's client).
+
+        MLflow's client turns the answer (the whole live alias trail, and the newest version's
+        tags) into protobuf messages and then entities, which costs the kernel more than reading
+        it; an alias move and ``%model_log`` read it every time.
+        """
+        got = self.store.retry(self._rest, "/api/2.0/mlflow/registered-models/get", name=name)
+        if got == {}:
+            return None
+        try:
+            rm = got["registered_model"]
+            aliases = {str(a["alias"]): int(a["version"]) for a in rm.get("aliases", [])}
+            tags = {str(t["key"]): str(t.get("value", "")) for t in rm.get("tags", [])
+                    if prefix is not None and str(t["key"]).startswith(prefix)}
+        except (KeyError, TypeError, ValueError) as exc:
+            _log.debug("nbmodel: unexpected answer from %s (%s); asking the MLflow client", self.store, exc)
+            return _UNEXPECTED
+        return aliases, tags
 
     def model_state(self, name: str, prefix: str = "") -> tuple[dict[str, int], dict[str, str]] | None:
         """Aliases and tags (those starting with ``prefix``) of a registered model, in one read.
@@ -316,6 +344,10 @@ class Gateway:
             aliases = self.aliases(name)
             tags = self.model_tags(name, prefix) if aliases is not None else None
             return None if aliases is None or tags is None else (aliases, tags)
+        if self.store.is_server:
+            state = self._state_json(name, prefix)
+            if state is not _UNEXPECTED:
+                return state
         rm = self.model(name)
         if rm is None:
             return None
@@ -678,6 +710,15 @@ class Gateway:
             # its thread is joined when the interpreter ends, so no release is lost at exit
             self._release_pool = ThreadPoolExecutor(1, thread_name_prefix="nbmodel-release")
         return self._release_pool
+
+    def settle(self) -> None:
+        """Wait for every release of a lease this process still has on its way (a server's).
+
+        Example:
+            >>> store.gateway.settle()  # doctest: +SKIP
+        """
+        for name in list(self._releasing):
+            self._released(name)
 
     def _released(self, name: str) -> None:
         """Wait for this process's release of lease ``name`` still on its way, if any (a

@@ -20,6 +20,7 @@ import contextlib
 import contextvars
 import logging
 import os
+import sys
 import threading
 import time
 import tomllib
@@ -262,12 +263,57 @@ _calls_depth = 0
 _calls_saved: list[tuple[str, str | None]] = []
 _calls_levels: list[tuple[logging.Logger, int]] = []
 
+#: How long MLflow's request headers, once resolved inside :func:`mlflow_calls`, are reused.
+#: MLflow resolves them anew for every request, and its Databricks provider then tries to import
+#: pyspark and Databricks' runtime each time: about 0.7 ms of the kernel's CPU per request, and a
+#: commit to a team server sends 35 requests. The headers describe the process (where it runs,
+#: MLflow's user agent), so a second's reuse changes nothing they say.
+HEADERS_TTL = 1.0
+_headers_lock = threading.Lock()
+_headers_resolved: list[Any] = []  # [monotonic time, headers] of the last resolution
+_headers_original: list[Any] = []  # MLflow's resolver, while the block has replaced it
+
+
+def _reused_headers(request_headers: dict[str, str] | None = None) -> dict[str, str]:
+    """MLflow's ``resolve_request_headers``, resolving at most once per :data:`HEADERS_TTL`."""
+    now = time.monotonic()
+    with _headers_lock:
+        resolve = _headers_original[0] if _headers_original else None
+        if resolve is not None and (not _headers_resolved or now - _headers_resolved[0] > HEADERS_TTL):
+            _headers_resolved[:] = [now, dict(resolve())]
+        headers = dict(_headers_resolved[1]) if _headers_resolved else {}
+    if resolve is None:  # the block ended while this request was on its way
+        from mlflow.tracking.request_header.registry import resolve_request_headers
+        return dict(resolve_request_headers(request_headers))
+    if request_headers is not None:
+        headers.update(request_headers)
+    return headers
+
+
+def _reuse_headers(on: bool) -> None:
+    """Put :func:`_reused_headers` in place of MLflow's resolver (``on``), or MLflow's back."""
+    # Not imported here: a block that makes no request should not pay for MLflow's import, and
+    # once MLflow has sent its first request the module is there for the next block.
+    registry: Any = sys.modules.get("mlflow.tracking.request_header.registry")
+    if registry is None:
+        return
+    with _headers_lock:
+        if on and not _headers_original:
+            _headers_original.append(registry.resolve_request_headers)
+            registry.resolve_request_headers = _reused_headers
+        elif not on and _headers_original:
+            if registry.resolve_request_headers is _reused_headers:
+                registry.resolve_request_headers = _headers_original[0]
+            _headers_original.clear()
+            _headers_resolved.clear()
+
 
 @contextlib.contextmanager
 def mlflow_calls() -> Iterator[None]:
     """Bounded, quiet MLflow calls inside the block: at most one retry and 4 s per request,
-    no "View run" prints, no INFO log lines. The environment and logger levels are restored when
-    the last thread leaves the block, so nothing stays set in the user's session.
+    no "View run" prints, no INFO log lines, request headers resolved once a second rather than
+    for every request. The environment, logger levels and MLflow's header resolver are restored
+    when the last thread leaves the block, so nothing stays set in the user's session.
 
     Returns:
         A context manager (re-entrant and usable from several threads).
@@ -287,6 +333,7 @@ def mlflow_calls() -> Iterator[None]:
             _calls_levels[:] = [(lg, lg.level) for lg in loggers]
             for lg in loggers:
                 lg.setLevel(logging.CRITICAL if lg.name in SILENT_LOGGERS else logging.WARNING)
+            _reuse_headers(True)
         _calls_depth += 1
     try:
         yield
@@ -301,6 +348,7 @@ def mlflow_calls() -> Iterator[None]:
                         os.environ[key] = old
                 for lg, level in _calls_levels:
                     lg.setLevel(level)
+                _reuse_headers(False)
 
 
 #: A write that must not happen twice: MLflow's REST client re-sends any request, POSTs too,

@@ -22,6 +22,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import mlflow
 import pytest
 from mlflow import MlflowClient
 
@@ -134,9 +135,12 @@ class _FakeServer:
 
     def __init__(self) -> None:
         frozen = self.frozen = threading.Event()
+        headers: list[dict[str, str]] = []  # of every request, in order
+        self.headers = headers
 
         class Handler(BaseHTTPRequestHandler):
             def _answer(self) -> None:
+                headers.append(dict(self.headers))
                 if frozen.is_set():
                     time.sleep(30)
                     return
@@ -181,6 +185,44 @@ def _one_line_within(shell: Any, cell: str, uri: str, seconds: float) -> str:
     assert "\n" not in text.strip() and uri in text, text
     assert "Traceback" not in shell.stdout + shell.stderr
     return text
+
+
+def test_mlflow_calls_resolve_request_headers_once_a_second_and_put_mlflows_resolver_back(
+        fake_server: _FakeServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mlflow.tracking.request_header import registry
+    from mlflow.utils.rest_utils import MlflowHostCreds, http_request
+
+    import nbmodel.store
+
+    resolved: list[Any] = []
+    mlflows = registry.resolve_request_headers
+
+    def counted(request_headers: Any = None) -> Any:
+        resolved.append(request_headers)
+        return mlflows(request_headers)
+
+    monkeypatch.setattr(registry, "resolve_request_headers", counted)
+    creds = MlflowHostCreds(fake_server.uri)
+
+    def send(n: int) -> None:
+        for _ in range(n):
+            assert http_request(creds, "/api/2.0/mlflow/experiments/get", "GET").status_code == 200
+
+    with mlflow_calls():
+        send(5)
+        with mlflow_calls():
+            send(1)
+    assert len(resolved) == 1  # not once per request
+    assert registry.resolve_request_headers is counted  # MLflow's own again once the block ends
+    send(2)
+    assert len(resolved) == 3
+    monkeypatch.setattr(nbmodel.store, "HEADERS_TTL", 0.0)
+    with mlflow_calls():
+        send(2)
+    assert len(resolved) == 5  # reused for HEADERS_TTL only
+    agent = f"mlflow-python-client/{mlflow.__version__}"
+    assert len(fake_server.headers) == 10
+    assert all(h.get("User-Agent") == agent for h in fake_server.headers)  # every request has them
 
 
 def test_a_server_that_stops_mid_session_fails_the_next_magic_in_one_line(shell: Any,
@@ -660,9 +702,12 @@ def test_log_reads_the_servers_json_into_the_clients_rows(team_store: Any, iris:
         assert (rows, total) == gw._versions_client(name, None, 0, None)
 
     nbmodel.alias(f"{name}/2", "production")
-    requests = _Requests(monkeypatch)
-    monkeypatch.setattr(Client, "search_model_versions", None)  # not through the client's protobuf
-    history = nbmodel.log(name)
+    gw.settle()  # the alias move's lease is released off the calling thread: not the log's request
+    with monkeypatch.context() as m:
+        requests = _Requests(m)
+        m.setattr(Client, "search_model_versions", None)  # not through the client's protobuf
+        m.setattr(Client, "get_registered_model", None)
+        history = nbmodel.log(name)
     assert [(v.version, v.aliases, v.message) for v in history] == [
         (4, [], "C=0.001"), (3, [], "C=0.01"), (2, ["production"], "C=0.1"), (1, [], "C=1.0")]
     assert sorted(requests.seen) == [("GET", "model-versions/search"), ("GET", "registered-models/get")]
@@ -681,9 +726,13 @@ def test_a_rollback_reads_one_version_not_every_retired_one_and_refuses_a_retire
         nbmodel.commit(LogisticRegression(C=c, max_iter=500).fit(iris["X_train"], iris["y_train"]), name)
     for v in (1, 2, 3):
         nbmodel.alias(f"{name}/{v}", "production")
+    gw = team_store.store.gateway
+    gw.settle()  # the last move's lease release is its own request, not the rollback's
     with monkeypatch.context() as m:
         requests = _Requests(m)
+        m.setattr(MlflowClient, "get_registered_model", None)  # the trail is read as plain JSON
         back = nbmodel.rollback(name)
+        gw.settle()  # the rollback's own release, sent off the calling thread
     assert (back.from_version, back.to_version) == (3, 2)
     # A search over the model's versions costs the server time that grows with their number
     # (70 ms at 200 versions against 8 ms for one version's read): the target is read alone.
@@ -696,6 +745,6 @@ def test_a_rollback_reads_one_version_not_every_retired_one_and_refuses_a_retire
         nbmodel.rollback(name)
     with pytest.raises(VersionNotFound):
         nbmodel.rollback(name, to=9)
-    assert team_store.store.gateway.aliases(name) == {"production": 2}
+    assert gw.aliases(name) == {"production": 2}
     moves = list(reversed(nbmodel.alias_history(name, "production").moves))
     assert [(m.from_version, m.to_version) for m in moves] == [(None, 1), (1, 2), (2, 3), (3, 2)]
