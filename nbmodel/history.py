@@ -22,6 +22,9 @@ def _parent_number(v: Version, parent: str | None = None) -> int | None:
     parent = v.parent if parent is None else parent
     if not parent:
         return None
+    number = parent[len(v.name) + 1:] if parent.startswith(v.name + "/") and "/" not in v.name else ""
+    if number.isascii() and number.isdigit() and not number.startswith("0"):
+        return int(number)  # "name/N", as a commit records it: read without parsing (long histories)
     try:
         p = parse_ref(parent)
     except NbmodelError:
@@ -129,11 +132,12 @@ class History(Shown):
         if not self.versions:
             return f"<div class='nbm-line'>{html.escape(self.name)}: no versions yet</div>"
         head, rows, prefixes = self._table()
+        by_number = {str(v.version): v for v in self.versions}
         cells = []
         for i, row in enumerate(rows):
             out = [html.escape(c) for c in row]
             if row[0]:
-                v = next(x for x in self.versions if str(x.version) == row[0])
+                v = by_number[row[0]]
                 out[1] = "".join(badge(a) for a in v.aliases) + "".join(
                     badge(b, kind="branch") for b in v.branches)
                 if v.retired:

@@ -558,3 +558,14 @@ def test_merge_a_pytorch_head_with_a_sklearn_head(iris, kernel_env):
                          capture_output=True, text=True, timeout=300, cwd=Path.cwd())
     assert out.returncode == 0, out.stderr[-3000:]
     assert json.loads(out.stdout.strip().splitlines()[-1]) == expected
+
+
+@pytest.mark.parametrize("name, parent, number", [
+    ("iris", "iris/3", 3), ("iris", "iris/12", 12), ("iris", "wine/3", None), ("iris", "iris/x", None),
+    ("iris", "iris/03", 3), ("iris", "models:/iris/3", 3), ("iris", "iris@production", None),
+    ("iris", "", None), ("iris_2", "iris/3", None)])
+def test_the_graph_reads_a_parent_as_a_reference_would(name: str, parent: str, number: int | None) -> None:
+    from nbmodel.history import _parent_number
+    from nbmodel.versions import Version
+
+    assert _parent_number(Version(name, 5, parent=parent or None)) == number
