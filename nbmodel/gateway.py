@@ -242,22 +242,8 @@ class Gateway:
         # milliseconds): a call that itself sends requests at once cannot starve a shared pool.
         with ThreadPoolExecutor(len(calls) - 1, thread_name_prefix="nbmodel-store") as pool:
             futures = [pool.submit(call) for call in calls[1:]]
-            first: Any = None
-            error: BaseException | None = None
-            try:
-                first = calls[0]()
-            except BaseException as exc:  # noqa: BLE001 - raised once the others are done
-                error = exc
-            results = [first]
-            for future in futures:
-                try:
-                    results.append(future.result())
-                except BaseException as exc:  # noqa: BLE001
-                    error = error or exc
-                    results.append(None)
-        if error is not None:
-            raise error
-        return results
+            # the first call on this thread, then each other's result: all run to their end
+            return _one_by_one((calls[0], *(future.result for future in futures)))
 
     def _rest(self, endpoint: str, **params: Any) -> Any:
         """The JSON answer of a GET to the server's REST API, through MLflow's own request code

@@ -18,15 +18,12 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 
-__all__ = ["MAX_VALUE", "PACK", "SEPARATE", "pack", "unpack", "without"]
+__all__ = ["MAX_VALUE", "PACK", "pack", "unpack", "without"]
 
 #: The version tag holding nbmodel's fields as one JSON object.
 PACK = "nbmodel.commit"
 #: MLflow's longest model-version tag value.
 MAX_VALUE = 100_000
-#: nbmodel's fields kept as their own tags at registration: none now (the model server, which
-#: reads the artifact digests straight from a sqlite store's table, unpacks them as well).
-SEPARATE: frozenset[str] = frozenset()
 _OWN = "nbmodel."
 
 
@@ -36,7 +33,7 @@ def _dumps(fields: Mapping[str, str]) -> str:
 
 def pack(tags: Mapping[str, str]) -> dict[str, str]:
     """The tags a new version is registered with: nbmodel's fields in :data:`PACK`, the user's
-    tags (and :data:`SEPARATE`) as they are.
+    tags as they are.
 
     When the pack would be longer than MLflow allows (:data:`MAX_VALUE`), the largest fields
     stay tags of their own until it fits; :func:`unpack` reads both.
@@ -54,7 +51,7 @@ def pack(tags: Mapping[str, str]) -> dict[str, str]:
     out: dict[str, str] = {}
     fields: dict[str, str] = {}
     for k, v in tags.items():
-        if k.startswith(_OWN) and k not in SEPARATE and k != PACK:
+        if k.startswith(_OWN) and k != PACK:
             fields[k] = str(v)
         else:
             out[k] = v

@@ -33,7 +33,7 @@ from .errors import (
 from .evaluate import key_metrics
 from .refs import Ref, branch_alias, branch_of_alias, check_tag_key, parse_ref
 from .store import Store, get_store
-from .tagpack import PACK, unpack
+from .tagpack import unpack
 
 if TYPE_CHECKING:
     from mlflow.entities.model_registry import ModelVersion as MlflowModelVersion
@@ -213,7 +213,7 @@ class Version(Shown):
             <Version iris/3>
         """
         return cls.from_parts(mv.name, int(mv.version), int(mv.creation_timestamp or 0),
-                              mv.description, mv.user_id, mv.run_id, mv.source, dict(mv.tags or {}),
+                              mv.description, mv.user_id, mv.run_id, mv.source, unpack(mv.tags or {}),
                               aliases if aliases is not None else list(mv.aliases or []))
 
     @classmethod
@@ -230,8 +230,8 @@ class Version(Shown):
             user_id: MLflow's user, used when nbmodel recorded none.
             run_id: the run that produced it.
             source: the logged model's location.
-            tags: all the version's tags (``nbmodel.*`` ones are read into fields, packed or
-                not: see :mod:`nbmodel.tagpack`).
+            tags: all the version's tags, one per field (``nbmodel.*`` ones are read into
+                fields; :func:`nbmodel.tagpack.unpack` gives them so from the stored ones).
             aliases: the aliases that point to it.
 
         Returns:
@@ -241,8 +241,6 @@ class Version(Shown):
             >>> Version.from_parts("iris", 3, 0, "more trees", None, None, None, {}, ["production"])
             <Version iris/3>
         """
-        if PACK in tags:
-            tags = unpack(tags)
         try:
             metrics = json.loads(tags.get(T_METRICS) or "{}")
         except ValueError:

@@ -19,7 +19,7 @@ from nbmodel.tagpack import PACK, unpack
 FIELDS = {"nbmodel.task", "nbmodel.estimator", "nbmodel.flavor", "nbmodel.metrics", "nbmodel.user",
           "nbmodel.data", "nbmodel.source_sha", "nbmodel.importance", "nbmodel.parent"}
 #: What the pack of such a commit holds.
-PACKED = (FIELDS | {DIGESTS}) - tagpack.SEPARATE
+PACKED = FIELDS | {DIGESTS}
 #: The Version fields a history, a card and a diff are made of.
 READ = ("message", "parent", "merge_parent", "metrics", "user", "retired", "task", "estimator", "flavor",
         "data", "tags", "tests", "importance", "run_id", "source")
@@ -46,8 +46,8 @@ def test_a_commit_stores_nbmodels_fields_in_one_tag_beside_the_users(iris: Any, 
     raw1, raw2 = _raw(isolated_store, "iris", 1), _raw(isolated_store, "iris", 2)
     # One tag of nbmodel's fields; the artifact digests stay a tag of their own while the model
     # server reads them from a sqlite store's table directly; the user's tag as it was given.
-    assert set(raw1) == {PACK, "team"} | tagpack.SEPARATE and raw1["team"] == "ml"
-    assert set(raw2) == {PACK} | tagpack.SEPARATE
+    assert set(raw1) == {PACK, "team"} and raw1["team"] == "ml"
+    assert set(raw2) == {PACK}
     packed = json.loads(raw2[PACK])
     assert set(packed) == PACKED and all(isinstance(v, str) for v in packed.values())
     assert packed["nbmodel.parent"] == "iris/1" and json.loads(raw1[PACK])["nbmodel.parent"] == ""
@@ -149,7 +149,7 @@ def test_a_pack_too_long_for_one_tag_keeps_the_largest_fields_apart() -> None:
     tags = {"nbmodel.task": "classification", "nbmodel.big": "x" * 99_990, "nbmodel.mid": "y" * 600,
             "team": "vision", DIGESTS: "{}"}
     stored = tagpack.pack(tags)
-    assert set(stored) == {PACK, "nbmodel.big", "team"} | (tagpack.SEPARATE & set(tags))
+    assert set(stored) == {PACK, "nbmodel.big", "team"}
     assert all(len(v) <= tagpack.MAX_VALUE for v in stored.values())
     assert unpack(stored) == tags
     small = {"nbmodel.task": "regression", "nbmodel.parent": "", "team": "vision"}
@@ -169,7 +169,7 @@ def test_a_packed_version_reads_back_on_the_team_server(team_store: Any, iris: A
     v1 = _commit(iris, name, tags={"team": "ml"})
     _commit(iris, name, C=0.1)
     raw = _raw(team_store, name, 2)
-    assert {k for k in raw if k.startswith("nbmodel.")} == {PACK} | tagpack.SEPARATE
+    assert {k for k in raw if k.startswith("nbmodel.")} == {PACK}
     gw = team_store.store.gateway
     rows, total = gw.versions(name)
     assert total == 2 and rows[0].tags["nbmodel.parent"] == f"{name}/1" and PACK not in rows[0].tags
