@@ -15,6 +15,7 @@ or any error on the fast path (a schema MLflow changed), falls back to the publi
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import json
 import logging
 import random
@@ -680,8 +681,10 @@ class Gateway:
                 if self.store.is_server:
                     # The block's writes are done: the delete (a round trip) goes on a thread
                     # of its own while the caller goes on; this process's next hold of the
-                    # lease, and its exit, wait for it.
-                    self._releasing[name] = self._releaser().submit(self._lease_delete, name)
+                    # lease, and its exit, wait for it. It is sent as the holder: with the
+                    # credentials and context of now, whatever the session sets meanwhile.
+                    self._releasing[name] = self._releaser().submit(
+                        contextvars.copy_context().run, self.store.retry, self._release_as_holder(name))
                 else:
                     self._lease_delete(name)
             else:
@@ -752,6 +755,35 @@ class Gateway:
             code = getattr(exc, "error_code", "")
             if code != "RESOURCE_DOES_NOT_EXIST" and "not found" not in str(exc).lower():
                 raise
+
+    def _release_as_holder(self, name: str) -> Callable[[], None]:
+        """Lease ``name``'s delete, to be sent later as its holder sends it now: a REST store
+        reads its credentials anew for each request, and a session may change them before a
+        release sent off the calling thread goes."""
+        registry = self.store.client._get_registry_client().store
+        get_creds = getattr(registry, "get_host_creds", None)
+        if get_creds is None:  # not a REST store: nothing is read at request time
+            return lambda: self._lease_delete(name)
+        creds = get_creds()
+        return lambda: self._lease_delete_as(name, creds)
+
+    def _lease_delete_as(self, name: str, creds: Any) -> None:
+        """:meth:`_lease_delete` with the given credentials (MLflow's client reads them anew)."""
+        from mlflow.exceptions import MlflowException
+        from mlflow.utils.rest_utils import http_request
+
+        response = http_request(creds, "/api/2.0/mlflow/registered-models/delete", "DELETE",
+                                json={"name": name})
+        if response.status_code == 200:
+            return
+        try:
+            error = response.json()
+        except ValueError:
+            error = {}
+        if error.get("error_code") == "RESOURCE_DOES_NOT_EXIST":
+            return
+        raise MlflowException(f"releasing {name} failed with HTTP {response.status_code}: "
+                              f"{error.get('message') or response.text[:200]}")
 
     def _lease_break(self, name: str, token: Any, owner: str) -> bool:
         # Two kernels may both see a lapsed lease: breaking it under a second lease, and only if
