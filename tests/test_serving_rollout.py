@@ -219,6 +219,90 @@ def test_a_candidate_loaded_at_start_up_is_monitored_like_the_serving_version(
         app.close()
 
 
+async def keyed_post(app: Any, body: bytes, key: bytes) -> tuple[int, bytes]:
+    """POST /invocations with this request key to the server's ASGI app in this process."""
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(msg: dict[str, Any]) -> None:
+        sent.append(msg)
+
+    scope = {"type": "http", "method": "POST", "path": "/invocations",
+             "headers": [(b"content-type", b"application/json"), (b"x-request-key", key)]}
+    await app(scope, receive, send)
+    return sent[0]["status"], sent[1]["body"]
+
+
+def canary_app(isolated_store: Any, tmp_path: Path, serving: Any, candidate: Any, share: int = 50) -> Any:
+    """The server's App serving ``serving`` with a canary of ``candidate`` at ``share``%,
+    in this process."""
+    from nbmodel.serving import _deploy, _server
+    from nbmodel.serving import _records as R
+
+    ro = R.Rollout("canary", candidate.version, share=share, serving=serving.version, started=time.time())
+    spec = R.ModelSpec("iris", None, serving.version,
+                       _deploy._local_dir(isolated_store, "iris", serving.version), rollout=ro)
+    record = R.DeploymentRecord(host="127.0.0.1", port=0, store=isolated_store.uri, models=[spec],
+                                path=tmp_path / "0.json")
+    app = _server.App(record)
+    app.add_slot(spec, with_pyfunc=False)
+    return app
+
+
+@pytest.mark.filterwarnings("ignore:X does not have valid feature names")
+def test_a_canarys_two_versions_answer_a_loop_turn_from_one_array(
+        commit_iris: Any, iris: Any, isolated_store: Any, tmp_path: Path, monkeypatch: Any) -> None:
+    """Requests that arrive together and split between the serving version and the candidate
+    are converted to one array, and each version predicts its own rows from it: each answer is
+    its own version's, with one predict call per version. A value the models refuse sends each
+    version back to answering on its own, so only that request fails."""
+    import asyncio
+
+    from nbmodel.serving import _models as M
+    from nbmodel.serving._rollout import to_candidate
+
+    v1, v2 = commit_iris(C=1.0), commit_iris(C=0.01)
+    app = canary_app(isolated_store, tmp_path, v1, v2)
+    slot = app.slots["iris"]
+    assert slot.handle.kernel is not None and slot.candidate.kernel is not None
+    fitted = {v1.version: fit_iris(iris, 1.0), v2.version: fit_iris(iris, 0.01)}
+    keys = [f"caller-{i}".encode() for i in range(12)]
+    sides = [v2.version if to_candidate(k, 50) else v1.version for k in keys]
+    assert set(sides) == {v1.version, v2.version}
+    X = iris["X_test"]
+    rows = [X.iloc[i:i + 1] for i in range(len(keys))]
+    want = [fitted[v].predict(r).tolist() for v, r in zip(sides, rows)]
+    assert want != [fitted[v1.version].predict(r).tolist() for r in rows]  # the split shows
+
+    conversions = []
+    own_array = M._array
+    monkeypatch.setattr(M, "_array", lambda h, r: conversions.append(h.version) or own_array(h, r))
+    calls = (slot.handle.batcher.calls, slot.candidate.batcher.calls)
+
+    async def together(bodies: list[bytes]) -> list[tuple[int, bytes]]:
+        return await asyncio.gather(*(keyed_post(app, b, k) for b, k in zip(bodies, keys)))
+
+    try:
+        answers = asyncio.run(together([split_json(r).encode() for r in rows]))
+        assert [s for s, _ in answers] == [200] * len(keys)
+        assert [json.loads(b)["predictions"] for _, b in answers] == want
+        assert (slot.handle.batcher.calls, slot.candidate.batcher.calls) == (calls[0] + 1, calls[1] + 1)
+        assert conversions == []  # one array for both, not one per version
+
+        bad = json.loads(split_json(rows[0]))
+        bad["dataframe_split"]["data"][0][0] = float("inf")
+        bodies = [split_json(r).encode() for r in rows]
+        bodies[0] = json.dumps(bad).encode()
+        answers = asyncio.run(together(bodies))
+        assert [s for s, _ in answers] == [400] + [200] * (len(keys) - 1)
+        assert "infinity" in json.loads(answers[0][1])["message"]
+        assert [json.loads(b)["predictions"] for _, b in answers[1:]] == want[1:]
+    finally:
+        app.close()
+
+
 def test_rollouts_need_a_running_deployment(shell: Any, commit_iris: Any, servers: Any) -> None:
     commit_iris(C=1.0)
     commit_iris(C=0.01)
