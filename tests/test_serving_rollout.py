@@ -303,6 +303,74 @@ def test_a_canarys_two_versions_answer_a_loop_turn_from_one_array(
         app.close()
 
 
+def test_a_tally_gives_prometheus_what_observing_each_request_would() -> None:
+    """The rollout series are counted in plain integers and published in bulk: the exposition
+    is the same as a histogram and counters fed one request at a time, at every publish."""
+    from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+
+    from nbmodel.serving._server import ROLLOUT_BUCKETS, Tally
+
+    def series(prefix: str) -> tuple[Any, Any, Any, CollectorRegistry]:
+        reg = CollectorRegistry()
+        labels = ["model", "version", "role"]
+        return (Counter(f"{prefix}_requests", "r", labels, registry=reg).labels("iris", "2", "canary"),
+                Counter(f"{prefix}_errors", "e", labels, registry=reg).labels("iris", "2", "canary"),
+                Histogram(f"{prefix}_latency", "l", labels, registry=reg,
+                          buckets=ROLLOUT_BUCKETS).labels("iris", "2", "canary"), reg)
+
+    def exposed(reg: CollectorRegistry, prefix: str) -> list[str]:
+        return sorted(line.replace(prefix, "x") for line in generate_latest(reg).decode().splitlines()
+                      if not line.startswith("#") and "_created" not in line)
+
+    *ours, our_reg = series("ours")
+    *theirs, their_reg = series("ref")
+    tally = Tally(*ours)
+    assert tally._bulk  # this prometheus_client takes the bulk additions
+    # on a bucket's bound, between bounds, above every bound, and errors
+    batches = [[0.0005, 0.0004, None, 0.003, 0.0031], [], [12.0, None, 0.01, 0.0005]]
+    for batch in batches:
+        for elapsed in batch:
+            tally.add(elapsed)
+            theirs[0].inc()
+            if elapsed is None:
+                theirs[1].inc()
+            else:
+                theirs[2].observe(elapsed)
+        tally.publish()
+        assert exposed(our_reg, "ours") == exposed(their_reg, "ref")
+    assert ours[0]._value.get() == 9
+
+
+def test_a_rollouts_series_reach_prometheus_without_a_metrics_read(
+        commit_iris: Any, iris: Any, isolated_store: Any, tmp_path: Path) -> None:
+    """A worker's rollout counts are in its Prometheus series (what other workers' /metrics
+    and the canary's checks read) a moment after the requests, with no /metrics request."""
+    import asyncio
+
+    v1, v2 = commit_iris(C=1.0), commit_iris(C=0.01)
+    app = canary_app(isolated_store, tmp_path, v1, v2)
+    body = split_json(iris["X_test"].iloc[:1]).encode()
+
+    async def requests_then_pause() -> None:
+        for i in range(20):
+            assert (await keyed_post(app, body, f"caller-{i}".encode()))[0] == 200
+        await asyncio.sleep(0.3)
+
+    def counted() -> dict[tuple[str, str], float]:
+        return {(s.labels["version"], s.labels["role"]): s.value
+                for fam in app.metrics.registry.collect() for s in fam.samples
+                if s.name == "nbmodel_rollout_requests_total"}
+
+    try:
+        asyncio.run(requests_then_pause())
+        per = app.slots["iris"].per_version
+        assert counted() == {(str(v1.version), "serving"): per[v1.version][0],
+                             (str(v2.version), "canary"): per[v2.version][0]}
+        assert per[v1.version][0] + per[v2.version][0] == 20
+    finally:
+        app.close()
+
+
 def test_rollouts_need_a_running_deployment(shell: Any, commit_iris: Any, servers: Any) -> None:
     commit_iris(C=1.0)
     commit_iris(C=0.01)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import bisect
 import contextlib
 import gc
 import hmac
@@ -79,6 +80,61 @@ ROLLOUT_BUCKETS = (.0005, .001, .0015, .002, .003, .004, .005, .0075, .01, .015,
                    .075, .1, .25, .5, 1, 2.5, 5, 10)
 
 
+class Tally:
+    """One version's rollout traffic in one role (``nbmodel_rollout_*``), counted by the event
+    loop in plain integers and added to its Prometheus series in bulk by :meth:`publish`.
+
+    Each Prometheus increment takes a lock: the three of a rollout's request (requests, and
+    the latency's sum and bucket) cost about 4 us of a one-row request's 100, about as much as
+    the rest of the rollout's routing and counting together. Prometheus has no call that adds
+    many observations to a histogram at once, so :meth:`publish` adds to the histogram's
+    bucket and sum values themselves when they are there (``_buckets``, ``_sum``, as
+    ``observe`` does, in every release since 0.1); otherwise each request observes as it
+    comes.
+    """
+
+    __slots__ = ("requests", "errors", "seconds", "buckets", "_series", "_published", "_bulk")
+
+    def __init__(self, requests: Any, errors: Any, latency: Any) -> None:
+        self.requests = self.errors = 0
+        self.seconds = 0.0
+        self.buckets = [0] * (len(ROLLOUT_BUCKETS) + 1)  # the last: above every bound
+        self._series = (requests, errors, latency)
+        self._published: tuple[int, int, float, list[int]] = (0, 0, 0.0, list(self.buckets))
+        values = getattr(latency, "_buckets", None)
+        self._bulk = isinstance(values, list) and len(values) == len(self.buckets) and \
+            callable(getattr(getattr(latency, "_sum", None), "inc", None))
+
+    def add(self, elapsed: float | None) -> None:
+        """One request answered in ``elapsed`` seconds (None: with an error)."""
+        if elapsed is None:
+            self.errors += 1
+        elif self._bulk:
+            self.seconds += elapsed
+            self.buckets[bisect.bisect_left(ROLLOUT_BUCKETS, elapsed)] += 1  # as observe's ``<=``
+        else:
+            self._series[2].observe(elapsed)
+        self.requests += 1  # last: a publish that reads it finds the rest of this request in
+
+    def publish(self) -> None:
+        """Add what was counted since the last call to the Prometheus series (the caller
+        holds the metrics' lock)."""
+        requests, errors, seconds, buckets = self.requests, self.errors, self.seconds, list(self.buckets)
+        done = self._published
+        if requests == done[0]:
+            return
+        self._series[0].inc(requests - done[0])
+        if errors > done[1]:
+            self._series[1].inc(errors - done[1])
+        if self._bulk:
+            latency = self._series[2]
+            for i, (now, before) in enumerate(zip(buckets, done[3])):
+                if now > before:
+                    latency._buckets[i].inc(now - before)
+            latency._sum.inc(seconds - done[2])
+        self._published = (requests, errors, seconds, buckets)
+
+
 class Metrics:
     """Prometheus metrics of this server (its own registry: nothing global).
 
@@ -92,7 +148,8 @@ class Metrics:
 
         self.multiprocess = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
         self._served: dict[str, tuple[Any, Any]] = {}
-        self._rollout_served: dict[tuple[str, str, str], tuple[Any, Any]] = {}
+        self._tallies: dict[tuple[str, int, str], Tally] = {}
+        self._publishing = threading.Lock()
         self.registry = CollectorRegistry(auto_describe=True)
         self.requests = Counter("nbmodel_requests", "Prediction requests answered",
                                 ["model"], registry=self.registry)
@@ -145,14 +202,25 @@ class Metrics:
             children = self._served[name] = (self.requests.labels(name), self.latency.labels(name))
         return children
 
-    def rollout_served(self, name: str, version: str, role: str) -> tuple[Any, Any]:
-        """The per-version ``rollout_requests`` and ``rollout_latency`` series, looked up once."""
+    def tally(self, name: str, version: int, role: str) -> Tally:
+        """The per-version rollout series of one version in one role, counted by the loop
+        (see :class:`Tally`; :meth:`publish` hands the counts to Prometheus)."""
         key = (name, version, role)
-        children = self._rollout_served.get(key)
-        if children is None:
-            children = self._rollout_served[key] = (self.rollout_requests.labels(*key),
-                                                    self.rollout_latency.labels(*key))
-        return children
+        tally = self._tallies.get(key)
+        if tally is None:
+            labels = (name, str(version), role)
+            tally = self._tallies[key] = Tally(self.rollout_requests.labels(*labels),
+                                               self.rollout_errors.labels(*labels),
+                                               self.rollout_latency.labels(*labels))
+        return tally
+
+    def publish(self) -> None:
+        """Every tally's counts since the last call, into its Prometheus series: before
+        ``/metrics`` answers and the canary's checks read them, and a moment after a request
+        counted (so other workers' and ``/metrics``' readers see it within 0.1 s)."""
+        with self._publishing:
+            for tally in list(self._tallies.values()):
+                tally.publish()
 
     def _exposed(self) -> Any:
         if not self.multiprocess:
@@ -167,6 +235,7 @@ class Metrics:
     def render(self) -> bytes:
         from prometheus_client import generate_latest
 
+        self.publish()
         return generate_latest(self._exposed())
 
     def totals(self) -> dict[str, tuple[int, int]]:
@@ -184,6 +253,7 @@ class Metrics:
     def version_figures(self, name: str, version: int, role: str = "canary") -> dict[str, Any]:
         """The cumulative requests, errors and latency buckets of one version's rollout
         traffic (all workers'), for the canary's checks."""
+        self.publish()
         v = str(version)
         out: dict[str, Any] = {"requests": 0, "errors": 0, "buckets": []}
         buckets: dict[float, float] = {}
@@ -229,6 +299,7 @@ class App:
         self.gateway: Any = None
         self.record_mtime = 0.0
         self._to_close: list[tuple[float, Any]] = []
+        self._publish_due = False  # a publish of the rollout tallies is scheduled on the loop
         self._attach_lock = threading.Lock()
         self.importer: threading.Thread | None = None  # the thread importing MLflow
         self.sqlite = SqliteRegistry.of(record.store)
@@ -645,6 +716,7 @@ class App:
 
     def close(self) -> None:
         self.stopping.set()
+        self.metrics.publish()  # a worker's last counts, for the others' /metrics
         self.wake.set()
         for _, rec in self._to_close:
             _close(rec)
@@ -881,19 +953,22 @@ class App:
 
     def _count(self, slot: Slot, handle: M.Handle, role: str, elapsed: float | None) -> None:
         """One request of a rollout, in the per-version series (elapsed None: an error)."""
-        version = str(handle.version)
-        requests, latency = self.metrics.rollout_served(slot.name, version, role)
-        requests.inc()
+        self.metrics.tally(slot.name, handle.version, role).add(elapsed)
+        if not self._publish_due:  # the series have it within 0.1 s, however few requests follow
+            self._publish_due = True
+            asyncio.get_running_loop().call_later(0.1, self._publish_tallies)
         figures = slot.per_version.get(handle.version)
         if figures is None:
             figures = slot.per_version[handle.version] = [0, 0, 0.0]
         figures[0] += 1
         if elapsed is None:
             figures[1] += 1
-            self.metrics.rollout_errors.labels(slot.name, version, role).inc()
         else:
             figures[2] += elapsed
-            latency.observe(elapsed)
+
+    def _publish_tallies(self) -> None:
+        self._publish_due = False
+        self.metrics.publish()
 
     def _slow(self, handle: M.Handle, body: bytes, mime: str, payload: Any) -> tuple[bytes, Any, Any]:
         if not self.mlflow_ready.wait(120):
