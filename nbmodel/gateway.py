@@ -252,13 +252,15 @@ class Gateway:
         None on any other answer but 200."""
         from mlflow.utils.rest_utils import http_request
 
-        creds = self.store.client._get_registry_client().store.get_host_creds()
-        response = http_request(creds, endpoint, "GET", params=params)
-        if response.status_code == 404 and response.json().get("error_code") == "RESOURCE_DOES_NOT_EXIST":
-            return {}
-        if response.status_code != 200:
-            return None
-        return response.json()
+        response = http_request(self._host_creds(), endpoint, "GET", params=params)
+        if response.status_code == 200:
+            return response.json()
+        return {} if _error(response).get("error_code") == "RESOURCE_DOES_NOT_EXIST" else None
+
+    def _host_creds(self) -> Any:
+        """The registry's REST credentials as MLflow reads them now (None: not a REST store)."""
+        get_creds = getattr(self.store.client._get_registry_client().store, "get_host_creds", None)
+        return get_creds() if get_creds is not None else None
 
     # -- reads -------------------------------------------------------------------------------
     def aliases(self, name: str) -> dict[str, int] | None:
@@ -760,11 +762,9 @@ class Gateway:
         """Lease ``name``'s delete, to be sent later as its holder sends it now: a REST store
         reads its credentials anew for each request, and a session may change them before a
         release sent off the calling thread goes."""
-        registry = self.store.client._get_registry_client().store
-        get_creds = getattr(registry, "get_host_creds", None)
-        if get_creds is None:  # not a REST store: nothing is read at request time
+        creds = self._host_creds()
+        if creds is None:  # not a REST store: nothing is read at request time
             return lambda: self._lease_delete(name)
-        creds = get_creds()
         return lambda: self._lease_delete_as(name, creds)
 
     def _lease_delete_as(self, name: str, creds: Any) -> None:
@@ -776,10 +776,7 @@ class Gateway:
                                 json={"name": name})
         if response.status_code == 200:
             return
-        try:
-            error = response.json()
-        except ValueError:
-            error = {}
+        error = _error(response)
         if error.get("error_code") == "RESOURCE_DOES_NOT_EXIST":
             return
         raise MlflowException(f"releasing {name} failed with HTTP {response.status_code}: "
@@ -1236,6 +1233,16 @@ class Gateway:
             >>> store.gateway.download_artifacts(run_id, "nbmodel/data_profile.json", tmp)  # doctest: +SKIP
         """
         return str(self._call("download_artifacts", run_id, path, dst_path))
+
+
+def _error(response: Any) -> dict[str, Any]:
+    """The MLflow error an HTTP answer carries (``error_code``, ``message``); ``{}`` when its
+    body is not one (a proxy's page, say)."""
+    try:
+        body = response.json()
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
 
 
 def _row(d: dict[str, Any]) -> Row:

@@ -130,13 +130,16 @@ def test_heads_of_one_store_do_not_count_in_another(commit_iris: Any, tmp_path: 
 
 
 class _FakeServer:
-    """Enough of an mlflow server to open a store: /health, and ``{}`` for every API call.
-    ``freeze()`` makes it hang on every request; ``stop()`` closes its port."""
+    """Enough of an mlflow server to open a store: /health, and ``{}`` for every API call
+    (``answers[path]``: ``(status, content type, body)`` instead). ``frozen.set()`` makes it
+    hang on every request; ``stop()`` closes its port."""
 
     def __init__(self) -> None:
         frozen = self.frozen = threading.Event()
         headers: list[dict[str, str]] = []  # of every request, in order
         self.headers = headers
+        answers: dict[str, tuple[int, str, bytes]] = {}
+        self.answers = answers
 
         class Handler(BaseHTTPRequestHandler):
             def _answer(self) -> None:
@@ -144,9 +147,10 @@ class _FakeServer:
                 if frozen.is_set():
                     time.sleep(30)
                     return
-                body = b"OK" if self.path.startswith("/health") else b"{}"
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
+                status, ctype, body = answers.get(self.path.split("?")[0], (
+                    200, "application/json", b"OK" if self.path.startswith("/health") else b"{}"))
+                self.send_response(status)
+                self.send_header("Content-Type", ctype)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
@@ -223,6 +227,25 @@ def test_mlflow_calls_resolve_request_headers_once_a_second_and_put_mlflows_reso
     agent = f"mlflow-python-client/{mlflow.__version__}"
     assert len(fake_server.headers) == 10
     assert all(h.get("User-Agent") == agent for h in fake_server.headers)  # every request has them
+
+
+def test_a_page_that_is_no_mlflow_answer_sends_a_read_back_to_mlflows_client(
+        fake_server: _FakeServer) -> None:
+    """A proxy in front of the server may answer a 404 with its own HTML page: nbmodel's plain
+    JSON reads take it as no answer and leave the read to MLflow's client (which says what
+    went wrong), rather than failing on the page's text."""
+    from nbmodel.gateway import _UNEXPECTED
+    from nbmodel.store import set_store
+
+    page = (404, "text/html", b"<html><body>Not Found</body></html>")
+    fake_server.answers["/api/2.0/mlflow/registered-models/get"] = page
+    fake_server.answers["/api/2.0/mlflow/model-versions/search"] = page
+    gateway = set_store(fake_server.uri).gateway
+    assert gateway._state_json("iris", "") is _UNEXPECTED
+    assert gateway._versions_json("iris", None, 0, None) is None
+    fake_server.answers["/api/2.0/mlflow/registered-models/get"] = (
+        404, "application/json", b'{"error_code": "RESOURCE_DOES_NOT_EXIST", "message": "no iris"}')
+    assert gateway._state_json("iris", "") is None  # MLflow's own answer: no such model
 
 
 def test_a_server_that_stops_mid_session_fails_the_next_magic_in_one_line(shell: Any,
