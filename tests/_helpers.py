@@ -16,6 +16,25 @@ def fit_iris(iris: dict[str, Any], C: float = 1.0) -> Any:
     return LogisticRegression(C=C, max_iter=500).fit(iris["X_train"], iris["y_train"])
 
 
+async def asgi_post(app: Any, body: bytes, key: bytes | None = None) -> tuple[int, bytes]:
+    """POST /invocations to a model server's ASGI app in this process (with ``key`` as the
+    request key a canary routes by): ``(status, body)``."""
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(msg: dict[str, Any]) -> None:
+        sent.append(msg)
+
+    headers = [(b"content-type", b"application/json")]
+    if key is not None:
+        headers.append((b"x-request-key", key))
+    await app({"type": "http", "method": "POST", "path": "/invocations", "headers": headers},
+              receive, send)
+    return sent[0]["status"], sent[1]["body"]
+
+
 def split(X: Any) -> dict[str, Any]:
     """The frame ``X`` as MLflow's ``dataframe_split`` request body."""
     return {"dataframe_split": {"columns": list(X.columns), "data": X.values.tolist()}}

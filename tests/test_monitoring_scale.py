@@ -368,7 +368,8 @@ def test_a_served_classifier_shows_its_estimated_accuracy(commit_iris, iris, iso
     import asyncio
     import json
 
-    from test_serving import asgi_post, in_process_app, split
+    from _helpers import asgi_post, split
+    from test_serving import in_process_app
 
     v = commit_iris(C=1.0)
     clf = nbmodel.load(v)

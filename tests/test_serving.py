@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _helpers import fit_iris, post, split, wait_for
+from _helpers import asgi_post, fit_iris, post, split, wait_for
 
 requests = pytest.importorskip("requests")
 
@@ -31,22 +31,6 @@ def mlflow_answer(uri: str, body: Any, ctype: str = "application/json") -> Any:
     data = body if isinstance(body, (str, bytes)) else json.dumps(body)
     res = scoring_server.invocations(data, ctype, model, model.metadata.get_input_schema())
     return res.status, res.response
-
-
-async def asgi_post(app: Any, body: bytes) -> tuple[int, bytes]:
-    """POST /invocations to the server's ASGI app in this process: ``(status, body)``."""
-    sent: list[dict[str, Any]] = []
-
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    async def send(msg: dict[str, Any]) -> None:
-        sent.append(msg)
-
-    scope = {"type": "http", "method": "POST", "path": "/invocations",
-             "headers": [(b"content-type", b"application/json")]}
-    await app(scope, receive, send)
-    return sent[0]["status"], sent[1]["body"]
 
 
 def in_process_app(store: Any, version: Any) -> Any:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _helpers import fit_iris, split_json
+from _helpers import asgi_post, fit_iris, split_json
 
 requests = pytest.importorskip("requests")
 
@@ -219,22 +219,6 @@ def test_a_candidate_loaded_at_start_up_is_monitored_like_the_serving_version(
         app.close()
 
 
-async def keyed_post(app: Any, body: bytes, key: bytes) -> tuple[int, bytes]:
-    """POST /invocations with this request key to the server's ASGI app in this process."""
-    sent: list[dict[str, Any]] = []
-
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    async def send(msg: dict[str, Any]) -> None:
-        sent.append(msg)
-
-    scope = {"type": "http", "method": "POST", "path": "/invocations",
-             "headers": [(b"content-type", b"application/json"), (b"x-request-key", key)]}
-    await app(scope, receive, send)
-    return sent[0]["status"], sent[1]["body"]
-
-
 def canary_app(isolated_store: Any, tmp_path: Path, serving: Any, candidate: Any, share: int = 50) -> Any:
     """The server's App serving ``serving`` with a canary of ``candidate`` at ``share``%,
     in this process."""
@@ -282,7 +266,7 @@ def test_a_canarys_two_versions_answer_a_loop_turn_from_one_array(
     calls = (slot.handle.batcher.calls, slot.candidate.batcher.calls)
 
     async def together(bodies: list[bytes]) -> list[tuple[int, bytes]]:
-        return await asyncio.gather(*(keyed_post(app, b, k) for b, k in zip(bodies, keys)))
+        return await asyncio.gather(*(asgi_post(app, b, k) for b, k in zip(bodies, keys)))
 
     try:
         answers = asyncio.run(together([split_json(r).encode() for r in rows]))
@@ -353,7 +337,7 @@ def test_a_rollouts_series_reach_prometheus_without_a_metrics_read(
 
     async def requests_then_pause() -> None:
         for i in range(20):
-            assert (await keyed_post(app, body, f"caller-{i}".encode()))[0] == 200
+            assert (await asgi_post(app, body, f"caller-{i}".encode()))[0] == 200
         await asyncio.sleep(0.3)
 
     def counted() -> dict[tuple[str, str], float]:
