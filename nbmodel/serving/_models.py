@@ -110,7 +110,7 @@ class Handle:
     @functools.cached_property
     def row_dtype(self) -> str:
         """The NumPy type of a row of the model's columns: theirs when they share one."""
-        kinds = {_NUMERIC[c.type] for c in self.columns or []}
+        kinds = set(_dtypes(self)) if self.columns else set()
         return kinds.pop() if len(kinds) == 1 else "float64"
 
     @property
