@@ -23,7 +23,7 @@ import re
 import secrets
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
@@ -46,6 +46,14 @@ _UNEXPECTED = object()
 _SITES_SEEN: set[tuple[Any, ...]] = set()
 _BREAK_PREFIX = "nbmodel.lockbreak."  # not under LEASE_PREFIX: no model's lease can be named so
 _LEASE_TAG = "nbmodel.lease"
+#: A model tag nbmodel sets anew after each write of a version's tags: MLflow keeps no time of
+#: such writes, and a server's cached history (see :meth:`Gateway.history`) must see them.
+VERSIONS_CHANGED_TAG = "nbmodel.versions_changed"
+#: A read of a server's cached history asks for this many of the most recently changed versions.
+PROBE = 5
+#: After a read served from the cache, the whole history is read again in the background, at most
+#: this often per model (seconds): what only a whole read sees shows on the next read after it.
+REFRESH_EVERY = 1.0
 
 
 def _total(read: int, newest: int, token: str | None) -> int:
@@ -143,6 +151,24 @@ class Row:
     run_id: str | None
     source: str | None
     tags: dict[str, str] = field(default_factory=dict)
+    updated_ms: int = 0  # MLflow's last_updated_timestamp
+
+
+@dataclass(frozen=True)
+class _Cached:
+    """A server's whole history of one model as last read (see :meth:`Gateway.history`).
+
+    ``model_updated`` and ``changed`` are the model's ``last_updated_timestamp`` and
+    :data:`VERSIONS_CHANGED_TAG` read *before* the rows (``verified``), so that the rows hold every
+    change they stand for; ``updated`` is the newest ``last_updated_timestamp`` among the rows.
+    """
+
+    rows: tuple[Row, ...]  # newest first
+    model_updated: int
+    changed: str
+    updated: int
+    verified: bool
+    read_at: float  # time.monotonic() of the last whole read
 
 
 class Gateway:
@@ -164,6 +190,8 @@ class Gateway:
         self._fast: bool | None = None  # unknown until first use
         self._experiments: dict[str, str] = {}
         self._newest: dict[str, int] = {}  # per model: the newest version a whole read saw
+        self._histories: dict[str, _Cached] = {}  # per model: a server's history (see history)
+        self._refreshing: dict[str, Any] = {}  # per model: its history's re-read under way (a thread)
         self._releasing: dict[str, Any] = {}  # lease name -> its release under way (a server's)
         self._release_pool: Any = None
 
@@ -291,6 +319,14 @@ class Gateway:
         rm = self.model(name)
         return None if rm is None else {a: int(v) for a, v in (rm.aliases or {}).items()}
 
+    def _model_json(self, name: str) -> Any:
+        """A server's registered model ``name`` as plain JSON: its dict, ``{}`` when there is no
+        such model, or None on any other answer."""
+        got = self._rest("/api/2.0/mlflow/registered-models/get", name=name)
+        if got is None or got == {}:
+            return got
+        return got.get("registered_model") if isinstance(got, dict) else None
+
     def _state_json(self, name: str, prefix: str | None) -> Any:
         """A server's aliases and tags of ``name`` (those starting with ``prefix``; none when it is
         None) read as plain JSON: ``(aliases, tags)``, None when there is no such model, or
@@ -300,18 +336,16 @@ class Gateway:
         tags) into protobuf messages and then entities, which costs the kernel more than reading
         it; an alias move and ``%model_log`` read it every time.
         """
-        got = self.store.retry(self._rest, "/api/2.0/mlflow/registered-models/get", name=name)
-        if got == {}:
+        rm = self.store.retry(self._model_json, name)
+        if rm == {}:
             return None
         try:
-            rm = got["registered_model"]
-            aliases = {str(a["alias"]): int(a["version"]) for a in rm.get("aliases", [])}
-            tags = {str(t["key"]): str(t.get("value", "")) for t in rm.get("tags", [])
-                    if prefix is not None and str(t["key"]).startswith(prefix)}
+            if rm is None:
+                raise ValueError("no registered model in the answer")
+            return _aliases_json(rm), _tags_json(rm, prefix)
         except (KeyError, TypeError, ValueError) as exc:
             _log.debug("nbmodel: unexpected answer from %s (%s); asking the MLflow client", self.store, exc)
             return _UNEXPECTED
-        return aliases, tags
 
     def model_state(self, name: str, prefix: str = "") -> tuple[dict[str, int], dict[str, str]] | None:
         """Aliases and tags (those starting with ``prefix``) of a registered model, in one read.
@@ -398,6 +432,126 @@ class Gateway:
                 return found
         return self._versions_client(name, limit, offset, version)
 
+    def history(self, name: str, *, limit: int | None = None,
+                offset: int = 0) -> tuple[dict[str, int], list[Row], int] | None:
+        """A model's aliases and versions, newest first: what ``%model_log`` shows.
+
+        On a team server the whole history is kept from the last read, and a read asks only the
+        model (for its aliases) and the few most recently changed versions, at once: a version
+        registered, its description edited or its stage moved since shows by its
+        ``last_updated_timestamp``; a change to versions' tags by nbmodel, by
+        :data:`VERSIONS_CHANGED_TAG`. Anything those cannot account for (a deleted version, more
+        changes than the read asked for) reads the whole history again. A tag that another MLflow
+        client sets on an old version changes neither; after a read served so, the whole history
+        is read again in the background (see :data:`REFRESH_EVERY`), and the next read shows it.
+
+        Args:
+            name: the registered model's name.
+            limit: at most this many versions (all when None).
+            offset: skip this many of the newest.
+
+        Returns:
+            ``(aliases, rows, total)``, or None if the model does not exist.
+
+        Example:
+            >>> aliases, rows, total = store.gateway.history("iris", limit=10)  # doctest: +SKIP
+        """
+        if self.store.is_server and self._sql() is None:
+            found = self.store.retry(self._history_json, name)
+            if found is None:
+                return None
+            if found is not _UNEXPECTED:
+                aliases, rows = found
+                want = None if limit is None else offset + limit
+                # copies: a caller that changes a version's tags changes nothing kept here
+                shown = [replace(r, tags=dict(r.tags)) for r in rows[offset:want]]
+                return aliases, shown, len(rows)
+        aliases, (rows, total) = self.together(
+            lambda: self.aliases(name), lambda: self.versions(name, limit=limit, offset=offset))
+        return None if aliases is None else (aliases, rows, total)
+
+    def _history_json(self, name: str) -> Any:
+        """``(aliases, rows)`` of ``name`` on a server, from the kept history where it still holds
+        (see :meth:`history`); None when there is no such model, ``_UNEXPECTED`` on an answer
+        that is not what it expects."""
+        kept = self._histories.get(name)
+        try:
+            if kept is None:
+                # Nothing kept: the model and every version at once. The model's state may be
+                # newer than the rows, so it is kept unverified and read again in the background.
+                rm, rows = self.together(lambda: self._model_json(name),
+                                         lambda: self._every_version_json(name))
+                if rm == {}:
+                    return None
+                if rm is None or rows is None:
+                    return _UNEXPECTED
+                self._keep(name, rm, rows, verified=False)
+                self._refresh_soon(name)
+                return _aliases_json(rm), rows
+            rm, probe = self.together(
+                lambda: self._model_json(name),
+                lambda: self._search_json(f"name = '{_escape(name)}'", PROBE, "last_updated_timestamp DESC"))
+            if rm == {}:
+                self._histories.pop(name, None)
+                return None
+            if rm is None or probe is None:
+                return _UNEXPECTED
+            rows = _brought_up_to_date(kept, rm, probe[0])
+            if rows is None:
+                # The probe cannot account for every change: the whole history, read after the
+                # model's state, which it then stands for.
+                rows = self._every_version_json(name)
+                if rows is None:
+                    return _UNEXPECTED
+                self._keep(name, rm, rows, verified=True)
+            else:
+                self._histories[name] = replace(
+                    kept, rows=tuple(rows), model_updated=int(rm.get("last_updated_timestamp") or 0),
+                    updated=max((r.updated_ms for r in rows), default=0))
+                self._refresh_soon(name)
+            return _aliases_json(rm), rows
+        except (KeyError, TypeError, ValueError) as exc:
+            _log.debug("nbmodel: unexpected answer from %s (%s); asking the MLflow client", self.store, exc)
+            self._histories.pop(name, None)
+            return _UNEXPECTED
+
+    def _keep(self, name: str, rm: dict[str, Any], rows: list[Row], *, verified: bool) -> None:
+        """Keep a whole history read from a server, with the model's state read before it (when
+        ``verified``) or at the same time."""
+        self._histories[name] = _Cached(
+            tuple(rows), int(rm.get("last_updated_timestamp") or 0),
+            _tags_json(rm, VERSIONS_CHANGED_TAG).get(VERSIONS_CHANGED_TAG, ""),
+            max((r.updated_ms for r in rows), default=0), verified, time.monotonic())
+
+    def _refresh_soon(self, name: str) -> None:
+        """Read ``name``'s whole history again in the background, unless a re-read is under way
+        or the last whole read is younger than :data:`REFRESH_EVERY` (and verified)."""
+        kept = self._histories.get(name)
+        running = self._refreshing.get(name)
+        if kept is None or (running is not None and running.is_alive()):
+            return
+        if kept.verified and time.monotonic() - kept.read_at < REFRESH_EVERY:
+            return
+        import threading
+
+        def refresh() -> None:
+            try:
+                rm = self.store.retry(self._model_json, name)
+                if not rm:
+                    return
+                rows = self.store.retry(self._every_version_json, name)
+                if rows is not None:
+                    self._keep(name, rm, rows, verified=True)
+            except Exception as exc:  # noqa: BLE001 - the next read reads what it needs itself
+                _log.debug("nbmodel: reading the history of %s again failed: %s", name, exc)
+
+        # A daemon thread: a server that stopped answering never holds up the kernel's exit. It
+        # sends its requests with the credentials and context of now.
+        thread = threading.Thread(target=contextvars.copy_context().run, args=(refresh,),
+                                  name="nbmodel-history", daemon=True)
+        self._refreshing[name] = thread
+        thread.start()
+
     def _versions_json(self, name: str, limit: int | None, offset: int,
                        version: int | None) -> tuple[list[Row], int] | None:
         """:meth:`_versions_client`'s answer read as plain JSON straight into rows, or None on
@@ -414,44 +568,59 @@ class Gateway:
                 found = [got["model_version"]] if got else []
                 return [_row(d) for d in found], len(found)
             want = None if limit is None else offset + limit
-            where = f"name = '{_escape(name)}'"
-            hint = self._newest.get(name, 0)
-            k = min(SPLIT_MAX, hint // SPLIT_PAGE) if want is None and offset == 0 else 1
-            if k >= 2:
-                # The whole history of a long model: ranges of version numbers read at once by
-                # the server's workers. The number seen last time only sets the ranges; the top
-                # one is open, so versions registered since are read as well.
-                bounds = [hint - i * (hint // k) for i in range(1, k)]
-                ranges = ([f"{where} AND version_number > {bounds[0]}"]
-                          + [f"{where} AND version_number > {lo} AND version_number <= {hi}"
-                             for hi, lo in zip(bounds, bounds[1:])]
-                          + [f"{where} AND version_number <= {bounds[-1]}"])
-                pages = self.together(*(lambda f=f: self._search_json(f, None) for f in ranges))
-                if any(p is None for p in pages):
+            if want is None and offset == 0:
+                whole = self._every_version_json(name)
+                if whole is None:
                     return None
-                found = [d for p in pages for d in p[0]]
-                token = None
-            else:
-                got = self._search_json(where, want)
-                if got is None:
-                    return None
-                found, token = got
+                return whole, len(whole)
+            got = self._search_json(f"name = '{_escape(name)}'", want)
+            if got is None:
+                return None
+            found, token = got
             rows = [_row(d) for d in found]
         except (KeyError, TypeError, ValueError) as exc:
             _log.debug("nbmodel: unexpected answer from %s (%s); asking the MLflow client", self.store, exc)
             return None
-        if rows and want is None and offset == 0:
-            self._newest[name] = rows[0].version
         return rows[offset:want], _total(len(rows), rows[0].version if rows else 0, token)
 
-    def _search_json(self, where: str, want: int | None) -> tuple[list[dict[str, Any]], str | None] | None:
-        """Model versions matching ``where``, newest first, page by page until ``want`` of them:
-        ``(versions, token of the next page)``, or None on an unexpected answer."""
+    def _every_version_json(self, name: str) -> list[Row] | None:
+        """Every version of ``name`` on a server, newest first, or None on an unexpected answer
+        (raises KeyError, TypeError or ValueError on a malformed one)."""
+        where = f"name = '{_escape(name)}'"
+        hint = self._newest.get(name, 0)
+        k = min(SPLIT_MAX, hint // SPLIT_PAGE)
+        if k >= 2:
+            # The whole history of a long model: ranges of version numbers read at once by
+            # the server's workers. The number seen last time only sets the ranges; the top
+            # one is open, so versions registered since are read as well.
+            bounds = [hint - i * (hint // k) for i in range(1, k)]
+            ranges = ([f"{where} AND version_number > {bounds[0]}"]
+                      + [f"{where} AND version_number > {lo} AND version_number <= {hi}"
+                         for hi, lo in zip(bounds, bounds[1:])]
+                      + [f"{where} AND version_number <= {bounds[-1]}"])
+            pages = self.together(*(lambda f=f: self._search_json(f, None) for f in ranges))
+            if any(p is None for p in pages):
+                return None
+            found = [d for p in pages if p is not None for d in p[0]]
+        else:
+            got = self._search_json(where, None)
+            if got is None:
+                return None
+            found = got[0]
+        rows = [_row(d) for d in found]
+        if rows:
+            self._newest[name] = rows[0].version
+        return rows
+
+    def _search_json(self, where: str, want: int | None, order_by: str = "version_number DESC",
+                     ) -> tuple[list[dict[str, Any]], str | None] | None:
+        """Model versions matching ``where``, newest first (or in ``order_by``), page by page until
+        ``want`` of them: ``(versions, token of the next page)``, or None on an unexpected answer."""
         found: list[dict[str, Any]] = []
         token = None
         while True:
             params: dict[str, Any] = {"filter": where, "max_results": min(want or 10000, 10000),
-                                      "order_by": "version_number DESC"}
+                                      "order_by": order_by}
             if token:
                 params["page_token"] = token
             page = self._rest("/api/2.0/mlflow/model-versions/search", **params)
@@ -474,10 +643,11 @@ class Gateway:
         elif offset:
             page = f" LIMIT -1 OFFSET {int(offset)}"
         rows = self._query(
-            "SELECT version, creation_time, description, user_id, run_id, source"
+            "SELECT version, creation_time, description, user_id, run_id, source, last_updated_time"
             f" FROM model_versions WHERE {cond}{{ws}}"
             f" ORDER BY version DESC{page}", n=name, v=version)
-        out = [Row(name, int(r[0]), int(r[1] or 0), r[2], r[3], r[4], r[5]) for r in rows]
+        out = [Row(name, int(r[0]), int(r[1] or 0), r[2], r[3], r[4], r[5], updated_ms=int(r[6] or 0))
+               for r in rows]
         if out:
             lo, hi = out[-1].version, out[0].version
             by_version = {r.version: r for r in out}
@@ -516,7 +686,8 @@ class Gateway:
             total = _total(len(mvs), int(mvs[0].version) if mvs else 0, token)
             mvs = mvs[offset:want]
         rows = [Row(mv.name, int(mv.version), int(mv.creation_timestamp or 0), mv.description,
-                    mv.user_id, mv.run_id, mv.source, unpack(mv.tags or {})) for mv in mvs]
+                    mv.user_id, mv.run_id, mv.source, unpack(mv.tags or {}),
+                    int(mv.last_updated_timestamp or 0)) for mv in mvs]
         return rows, total
 
     def model(self, name: str) -> Any:
@@ -703,13 +874,18 @@ class Gateway:
         return self._release_pool
 
     def settle(self) -> None:
-        """Wait for every release of a lease this process still has on its way (a server's).
+        """Wait for every release of a lease this process still has on its way, and every read
+        of a history again in the background (a server's).
 
         Example:
             >>> store.gateway.settle()  # doctest: +SKIP
         """
         for name in list(self._releasing):
             self._released(name)
+        for name in list(self._refreshing):
+            thread = self._refreshing.pop(name, None)
+            if thread is not None:
+                thread.join(60)
 
     def _released(self, name: str) -> None:
         """Wait for this process's release of lease ``name`` still on its way, if any (a
@@ -846,6 +1022,13 @@ class Gateway:
             >>> store.gateway.set_version_tag("iris", 3, "stage", "candidate")  # doctest: +SKIP
         """
         self._call("set_model_version_tag", name, str(version), key, value)
+        self._versions_changed(name)
+
+    def _versions_changed(self, name: str) -> None:
+        """Mark that a version's tags of ``name`` changed, once the change is stored: MLflow keeps
+        no time of it, and every kernel's kept history (see :meth:`history`) reads it anew."""
+        self._histories.pop(name, None)
+        self.set_model_tag(name, VERSIONS_CHANGED_TAG, f"{time.time_ns():x}.{secrets.token_hex(3)}")
 
     def delete_version_tag(self, name: str, version: int, key: str) -> None:
         """Remove a tag of a version; one of nbmodel's fields is removed from the version's
@@ -862,8 +1045,9 @@ class Gateway:
         if key.startswith("nbmodel.") and key != PACK:
             rest = without(self._stored_tags(name, version), key)
             if rest is not None:
-                self.set_version_tag(name, version, PACK, rest)
+                self._call("set_model_version_tag", name, str(version), PACK, rest)
         self._call("delete_model_version_tag", name, str(version), key)
+        self._versions_changed(name)
 
     def _stored_tags(self, name: str, version: int) -> dict[str, str]:
         """The tags of one version exactly as MLflow stores them (nothing unpacked)."""
@@ -1249,7 +1433,52 @@ def _row(d: dict[str, Any]) -> Row:
     """A :class:`Row` from one model version of MLflow's REST answer, as the client reads it."""
     return Row(str(d["name"]), int(d["version"]), int(d.get("creation_timestamp") or 0),
                d.get("description", ""), d.get("user_id", ""), d.get("run_id", ""), d.get("source", ""),
-               unpack({str(t["key"]): str(t.get("value", "")) for t in d.get("tags", [])}))
+               unpack({str(t["key"]): str(t.get("value", "")) for t in d.get("tags", [])}),
+               int(d.get("last_updated_timestamp") or 0))
+
+
+def _brought_up_to_date(kept: _Cached, rm: dict[str, Any],
+                        probe: list[dict[str, Any]]) -> list[Row] | None:
+    """A kept history with the most recently changed versions (``probe``, read at the same time as
+    the model ``rm``) put in, newest first; None when they cannot account for every change since.
+
+    MLflow's registry sets a version's ``last_updated_timestamp`` when it is registered, its
+    description edited or its stage moved, and the model's when a version is registered, deleted or
+    moved: a model's time that none of the changed versions carries (a deletion) is unaccounted for;
+    so is a tag nbmodel wrote (:data:`VERSIONS_CHANGED_TAG` changed) and a probe that may have left
+    changes out (all of it changed since).
+    """
+    if not kept.verified:
+        return None
+    changed = _tags_json(rm, VERSIONS_CHANGED_TAG).get(VERSIONS_CHANGED_TAG, "")
+    if changed != kept.changed:
+        return None
+    fresh = [d for d in probe if int(d.get("last_updated_timestamp") or 0) >= kept.updated]
+    if len(fresh) >= PROBE:
+        return None
+    model_updated = int(rm.get("last_updated_timestamp") or 0)
+    if model_updated != kept.model_updated and model_updated not in {
+            int(d.get("last_updated_timestamp") or 0) for d in fresh}:
+        return None
+    if not fresh:
+        return list(kept.rows)
+    by_version = {r.version: r for r in kept.rows}
+    for d in fresh:
+        row = _row(d)
+        by_version[row.version] = row
+    return sorted(by_version.values(), key=lambda r: r.version, reverse=True)
+
+
+def _aliases_json(rm: dict[str, Any]) -> dict[str, int]:
+    """Alias -> version of a registered model in MLflow's REST answer."""
+    return {str(a["alias"]): int(a["version"]) for a in rm.get("aliases", [])}
+
+
+def _tags_json(rm: dict[str, Any], prefix: str | None) -> dict[str, str]:
+    """The tags of a registered model in MLflow's REST answer starting with ``prefix`` (none when
+    it is None)."""
+    return {str(t["key"]): str(t.get("value", "")) for t in rm.get("tags", [])
+            if prefix is not None and str(t["key"]).startswith(prefix)}
 
 
 def _delete_links(tracking: Any, ids: list[str]) -> None:

@@ -15,7 +15,7 @@ from .errors import BadData, NbmodelError
 from .evaluate import key_metrics
 from .refs import Ref, parse_ref
 from .store import Store, get_store
-from .versions import Version, _fmt, age, model_aliases
+from .versions import Version, _fmt, age, model_aliases, model_not_found
 
 
 def _parent_number(v: Version, parent: str | None = None) -> int | None:
@@ -182,10 +182,10 @@ def log(name: str | Ref | None = None, *, limit: int | None = None, offset: int 
     store = get_store()
     model = _default_name(store) if name is None else parse_ref(name).name
     if branch is None:
-        # Two independent reads: on a team server they travel at once.
-        aliases, (rows, total) = store.gateway.together(
-            lambda: model_aliases(store, model),
-            lambda: store.gateway.versions(model, limit=limit, offset=offset))
+        found = store.gateway.history(model, limit=limit, offset=offset)
+        if found is None:
+            raise model_not_found(store, model)
+        aliases, rows, total = found
         return History(model, [Version.from_row(r, aliases) for r in rows], total)
     aliases = model_aliases(store, model)
     from .branches import ancestors, head, parents

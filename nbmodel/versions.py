@@ -420,8 +420,17 @@ def model_aliases(store: Store, name: str) -> dict[str, int]:
     """
     aliases = store.gateway.aliases(name)
     if aliases is None:
-        raise ModelNotFound(_no_model_message(store, name))
+        raise model_not_found(store, name)
     return aliases
+
+
+def model_not_found(store: Store, name: str) -> ModelNotFound:
+    """The error for a model ``name`` that ``store`` does not hold, listing those it holds.
+
+    Example:
+        >>> raise model_not_found(get_store(), "irsi")  # doctest: +SKIP
+    """
+    return ModelNotFound(_no_model_message(store, name))
 
 
 def _no_model_message(store: Store, name: str) -> str:

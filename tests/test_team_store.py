@@ -731,9 +731,54 @@ def test_log_reads_the_servers_json_into_the_clients_rows(team_store: Any, iris:
         m.setattr(Client, "search_model_versions", None)  # not through the client's protobuf
         m.setattr(Client, "get_registered_model", None)
         history = nbmodel.log(name)
+        gw.settle()
     assert [(v.version, v.aliases, v.message) for v in history] == [
         (4, [], "C=0.001"), (3, [], "C=0.01"), (2, ["production"], "C=0.1"), (1, [], "C=1.0")]
-    assert sorted(requests.seen) == [("GET", "model-versions/search"), ("GET", "registered-models/get")]
+    assert sorted(requests.seen[:2]) == [("GET", "model-versions/search"), ("GET", "registered-models/get")]
+    # then, in the background, the model's state and after it the history it stands for
+    assert requests.seen[2:] == [("GET", "registered-models/get"), ("GET", "model-versions/search")]
+
+
+def _kept(rows: list[tuple[int, int]], *, model_updated: int = 100, changed: str = "",
+          verified: bool = True) -> Any:
+    """A kept history of versions (number, last updated), newest first."""
+    from nbmodel.gateway import Row, _Cached
+
+    kept = tuple(Row("iris", v, t, f"v{v}", None, None, None, {}, t) for v, t in rows)
+    return _Cached(kept, model_updated, changed, max(t for _, t in rows), verified, time.monotonic())
+
+
+def _model(updated: int, changed: str | None = None) -> dict[str, Any]:
+    tags = [] if changed is None else [{"key": "nbmodel.versions_changed", "value": changed}]
+    return {"name": "iris", "last_updated_timestamp": str(updated), "tags": tags, "aliases": []}
+
+
+def _changed_version(v: int, updated: int, description: str = "") -> dict[str, Any]:
+    return {"name": "iris", "version": str(v), "creation_timestamp": str(v * 10),
+            "last_updated_timestamp": str(updated), "description": description or f"v{v}"}
+
+
+def test_a_kept_history_takes_what_the_newest_changes_account_for_and_nothing_else() -> None:
+    from nbmodel.gateway import PROBE
+    from nbmodel.gateway import _brought_up_to_date as up_to_date
+
+    kept = _kept([(3, 30), (2, 20), (1, 10)])
+    # nothing changed: the newest version comes back in the probe as it was
+    assert [r.version for r in up_to_date(kept, _model(100), [_changed_version(3, 30)])] == [3, 2, 1]
+    # a version registered since (the model's time is its registration's) and a description edited
+    rows = up_to_date(kept, _model(40), [_changed_version(2, 45, "edited"), _changed_version(4, 40),
+                                         _changed_version(3, 30)])
+    assert rows is not None
+    assert [(r.version, r.description, r.updated_ms) for r in rows] == [
+        (4, "v4", 40), (3, "v3", 30), (2, "edited", 45), (1, "v1", 10)]
+    # a version deleted: the model's time is no changed version's
+    assert up_to_date(kept, _model(50), [_changed_version(3, 30)]) is None
+    # tags written by nbmodel, and a probe that may have left changes out
+    assert up_to_date(kept, _model(100, "1a.b2"), [_changed_version(3, 30)]) is None
+    full = [_changed_version(9 - i, 99 - i) for i in range(PROBE)]
+    assert up_to_date(kept, _model(99), full) is None
+    # a history read at the same time as the model's state is not trusted until read after it
+    assert up_to_date(_kept([(3, 30)], verified=False), _model(100), [_changed_version(3, 30)]) is None
 
 
 @pytest.mark.team
@@ -771,3 +816,71 @@ def test_a_rollback_reads_one_version_not_every_retired_one_and_refuses_a_retire
     assert gw.aliases(name) == {"production": 2}
     moves = list(reversed(nbmodel.alias_history(name, "production").moves))
     assert [(m.from_version, m.to_version) for m in moves] == [(None, 1), (1, 2), (2, 3), (3, 2)]
+
+
+@pytest.mark.team
+@pytest.mark.slow
+def test_a_kept_history_shows_what_another_kernel_changes_with_two_small_reads(
+        team_store: Any, iris: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    from sklearn.linear_model import LogisticRegression
+
+    from nbmodel import gateway
+    from nbmodel.store import Store
+
+    def fit(c: float) -> Any:
+        return LogisticRegression(C=c, max_iter=500).fit(iris["X_train"], iris["y_train"])
+
+    name = team_store.name("iris")
+    for c in (1.0, 0.1, 0.01):
+        nbmodel.commit(fit(c), name, message=f"C={c}")
+    mine = Store(team_store.uri).gateway  # this kernel; nbmodel's own store is the colleague's
+    client = MlflowClient(team_store.uri)
+
+    def shown() -> list[tuple[int, str, list[str], bool, str | None]]:
+        aliases, rows, total = mine.history(name)  # type: ignore[misc]
+        assert total == len(rows)
+        return [(r.version, r.description or "", sorted(a for a, v in aliases.items() if v == r.version),
+                 r.tags.get("nbmodel.retired") == "true", r.tags.get("reviewed")) for r in rows]
+
+    def whole() -> list[tuple[int, str, list[str], bool, str | None]]:
+        rows, _ = team_store.store.gateway._versions_client(name, None, 0, None)
+        aliases = team_store.store.gateway.aliases(name)
+        return [(r.version, r.description or "", sorted(a for a, v in aliases.items() if v == r.version),
+                 r.tags.get("nbmodel.retired") == "true", r.tags.get("reviewed")) for r in rows]
+
+    monkeypatch.setattr(gateway, "REFRESH_EVERY", 3600.0)  # no re-read but the first one's
+    assert shown() == whole()
+    mine.settle()  # the first read's state is checked by a read after it, in the background
+
+    def small_reads() -> list[tuple[str, str]]:
+        with monkeypatch.context() as m:
+            requests = _Requests(m)
+            read = shown()
+        assert read == whole()
+        return sorted(requests.seen)
+
+    two = [("GET", "model-versions/search"), ("GET", "registered-models/get")]
+    assert small_reads() == two
+    nbmodel.commit(fit(0.001), name, message="C=0.001")  # registered by the colleague
+    nbmodel.alias(f"{name}/2", "production")
+    client.update_model_version(name, "1", description="the baseline")
+    assert small_reads() == two
+    assert shown()[0][:2] == (4, "C=0.001") and shown()[2][2] == ["production"]
+    assert shown()[3][1] == "the baseline"
+
+    nbmodel.retire(f"{name}/3")  # tags written by nbmodel: the whole history again, at once
+    with monkeypatch.context() as m:
+        requests = _Requests(m)
+        read = shown()
+        assert requests.seen.count(("GET", "model-versions/search")) == 2  # the probe, then all
+    assert read == whole() and read[1][3] is True
+    client.delete_model_version(name, "1")  # deleted in MLflow's UI: the model's time changes
+    assert shown() == whole() and [v for v, *_ in shown()] == [4, 3, 2]
+
+    # A tag set by another MLflow client changes no time: the background re-read after a read
+    # brings it, for the next read.
+    client.set_model_version_tag(name, "2", "reviewed", "yes")
+    monkeypatch.setattr(gateway, "REFRESH_EVERY", 0.0)
+    assert shown() != whole()
+    mine.settle()
+    assert shown() == whole() and shown()[2][4] == "yes"
