@@ -270,7 +270,7 @@ _calls_levels: list[tuple[logging.Logger, int]] = []
 #: MLflow's user agent), so a second's reuse changes nothing they say.
 HEADERS_TTL = 1.0
 _headers_lock = threading.Lock()
-_headers_resolved: list[Any] = []  # [monotonic time, headers] of the last resolution
+_headers_resolved: list[Any] = []  # [monotonic time, headers, resolver] of the last resolution
 _headers_original: list[Any] = []  # MLflow's resolver, while the block has replaced it
 
 
@@ -279,8 +279,9 @@ def _reused_headers(request_headers: dict[str, str] | None = None) -> dict[str, 
     now = time.monotonic()
     with _headers_lock:
         resolve = _headers_original[0] if _headers_original else None
-        if resolve is not None and (not _headers_resolved or now - _headers_resolved[0] > HEADERS_TTL):
-            _headers_resolved[:] = [now, dict(resolve())]
+        if resolve is not None and (not _headers_resolved or now - _headers_resolved[0] > HEADERS_TTL
+                                    or _headers_resolved[2] is not resolve):
+            _headers_resolved[:] = [now, dict(resolve()), resolve]
         headers = dict(_headers_resolved[1]) if _headers_resolved else {}
     if resolve is None:  # the block ended while this request was on its way
         from mlflow.tracking.request_header.registry import resolve_request_headers
@@ -304,8 +305,9 @@ def _reuse_headers(on: bool) -> None:
         elif not on and _headers_original:
             if registry.resolve_request_headers is _reused_headers:
                 registry.resolve_request_headers = _headers_original[0]
+            # The headers resolved stay for the next block within HEADERS_TTL (each magic is a
+            # block of its own), and only with the same resolver.
             _headers_original.clear()
-            _headers_resolved.clear()
 
 
 @contextlib.contextmanager

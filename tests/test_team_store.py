@@ -224,8 +224,21 @@ def test_mlflow_calls_resolve_request_headers_once_a_second_and_put_mlflows_reso
     with mlflow_calls():
         send(2)
     assert len(resolved) == 5  # reused for HEADERS_TTL only
+    monkeypatch.setattr(nbmodel.store, "HEADERS_TTL", 60.0)
+    for _ in range(2):  # one block after another (a magic each): resolved in neither
+        with mlflow_calls():
+            send(1)
+    assert len(resolved) == 5
+
+    def other(request_headers: Any = None) -> Any:
+        resolved.append("other")
+        return mlflows(request_headers)
+
+    monkeypatch.setattr(registry, "resolve_request_headers", other)
+    with mlflow_calls():  # another resolver: its own headers
+        send(1)
+    assert resolved[5:] == ["other"] and len(fake_server.headers) == 13
     agent = f"mlflow-python-client/{mlflow.__version__}"
-    assert len(fake_server.headers) == 10
     assert all(h.get("User-Agent") == agent for h in fake_server.headers)  # every request has them
 
 
