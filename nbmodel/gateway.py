@@ -164,6 +164,7 @@ class _Cached:
     """
 
     rows: tuple[Row, ...]  # newest first
+    model_created: int  # the model's creation_timestamp: a model deleted and made anew is another
     model_updated: int
     changed: str
     updated: int
@@ -519,7 +520,7 @@ class Gateway:
         """Keep a whole history read from a server, with the model's state read before it (when
         ``verified``) or at the same time."""
         self._histories[name] = _Cached(
-            tuple(rows), int(rm.get("last_updated_timestamp") or 0),
+            tuple(rows), int(rm.get("creation_timestamp") or 0), int(rm.get("last_updated_timestamp") or 0),
             _tags_json(rm, VERSIONS_CHANGED_TAG).get(VERSIONS_CHANGED_TAG, ""),
             max((r.updated_ms for r in rows), default=0), verified, time.monotonic())
 
@@ -1445,10 +1446,10 @@ def _brought_up_to_date(kept: _Cached, rm: dict[str, Any],
     MLflow's registry sets a version's ``last_updated_timestamp`` when it is registered, its
     description edited or its stage moved, and the model's when a version is registered, deleted or
     moved: a model's time that none of the changed versions carries (a deletion) is unaccounted for;
-    so is a tag nbmodel wrote (:data:`VERSIONS_CHANGED_TAG` changed) and a probe that may have left
-    changes out (all of it changed since).
+    so is a tag nbmodel wrote (:data:`VERSIONS_CHANGED_TAG` changed), a probe that may have left
+    changes out (all of it changed since), and a model made anew under the same name.
     """
-    if not kept.verified:
+    if not kept.verified or int(rm.get("creation_timestamp") or 0) != kept.model_created:
         return None
     changed = _tags_json(rm, VERSIONS_CHANGED_TAG).get(VERSIONS_CHANGED_TAG, "")
     if changed != kept.changed:

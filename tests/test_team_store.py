@@ -758,12 +758,13 @@ def _kept(rows: list[tuple[int, int]], *, model_updated: int = 100, changed: str
     from nbmodel.gateway import Row, _Cached
 
     kept = tuple(Row("iris", v, t, f"v{v}", None, None, None, {}, t) for v, t in rows)
-    return _Cached(kept, model_updated, changed, max(t for _, t in rows), verified, time.monotonic())
+    return _Cached(kept, 5, model_updated, changed, max(t for _, t in rows), verified, time.monotonic())
 
 
-def _model(updated: int, changed: str | None = None) -> dict[str, Any]:
+def _model(updated: int, changed: str | None = None, created: int = 5) -> dict[str, Any]:
     tags = [] if changed is None else [{"key": "nbmodel.versions_changed", "value": changed}]
-    return {"name": "iris", "last_updated_timestamp": str(updated), "tags": tags, "aliases": []}
+    return {"name": "iris", "creation_timestamp": str(created), "last_updated_timestamp": str(updated),
+            "tags": tags, "aliases": []}
 
 
 def _changed_version(v: int, updated: int, description: str = "") -> dict[str, Any]:
@@ -786,6 +787,8 @@ def test_a_kept_history_takes_what_the_newest_changes_account_for_and_nothing_el
         (4, "v4", 40), (3, "v3", 30), (2, "edited", 45), (1, "v1", 10)]
     # a version deleted: the model's time is no changed version's
     assert up_to_date(kept, _model(50), [_changed_version(3, 30)]) is None
+    # the model deleted and made anew, its first version registered
+    assert up_to_date(kept, _model(60, created=60), [_changed_version(1, 60)]) is None
     # tags written by nbmodel, and a probe that may have left changes out
     assert up_to_date(kept, _model(100, "1a.b2"), [_changed_version(3, 30)]) is None
     full = [_changed_version(9 - i, 99 - i) for i in range(PROBE)]
