@@ -442,9 +442,11 @@ class Gateway:
         registered, its description edited or its stage moved since shows by its
         ``last_updated_timestamp``; a change to versions' tags by nbmodel, by
         :data:`VERSIONS_CHANGED_TAG`. Anything those cannot account for (a deleted version, more
-        changes than the read asked for) reads the whole history again. A tag that another MLflow
-        client sets on an old version changes neither; after a read served so, the whole history
-        is read again in the background (see :data:`REFRESH_EVERY`), and the next read shows it.
+        changes than the read asked for) reads the whole history again. Two changes keep no trace
+        a read can see: a tag that another MLflow client sets on an old version, and a version
+        deleted just before another is registered. After a read served from what was kept, the
+        whole history is read again in the background (see :data:`REFRESH_EVERY`), and the next
+        read shows them.
 
         Args:
             name: the registered model's name.

@@ -900,3 +900,10 @@ def test_a_kept_history_shows_what_another_kernel_changes_with_two_small_reads(
     assert shown() != whole()
     mine.settle()
     assert shown() == whole() and shown()[2][4] == "yes"
+    # A version deleted just before another is registered: that registration accounts for the
+    # model's time, so the deletion shows once the background re-read has run.
+    client.delete_model_version(name, "2")
+    nbmodel.commit(fit(0.5), name, message="C=0.5")
+    shown()
+    mine.settle()
+    assert shown() == whole() and [v for v, *_ in shown()] == [5, 4, 3]
