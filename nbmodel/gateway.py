@@ -21,6 +21,7 @@ import logging
 import random
 import re
 import secrets
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
@@ -160,16 +161,20 @@ class _Cached:
 
     ``model_updated`` and ``changed`` are the model's ``last_updated_timestamp`` and
     :data:`VERSIONS_CHANGED_TAG` read *before* the rows (``verified``), so that the rows hold every
-    change they stand for; ``updated`` is the newest ``last_updated_timestamp`` among the rows.
+    change they stand for.
     """
 
     rows: tuple[Row, ...]  # newest first
     model_created: int  # the model's creation_timestamp: a model deleted and made anew is another
     model_updated: int
     changed: str
-    updated: int
     verified: bool
     read_at: float  # time.monotonic() of the last whole read
+
+    @property
+    def updated(self) -> int:
+        """The newest ``last_updated_timestamp`` among the rows."""
+        return max((r.updated_ms for r in self.rows), default=0)
 
 
 class Gateway:
@@ -342,7 +347,7 @@ class Gateway:
             return None
         try:
             if rm is None:
-                raise ValueError("no registered model in the answer")
+                return _UNEXPECTED
             return _aliases_json(rm), _tags_json(rm, prefix)
         except (KeyError, TypeError, ValueError) as exc:
             _log.debug("nbmodel: unexpected answer from %s (%s); asking the MLflow client", self.store, exc)
@@ -509,8 +514,7 @@ class Gateway:
                 self._keep(name, rm, rows, verified=True)
             else:
                 self._histories[name] = replace(
-                    kept, rows=tuple(rows), model_updated=int(rm.get("last_updated_timestamp") or 0),
-                    updated=max((r.updated_ms for r in rows), default=0))
+                    kept, rows=tuple(rows), model_updated=int(rm.get("last_updated_timestamp") or 0))
                 self._refresh_soon(name)
             return _aliases_json(rm), rows
         except (KeyError, TypeError, ValueError) as exc:
@@ -523,8 +527,7 @@ class Gateway:
         ``verified``) or at the same time."""
         self._histories[name] = _Cached(
             tuple(rows), int(rm.get("creation_timestamp") or 0), int(rm.get("last_updated_timestamp") or 0),
-            _tags_json(rm, VERSIONS_CHANGED_TAG).get(VERSIONS_CHANGED_TAG, ""),
-            max((r.updated_ms for r in rows), default=0), verified, time.monotonic())
+            _tags_json(rm, VERSIONS_CHANGED_TAG).get(VERSIONS_CHANGED_TAG, ""), verified, time.monotonic())
 
     def _refresh_soon(self, name: str) -> None:
         """Read ``name``'s whole history again in the background, unless a re-read is under way
@@ -535,7 +538,6 @@ class Gateway:
             return
         if kept.verified and time.monotonic() - kept.read_at < REFRESH_EVERY:
             return
-        import threading
 
         def refresh() -> None:
             try:

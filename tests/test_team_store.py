@@ -758,7 +758,7 @@ def _kept(rows: list[tuple[int, int]], *, model_updated: int = 100, changed: str
     from nbmodel.gateway import Row, _Cached
 
     kept = tuple(Row("iris", v, t, f"v{v}", None, None, None, {}, t) for v, t in rows)
-    return _Cached(kept, 5, model_updated, changed, max(t for _, t in rows), verified, time.monotonic())
+    return _Cached(kept, 5, model_updated, changed, verified, time.monotonic())
 
 
 def _model(updated: int, changed: str | None = None, created: int = 5) -> dict[str, Any]:
