@@ -498,7 +498,7 @@ class Gateway:
                 return _aliases_json(rm), rows
             rm, probe = self.together(
                 lambda: self._model_json(name),
-                lambda: self._search_json(f"name = '{_escape(name)}'", PROBE, "last_updated_timestamp DESC"))
+                lambda: self._search_json(name, PROBE, "last_updated_timestamp DESC"))
             if rm == {}:
                 self._histories.pop(name, None)
                 return None
@@ -578,7 +578,7 @@ class Gateway:
                 if whole is None:
                     return None
                 return whole, len(whole)
-            got = self._search_json(f"name = '{_escape(name)}'", want)
+            got = self._search_json(name, want)
             if got is None:
                 return None
             found, token = got
@@ -591,7 +591,6 @@ class Gateway:
     def _every_version_json(self, name: str) -> list[Row] | None:
         """Every version of ``name`` on a server, newest first, or None on an unexpected answer
         (raises KeyError, TypeError or ValueError on a malformed one)."""
-        where = f"name = '{_escape(name)}'"
         hint = self._newest.get(name, 0)
         k = min(SPLIT_MAX, hint // SPLIT_PAGE)
         if k >= 2:
@@ -599,16 +598,16 @@ class Gateway:
             # the server's workers. The number seen last time only sets the ranges; the top
             # one is open, so versions registered since are read as well.
             bounds = [hint - i * (hint // k) for i in range(1, k)]
-            ranges = ([f"{where} AND version_number > {bounds[0]}"]
-                      + [f"{where} AND version_number > {lo} AND version_number <= {hi}"
+            ranges = ([f"version_number > {bounds[0]}"]
+                      + [f"version_number > {lo} AND version_number <= {hi}"
                          for hi, lo in zip(bounds, bounds[1:])]
-                      + [f"{where} AND version_number <= {bounds[-1]}"])
-            pages = self.together(*(lambda f=f: self._search_json(f, None) for f in ranges))
+                      + [f"version_number <= {bounds[-1]}"])
+            pages = self.together(*(lambda f=f: self._search_json(name, None, also=f) for f in ranges))
             if any(p is None for p in pages):
                 return None
             found = [d for p in pages if p is not None for d in p[0]]
         else:
-            got = self._search_json(where, None)
+            got = self._search_json(name, None)
             if got is None:
                 return None
             found = got[0]
@@ -617,12 +616,14 @@ class Gateway:
             self._newest[name] = rows[0].version
         return rows
 
-    def _search_json(self, where: str, want: int | None, order_by: str = "version_number DESC",
-                     ) -> tuple[list[dict[str, Any]], str | None] | None:
-        """Model versions matching ``where``, newest first (or in ``order_by``), page by page until
-        ``want`` of them: ``(versions, token of the next page)``, or None on an unexpected answer."""
+    def _search_json(self, name: str, want: int | None, order_by: str = "version_number DESC", *,
+                     also: str = "") -> tuple[list[dict[str, Any]], str | None] | None:
+        """Versions of model ``name`` (that match ``also`` too), newest first (or in ``order_by``),
+        page by page until ``want`` of them: ``(versions, token of the next page)``, or None on an
+        unexpected answer."""
         found: list[dict[str, Any]] = []
         token = None
+        where = _name_where(name) + (f" AND {also}" if also else "")
         while True:
             params: dict[str, Any] = {"filter": where, "max_results": min(want or 10000, 10000),
                                       "order_by": order_by}
@@ -631,7 +632,7 @@ class Gateway:
             page = self._rest("/api/2.0/mlflow/model-versions/search", **params)
             if page is None:
                 return None
-            found.extend(page.get("model_versions", []))
+            found.extend(_named(name, page.get("model_versions", [])))
             token = page.get("next_page_token")
             if not token or (want is not None and len(found) >= want):
                 return found, token
@@ -681,10 +682,10 @@ class Gateway:
             want = None if limit is None else offset + limit
             while True:
                 page = self._call(
-                    "search_model_versions", f"name = '{_escape(name)}'",
+                    "search_model_versions", _name_where(name),
                     max_results=min(want or 10000, 10000), order_by=["version_number DESC"],
                     page_token=token)
-                mvs.extend(page)
+                mvs.extend(_named(name, page))
                 token = page.token
                 if not token or (want is not None and len(mvs) >= want):
                     break
@@ -1140,8 +1141,8 @@ class Gateway:
         deadline = time.monotonic() + 10
         while True:
             try:
-                found = self._call("search_model_versions",
-                                   f"name = '{_escape(name)}' AND run_id = '{_escape(run_id)}'")
+                found = _named(name, self._call("search_model_versions",
+                                                f"{_name_where(name)} AND run_id = '{run_id}'"))
             except Exception:  # noqa: BLE001 - the caller reports the first error
                 return None
             if found or time.monotonic() > deadline:
@@ -1521,5 +1522,21 @@ def _remove_local(uri: str | None) -> None:
     shutil.rmtree(path, ignore_errors=True)
 
 
-def _escape(name: str) -> str:
-    return name.replace("\\", "\\\\").replace("'", "\\'")
+def _name_where(name: str) -> str:
+    """A search filter for the model ``name``, exact where MLflow's filter can say it: its strings
+    are quoted with ``'`` or ``"`` and take no escapes, so a name holding both quotes (or a
+    backslash) is matched by a LIKE with ``_`` in their place, which may match other names as well;
+    callers keep only the results of ``name`` itself (see :func:`_named`)."""
+    if "\\" not in name:
+        if "'" not in name:
+            return f"name = '{name}'"
+        if '"' not in name:
+            return f'name = "{name}"'
+    pattern = "".join("_" if c in "'\\" else c for c in name)
+    return f"name LIKE '{pattern}'"
+
+
+def _named(name: str, found: list[Any]) -> list[Any]:
+    """The results of a search by :func:`_name_where` that are of ``name`` itself (dicts of a
+    REST answer, or MLflow entities)."""
+    return [f for f in found if (f.get("name") if isinstance(f, dict) else getattr(f, "name", None)) == name]
