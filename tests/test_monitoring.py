@@ -453,8 +453,9 @@ def test_served_rows_are_turned_into_arrays_a_few_hundred_at_a_time_before_the_f
         deadline = time.monotonic() + 10
         while sum(sizes) < n - _background.STAGE_AT and time.monotonic() < deadline:
             time.sleep(0.01)
-        assert sum(sizes) >= n - _background.STAGE_AT and sum(sizes) % _background.SERVED_STEP == 0
-        assert rec.recorded == 0 and f"{n} queued" in repr(rec)
+        with rec._flush_lock:  # a step under way holds its rows between the queue and the arrays
+            assert sum(sizes) >= n - _background.STAGE_AT and sum(sizes) % _background.SERVED_STEP == 0
+            assert rec.recorded == 0 and f"{n} queued" in repr(rec)
         assert rec.flush() == n
     rec.close()
     assert sum(sizes) == n and max(sizes) <= _background.SERVED_STEP
