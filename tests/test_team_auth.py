@@ -45,7 +45,8 @@ def auth_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_TRACKING")}
     env.update(MLFLOW_AUTH_CONFIG_PATH=str(ini), MLFLOW_DISABLE_TELEMETRY="true",
-               MLFLOW_FLASK_SERVER_SECRET_KEY=secrets.token_hex(16))
+               MLFLOW_FLASK_SERVER_SECRET_KEY=secrets.token_hex(16),
+               MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false")  # no job consumers to start and poll
     proc = subprocess.Popen(
         [sys.executable, "-m", "mlflow", "server", "--app-name", "basic-auth", "--host", "127.0.0.1",
          "--port", str(port), "--backend-store-uri", f"sqlite:///{folder / 'mlflow.db'}",
