@@ -28,6 +28,14 @@ for _var in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
 os.environ["NBMODEL_RUNTIME_DIR"] = tempfile.mkdtemp(prefix="nbmodel-rt-")
 
 
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """``-n auto``: a worker per core, at most 4. Most tests start processes of their own (kernels,
+    servers, a browser), so more workers than cores only make each test slower, and the team
+    tests share one server of two workers."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, min(4, cores))
+
+
 @pytest.fixture
 def kernel_env() -> dict[str, str]:
     """The environment of a child "kernel" process: this checkout's nbmodel first on the path,
