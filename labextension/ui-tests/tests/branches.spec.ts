@@ -33,7 +33,9 @@ test('test badges, branch heads and the merge insert', async ({ page }) => {
 
   // The merge goes into a notebook in the folder whose store the sidebar shows.
   await page.sidebar.openTab('filebrowser');
-  await page.filebrowser.openHomeDirectory();
+  // openHomeDirectory does nothing (and says false) before the file browser shows its breadcrumbs.
+  await expect(page.locator('.jp-FileBrowser .jp-BreadCrumbs-home')).toBeVisible();
+  expect(await page.filebrowser.openHomeDirectory()).toBe(true);
   await page.notebook.createNew('branches.ipynb');
   await tab.click();
   await experiment.locator('button', { hasText: 'merge' }).click();

@@ -19,7 +19,9 @@ const CLEAN = ['nbmodel.stop("fraud")', 'print("stopped")'].join('\n');
 test('a running canary shows its split, and how it ended', async ({ page }) => {
   test.setTimeout(300000);
   await page.sidebar.openTab('filebrowser');
-  await page.filebrowser.openHomeDirectory();
+  // openHomeDirectory does nothing (and says false) before the file browser shows its breadcrumbs.
+  await expect(page.locator('.jp-FileBrowser .jp-BreadCrumbs-home')).toBeVisible();
+  expect(await page.filebrowser.openHomeDirectory()).toBe(true);
   await page.notebook.createNew('canary.ipynb');
   const tab = page.locator('.jp-SideBar.jp-mod-left [data-id="nbmodel-sidebar"]');
   const panel = page.locator('#nbmodel-sidebar');

@@ -72,7 +72,9 @@ test('lesson 1 run from the quick start shows its model in the sidebar', async (
 
   // A notebook of another folder open too: the sidebar offers both stores.
   await page.sidebar.openTab('filebrowser');
-  await page.filebrowser.openHomeDirectory();
+  // openHomeDirectory does nothing (and says false) before the file browser shows its breadcrumbs.
+  await expect(page.locator('.jp-FileBrowser .jp-BreadCrumbs-home')).toBeVisible();
+  expect(await page.filebrowser.openHomeDirectory()).toBe(true);
   await page.notebook.createNew('scratch.ipynb');
   await tab.click();
   const folders = panel.locator('.jp-nbmodel-folder-switch select');

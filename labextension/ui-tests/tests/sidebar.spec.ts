@@ -81,7 +81,9 @@ test('the sidebar lists, rolls back and inserts magics', async ({ page }) => {
   // In the folder whose store the sidebar shows: the sidebar follows the active notebook's
   // folder, and Galata's own per-test folder has no store.
   await page.sidebar.openTab('filebrowser');
-  await page.filebrowser.openHomeDirectory();
+  // openHomeDirectory does nothing (and says false) before the file browser shows its breadcrumbs.
+  await expect(page.locator('.jp-FileBrowser .jp-BreadCrumbs-home')).toBeVisible();
+  expect(await page.filebrowser.openHomeDirectory()).toBe(true);
   await page.notebook.createNew('sidebar.ipynb');
   await openSidebar(page);
   await v2.locator('button', { hasText: 'diff v1' }).click();
