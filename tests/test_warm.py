@@ -108,6 +108,41 @@ def test_load_ext_and_magics_start_no_helper(warm: Path, kernel_env: dict[str, s
     assert not _warm.WarmStarter().running()
 
 
+def _pythons() -> list[Path]:
+    """Two names of this environment's Python in its own folder (``python`` and ``python3`` in a
+    virtual environment), as a kernel spec's ``python`` and an entry point's ``python3`` call it."""
+    here = Path(sys.executable)
+    names = [here.parent / n for n in ("python", "python3", f"python3.{sys.version_info[1]}")]
+    same = [p for p in names if p.exists() and p.resolve() == here.resolve()]
+    if len(same) < 2:
+        pytest.skip(f"{here.parent} holds one name for this Python")
+    return same[:2]
+
+
+def test_one_helper_per_environment_whichever_name_its_python_is_started_by(
+        warm: Path, kernel_env: dict[str, str]) -> None:
+    # JupyterLab started by an entry point (python3) and a kernel started as "python": one
+    # environment, so one helper, that either of them finds and can stop.
+    first, second = _pythons()
+    env = {**kernel_env, "NBMODEL_WARM_SERVER": "1", "NBMODEL_RUNTIME_DIR": str(warm)}
+    ask = ("import json, sys; from nbmodel.serving._warm import WarmStarter; "
+           "w = WarmStarter(idle_seconds=120); ok = w.hello(start=sys.argv[1] == 'start'); "
+           "print(json.dumps(w.pid if ok else None))")
+    started = subprocess.run([str(first), "-c", ask, "start"], env=env, capture_output=True, text=True,
+                             timeout=120, check=True)
+    pid = json.loads(started.stdout.strip().splitlines()[-1])
+    assert pid and helpers(warm) == [pid]
+    found = subprocess.run([str(second), "-c", ask, "find"], env=env, capture_output=True, text=True,
+                           timeout=60, check=True)
+    assert json.loads(found.stdout.strip().splitlines()[-1]) == pid, (
+        f"{second.name} did not find the helper {first.name} started")
+    stop = "from nbmodel.serving._warm import WarmStarter; print(WarmStarter().stop())"
+    stopped = subprocess.run([str(second), "-c", stop], env=env, capture_output=True, text=True,
+                             timeout=60, check=True)
+    assert stopped.stdout.strip() == "True"
+    assert wait_for(lambda: helpers(warm) == [], 10)
+
+
 # -- slow: real helpers --------------------------------------------------------------------------
 @pytest.mark.slow
 def test_kernels_racing_to_deploy_share_one_helper(warm: Path, commit_iris: Any, iris: Any,

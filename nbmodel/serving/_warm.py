@@ -128,9 +128,15 @@ def runtime_dir() -> Path:
 
 
 def _key() -> str:
-    """What one helper serves: this Python and this nbmodel (another venv gets its own)."""
+    """What one helper serves: this Python and this nbmodel (another venv gets its own).
+
+    The interpreter is named by its file and environment, not by the name it was called by: a
+    kernel spec's ``python`` and an entry point's ``python3`` in one venv share a helper.
+    """
     root = str(Path(__file__).resolve().parents[1])
-    return hashlib.sha256(f"{sys.executable}\0{root}".encode()).hexdigest()[:10]
+    python = os.path.realpath(sys.executable)
+    prefix = os.path.realpath(sys.prefix)
+    return hashlib.sha256(f"{python}\0{prefix}\0{root}".encode()).hexdigest()[:10]
 
 
 def _paths(folder: Path) -> tuple[Path, Path, Path]:
