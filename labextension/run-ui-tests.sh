@@ -45,7 +45,16 @@ if [ -z "${NBMODEL_UI_PORT:-}" ]; then
     NBMODEL_UI_PORT="$("$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')"
     export NBMODEL_UI_PORT
 fi
+# The lab's deploys fork from a warm helper (as in a user's lab) of this run's own: it must not
+# lend the tests a helper of the user's, nor outlive the run in the user's runtime folder.
+NBMODEL_RUNTIME_DIR="$(mktemp -d "${TMPDIR:-/tmp}/nbmodel-ui-XXXXXX")"
+export NBMODEL_RUNTIME_DIR
+export PYTHON
+cleanup() {
+    "$PYTHON" -c "from nbmodel.serving._warm import WarmStarter; WarmStarter().stop()" || true
+    rm -rf "$NBMODEL_RUNTIME_DIR" "$HERE/ui-tests/.tmp"
+}
+trap cleanup EXIT
 status=0
 npx playwright test "$@" || status=$?
-rm -rf "$HERE/ui-tests/.tmp"
 exit $status

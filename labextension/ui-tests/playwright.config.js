@@ -31,7 +31,8 @@ module.exports = {
     }
   },
   webServer: {
-    command: 'python start_lab.py',
+    // the Python the script checked (PYTHON), so the lab runs the nbmodel it installed
+    command: `"${process.env.PYTHON || 'python'}" start_lab.py`,
     url: `http://127.0.0.1:${port}/lab`,
     timeout: 180000,
     reuseExistingServer: false,
