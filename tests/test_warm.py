@@ -108,6 +108,7 @@ def test_load_ext_and_magics_start_no_helper(warm: Path, kernel_env: dict[str, s
     assert not _warm.WarmStarter().running()
 
 
+# -- slow: real helpers --------------------------------------------------------------------------
 def _pythons() -> list[Path]:
     """Two names of this environment's Python in its own folder (``python`` and ``python3`` in a
     virtual environment), as a kernel spec's ``python`` and an entry point's ``python3`` call it."""
@@ -119,6 +120,7 @@ def _pythons() -> list[Path]:
     return same[:2]
 
 
+@pytest.mark.slow
 def test_one_helper_per_environment_whichever_name_its_python_is_started_by(
         warm: Path, kernel_env: dict[str, str]) -> None:
     # JupyterLab started by an entry point (python3) and a kernel started as "python": one
@@ -143,7 +145,6 @@ def test_one_helper_per_environment_whichever_name_its_python_is_started_by(
     assert wait_for(lambda: helpers(warm) == [], 10)
 
 
-# -- slow: real helpers --------------------------------------------------------------------------
 @pytest.mark.slow
 def test_kernels_racing_to_deploy_share_one_helper(warm: Path, commit_iris: Any, iris: Any,
                                                    kernel_env: dict[str, str]) -> None:
