@@ -36,6 +36,48 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
     return max(1, min(4, cores))
 
 
+#: The longest tests, with their seconds in a clean CI run on two workers: they must not start
+#: last. A test missing here only runs where the collection puts it.
+LONGEST = {
+    "tests/test_notebooks.py::test_in_order_in_one_folder_then_again": 700,
+    "tests/test_sidebar_ui.py::test_sidebar_typescript_units_and_galata_in_chromium": 390,
+    "tests/test_reliability.py::test_four_processes_commit_fifty_versions_each_to_a_fresh_store": 270,
+    "tests/test_team_lessons.py::test_the_lessons_pass_strict_nbval_on_a_fresh_team_server": 250,
+    "tests/test_team_kernels.py::test_eight_kernels_commit_and_move_aliases_on_the_server": 190,
+    "tests/test_team_kernels.py::test_eight_kernels_commit_and_move_aliases_on_sqlite": 160,
+}
+
+
+@pytest.hookimpl(trylast=True)  # after deselection (-m, -k)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under xdist, start each worker on its share of the longest tests.
+
+    ``--dist worksteal`` gives each worker a contiguous share of the collection and lets an idle
+    one take the back half of another's. In file order the longest tests sat near the end, and
+    the run waited minutes on the last of them alone; here each share begins with some of them
+    (the longest first, each to the least loaded share), and the rest keep their order. Every
+    worker orders its collection the same way, as xdist requires.
+    """
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0") or 0)
+    longest = sorted((i for i in items if i.nodeid in LONGEST), key=lambda i: -LONGEST[i.nodeid])
+    if workers < 2 or not longest:
+        return
+    shares: list[list[pytest.Item]] = [[] for _ in range(workers)]
+    loads = [0] * workers
+    for item in longest:
+        k = loads.index(min(loads))
+        shares[k].append(item)
+        loads[k] += LONGEST[item.nodeid]
+    rest = iter([i for i in items if i.nodeid not in LONGEST])
+    ordered: list[pytest.Item] = []
+    left = len(items)
+    for k, share in enumerate(shares):
+        size = left // (workers - k)  # as worksteal cuts the collection
+        ordered += share + [next(rest) for _ in range(max(0, size - len(share)))]
+        left -= size
+    ordered += list(rest)
+    items[:] = ordered
+
 @pytest.fixture
 def kernel_env() -> dict[str, str]:
     """The environment of a child "kernel" process: this checkout's nbmodel first on the path,
