@@ -78,6 +78,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     ordered += list(rest)
     items[:] = ordered
 
+
 @pytest.fixture
 def kernel_env() -> dict[str, str]:
     """The environment of a child "kernel" process: this checkout's nbmodel first on the path,
