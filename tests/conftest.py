@@ -7,6 +7,7 @@ take seconds) and copied for each test.
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 import sqlite3
@@ -73,7 +74,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     left = len(items)
     for k, share in enumerate(shares):
         size = left // (workers - k)  # as worksteal cuts the collection
-        ordered += share + [next(rest) for _ in range(max(0, size - len(share)))]
+        ordered += share + list(itertools.islice(rest, max(0, size - len(share))))  # what is left
         left -= size
     ordered += list(rest)
     items[:] = ordered
