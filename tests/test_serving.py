@@ -543,6 +543,15 @@ def test_only_models_that_answer_rows_independently_batch() -> None:
         assert M._check_batch(h) is expected
 
 
+def _log_tail(dep: Any, lines: int = 40) -> str:
+    """The end of a deployment's log (beside its record), for a failure's message."""
+    try:
+        text = Path(dep.record).with_suffix(".log").read_text(encoding="utf-8", errors="replace")
+    except (OSError, TypeError):
+        return "(no log)"
+    return "\n".join(text.splitlines()[-lines:])
+
+
 def children(pid: int) -> set[int]:
     """Live child processes of ``pid`` (from /proc)."""
     out = set()
@@ -608,7 +617,8 @@ def test_workers_share_the_port_follow_the_alias_and_are_replaced(shell: Any, co
     while time.time() < deadline and (len(children(dep.pid)) != 2 or killed in children(dep.pid)):
         time.sleep(0.05)
     now = children(dep.pid)
-    assert len(now) == 2 and killed not in now
+    assert len(now) == 2 and killed not in now, (
+        f"killed {killed}, workers now {now}; the server's log ends:\n{_log_tail(dep)}")
     # the supervisor loaded version 1 at start; its new worker serves what the alias names
     for _ in range(30):
         assert post(dep.url, split(X)).json() == {"predictions": b}
